@@ -1,0 +1,38 @@
+package warden
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Call is one tool call as it moves through the pipeline, and as it is
+// recorded.
+type Call struct {
+	ID        string          `json:"id"`
+	SessionID string          `json:"session_id,omitempty"`
+	Caller    *Caller         `json:"caller,omitempty"`
+	Tool      string          `json:"tool"`
+	Args      json.RawMessage `json:"args,omitempty"`
+	Action    *Action         `json:"action,omitempty"`
+	Risk      Risk            `json:"risk,omitempty"`
+	Decision  *Decision       `json:"decision,omitempty"`
+	Result    *Result         `json:"-"`
+	// Err is the error returned to the agent, if any.
+	Err       *Error    `json:"-"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+}
+
+// Outcome summarises how a call ended, for the recording.
+func (c *Call) Outcome() string {
+	switch {
+	case c.Err == nil:
+		return "ok"
+	case c.Err.Code == Denied, c.Err.Code == Unauthenticated:
+		return "denied"
+	case c.Err.Code == NeedsApproval:
+		return "pending"
+	default:
+		return "error"
+	}
+}

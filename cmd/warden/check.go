@@ -1,0 +1,105 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/policy"
+)
+
+// check validates the config and prints what it allows, without
+// connecting to anything.
+func (m *Main) check(args []string) error {
+	fs := m.flags("check")
+	config := fs.String("config", "warden.yaml", "config file")
+	as := fs.String("as", "", "show the roles and grants of SUBJECT[:group,...]")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := m.loadConfig(*config)
+	if err != nil {
+		return err
+	}
+	pol, err := policy.New(cfg.Roles, cfg.BackendKinds())
+	if err != nil {
+		return err
+	}
+	w := m.Stdout
+	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *config, cfg.Store.URL)
+	if l := cfg.Identity.Local; l != nil {
+		fmt.Fprintf(w, "identity.local: %s", l.Subject)
+		if len(l.Groups) > 0 {
+			fmt.Fprintf(w, " (groups: %s)", strings.Join(l.Groups, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nbackends:")
+	for _, name := range sortedKeys(cfg.Backends) {
+		b := cfg.Backends[name]
+		fmt.Fprintf(w, "  %s (%s)", name, b.Kind)
+		if p := b.Postgres; p != nil {
+			fmt.Fprintf(w, ": statement_timeout %s, max_rows %d, search_path %s", p.StatementTimeout, p.MaxRows, strings.Join(p.SearchPath, ", "))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nroles:")
+	for _, name := range sortedKeys(cfg.Roles) {
+		r := cfg.Roles[name]
+		var members []string
+		for _, s := range r.Members.Subjects {
+			members = append(members, "subject "+s)
+		}
+		for _, e := range r.Members.Emails {
+			members = append(members, "email "+e)
+		}
+		for _, g := range r.Members.Groups {
+			members = append(members, "group "+g)
+		}
+		fmt.Fprintf(w, "  %s — members: %s\n", name, strings.Join(members, ", "))
+		for i, g := range r.Grants {
+			fmt.Fprintf(w, "    grants[%d] %s\n", i, describeGrant(g))
+		}
+	}
+	if *as != "" {
+		caller := parseAs(*as)
+		fmt.Fprintf(w, "\nas %s", caller.Subject)
+		if len(caller.Groups) > 0 {
+			fmt.Fprintf(w, " (groups: %s)", strings.Join(caller.Groups, ", "))
+		}
+		roles := pol.RolesFor(caller)
+		if len(roles) == 0 {
+			fmt.Fprintln(w, ": no roles — every call is denied")
+			return nil
+		}
+		fmt.Fprintf(w, ": roles %s\n", strings.Join(roles, ", "))
+		for _, g := range pol.Effective(caller) {
+			fmt.Fprintf(w, "  %s\n", g)
+		}
+	}
+	return nil
+}
+
+func describeGrant(g *policy.Grant) string {
+	var parts []string
+	if len(g.Tables) > 0 {
+		parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Actions, ", "), strings.Join(g.Tables, ", ")))
+	}
+	if len(g.Functions) > 0 {
+		parts = append(parts, "execute "+strings.Join(g.Functions, ", "))
+	}
+	return g.Backend + ": " + strings.Join(parts, "; ")
+}
+
+// parseAs reads SUBJECT[:group,...].
+func parseAs(s string) *warden.Caller {
+	subject, groups, _ := strings.Cut(s, ":")
+	c := &warden.Caller{Subject: subject, Method: "local"}
+	if groups != "" {
+		c.Groups = strings.Split(groups, ",")
+	}
+	if strings.Contains(subject, "@") {
+		c.Email = subject
+	}
+	return c
+}

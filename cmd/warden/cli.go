@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mcp"
+	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/tools/sql"
+)
+
+// Version is set at build time.
+var Version = "0.1.0-dev"
+
+// Main is the warden program: end-to-end tests run the same wiring.
+type Main struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) (string, bool)
+	Clock          warden.Clock
+}
+
+// NewMain returns a Main wired to the process's standard streams.
+func NewMain() *Main {
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.LookupEnv, Clock: time.Now}
+}
+
+// usageError is a command-line mistake (exit code 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `warden — a zero-trust MCP server for AI agents
+
+Usage:
+  warden serve    [--config warden.yaml] [--transport stdio|http|sse] [--listen 127.0.0.1:8765]
+  warden check    [--config warden.yaml] [--as SUBJECT[:group,...]]
+  warden sessions list [--config ...] [--subject S] [--since 1h] [--limit N]
+  warden sessions show [--config ...] ID
+  warden demo     [--database-url URL]
+  warden version
+`
+
+// Run runs one command and returns the process exit code: 0 ok, 1
+// failure, 2 usage error.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	err := m.run(ctx, args)
+	if err == nil {
+		return 0
+	}
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(m.Stderr, "warden: %s\n\n%s", ue.msg, usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 2
+	}
+	fmt.Fprintf(m.Stderr, "warden: %s\n", err)
+	return 1
+}
+
+func (m *Main) run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("missing command")
+	}
+	switch args[0] {
+	case "serve":
+		return m.serve(ctx, args[1:])
+	case "check":
+		return m.check(args[1:])
+	case "sessions":
+		return m.sessions(ctx, args[1:])
+	case "demo":
+		return m.demo(ctx, args[1:])
+	case "version":
+		fmt.Fprintln(m.Stdout, "warden", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	}
+	return usagef("unknown command %q", args[0])
+}
+
+func (m *Main) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("warden "+name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	return fs
+}
+
+// parse parses flags that may come before or after positional arguments
+// (`warden sessions show ID --config x`); positional arguments are left in
+// fs.Args().
+func parse(fs *flag.FlagSet, args []string) error {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usagef("%v", err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
+	return fs.Parse(append([]string{"--"}, positional...))
+}
+
+func (m *Main) loadConfig(path string) (*Config, error) {
+	cfg, err := LoadConfig(path, m.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	// A relative store path is relative to the config file, so the same
+	// file works from any working directory.
+	p := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
+	if !filepath.IsAbs(p) {
+		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
+	}
+	return cfg, nil
+}
+
+// App is a provisioned warden: store, backends, policy, tools, pipeline.
+type App struct {
+	Config   *Config
+	Store    *recorder.Store
+	Backends sql.Backends
+	Policy   *policy.Policy
+	Pipeline *warden.Pipeline
+	Log      *slog.Logger
+}
+
+// Provision opens the store and creates the backend pools (without
+// connecting) from a validated config.
+func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
+	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	pol, err := policy.New(cfg.Roles, cfg.BackendKinds())
+	if err != nil {
+		return nil, err
+	}
+	store, err := recorder.Open(ctx, cfg.Store.URL)
+	if err != nil {
+		return nil, fmt.Errorf("open the recording store: %w", err)
+	}
+	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, Policy: pol, Log: log}
+	for _, name := range sortedKeys(cfg.Backends) {
+		b := cfg.Backends[name]
+		if b.Postgres == nil {
+			continue
+		}
+		be, err := sql.NewBackend(name, *b.Postgres)
+		if err != nil {
+			app.Close()
+			return nil, warden.Under("backends."+name, err)
+		}
+		app.Backends[name] = be
+	}
+	reg, err := warden.NewRegistry(
+		&sql.Query{Backends: app.Backends},
+		&sql.Schema{Backends: app.Backends, Grants: pol},
+	)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.Pipeline = &warden.Pipeline{
+		Tools:    reg,
+		Policy:   pol,
+		Recorder: store,
+		Clock:    m.Clock,
+		NewID:    newID("c"),
+		Log:      log,
+	}
+	return app, nil
+}
+
+// Close releases the app's resources.
+func (a *App) Close() {
+	a.Backends.Close()
+	if a.Store != nil {
+		_ = a.Store.Close()
+	}
+}
+
+func (m *Main) serve(ctx context.Context, args []string) error {
+	fs := m.flags("serve")
+	config := fs.String("config", "warden.yaml", "config file")
+	transport := fs.String("transport", "stdio", "stdio, http or sse")
+	listen := fs.String("listen", "127.0.0.1:8765", "address for the http and sse transports")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments, got %q", fs.Arg(0))
+	}
+	switch *transport {
+	case "stdio", "http", "sse":
+	default:
+		return usagef("unknown transport %q (use stdio, http or sse)", *transport)
+	}
+	cfg, err := m.loadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if *transport == "stdio" && cfg.Identity.Local == nil {
+		return errors.New("identity.local is required on stdio: it is the caller every call runs as")
+	}
+	app, err := m.Provision(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	srv := mcp.New(mcp.Options{
+		Pipeline: app.Pipeline,
+		Policy:   app.Policy,
+		Sessions: app.Store,
+		Identity: &cfg.Identity,
+		Version:  Version,
+		Log:      app.Log,
+		NewID:    newID("s"),
+	})
+	if *transport == "stdio" {
+		return srv.ServeStdio(ctx, m.Stdin, m.Stdout)
+	}
+	if _, err := srv.HTTPHandler(*transport); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	app.Log.Info("warden listening", "transport", *transport, "addr", ln.Addr().String())
+	return srv.ServeHTTP(ctx, ln, *transport)
+}
+
+// newID returns a generator of time-ordered ids such as c-0fz3k2m8q1w5x7ab.
+func newID(prefix string) func() string {
+	enc := base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+	return func() string {
+		var b [10]byte
+		binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixMilli())<<16)
+		_, _ = rand.Read(b[6:])
+		return prefix + "-" + enc.EncodeToString(b[:])
+	}
+}

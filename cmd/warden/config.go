@@ -1,0 +1,316 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mcp"
+	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/tools/sql"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is warden.yaml: each section belongs to the package that consumes
+// it; this file only composes them.
+type Config struct {
+	Store    StoreConfig        `yaml:"store"`
+	Identity mcp.IdentityConfig `yaml:"identity"`
+	Backends map[string]Backend `yaml:"backends"`
+	Roles    policy.Config      `yaml:"roles"`
+	// Masking and Approvals are part of the file format, but this version
+	// cannot enforce them, so their presence stops warden from starting
+	// rather than being silently ignored.
+	Masking   *yaml.Node `yaml:"masking"`
+	Approvals *yaml.Node `yaml:"approvals"`
+}
+
+// StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH}.
+type StoreConfig struct {
+	URL       string `yaml:"url"`
+	Retention string `yaml:"retention"`
+}
+
+// Backend is one entry of `backends`; Kind selects the consumer.
+type Backend struct {
+	Kind     string
+	Postgres *sql.Config
+}
+
+// DefaultStore is where the recording goes when `store` is not set.
+const DefaultStore = "sqlite:warden.db"
+
+// LoadConfig reads, expands, strictly decodes and validates a config file.
+// Every error names the key path it is about.
+func LoadConfig(path string, getenv func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(data, getenv)
+}
+
+// ParseConfig is LoadConfig on bytes.
+func ParseConfig(data []byte, getenv func(string) (string, bool)) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config is not valid YAML: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.New("config is empty")
+	}
+	root := doc.Content[0]
+	var errs []error
+	expand(root, "", getenv, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg := &Config{}
+	decodeStrict(root, reflect.ValueOf(cfg).Elem(), "", &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store.URL == "" {
+		c.Store.URL = DefaultStore
+	}
+	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
+		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
+	}
+	if c.Store.Retention != "" {
+		errs = append(errs, warden.FieldErrorf("store.retention", "pruning is not supported by this version yet; remove the key (records are kept)"))
+	}
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()))
+	if c.Masking != nil {
+		errs = append(errs, warden.FieldErrorf("masking", "masking rules are not supported by this version yet; warden refuses to start rather than return values you asked it to mask"))
+	}
+	if c.Approvals != nil {
+		errs = append(errs, warden.FieldErrorf("approvals", "approval rules are not supported by this version yet; warden refuses to start rather than run calls you asked it to hold"))
+	}
+	if len(c.Backends) == 0 {
+		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
+	}
+	for _, name := range sortedKeys(c.Backends) {
+		b := c.Backends[name]
+		if b.Postgres != nil {
+			errs = append(errs, warden.Under("backends."+name, b.Postgres.Validate()))
+		}
+	}
+	if len(c.Roles) == 0 {
+		errs = append(errs, warden.FieldErrorf("roles", "no roles configured: every call would be denied"))
+	}
+	errs = append(errs, warden.Under("roles", c.Roles.Validate(c.BackendKinds())))
+	return errors.Join(errs...)
+}
+
+// BackendKinds maps backend names to kinds.
+func (c *Config) BackendKinds() map[string]string {
+	out := map[string]string{}
+	for name, b := range c.Backends {
+		out[name] = b.Kind
+	}
+	return out
+}
+
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces ${VAR} in scalar values (never keys) with the
+// environment's value; `$$` is a literal `$`. An unset variable is an
+// error, not an empty string: an empty DSN or token must not slip through.
+func expand(n *yaml.Node, path string, getenv func(string) (string, bool), errs *[]error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if !strings.Contains(n.Value, "$") {
+			return
+		}
+		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(m string) string {
+			if m == "$$" {
+				return "$"
+			}
+			name := m[2 : len(m)-1]
+			v, ok := getenv(name)
+			if !ok {
+				*errs = append(*errs, warden.FieldErrorf(path, "environment variable %s is not set", name))
+			}
+			return v
+		})
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			expand(n.Content[i+1], join(path, n.Content[i].Value), getenv, errs)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			expand(c, fmt.Sprintf("%s[%d]", path, i), getenv, errs)
+		}
+	case yaml.AliasNode:
+		*errs = append(*errs, warden.FieldErrorf(path, "YAML aliases are not supported"))
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+var nodeType = reflect.TypeOf(yaml.Node{})
+
+// decodeStrict decodes n into v, reporting unknown keys and type errors at
+// their key path.
+func decodeStrict(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return
+	}
+	switch {
+	case v.Type() == nodeType:
+		v.Set(reflect.ValueOf(*n))
+		return
+	case v.Kind() == reflect.Pointer:
+		if v.Type().Elem() == nodeType {
+			c := *n
+			v.Set(reflect.ValueOf(&c))
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		decodeStrict(n, v.Elem(), path, errs)
+		return
+	}
+	switch t := v.Addr().Interface().(type) {
+	case *StoreConfig:
+		if n.Kind == yaml.ScalarNode {
+			t.URL = n.Value
+			return
+		}
+	case *Backend:
+		decodeBackend(n, t, path, errs)
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, warden.FieldErrorf(path, "expected a mapping"))
+			return
+		}
+		fields := map[string]int{}
+		var known []string
+		for i := 0; i < v.NumField(); i++ {
+			tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+			if tag != "" && tag != "-" {
+				fields[tag] = i
+				known = append(known, tag)
+			}
+		}
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			fi, ok := fields[key]
+			if !ok {
+				*errs = append(*errs, warden.FieldErrorf(join(path, key), "unknown key (known keys: %s)", strings.Join(known, ", ")))
+				continue
+			}
+			if seen[key] {
+				*errs = append(*errs, warden.FieldErrorf(join(path, key), "key appears twice"))
+			}
+			seen[key] = true
+			decodeStrict(n.Content[i+1], v.Field(fi), join(path, key), errs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, warden.FieldErrorf(path, "expected a mapping"))
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if v.MapIndex(reflect.ValueOf(key)).IsValid() {
+				*errs = append(*errs, warden.FieldErrorf(join(path, key), "key appears twice"))
+				continue
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			decodeStrict(n.Content[i+1], elem, join(path, key), errs)
+			v.SetMapIndex(reflect.ValueOf(key), elem)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			*errs = append(*errs, warden.FieldErrorf(path, "expected a list"))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			decodeStrict(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+		v.Set(s)
+	default:
+		if n.Kind != yaml.ScalarNode {
+			*errs = append(*errs, warden.FieldErrorf(path, "expected a single value"))
+			return
+		}
+		if err := n.Decode(v.Addr().Interface()); err != nil {
+			*errs = append(*errs, warden.FieldErrorf(path, "%s", scalarError(v, n.Value)))
+		}
+	}
+}
+
+func scalarError(v reflect.Value, got string) string {
+	switch v.Interface().(type) {
+	case warden.Duration:
+		return fmt.Sprintf("invalid duration %q (use forms like 5s, 10m, 90d)", got)
+	}
+	switch v.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return fmt.Sprintf("expected a whole number, got %q", got)
+	case reflect.Bool:
+		return fmt.Sprintf("expected true or false, got %q", got)
+	}
+	return fmt.Sprintf("invalid value %q", got)
+}
+
+// decodeBackend reads `kind` and decodes the rest into that kind's config.
+func decodeBackend(n *yaml.Node, b *Backend, path string, errs *[]error) {
+	if n.Kind != yaml.MappingNode {
+		*errs = append(*errs, warden.FieldErrorf(path, "expected a mapping with a kind"))
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "kind" {
+			b.Kind = n.Content[i+1].Value
+		}
+	}
+	switch b.Kind {
+	case "postgres":
+		b.Postgres = &sql.Config{}
+		decodeStrict(n, reflect.ValueOf(b.Postgres).Elem(), path, errs)
+	case "":
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "missing kind (postgres)"))
+	case "kubernetes", "http":
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "%q backends are not supported by this version yet", b.Kind))
+	default:
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres)", b.Kind))
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/warden-mcp/warden/recorder"
+)
+
+// demo creates a demo database, starts `warden serve` on it over stdio and
+// drives it with a real MCP client, printing what the agent sees.
+func (m *Main) demo(ctx context.Context, args []string) error {
+	fs := m.flags("demo")
+	dbURL := fs.String("database-url", "", "PostgreSQL server to create the demo database in (default $DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres)")
+	config := fs.String("config", "examples/demo.yaml", "the demo's warden config")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *dbURL == "" {
+		*dbURL = "postgres://postgres@127.0.0.1:5432/postgres"
+		if v, ok := m.Getenv("DATABASE_URL"); ok && v != "" {
+			*dbURL = v
+		}
+	}
+	w := m.Stdout
+	demoDSN, err := createDemoDatabase(ctx, *dbURL, filepath.Join(filepath.Dir(*config), "demo.sql"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "== warden demo ==")
+	fmt.Fprintln(w, "Created database warden_demo: 40 customers (emails, card numbers), 300 orders, and a payroll table.")
+	fmt.Fprintf(w, "Starting `warden serve --config %s` over stdio. The agent below is a real MCP client;\n", *config)
+	fmt.Fprintln(w, "it has no database password — only the tools warden gives it, as alice@example.com (group analysts).")
+
+	cfg, err := m.loadConfig(*config)
+	if err != nil {
+		return err
+	}
+	// Start from an empty recording so the tour shows only its own session.
+	store := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		_ = os.Remove(store + suffix)
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	c, err := client.NewStdioMCPClient(exe, []string{"WARDEN_DEMO_DSN=" + demoDSN}, "serve", "--config", *config)
+	if err != nil {
+		return fmt.Errorf("start warden: %w", err)
+	}
+	defer c.Close()
+	init := mcp.InitializeRequest{}
+	init.Params.ClientInfo = mcp.Implementation{Name: "warden-demo-agent", Version: Version}
+	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+	res, err := c.Initialize(ctx, init)
+	if err != nil {
+		return fmt.Errorf("initialize: %w", err)
+	}
+	fmt.Fprintf(w, "\nConnected to %s %s (MCP %s).\n", res.ServerInfo.Name, res.ServerInfo.Version, res.ProtocolVersion)
+
+	step := func(n int, title string) { fmt.Fprintf(w, "\n── %d. %s\n", n, title) }
+
+	step(1, "tools/list — alice sees only the tools she holds grants for, with her databases as the enum")
+	tools, err := c.ListTools(ctx, mcp.ListToolsRequest{})
+	if err != nil {
+		return err
+	}
+	for _, t := range tools.Tools {
+		var schema struct {
+			Properties map[string]struct {
+				Enum []string `json:"enum"`
+			} `json:"properties"`
+		}
+		_ = json.Unmarshal(t.RawInputSchema, &schema)
+		fmt.Fprintf(w, "   %s  database ∈ %v\n", t.Name, schema.Properties["database"].Enum)
+	}
+
+	calls := []struct {
+		title string
+		tool  string
+		args  map[string]any
+	}{
+		{"sql_schema — what may I read?", "sql_schema", map[string]any{"database": "shop", "table": "orders"}},
+		{"an allowed read: revenue by country (a join, run in BEGIN READ ONLY)", "sql_query", map[string]any{
+			"database": "shop", "purpose": "weekly revenue report",
+			"sql": "SELECT c.country, count(*) AS orders, sum(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status <> 'refunded' GROUP BY c.country ORDER BY revenue DESC LIMIT 3"}},
+		{"parameters are bound as $1, never spliced into the text", "sql_query", map[string]any{
+			"database": "shop", "sql": "SELECT id, total, status, placed_at FROM orders WHERE customer_id = $1 ORDER BY placed_at LIMIT 2", "params": []any{7}}},
+		{"a refused table: payroll is not in alice's grants", "sql_query", map[string]any{
+			"database": "shop", "sql": "SELECT employee, salary FROM payroll"}},
+		{"a refused table hidden in a subquery", "sql_query", map[string]any{
+			"database": "shop", "sql": "SELECT name FROM customers WHERE id IN (SELECT length(employee) FROM payroll)"}},
+		{"a refused write", "sql_query", map[string]any{
+			"database": "shop", "sql": "DELETE FROM orders WHERE status = 'refunded'"}},
+		{"a write hidden in a data-modifying CTE", "sql_query", map[string]any{
+			"database": "shop", "sql": "WITH gone AS (DELETE FROM orders RETURNING *) SELECT count(*) FROM gone"}},
+		{"transaction control belongs to warden", "sql_query", map[string]any{
+			"database": "shop", "sql": "SET statement_timeout = 0"}},
+	}
+	for i, call := range calls {
+		step(i+2, call.title)
+		args, _ := json.Marshal(call.args)
+		fmt.Fprintf(w, "   agent → %s %s\n", call.tool, args)
+		req := mcp.CallToolRequest{}
+		req.Params.Name = call.tool
+		req.Params.Arguments = call.args
+		out, err := c.CallTool(ctx, req)
+		if err != nil {
+			return fmt.Errorf("%s: %w", call.tool, err)
+		}
+		printResult(w, out)
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+
+	step(len(calls)+2, "the recording: every call, allowed or not (`warden sessions list` / `show`)")
+	st, err := recorder.Open(ctx, cfg.Store.URL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.Sessions(ctx, recorder.SessionFilter{Limit: 1})
+	if err != nil {
+		return err
+	}
+	if err := recorder.WriteSessionList(indent(w), list); err != nil {
+		return err
+	}
+	if len(list) == 0 {
+		return errors.New("the demo session was not recorded")
+	}
+	fmt.Fprintln(w)
+	s, records, err := st.Session(ctx, list[0].ID)
+	if err != nil {
+		return err
+	}
+	if err := recorder.WriteSession(indent(w), s, records); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nDone. Explore it yourself:\n   bin/warden sessions list --config %s\n   bin/warden sessions show --config %s %s\n", *config, *config, list[0].ID)
+	return nil
+}
+
+// printResult prints what the agent received: the text content, with JSON
+// indented for reading.
+func printResult(w io.Writer, res *mcp.CallToolResult) {
+	label := "warden → "
+	if res.IsError {
+		label = "warden → isError: "
+	}
+	for _, c := range res.Content {
+		tc, ok := c.(mcp.TextContent)
+		if !ok {
+			continue
+		}
+		text := tc.Text
+		var buf bytes.Buffer
+		if json.Indent(&buf, []byte(text), "", "  ") == nil {
+			text = buf.String()
+		}
+		lines := strings.Split(text, "\n")
+		if len(lines) > 40 {
+			lines = append(lines[:40], fmt.Sprintf("... (%d more lines)", len(lines)-40))
+		}
+		fmt.Fprintf(w, "   %s%s\n", label, strings.Join(lines, "\n     "))
+	}
+}
+
+type indentWriter struct{ w io.Writer }
+
+func (iw indentWriter) Write(p []byte) (int, error) {
+	s := strings.ReplaceAll(string(p), "\n", "\n   ")
+	if _, err := io.WriteString(iw.w, s); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func indent(w io.Writer) io.Writer {
+	_, _ = io.WriteString(w, "   ")
+	return indentWriter{w}
+}
+
+// createDemoDatabase (re)creates warden_demo on the server at adminURL and
+// loads the demo data; it returns the demo database's URL.
+func createDemoDatabase(ctx context.Context, adminURL, sqlFile string) (string, error) {
+	seed, err := os.ReadFile(sqlFile)
+	if err != nil {
+		return "", fmt.Errorf("read demo data: %w", err)
+	}
+	admin, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", fmt.Errorf("connect to PostgreSQL (set DATABASE_URL): %w", err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS warden_demo WITH (FORCE)"); err != nil {
+		return "", fmt.Errorf("drop old demo database: %w", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE warden_demo"); err != nil {
+		return "", fmt.Errorf("create demo database: %w", err)
+	}
+	u, err := url.Parse(adminURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/warden_demo"
+	conn, err := pgx.Connect(ctx, u.String())
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, string(seed)); err != nil {
+		return "", fmt.Errorf("load demo data: %w", err)
+	}
+	return u.String(), nil
+}

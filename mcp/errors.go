@@ -1,0 +1,84 @@
+package mcp
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/warden-mcp/warden"
+)
+
+// errorBody is the structured content of a refused or failed call.
+type errorBody struct {
+	Error struct {
+		Code    warden.Code `json:"code"`
+		Message string      `json:"message"`
+		Rule    string      `json:"rule,omitempty"`
+		Allowed []string    `json:"allowed,omitempty"`
+	} `json:"error"`
+	CallID string `json:"call_id"`
+}
+
+// toolResult translates a pipeline outcome into the MCP result the agent
+// sees. It is the one place where warden errors meet the protocol: every
+// refusal and failure becomes a tool result with isError set and a message
+// the agent can act on; internal failures show only the call id.
+func toolResult(c *warden.Call, err error) *mcp.CallToolResult {
+	if err == nil {
+		body, merr := json.Marshal(c.Result.Structured)
+		if merr != nil {
+			return failure(c, &warden.Error{Code: warden.Internal, Message: "internal error"})
+		}
+		return &mcp.CallToolResult{
+			Content:           []mcp.Content{mcp.NewTextContent(string(body))},
+			StructuredContent: json.RawMessage(body),
+		}
+	}
+	return failure(c, warden.AsError(err))
+}
+
+func failure(c *warden.Call, e *warden.Error) *mcp.CallToolResult {
+	var b errorBody
+	b.CallID = c.ID
+	b.Error.Code = e.Code
+	b.Error.Rule = e.Rule
+	b.Error.Allowed = e.Allowed
+	b.Error.Message = e.Message
+	if e.Code == warden.Internal {
+		// The cause goes to the recording and the operator's log only.
+		b.Error.Message = "internal error; the details are in warden's recording under call " + c.ID
+	}
+
+	var t strings.Builder
+	switch e.Code {
+	case warden.Denied:
+		t.WriteString("Denied: ")
+	case warden.Unauthenticated:
+		t.WriteString("Not authenticated: ")
+	case warden.Invalid:
+		t.WriteString("Invalid request: ")
+	case warden.Unavailable:
+		t.WriteString("Unavailable: ")
+	case warden.NeedsApproval:
+		t.WriteString("Needs approval: ")
+	default:
+		t.WriteString("Error: ")
+	}
+	t.WriteString(b.Error.Message)
+	if e.Rule != "" {
+		t.WriteString("\nRule: " + e.Rule)
+	}
+	if len(e.Allowed) > 0 {
+		t.WriteString("\nYou may instead use:")
+		for _, a := range e.Allowed {
+			t.WriteString("\n  - " + a)
+		}
+	}
+	t.WriteString("\nCall id: " + c.ID)
+	body, _ := json.Marshal(b)
+	return &mcp.CallToolResult{
+		Content:           []mcp.Content{mcp.NewTextContent(t.String())},
+		StructuredContent: json.RawMessage(body),
+		IsError:           true,
+	}
+}

@@ -1,0 +1,313 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+	"github.com/warden-mcp/warden"
+)
+
+// SessionRecorder records the lifecycle of client sessions.
+type SessionRecorder interface {
+	StartSession(ctx context.Context, s *warden.Session) error
+	UpdateSession(ctx context.Context, s *warden.Session) error
+	EndSession(ctx context.Context, id string, at time.Time) error
+}
+
+// Options configure a Server.
+type Options struct {
+	Pipeline *warden.Pipeline
+	Policy   warden.Authorizer
+	Sessions SessionRecorder
+	Identity *IdentityConfig
+	// Version is warden's version, reported to clients.
+	Version string
+	Log     *slog.Logger
+	// NewID generates session ids (default: the pipeline's generator).
+	NewID func() string
+	// ShutdownGrace is how long in-flight HTTP calls may run after a
+	// shutdown signal before they are cancelled (default 10s).
+	ShutdownGrace time.Duration
+}
+
+// Server is warden's MCP server: one set of tools, one pipeline, any
+// transport.
+type Server struct {
+	opts    Options
+	mcp     *server.MCPServer
+	specs   map[string]warden.ToolSpec
+	tracker *tracker
+
+	schemaMu sync.Mutex
+	schemas  map[string]json.RawMessage
+}
+
+// New builds the server and registers every tool of the pipeline.
+func New(opts Options) *Server {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.NewID == nil {
+		opts.NewID = opts.Pipeline.NewID
+	}
+	if opts.ShutdownGrace == 0 {
+		opts.ShutdownGrace = 10 * time.Second
+	}
+	s := &Server{
+		opts:    opts,
+		specs:   map[string]warden.ToolSpec{},
+		schemas: map[string]json.RawMessage{},
+		tracker: newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
+	}
+	hooks := &server.Hooks{}
+	hooks.AddAfterInitialize(func(ctx context.Context, _ any, req *mcp.InitializeRequest, res *mcp.InitializeResult) {
+		s.tracker.initialized(ctx, req.Params.ClientInfo, res.ProtocolVersion)
+	})
+	hooks.AddOnUnregisterSession(func(ctx context.Context, cs server.ClientSession) {
+		s.tracker.end(sessionKey(cs))
+	})
+	s.mcp = server.NewMCPServer("warden", opts.Version,
+		server.WithToolCapabilities(false),
+		server.WithToolFilter(s.filterTools),
+		server.WithHooks(hooks),
+		server.WithRecovery(),
+		server.WithInstructions("warden is the only way to reach these databases. Call sql_schema to see the tables "+
+			"and columns you may use, then sql_query with one statement per call. A refused call says which rule "+
+			"refused it and what you may do instead."),
+	)
+	for _, t := range opts.Pipeline.Tools.Tools() {
+		spec := t.Spec()
+		s.specs[spec.Name] = spec
+		tool := mcp.Tool{
+			Name:           spec.Name,
+			Description:    spec.Description,
+			RawInputSchema: s.schema(spec, nil),
+			Annotations:    mcp.ToolAnnotation{Title: spec.Title, ReadOnlyHint: mcp.ToBoolPtr(spec.ReadOnly), OpenWorldHint: mcp.ToBoolPtr(false)},
+		}
+		s.mcp.AddTool(tool, s.handler(spec.Name))
+	}
+	return s
+}
+
+// handler decodes a tools/call request, runs it through the pipeline and
+// encodes the outcome. It decides nothing itself.
+func (s *Server) handler(name string) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		args := req.Params.RawArguments
+		if len(args) == 0 && req.Params.Arguments != nil {
+			var err error
+			if args, err = json.Marshal(req.Params.Arguments); err != nil {
+				return nil, fmt.Errorf("invalid params: arguments are not JSON")
+			}
+		}
+		if t := bytes.TrimSpace(args); len(t) > 0 && t[0] != '{' && !bytes.Equal(t, []byte("null")) {
+			// A malformed request is a protocol error, not a tool result.
+			return nil, fmt.Errorf("invalid params: arguments must be a JSON object")
+		}
+		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
+		call, err := s.opts.Pipeline.Run(ctx, name, args)
+		return toolResult(call, err), nil
+	}
+}
+
+// filterTools shows a caller only the tools it holds a grant for, with the
+// backend argument's enum narrowed to the backends it may use.
+func (s *Server) filterTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
+	caller := warden.CallerFrom(ctx)
+	if caller == nil {
+		return nil
+	}
+	out := make([]mcp.Tool, 0, len(tools))
+	for _, t := range tools {
+		spec, ok := s.specs[t.Name]
+		if !ok {
+			continue
+		}
+		backends := s.opts.Policy.Backends(caller, spec.BackendKind)
+		if len(backends) == 0 {
+			continue
+		}
+		t.RawInputSchema = s.schema(spec, backends)
+		out = append(out, t)
+	}
+	return out
+}
+
+// schema renders a tool's input schema with the backend enum; results are
+// cached per tool and backend set.
+func (s *Server) schema(spec warden.ToolSpec, backends []string) json.RawMessage {
+	key := spec.Name + "\x00" + strings.Join(backends, "\x00")
+	s.schemaMu.Lock()
+	defer s.schemaMu.Unlock()
+	if b, ok := s.schemas[key]; ok {
+		return b
+	}
+	props := map[string]any{}
+	if p, ok := spec.InputSchema["properties"].(map[string]any); ok {
+		for k, v := range p {
+			props[k] = v
+		}
+	}
+	if arg, ok := props[spec.BackendArg].(map[string]any); ok && backends != nil {
+		narrowed := map[string]any{}
+		for k, v := range arg {
+			narrowed[k] = v
+		}
+		narrowed["enum"] = slices.Clone(backends)
+		props[spec.BackendArg] = narrowed
+	}
+	full := map[string]any{}
+	for k, v := range spec.InputSchema {
+		full[k] = v
+	}
+	full["properties"] = props
+	b, err := json.Marshal(full)
+	if err != nil {
+		panic(fmt.Sprintf("tool %s: input schema does not encode: %v", spec.Name, err))
+	}
+	s.schemas[key] = b
+	return b
+}
+
+type transportKey struct{}
+
+func withTransport(ctx context.Context, t string) context.Context {
+	return context.WithValue(ctx, transportKey{}, t)
+}
+
+func transportFrom(ctx context.Context) string {
+	t, _ := ctx.Value(transportKey{}).(string)
+	return t
+}
+
+// ServeStdio serves one client on in/out until in ends or ctx is done.
+// The caller is the configured local identity; without one every call is
+// refused.
+func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
+	caller := s.opts.Identity.Caller()
+	std := server.NewStdioServer(s.mcp)
+	std.SetErrorLogger(log.New(io.Discard, "", 0))
+	std.SetContextFunc(func(ctx context.Context) context.Context {
+		ctx = withTransport(ctx, "stdio")
+		if caller != nil {
+			ctx = warden.WithCaller(ctx, caller)
+		}
+		return ctx
+	})
+	err := std.Listen(ctx, in, out)
+	s.tracker.endAll()
+	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// HTTPHandler returns the handler for an HTTP transport: "http" serves
+// streamable HTTP at /mcp, "sse" serves SSE at /sse with messages posted to
+// /message; both serve /healthz.
+func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Context) error, error) {
+	if !s.opts.Identity.AllowUnauthenticatedLoopback {
+		return nil, nil, errors.New("the HTTP transports need an authenticated caller: set identity.allow_unauthenticated_loopback: true to serve identity.local on a loopback address (OIDC tokens are not supported by this version yet)")
+	}
+	caller := s.opts.Identity.Caller()
+	if caller == nil {
+		return nil, nil, errors.New("identity.allow_unauthenticated_loopback needs identity.local: the caller it serves")
+	}
+	ctxFunc := func(ctx context.Context, r *http.Request) context.Context {
+		return warden.WithCaller(withTransport(ctx, transport), caller)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	var shutdown func(context.Context) error
+	switch transport {
+	case "http":
+		sh := server.NewStreamableHTTPServer(s.mcp,
+			server.WithEndpointPath("/mcp"),
+			server.WithStateful(true),
+			server.WithHTTPContextFunc(ctxFunc),
+			server.WithSessionIdleTTL(30*time.Minute),
+			server.WithStreamableHTTPLogger(s.opts.Log),
+		)
+		mux.Handle("/mcp", sh)
+		shutdown = sh.Shutdown
+	case "sse":
+		sse := server.NewSSEServer(s.mcp,
+			server.WithSSEEndpoint("/sse"),
+			server.WithMessageEndpoint("/message"),
+			server.WithSSEContextFunc(ctxFunc),
+			server.WithKeepAlive(true),
+		)
+		mux.Handle("/sse", sse)
+		mux.Handle("/message", sse)
+		shutdown = sse.Shutdown
+	default:
+		return nil, nil, fmt.Errorf("unknown transport %q (use stdio, http or sse)", transport)
+	}
+	return mux, shutdown, nil
+}
+
+// ServeHTTP serves an HTTP transport on ln until ctx is done, then stops
+// accepting, lets in-flight calls finish for the shutdown grace period and
+// cancels the rest.
+func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener, transport string) error {
+	if !isLoopback(ln.Addr()) {
+		return fmt.Errorf("refusing to serve the local identity without authentication on %s: listen on a loopback address", ln.Addr())
+	}
+	h, shutdownTransport, err := s.HTTPHandler(transport)
+	if err != nil {
+		return err
+	}
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.tracker.endAll()
+		return err
+	case <-ctx.Done():
+	}
+	graceCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	defer cancel()
+	go func() {
+		<-graceCtx.Done()
+		cancelBase() // cancel calls still running after the grace period
+	}()
+	_ = shutdownTransport(graceCtx)
+	err = hs.Shutdown(graceCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = hs.Close()
+	}
+	s.tracker.endAll()
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return err
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}

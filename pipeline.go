@@ -1,0 +1,121 @@
+package warden
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"time"
+)
+
+// Pipeline runs every tool call through the same stages, in this order:
+// authenticate, authorize, classify, execute, record. Transports decode a
+// request, call Run, and encode what it returns; they decide nothing.
+type Pipeline struct {
+	Tools    *Registry
+	Policy   Authorizer
+	Recorder Recorder
+	Clock    Clock
+	NewID    func() string
+	Log      *slog.Logger
+}
+
+// Run performs one tool call. It always returns the Call as recorded; the
+// error, when not nil, is an *Error that the transport shows the agent.
+func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (c *Call, err error) {
+	c = &Call{ID: p.NewID(), Tool: tool, Args: args, StartedAt: p.Clock()}
+	if s := SessionFrom(ctx); s != nil {
+		c.SessionID = s.ID
+	}
+	// Recording runs last and always: denied and failed calls are recorded
+	// too, and a result that cannot be recorded is not returned.
+	defer func() { err = p.record(ctx, c, err) }()
+
+	// Authenticate: the transport must have established a caller.
+	c.Caller = CallerFrom(ctx)
+	if c.Caller == nil {
+		return c, p.deny(c, &Error{Code: Unauthenticated, Rule: "identity",
+			Message: "no authenticated caller: this connection has no identity, so every call is refused"})
+	}
+	t, ok := p.Tools.Lookup(tool)
+	if !ok {
+		return c, Errorf(Invalid, "unknown tool %q", tool)
+	}
+
+	// Plan: parse the request into the action policy judges.
+	action, err := t.Plan(ctx, args)
+	if err != nil {
+		if e := AsError(err); e.Code == Denied {
+			return c, p.deny(c, e)
+		}
+		return c, err
+	}
+	action.CallID = c.ID
+	c.Action = action
+
+	// Authorize: deny by default, every operation must be granted.
+	c.Decision = p.Policy.Authorize(c.Caller, action)
+	if err := c.Decision.Err(); err != nil {
+		return c, err
+	}
+
+	// Classify.
+	c.Risk = Classify(action)
+
+	// No action reaches a backend unrecorded.
+	if err := p.Recorder.StartCall(context.WithoutCancel(ctx), c); err != nil {
+		return c, Wrap(Unavailable, err, "the call was refused because it could not be recorded")
+	}
+
+	// Execute with warden's credentials.
+	res, err := t.Execute(ctx, action)
+	if err != nil {
+		return c, err
+	}
+	c.Result = res
+	return c, nil
+}
+
+// deny turns a refusal found before policy ran into a recorded decision.
+func (p *Pipeline) deny(c *Call, e *Error) error {
+	c.Decision = &Decision{Effect: Deny, Rule: e.Rule, Reasons: []string{e.Message}, Allowed: e.Allowed}
+	return e
+}
+
+// record finishes the call's record. It returns the error the agent sees:
+// err itself, or a refusal if the outcome could not be made durable.
+func (p *Pipeline) record(ctx context.Context, c *Call, err error) error {
+	c.Err = AsError(err)
+	c.EndedAt = p.Clock()
+	if c.Decision == nil && c.Err != nil && c.Err.Code == Invalid {
+		c.Decision = &Decision{Effect: Deny, Rule: "arguments", Reasons: []string{c.Err.Message}}
+	}
+	if rerr := p.Recorder.FinishCall(context.WithoutCancel(ctx), c); rerr != nil {
+		p.log().Error("recording failed", "call", c.ID, "err", rerr)
+		if c.Err == nil {
+			c.Result = nil
+			c.Err = Wrap(Unavailable, rerr, "the call ran but its result could not be recorded, so it is withheld")
+		}
+	}
+	if c.Err == nil {
+		return nil
+	}
+	if c.Err.Code == Internal {
+		p.log().Error("call failed", "call", c.ID, "tool", c.Tool, "err", c.Err.Err)
+	}
+	return c.Err
+}
+
+func (p *Pipeline) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
+}
+
+// Elapsed is how long the call took.
+func (c *Call) Elapsed() time.Duration {
+	if c.EndedAt.IsZero() {
+		return 0
+	}
+	return c.EndedAt.Sub(c.StartedAt)
+}

@@ -1,0 +1,202 @@
+package sql
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/warden-mcp/warden"
+)
+
+// Backend is one configured PostgreSQL database: a connection pool whose
+// every connection carries warden's session settings, and a cache of the
+// catalog names needed to resolve unqualified names.
+type Backend struct {
+	Name string
+	cfg  Config
+	pool *pgxpool.Pool
+
+	mu      sync.Mutex
+	names   *names
+	loaded  time.Time
+	refresh time.Duration
+}
+
+// NewBackend creates the pool without connecting: a database that is down
+// at start makes calls fail as Unavailable, it does not stop warden.
+func NewBackend(name string, cfg Config) (*Backend, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, warden.FieldErrorf("dsn", "not a valid PostgreSQL connection string")
+	}
+	pc.MaxConns = cfg.MaxConns
+	// Session settings are startup parameters, so they hold from the
+	// first statement and cost no round trip. The agent cannot change
+	// them: SET, RESET and set_config are refused by the analyser.
+	rp := pc.ConnConfig.RuntimeParams
+	rp["application_name"] = "warden"
+	rp["search_path"] = quoteSearchPath(cfg.SearchPath)
+	rp["statement_timeout"] = strconv.FormatInt(time.Duration(cfg.StatementTimeout).Milliseconds(), 10)
+	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt(2*time.Duration(cfg.StatementTimeout).Milliseconds()+1000, 10)
+	// The analyser parses with standard_conforming_strings on; the server
+	// must read the text the same way or a backslash could end a literal
+	// early.
+	rp["standard_conforming_strings"] = "on"
+	// Defence in depth: a transaction warden did not explicitly open read
+	// write is read only.
+	rp["default_transaction_read_only"] = "on"
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, warden.FieldErrorf("dsn", "cannot create connection pool")
+	}
+	return &Backend{Name: name, cfg: cfg, pool: pool, refresh: 10 * time.Second}, nil
+}
+
+// Close closes the pool.
+func (b *Backend) Close() { b.pool.Close() }
+
+func quoteSearchPath(schemas []string) string {
+	q := make([]string, len(schemas))
+	for i, s := range schemas {
+		q[i] = pgx.Identifier{s}.Sanitize()
+	}
+	return strings.Join(q, ", ")
+}
+
+// names is a snapshot of the relation, function and type names the
+// analyser needs to resolve unqualified names as PostgreSQL would.
+type names struct {
+	searchPath []string
+	relations  map[string]map[string]bool // schema → relation names
+	functions  map[string]map[string]bool // schema → function names
+	types      map[uint32]string          // oid → formatted type name
+}
+
+// RelationSchema implements Names: pg_catalog is searched before the
+// configured search_path, as PostgreSQL does when the path omits it.
+func (n *names) RelationSchema(name string) string {
+	return n.resolve(n.relations, name)
+}
+
+// FunctionSchema implements Names.
+func (n *names) FunctionSchema(name string) string {
+	return n.resolve(n.functions, name)
+}
+
+func (n *names) resolve(m map[string]map[string]bool, name string) string {
+	if m["pg_catalog"][name] {
+		return "pg_catalog"
+	}
+	for _, s := range n.searchPath {
+		if m[s][name] {
+			return s
+		}
+	}
+	// Not found anywhere: PostgreSQL will report it missing, or create it
+	// in the first schema of the path.
+	return n.searchPath[0]
+}
+
+func (n *names) typeName(oid uint32) string {
+	if t, ok := n.types[oid]; ok {
+		return t
+	}
+	return "oid " + strconv.FormatUint(uint64(oid), 10)
+}
+
+// catalog returns a names snapshot no older than the refresh interval.
+func (b *Backend) catalog(ctx context.Context) (*names, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.names != nil && time.Since(b.loaded) < b.refresh {
+		return b.names, nil
+	}
+	n, err := b.loadNames(ctx)
+	if err != nil {
+		if b.names != nil {
+			// Keep serving the last good snapshot; the query itself
+			// will report an unreachable database.
+			return b.names, nil
+		}
+		return nil, err
+	}
+	b.names, b.loaded = n, time.Now()
+	return n, nil
+}
+
+// refreshTypes reloads the snapshot when a result carries a type created
+// after it was taken.
+func (b *Backend) refreshTypes(ctx context.Context) *names {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if n, err := b.loadNames(ctx); err == nil {
+		b.names, b.loaded = n, time.Now()
+	}
+	return b.names
+}
+
+func (b *Backend) loadNames(ctx context.Context) (*names, error) {
+	schemas := append([]string{"pg_catalog"}, b.cfg.SearchPath...)
+	n := &names{
+		searchPath: b.cfg.SearchPath,
+		relations:  map[string]map[string]bool{},
+		functions:  map[string]map[string]bool{},
+		types:      map[uint32]string{},
+	}
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // read-only
+	add := func(m map[string]map[string]bool, q string) error {
+		rows, err := tx.Query(ctx, q, schemas)
+		if err != nil {
+			return err
+		}
+		var s, name string
+		_, err = pgx.ForEachRow(rows, []any{&s, &name}, func() error {
+			if m[s] == nil {
+				m[s] = map[string]bool{}
+			}
+			m[s][name] = true
+			return nil
+		})
+		return err
+	}
+	if err := add(n.relations, `SELECT n.nspname, c.relname FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = ANY($1) AND c.relkind IN ('r','v','m','f','p','S')`); err != nil {
+		return nil, err
+	}
+	if err := add(n.functions, `SELECT DISTINCT n.nspname, p.proname FROM pg_catalog.pg_proc p
+		JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = ANY($1)`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT oid, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type`)
+	if err != nil {
+		return nil, err
+	}
+	var oid uint32
+	var tname string
+	if _, err := pgx.ForEachRow(rows, []any{&oid, &tname}, func() error {
+		n.types[oid] = tname
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// unavailable reports a backend failure without connection details.
+func (b *Backend) unavailable(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return warden.Wrap(warden.Unavailable, err, "the call was cancelled")
+	}
+	return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable; try again later")
+}

@@ -1,0 +1,182 @@
+package sql
+
+import (
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// maxSafeInt is the largest integer a JSON consumer using float64 reads
+// exactly; larger integers are returned as strings.
+const maxSafeInt = 1<<53 - 1
+
+// toJSON converts a value decoded by pgx into a faithful JSON value: NULL
+// is null, integers beyond 2^53 and numerics that a float64 cannot hold
+// are strings, timestamps are RFC 3339, bytea is base64, json is embedded.
+func toJSON(v any, oid uint32, raw []byte) any {
+	switch oid {
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		if raw == nil {
+			return nil
+		}
+		if oid == pgtype.JSONBOID && len(raw) > 0 && raw[0] == 1 {
+			raw = raw[1:] // binary jsonb: version byte, then text
+		}
+		if json.Valid(raw) {
+			return json.RawMessage(append([]byte(nil), raw...))
+		}
+	}
+	switch t := v.(type) {
+	case nil:
+		return nil
+	case bool, string, int16, int32, int8, uint8, uint16, uint32:
+		return t
+	case int64:
+		if t > maxSafeInt || t < -maxSafeInt {
+			return fmt.Sprint(t)
+		}
+		return t
+	case float32:
+		return floatJSON(float64(t))
+	case float64:
+		return floatJSON(t)
+	case []byte:
+		return base64.StdEncoding.EncodeToString(t)
+	case time.Time:
+		switch oid {
+		case pgtype.DateOID:
+			return t.Format("2006-01-02")
+		case pgtype.TimestampOID:
+			return t.Format("2006-01-02T15:04:05.999999")
+		default:
+			return t.UTC().Format(time.RFC3339Nano)
+		}
+	case pgtype.Numeric:
+		return numericJSON(t)
+	case [16]byte:
+		return fmt.Sprintf("%x-%x-%x-%x-%x", t[0:4], t[4:6], t[6:8], t[8:10], t[10:16])
+	case netip.Prefix:
+		if t.IsSingleIP() && oid == pgtype.InetOID {
+			return t.Addr().String()
+		}
+		return t.String()
+	case netip.Addr:
+		return t.String()
+	case pgtype.Interval:
+		return intervalText(t)
+	case pgtype.Time:
+		d := time.Duration(t.Microseconds) * time.Microsecond
+		return fmt.Sprintf("%02d:%02d:%02d.%06d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60, t.Microseconds%1e6)
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = toJSON(e, 0, nil)
+		}
+		return out
+	case map[string]any:
+		return t
+	case fmt.Stringer:
+		return t.String()
+	case driver.Valuer:
+		if dv, err := t.Value(); err == nil {
+			return toJSON(dv, 0, nil)
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+func floatJSON(f float64) any {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return fmt.Sprint(f)
+	}
+	return f
+}
+
+// numericJSON keeps numerics exact: a JSON number when it has at most 15
+// significant digits (a float64 holds it exactly), a string otherwise.
+func numericJSON(n pgtype.Numeric) any {
+	if !n.Valid {
+		return nil
+	}
+	if n.NaN {
+		return "NaN"
+	}
+	if n.InfinityModifier != pgtype.Finite {
+		if n.InfinityModifier == pgtype.Infinity {
+			return "Infinity"
+		}
+		return "-Infinity"
+	}
+	s := numericText(n.Int, n.Exp)
+	digits := strings.TrimLeft(strings.NewReplacer("-", "", ".", "").Replace(s), "0")
+	if len(digits) <= 15 {
+		return json.Number(s)
+	}
+	return s
+}
+
+func numericText(i *big.Int, exp int32) string {
+	if i == nil {
+		return "0"
+	}
+	s := new(big.Int).Abs(i).String()
+	neg := i.Sign() < 0
+	switch {
+	case exp > 0:
+		s += strings.Repeat("0", int(exp))
+	case exp < 0:
+		scale := int(-exp)
+		if len(s) <= scale {
+			s = strings.Repeat("0", scale-len(s)+1) + s
+		}
+		s = s[:len(s)-scale] + "." + s[len(s)-scale:]
+	}
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// intervalText renders an interval the way PostgreSQL's default output
+// style does ("1 year 2 mons 3 days 04:05:06").
+func intervalText(iv pgtype.Interval) string {
+	if !iv.Valid {
+		return ""
+	}
+	var parts []string
+	plural := func(n int64, unit string) {
+		if n == 0 {
+			return
+		}
+		if n == 1 || n == -1 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, unit))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))
+		}
+	}
+	plural(int64(iv.Months/12), "year")
+	plural(int64(iv.Months%12), "mon")
+	plural(int64(iv.Days), "day")
+	if iv.Microseconds != 0 || len(parts) == 0 {
+		us := iv.Microseconds
+		sign := ""
+		if us < 0 {
+			sign, us = "-", -us
+		}
+		h, m, s, frac := us/3_600_000_000, us/60_000_000%60, us/1_000_000%60, us%1_000_000
+		t := fmt.Sprintf("%s%02d:%02d:%02d", sign, h, m, s)
+		if frac != 0 {
+			t += strings.TrimRight(fmt.Sprintf(".%06d", frac), "0")
+		}
+		parts = append(parts, t)
+	}
+	return strings.Join(parts, " ")
+}

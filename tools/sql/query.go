@@ -1,0 +1,293 @@
+package sql
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/warden-mcp/warden"
+)
+
+// Backends is the set of configured PostgreSQL backends, by name.
+type Backends map[string]*Backend
+
+func (bs Backends) lookup(name string) (*Backend, error) {
+	if name == "" {
+		return nil, warden.Errorf(warden.Invalid, "missing argument \"database\"")
+	}
+	b, ok := bs[name]
+	if !ok {
+		return nil, warden.Errorf(warden.Invalid, "unknown database %q: use one of the values listed in the tool's input schema", name)
+	}
+	return b, nil
+}
+
+// Close closes every pool.
+func (bs Backends) Close() {
+	for _, b := range bs {
+		b.Close()
+	}
+}
+
+// Query is the sql_query tool.
+type Query struct {
+	Backends Backends
+}
+
+type queryArgs struct {
+	Database   string            `json:"database"`
+	SQL        string            `json:"sql"`
+	Params     []json.RawMessage `json:"params"`
+	Purpose    string            `json:"purpose"`
+	ApprovalID string            `json:"approval_id"`
+}
+
+type queryPlan struct {
+	backend  *Backend
+	names    *names
+	sql      string
+	params   []any
+	readOnly bool
+}
+
+// Spec implements warden.Tool.
+func (q *Query) Spec() warden.ToolSpec {
+	return warden.ToolSpec{
+		Name:  "sql_query",
+		Title: "Run one SQL statement",
+		Description: "Run exactly one SQL statement against a PostgreSQL database through warden. " +
+			"Warden checks every table and function the statement touches against your grants, runs reads in a " +
+			"read-only transaction with a statement timeout and a row cap, and records the call. " +
+			"Bind values with $1..$n and `params` instead of quoting them into the text. " +
+			"Use sql_schema first to see the tables and columns you may read.",
+		BackendKind: "postgres",
+		BackendArg:  "database",
+		InputSchema: map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"database": map[string]any{"type": "string", "description": "The configured database to query."},
+				"sql":      map[string]any{"type": "string", "description": "Exactly one SQL statement; use $1, $2, ... for parameters."},
+				"params": map[string]any{"type": "array", "description": "Values bound to $1..$n, in order.",
+					"items": map[string]any{"type": []string{"string", "number", "boolean", "null", "object", "array"}}},
+				"purpose":     map[string]any{"type": "string", "description": "Why you are running this statement; recorded and shown to approvers."},
+				"approval_id": map[string]any{"type": "string", "description": "The approval id of a call that was held for approval."},
+			},
+			"required":             []string{"database", "sql"},
+			"additionalProperties": false,
+		},
+	}
+}
+
+// Plan implements warden.Tool: it decodes the arguments, and analyses the
+// statement on the PostgreSQL parse tree.
+func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, error) {
+	var args queryArgs
+	if err := warden.DecodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	b, err := q.Backends.lookup(args.Database)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(args.SQL) == "" {
+		return nil, warden.Errorf(warden.Invalid, "missing argument \"sql\"")
+	}
+	if args.ApprovalID != "" {
+		return nil, warden.Errorf(warden.Invalid, "approval_id was given, but no approval rules are configured")
+	}
+	params, err := decodeParams(args.Params)
+	if err != nil {
+		return nil, err
+	}
+	n, err := b.catalog(ctx)
+	if err != nil {
+		return nil, b.unavailable(err)
+	}
+	an, err := Analyze(args.SQL, n)
+	if err != nil {
+		return nil, err
+	}
+	return &warden.Action{
+		Tool:      "sql_query",
+		Backend:   b.Name,
+		Kind:      an.Kind,
+		Ops:       an.Ops,
+		Functions: an.Functions,
+		Statement: args.SQL,
+		Purpose:   args.Purpose,
+		Plan:      &queryPlan{backend: b, names: n, sql: args.SQL, params: params, readOnly: an.ReadOnly},
+	}, nil
+}
+
+// decodeParams turns JSON values into values pgx binds: numbers keep their
+// exact text, objects and arrays are passed as JSON text.
+func decodeParams(raw []json.RawMessage) ([]any, error) {
+	out := make([]any, len(raw))
+	for i, r := range raw {
+		var v any
+		dec := json.NewDecoder(strings.NewReader(string(r)))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			return nil, warden.Errorf(warden.Invalid, "params[%d] is not a JSON value", i)
+		}
+		switch t := v.(type) {
+		case json.Number:
+			if n, err := t.Int64(); err == nil {
+				out[i] = n
+			} else {
+				out[i] = t.String()
+			}
+		case map[string]any, []any:
+			out[i] = string(r)
+		default:
+			out[i] = t
+		}
+	}
+	return out, nil
+}
+
+// Column describes one result column.
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Masked reports that the column's values were masked.
+	Masked bool `json:"masked"`
+}
+
+// QueryResult is what sql_query returns.
+type QueryResult struct {
+	Columns   []Column `json:"columns"`
+	Rows      [][]any  `json:"rows"`
+	RowCount  int64    `json:"row_count"`
+	Truncated bool     `json:"truncated"`
+	// Command is PostgreSQL's command tag, such as "INSERT 0 3".
+	Command string `json:"command"`
+	CallID  string `json:"call_id"`
+}
+
+// Execute implements warden.Tool. Reads run in BEGIN READ ONLY; writes in a
+// read-write transaction that commits only if the statement succeeded.
+func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, error) {
+	p, ok := a.Plan.(*queryPlan)
+	if !ok {
+		return nil, warden.Errorf(warden.Internal, "sql_query: action carries no plan")
+	}
+	res, err := p.backend.run(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	res.CallID = a.CallID
+	return &warden.Result{Structured: res, Count: res.RowCount, Truncated: res.Truncated}, nil
+}
+
+func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
+	mode := pgx.ReadWrite
+	if p.readOnly {
+		mode = pgx.ReadOnly
+	}
+	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: mode})
+	if err != nil {
+		return nil, b.unavailable(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	rows, err := tx.Query(ctx, p.sql, p.params...)
+	if err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	res, err := b.collect(ctx, rows, p)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	return res, nil
+}
+
+// collect reads at most MaxRows rows and converts them to JSON values.
+func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*QueryResult, error) {
+	defer rows.Close()
+	fds := rows.FieldDescriptions()
+	n := p.names
+	res := &QueryResult{Columns: make([]Column, len(fds)), Rows: [][]any{}}
+	for i, fd := range fds {
+		if _, known := n.types[fd.DataTypeOID]; !known {
+			n = b.refreshTypes(ctx)
+		}
+		res.Columns[i] = Column{Name: fd.Name, Type: n.typeName(fd.DataTypeOID)}
+	}
+	for rows.Next() {
+		if len(res.Rows) == b.cfg.MaxRows {
+			res.Truncated = true
+			break
+		}
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, warden.Wrap(warden.Internal, err, "could not decode a result row")
+		}
+		raw := rows.RawValues()
+		row := make([]any, len(vals))
+		for i, v := range vals {
+			row[i] = toJSON(v, fds[i].DataTypeOID, raw[i])
+		}
+		res.Rows = append(res.Rows, row)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	tag := rows.CommandTag()
+	res.Command = tag.String()
+	res.RowCount = int64(len(res.Rows))
+	if len(fds) == 0 || !tag.Select() {
+		if affected := tag.RowsAffected(); affected > res.RowCount {
+			res.RowCount = affected
+		}
+	}
+	return res, nil
+}
+
+// queryError translates a PostgreSQL error into an error the agent can act
+// on. The server's message is shown (it describes the agent's own
+// statement); details that may quote other rows are not.
+func (b *Backend) queryError(ctx context.Context, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case pe.Code == "57014" && ctx.Err() == nil:
+			return warden.Wrap(warden.Invalid, err, fmt.Sprintf("the statement was cancelled after the statement timeout of %s; narrow it or add a LIMIT", b.cfg.StatementTimeout.String()))
+		case pe.Code == "25006":
+			return warden.Wrap(warden.Denied, err, "the statement tried to write inside a read-only transaction")
+		case pe.Code == "42501":
+			return warden.Wrap(warden.Denied, err, "the database refused the statement: "+pe.Message)
+		case strings.HasPrefix(pe.Code, "08"), strings.HasPrefix(pe.Code, "53"), strings.HasPrefix(pe.Code, "57P"):
+			return b.unavailable(err)
+		}
+		msg := "postgres: " + pe.Message
+		if pe.Position > 0 {
+			msg += fmt.Sprintf(" (at character %d)", pe.Position)
+		}
+		if pe.Hint != "" {
+			msg += "; hint: " + pe.Hint
+		}
+		return warden.Wrap(warden.Invalid, err, msg+" [SQLSTATE "+pe.Code+"]")
+	}
+	return b.unavailable(err)
+}
+
+// SortedNames returns the backend names, sorted.
+func (bs Backends) SortedNames() []string {
+	out := make([]string, 0, len(bs))
+	for n := range bs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var _ warden.Tool = (*Query)(nil)
