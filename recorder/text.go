@@ -1,0 +1,219 @@
+package recorder
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/warden-mcp/warden"
+)
+
+// Recorded text comes from agents and clients (statements, purposes, client
+// names), so everything written to a terminal goes through clean first: an
+// escape sequence or a bidi override in a statement must not be able to
+// rewrite what a security engineer sees.
+
+// WriteSessionList writes sessions as an aligned table, one per line.
+func WriteSessionList(w io.Writer, list []SessionSummary) error {
+	if len(list) == 0 {
+		_, err := io.WriteString(w, "no sessions recorded\n")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tSTARTED\tENDED\tSUBJECT\tCLIENT\tTRANSPORT\tCALLS\tDENIED\tFAILED")
+	for _, s := range list {
+		ended := "open"
+		if s.EndedAt != nil {
+			ended = shortTime(*s.EndedAt)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n",
+			cell(s.ID), shortTime(s.StartedAt), ended, cell(s.Caller.Subject),
+			cell(client(&s)), cell(s.Transport), s.Calls, s.Denied, s.Failed)
+	}
+	return tw.Flush()
+}
+
+// WriteSession writes one session and its calls for a reader in a terminal:
+// who called, what each call did, what policy decided and why, and how it
+// ended.
+func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
+	ew := &errWriter{w: w}
+	field(ew, "", "session", s.ID)
+	field(ew, "", "transport", s.Transport)
+	if c := client(s); c != "" {
+		if s.ProtocolVersion != "" {
+			c += ", protocol " + s.ProtocolVersion
+		}
+		field(ew, "", "client", c)
+	}
+	field(ew, "", "caller", caller(&s.Caller))
+	field(ew, "", "started", longTime(s.StartedAt))
+	if s.EndedAt != nil {
+		field(ew, "", "ended", fmt.Sprintf("%s (after %s)", longTime(*s.EndedAt), s.EndedAt.Sub(s.StartedAt).Round(time.Second)))
+	} else {
+		field(ew, "", "ended", "no (open, or warden stopped without recording the end)")
+	}
+	field(ew, "", "calls", fmt.Sprintf("%d: %d denied, %d failed", s.Calls, s.Denied, s.Failed))
+
+	for i, c := range calls {
+		state := strings.ToUpper(c.Outcome)
+		if c.Status == StatusRunning {
+			state = "RUNNING"
+		}
+		fmt.Fprintf(ew, "\n#%d  %s  %s  %s\n", i+1, cell(c.Tool), state, cell(c.ID))
+		const ind = "    "
+		when := longTime(c.StartedAt)
+		if c.Status == StatusFinished {
+			when += fmt.Sprintf(" (%s)", time.Duration(c.DurationMS*float64(time.Millisecond)).Round(time.Microsecond))
+		}
+		field(ew, ind, "at", when)
+		if c.Caller.Subject != s.Caller.Subject || c.Caller.Method != s.Caller.Method {
+			field(ew, ind, "caller", caller(&c.Caller))
+		}
+		if c.Backend != "" {
+			field(ew, ind, "backend", fmt.Sprintf("%s (%s), risk %s", c.Backend, c.Kind, cmp.Or(c.Risk, "unclassified")))
+		}
+		field(ew, ind, "purpose", c.Purpose)
+		field(ew, ind, "statement", c.Statement)
+		if len(c.Ops) > 0 {
+			ops := make([]string, len(c.Ops))
+			for i, op := range c.Ops {
+				ops[i] = op.String()
+			}
+			field(ew, ind, "ops", strings.Join(ops, ", "))
+		}
+		if len(c.Functions) > 0 {
+			field(ew, ind, "functions", strings.Join(c.Functions, ", "))
+		}
+		if d := c.Decision; d != nil {
+			field(ew, ind, "decision", fmt.Sprintf("%s by %s", d.Effect, cmp.Or(d.Rule, "(no rule named)")))
+			for _, r := range d.Reasons {
+				field(ew, ind, "reason", r)
+			}
+			if len(d.Allowed) > 0 {
+				field(ew, ind, "allowed", strings.Join(d.Allowed, "; "))
+			}
+		} else {
+			field(ew, ind, "decision", "none recorded")
+		}
+		if c.ErrorCode != "" {
+			field(ew, ind, "error", c.ErrorCode+": "+c.ErrorMessage)
+			field(ew, ind, "detail", c.ErrorDetail)
+		}
+		if c.Status == StatusFinished && c.Result != nil {
+			res := fmt.Sprintf("%d rows/objects, %d bytes", c.Count, len(c.Result))
+			if c.Truncated {
+				res += ", truncated at the configured cap"
+			}
+			field(ew, ind, "result", res)
+		}
+		field(ew, ind, "args", string(c.Args))
+	}
+	return ew.err
+}
+
+// field writes "label  value" with the label padded to a fixed width; a
+// multi-line value continues under the first line. Empty values are
+// skipped.
+func field(w io.Writer, indent, label, value string) {
+	if value == "" {
+		return
+	}
+	const width = 10
+	lines := strings.Split(strings.TrimRight(value, "\n"), "\n")
+	fmt.Fprintf(w, "%s%-*s %s\n", indent, width, label, clean(strings.TrimSuffix(lines[0], "\r")))
+	for _, l := range lines[1:] {
+		fmt.Fprintf(w, "%s%*s %s\n", indent, width, "", clean(strings.TrimSuffix(l, "\r")))
+	}
+}
+
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return clean(s)
+}
+
+func client(s *SessionSummary) string {
+	return strings.TrimSpace(s.ClientName + " " + s.ClientVersion)
+}
+
+func caller(c *warden.Caller) string {
+	if c.Subject == "" {
+		return "none (unauthenticated)"
+	}
+	s := c.Subject + " via " + cmp.Or(c.Method, "unknown method")
+	if c.Issuer != "" {
+		s += " (" + c.Issuer + ")"
+	}
+	if c.Email != "" && c.Email != c.Subject {
+		s += ", email " + c.Email
+	}
+	if len(c.Groups) > 0 {
+		s += ", groups " + strings.Join(c.Groups, ", ")
+	}
+	return s
+}
+
+func shortTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+func longTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// clean returns s with control characters, Unicode format characters (bidi
+// overrides, zero-width joiners) and invalid UTF-8 replaced by Go escapes,
+// so that recorded text cannot act on the terminal it is printed to.
+func clean(s string) string {
+	safe := func(r rune) bool {
+		return r != utf8.RuneError && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !safe(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&b, `\x%02x`, s[0])
+		case safe(r) || r == utf8.RuneError:
+			b.WriteString(s[:n])
+		default:
+			q := strconv.QuoteRuneToASCII(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		s = s[n:]
+	}
+	return b.String()
+}
+
+// errWriter remembers the first write error, so the rendering code can
+// write freely and report once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, err
+}

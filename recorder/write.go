@@ -1,0 +1,366 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/warden-mcp/warden"
+)
+
+// Record kinds, the values of the records.kind column.
+const (
+	kindSessionStart  = "session_start"
+	kindSessionUpdate = "session_update"
+	kindSessionEnd    = "session_end"
+	kindCallStart     = "call_start"
+	kindCallFinish    = "call_finish"
+)
+
+// timeLayout is RFC 3339 with a fixed nine-digit fraction, always in UTC,
+// so that the text order of the at column is the time order.
+const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+// StartSession records that a client session has opened. It returns an
+// error if a session with the same id was already started.
+func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
+	if sess == nil || sess.ID == "" {
+		return errors.New("recording session start: session has no id")
+	}
+	body := sessionJSON{
+		ID:              sess.ID,
+		Transport:       sess.Transport,
+		ClientName:      sess.ClientName,
+		ClientVersion:   sess.ClientVersion,
+		ProtocolVersion: sess.ProtocolVersion,
+		Caller:          callerToJSON(sess.Caller),
+		StartedAt:       formatTime(sess.StartedAt),
+	}
+	err := s.append(ctx, kindSessionStart, sess.ID, "", body.StartedAt, body, func(tx *sql.Tx) error {
+		if n, err := s.countKind(ctx, tx, "session_id", sess.ID, kindSessionStart); err != nil || n > 0 {
+			return cmpErr(err, "session was already started")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording start of session %s: %w", sess.ID, err)
+	}
+	return nil
+}
+
+// UpdateSession records what was learned about a session after it started:
+// the client's name and version and the protocol revision (at initialize).
+// Only those fields are recorded; the transport and caller are fixed at
+// StartSession. It returns an error wrapping ErrNotFound for a session that
+// was never started, and an error for one that has ended.
+//
+// warden.Session carries no time for the update, so the record's at column
+// is NULL; its position in the log (seq) orders it.
+func (s *Store) UpdateSession(ctx context.Context, sess *warden.Session) error {
+	if sess == nil || sess.ID == "" {
+		return errors.New("recording session update: session has no id")
+	}
+	body := sessionJSON{
+		ID:              sess.ID,
+		ClientName:      sess.ClientName,
+		ClientVersion:   sess.ClientVersion,
+		ProtocolVersion: sess.ProtocolVersion,
+	}
+	err := s.append(ctx, kindSessionUpdate, sess.ID, "", "", body, func(tx *sql.Tx) error {
+		return s.checkSessionOpen(ctx, tx, sess.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("recording update of session %s: %w", sess.ID, err)
+	}
+	return nil
+}
+
+// EndSession records that a session closed at the given time. It returns an
+// error wrapping ErrNotFound for a session that was never started, and an
+// error for one that has already ended.
+func (s *Store) EndSession(ctx context.Context, id string, at time.Time) error {
+	if id == "" {
+		return errors.New("recording session end: session has no id")
+	}
+	body := sessionJSON{ID: id, EndedAt: formatTime(at)}
+	err := s.append(ctx, kindSessionEnd, id, "", body.EndedAt, body, func(tx *sql.Tx) error {
+		return s.checkSessionOpen(ctx, tx, id)
+	})
+	if err != nil {
+		return fmt.Errorf("recording end of session %s: %w", id, err)
+	}
+	return nil
+}
+
+// StartCall records that an allowed call is about to run. The record is
+// committed before StartCall returns nil; any error means it was not, and
+// the call must not run. A call id can be started once, and not after it
+// was finished.
+func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
+	if c == nil || c.ID == "" {
+		return errors.New("recording call start: call has no id")
+	}
+	body := callToJSON(c)
+	err := s.append(ctx, kindCallStart, c.SessionID, c.ID, body.StartedAt, body, func(tx *sql.Tx) error {
+		if n, err := s.countKind(ctx, tx, "call_id", c.ID, ""); err != nil || n > 0 {
+			return cmpErr(err, "call was already recorded")
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// FinishCall records the outcome of a call, whether it was denied, failed
+// or succeeded; a call refused before it ran has only this record. The
+// record is self-contained (it repeats what StartCall recorded) and is
+// committed before FinishCall returns nil. A call id can be finished once.
+//
+// If the result cannot be encoded as JSON, the call is recorded as an
+// internal error without its result, and FinishCall returns an error so the
+// result is withheld from the agent.
+func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
+	if c == nil || c.ID == "" {
+		return errors.New("recording call finish: call has no id")
+	}
+	body := callToJSON(c)
+	body.Outcome = c.Outcome()
+	body.EndedAt = formatTime(c.EndedAt)
+	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
+	if c.Err != nil {
+		body.Error = &errorJSON{Code: string(c.Err.Code), Message: c.Err.Message}
+		if c.Err.Err != nil {
+			body.Error.Detail = c.Err.Err.Error()
+		}
+	}
+	var resultErr error
+	if c.Result != nil {
+		body.Count = c.Result.Count
+		body.Truncated = c.Result.Truncated
+		var text string
+		text, resultErr = encode(c.Result.Structured)
+		body.Result = json.RawMessage(text)
+		if resultErr != nil {
+			resultErr = fmt.Errorf("encoding result: %w", resultErr)
+			body.Result = nil
+			body.Outcome = "error"
+			body.Error = &errorJSON{Code: string(warden.Internal),
+				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
+		}
+	}
+	err := s.append(ctx, kindCallFinish, c.SessionID, c.ID, body.EndedAt, body, func(tx *sql.Tx) error {
+		if n, err := s.countKind(ctx, tx, "call_id", c.ID, kindCallFinish); err != nil || n > 0 {
+			return cmpErr(err, "call was already finished")
+		}
+		return nil
+	})
+	if err = errors.Join(resultErr, err); err != nil {
+		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// append writes one record in its own write transaction, after check
+// (which runs inside the transaction) passes. It returns nil only once the
+// transaction has committed.
+func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, body any, check func(*sql.Tx) error) error {
+	text, err := encode(body)
+	if err != nil {
+		return fmt.Errorf("encoding record: %w", err)
+	}
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if check != nil {
+		if err := check(tx); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.StmtContext(ctx, s.insert).ExecContext(ctx,
+		kind, nullable(sessionID), nullable(callID), nullable(at), text); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// countKind counts, inside tx, the records whose column (session_id or
+// call_id) is id, of the given kind or of any kind when kind is "".
+func (s *Store) countKind(ctx context.Context, tx *sql.Tx, column, id, kind string) (int, error) {
+	stmt := s.countBySession
+	if column == "call_id" {
+		stmt = s.countByCall
+	}
+	var n int
+	err := tx.StmtContext(ctx, stmt).QueryRowContext(ctx, id, kind).Scan(&n)
+	return n, err
+}
+
+// checkSessionOpen returns an error unless session id was started and has
+// not ended.
+func (s *Store) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) error {
+	started, err := s.countKind(ctx, tx, "session_id", id, kindSessionStart)
+	if err != nil {
+		return err
+	}
+	if started == 0 {
+		return fmt.Errorf("session %w", ErrNotFound)
+	}
+	ended, err := s.countKind(ctx, tx, "session_id", id, kindSessionEnd)
+	if err != nil {
+		return err
+	}
+	if ended > 0 {
+		return errors.New("session has already ended")
+	}
+	return nil
+}
+
+// cmpErr returns err if the check query failed, else the refusal.
+func cmpErr(err error, refusal string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(refusal)
+}
+
+// encode returns v as compact JSON. encoding/json is deterministic (struct
+// fields in declaration order, map keys sorted), so the same record always
+// has the same text; HTML escaping is off so statements stay readable.
+func encode(v any) (string, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+}
+
+func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+// The record bodies below are this package's own types, not the domain
+// types' JSON: the recording is a long-lived format that replay and verify
+// read, and it must not change when a domain type gains a field or a tag.
+
+type sessionJSON struct {
+	ID              string      `json:"id"`
+	Transport       string      `json:"transport,omitempty"`
+	ClientName      string      `json:"client_name,omitempty"`
+	ClientVersion   string      `json:"client_version,omitempty"`
+	ProtocolVersion string      `json:"protocol_version,omitempty"`
+	Caller          *callerJSON `json:"caller,omitempty"`
+	StartedAt       string      `json:"started_at,omitempty"`
+	EndedAt         string      `json:"ended_at,omitempty"`
+}
+
+type callerJSON struct {
+	Subject string   `json:"subject"`
+	Issuer  string   `json:"issuer,omitempty"`
+	Email   string   `json:"email,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
+	Method  string   `json:"method"`
+}
+
+type opJSON struct {
+	Verb   string `json:"verb"`
+	Object string `json:"object,omitempty"`
+}
+
+type actionJSON struct {
+	Backend   string   `json:"backend"`
+	Kind      string   `json:"kind"`
+	Ops       []opJSON `json:"ops,omitempty"`
+	Functions []string `json:"functions,omitempty"`
+	Statement string   `json:"statement,omitempty"`
+	Purpose   string   `json:"purpose,omitempty"`
+}
+
+type decisionJSON struct {
+	Effect  string   `json:"effect"`
+	Rule    string   `json:"rule"`
+	Reasons []string `json:"reasons,omitempty"`
+	Allowed []string `json:"allowed,omitempty"`
+}
+
+type errorJSON struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Detail is the internal cause; it is recorded, never shown to the agent.
+	Detail string `json:"detail,omitempty"`
+}
+
+// callJSON is the body of call_start and call_finish records; the fields
+// after StartedAt are set on call_finish only.
+type callJSON struct {
+	ID        string          `json:"id"`
+	SessionID string          `json:"session_id,omitempty"`
+	Caller    *callerJSON     `json:"caller,omitempty"`
+	Tool      string          `json:"tool"`
+	Args      json.RawMessage `json:"args,omitempty"`
+	Action    *actionJSON     `json:"action,omitempty"`
+	Risk      string          `json:"risk,omitempty"`
+	Decision  *decisionJSON   `json:"decision,omitempty"`
+	StartedAt string          `json:"started_at"`
+
+	Outcome    string          `json:"outcome,omitempty"`
+	Error      *errorJSON      `json:"error,omitempty"`
+	Result     json.RawMessage `json:"result,omitempty"`
+	Count      int64           `json:"count,omitempty"`
+	Truncated  bool            `json:"truncated,omitempty"`
+	EndedAt    string          `json:"ended_at,omitempty"`
+	DurationMS float64         `json:"duration_ms,omitempty"`
+}
+
+func callToJSON(c *warden.Call) callJSON {
+	b := callJSON{
+		ID:        c.ID,
+		SessionID: c.SessionID,
+		Caller:    callerToJSON(c.Caller),
+		Tool:      c.Tool,
+		Args:      argsJSON(c.Args),
+		Risk:      string(c.Risk),
+		StartedAt: formatTime(c.StartedAt),
+	}
+	if a := c.Action; a != nil {
+		b.Action = &actionJSON{Backend: a.Backend, Kind: a.Kind, Functions: a.Functions,
+			Statement: a.Statement, Purpose: a.Purpose}
+		for _, op := range a.Ops {
+			b.Action.Ops = append(b.Action.Ops, opJSON{Verb: op.Verb, Object: op.Object})
+		}
+	}
+	if d := c.Decision; d != nil {
+		b.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
+	}
+	return b
+}
+
+func callerToJSON(c *warden.Caller) *callerJSON {
+	if c == nil {
+		return nil
+	}
+	return &callerJSON{Subject: c.Subject, Issuer: c.Issuer, Email: c.Email, Groups: c.Groups, Method: c.Method}
+}
+
+// argsJSON returns the arguments as recorded: the JSON as given (compacted
+// by encoding/json), or, if they are not valid JSON, the exact bytes as a
+// JSON string (invalid UTF-8 replaced), so a malformed request is still
+// recorded.
+func argsJSON(args json.RawMessage) json.RawMessage {
+	if len(args) == 0 || json.Valid(args) {
+		return args
+	}
+	quoted, _ := json.Marshal(string(args)) // cannot fail for a string
+	return quoted
+}
+
+var _ warden.Recorder = (*Store)(nil)
