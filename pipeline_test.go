@@ -1,0 +1,194 @@
+package warden_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warden-mcp/warden"
+)
+
+// echoTool plans a select of the table named in its arguments and counts
+// executions, so tests can prove what reached the "backend".
+type echoTool struct {
+	mu       sync.Mutex
+	executed int
+	planErr  error
+}
+
+func (e *echoTool) Spec() warden.ToolSpec {
+	return warden.ToolSpec{Name: "echo", BackendKind: "postgres"}
+}
+
+func (e *echoTool) Plan(_ context.Context, raw json.RawMessage) (*warden.Action, error) {
+	if e.planErr != nil {
+		return nil, e.planErr
+	}
+	var args struct {
+		Table string `json:"table"`
+	}
+	if err := warden.DecodeArgs(raw, &args); err != nil {
+		return nil, err
+	}
+	return &warden.Action{Tool: "echo", Backend: "db", Kind: "select", Ops: []warden.Op{{Verb: "select", Object: args.Table}}}, nil
+}
+
+func (e *echoTool) Execute(_ context.Context, a *warden.Action) (*warden.Result, error) {
+	e.mu.Lock()
+	e.executed++
+	e.mu.Unlock()
+	return &warden.Result{Structured: map[string]any{"table": a.Ops[0].Object, "call_id": a.CallID}, Count: 1}, nil
+}
+
+// allowTables allows selects of the listed tables.
+type allowTables []string
+
+func (a allowTables) Authorize(c *warden.Caller, act *warden.Action) *warden.Decision {
+	for _, op := range act.Ops {
+		ok := false
+		for _, t := range a {
+			ok = ok || op.Object == t
+		}
+		if !ok {
+			return &warden.Decision{Effect: warden.Deny, Rule: "default-deny", Reasons: []string{"no grant allows " + op.String()}, Allowed: []string(a)}
+		}
+	}
+	return &warden.Decision{Effect: warden.Allow, Rule: "test"}
+}
+
+func (a allowTables) Backends(*warden.Caller, string) []string { return []string{"db"} }
+
+// memRecorder keeps records in memory and fails on demand.
+type memRecorder struct {
+	mu                  sync.Mutex
+	started, finished   []*warden.Call
+	failStart, failDone bool
+}
+
+func (m *memRecorder) StartCall(_ context.Context, c *warden.Call) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failStart {
+		return errors.New("disk full")
+	}
+	m.started = append(m.started, c)
+	return nil
+}
+
+func (m *memRecorder) FinishCall(_ context.Context, c *warden.Call) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failDone {
+		return errors.New("disk full")
+	}
+	m.finished = append(m.finished, c)
+	return nil
+}
+
+func newPipeline(t *testing.T, tool *echoTool, rec *memRecorder) *warden.Pipeline {
+	t.Helper()
+	reg, err := warden.NewRegistry(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	return &warden.Pipeline{
+		Tools: reg, Policy: allowTables{"public.orders"}, Recorder: rec,
+		Clock: func() time.Time { return time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC) },
+		NewID: func() string { n++; return "c-" + string(rune('0'+n)) },
+	}
+}
+
+var alice = &warden.Caller{Subject: "alice@example.com", Method: "local"}
+
+func TestPipeline(t *testing.T) {
+	tests := []struct {
+		name         string
+		caller       *warden.Caller
+		args         string
+		failStart    bool
+		failDone     bool
+		planErr      error
+		wantCode     warden.Code
+		wantExecuted int
+		wantStarted  int
+		wantFinished int
+		wantEffect   warden.Effect
+	}{
+		{name: "RunsAndRecordsAllowedCall", caller: alice, args: `{"table":"public.orders"}`,
+			wantExecuted: 1, wantStarted: 1, wantFinished: 1, wantEffect: warden.Allow},
+		{name: "DeniesAndRecordsCallWithoutCaller", args: `{"table":"public.orders"}`,
+			wantCode: warden.Unauthenticated, wantFinished: 1, wantEffect: warden.Deny},
+		{name: "DeniesAndRecordsUngrantedTable", caller: alice, args: `{"table":"public.payroll"}`,
+			wantCode: warden.Denied, wantFinished: 1, wantEffect: warden.Deny},
+		{name: "RecordsPlanRefusalAsDenial", caller: alice, args: `{}`,
+			planErr:  &warden.Error{Code: warden.Denied, Rule: "sql.statement", Message: "SET is refused"},
+			wantCode: warden.Denied, wantFinished: 1, wantEffect: warden.Deny},
+		{name: "RecordsInvalidArguments", caller: alice, args: `{"tabel":"x"}`,
+			wantCode: warden.Invalid, wantFinished: 1, wantEffect: warden.Deny},
+		{name: "RefusesWhenIntentCannotBeRecorded", caller: alice, args: `{"table":"public.orders"}`, failStart: true,
+			wantCode: warden.Unavailable, wantExecuted: 0, wantFinished: 1},
+		{name: "WithholdsResultThatCannotBeRecorded", caller: alice, args: `{"table":"public.orders"}`, failDone: true,
+			wantCode: warden.Unavailable, wantExecuted: 1, wantStarted: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tool := &echoTool{planErr: tt.planErr}
+			rec := &memRecorder{failStart: tt.failStart, failDone: tt.failDone}
+			p := newPipeline(t, tool, rec)
+			ctx := context.Background()
+			if tt.caller != nil {
+				ctx = warden.WithCaller(ctx, tt.caller)
+			}
+			call, err := p.Run(ctx, "echo", json.RawMessage(tt.args))
+			if got := warden.ErrorCode(err); got != tt.wantCode {
+				t.Fatalf("Run(%s) error = %v (code %q); want code %q", tt.args, err, got, tt.wantCode)
+			}
+			if tool.executed != tt.wantExecuted {
+				t.Errorf("Run(%s) executed %d times; want %d", tt.args, tool.executed, tt.wantExecuted)
+			}
+			if len(rec.started) != tt.wantStarted || len(rec.finished) != tt.wantFinished {
+				t.Errorf("Run(%s) recorded %d starts, %d finishes; want %d, %d", tt.args, len(rec.started), len(rec.finished), tt.wantStarted, tt.wantFinished)
+			}
+			if tt.wantEffect != "" && (call.Decision == nil || call.Decision.Effect != tt.wantEffect) {
+				t.Errorf("Run(%s) decision = %+v; want effect %s", tt.args, call.Decision, tt.wantEffect)
+			}
+			if err == nil && (call.Result == nil || call.Result.Structured.(map[string]any)["call_id"] != call.ID) {
+				t.Errorf("Run(%s) result does not carry the call id %s: %+v", tt.args, call.ID, call.Result)
+			}
+			if err != nil && call.Result != nil {
+				t.Errorf("Run(%s) failed but left a result on the call", tt.args)
+			}
+		})
+	}
+}
+
+func TestAsErrorHidesUncodedErrors(t *testing.T) {
+	e := warden.AsError(errors.New("dial tcp 10.0.0.5:5432: password=hunter2"))
+	if e.Code != warden.Internal || e.Message != "internal error" {
+		t.Errorf("AsError(raw) = %q/%q; want internal/\"internal error\"", e.Code, e.Message)
+	}
+}
+
+func TestDecodeArgsIsStrict(t *testing.T) {
+	var v struct {
+		SQL string `json:"sql"`
+	}
+	for in, want := range map[string]string{
+		`{"sql":"x","extra":1}`: `unknown argument "extra"`,
+		`{"sql":1}`:             `argument "sql" must be a string`,
+		`{"sql":"x"} {}`:        "trailing data",
+		`[1]`:                   "expected a JSON object",
+	} {
+		err := warden.DecodeArgs(json.RawMessage(in), &v)
+		if warden.ErrorCode(err) != warden.Invalid || !contains(err.Error(), want) {
+			t.Errorf("DecodeArgs(%s) = %v; want Invalid containing %q", in, err, want)
+		}
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,1007 @@
+package sql
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"github.com/pganalyze/pg_query_go/v6/parser"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/warden-mcp/warden"
+)
+
+// Names resolves unqualified names the way PostgreSQL would with the
+// backend's search_path (pg_catalog implicitly first). A name that does not
+// resolve to an existing object resolves to the schema PostgreSQL would
+// create it in; an empty result means the name cannot be resolved, and
+// Analyze refuses the statement as Invalid rather than guess.
+type Names interface {
+	// RelationSchema returns the schema an unqualified relation (table,
+	// view, sequence) name resolves to. Analyze also uses it for other
+	// unqualified objects that live in a schema (types, indexes, new
+	// functions).
+	RelationSchema(name string) string
+	// FunctionSchema returns the schema an unqualified function name
+	// resolves to.
+	FunctionSchema(name string) string
+}
+
+// Analysis is what a statement does.
+type Analysis struct {
+	// Kind is the top-level kind: "select", "insert", "update", "delete",
+	// "merge", "truncate", "ddl", "explain" or "explain analyze".
+	Kind string
+	// Ops are every operation, deduplicated and sorted by (Verb, Object).
+	// Objects are "schema.name"; a schema itself is named by its bare name.
+	Ops []warden.Op
+	// Functions are every function called, schema-qualified, deduplicated
+	// and sorted.
+	Functions []string
+	// ReadOnly is true when no op has a write verb; such statements run in
+	// BEGIN READ ONLY.
+	ReadOnly bool
+}
+
+// ruleStatement names the rule behind every refusal Analyze makes itself.
+const ruleStatement = "sql.statement"
+
+// Analyze decides what one SQL statement does, on PostgreSQL's own parse
+// tree. It returns an *warden.Error: Invalid for a syntax error, an empty
+// statement or a name that does not resolve; Denied (rule "sql.statement")
+// for anything warden refuses outright, including every statement type it
+// does not explicitly understand.
+func Analyze(sql string, names Names) (*Analysis, error) {
+	// libpg_query reads a C string, so anything after a NUL would be
+	// invisible to the parser but not necessarily to the server.
+	if strings.IndexByte(sql, 0) >= 0 {
+		return nil, warden.Errorf(warden.Invalid, "the statement contains a NUL byte")
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, syntaxError(err)
+	}
+	switch n := len(tree.Stmts); {
+	case n == 0:
+		return nil, warden.Errorf(warden.Invalid, "the statement is empty; send one SQL statement")
+	case n > 1:
+		return nil, refused("send exactly one statement per call; found %d", n)
+	}
+	a := newAnalyzer(names)
+	kind := a.statement(unwrapNode(tree.Stmts[0].Stmt), frame{})
+	if a.err == nil && kind == "" {
+		a.fail(refused("this statement is not supported by warden"))
+	}
+	if a.err != nil {
+		return nil, a.err
+	}
+	return a.result(kind), nil
+}
+
+func syntaxError(err error) *warden.Error {
+	var pe *parser.Error
+	if !errors.As(err, &pe) {
+		return warden.Wrap(warden.Internal, err, "cannot parse the statement")
+	}
+	msg := pe.Message
+	if pe.Cursorpos > 0 {
+		msg = fmt.Sprintf("%s (at character %d)", msg, pe.Cursorpos)
+	}
+	return &warden.Error{Code: warden.Invalid, Message: msg, Err: err}
+}
+
+func refused(format string, args ...any) *warden.Error {
+	return &warden.Error{Code: warden.Denied, Rule: ruleStatement, Message: fmt.Sprintf(format, args...)}
+}
+
+// analyzer accumulates what one statement does. The first error wins; once
+// set, the walk stops adding anything.
+type analyzer struct {
+	names Names
+	ops   map[warden.Op]bool
+	funcs map[string]bool
+	// changed is set whenever a DDL op is recorded, so that a DDL statement
+	// whose objects went unrecognised is refused rather than let through
+	// with no op to judge.
+	changed bool
+	err     *warden.Error
+}
+
+func newAnalyzer(names Names) *analyzer {
+	return &analyzer{names: names, ops: map[warden.Op]bool{}, funcs: map[string]bool{}}
+}
+
+// frame is what the walk knows about the place it is in.
+type frame struct {
+	// scope holds the CTE names visible here.
+	scope *cteScope
+	// lock: relations found here are row-locked by a FOR UPDATE/SHARE
+	// clause, which needs a writable transaction.
+	lock bool
+	// ddl: relations found here are changed by a DDL statement rather than
+	// read (the table an index is built on, a trigger's table).
+	ddl bool
+}
+
+// cteScope is a linked list of visible CTE names, innermost first. PostgreSQL
+// checks CTE names before the search_path, and only for unqualified names.
+type cteScope struct {
+	name string
+	up   *cteScope
+}
+
+func (s *cteScope) has(name string) bool {
+	for ; s != nil; s = s.up {
+		if s.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *cteScope) push(name string) *cteScope { return &cteScope{name: name, up: s} }
+
+func (a *analyzer) fail(err *warden.Error) {
+	if a.err == nil {
+		a.err = err
+	}
+}
+
+func (a *analyzer) op(verb, object string) {
+	if object != "" && a.err == nil {
+		a.ops[warden.Op{Verb: verb, Object: object}] = true
+		a.changed = a.changed || verb == warden.VerbDDL
+	}
+}
+
+var writeOpVerbs = []string{
+	warden.VerbInsert, warden.VerbUpdate, warden.VerbDelete,
+	warden.VerbMerge, warden.VerbTruncate, warden.VerbDDL,
+}
+
+func (a *analyzer) result(kind string) *Analysis {
+	res := &Analysis{Kind: kind, ReadOnly: true}
+	for op := range a.ops {
+		res.Ops = append(res.Ops, op)
+		if slices.Contains(writeOpVerbs, op.Verb) {
+			res.ReadOnly = false
+		}
+	}
+	slices.SortFunc(res.Ops, func(x, y warden.Op) int {
+		if c := strings.Compare(x.Verb, y.Verb); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Object, y.Object)
+	})
+	for f := range a.funcs {
+		res.Functions = append(res.Functions, f)
+	}
+	slices.Sort(res.Functions)
+	return res
+}
+
+// unwrapNode returns the concrete node inside a pg_query.Node oneof, or nil.
+func unwrapNode(n *pg_query.Node) proto.Message {
+	if n == nil {
+		return nil
+	}
+	m := n.ProtoReflect()
+	fd := m.WhichOneof(m.Descriptor().Oneofs().Get(0))
+	if fd == nil {
+		return nil
+	}
+	return m.Get(fd).Message().Interface()
+}
+
+// walk visits m and everything below it. Nodes that change what the nodes
+// below them mean (statements, relations, function calls) are handled
+// explicitly; everything else is walked field by field, so that nothing
+// nested (a sublink in a function argument in an ORDER BY) is missed.
+func (a *analyzer) walk(m proto.Message, c frame) {
+	if a.err != nil || m == nil || !m.ProtoReflect().IsValid() {
+		return
+	}
+	switch n := m.(type) {
+	case *pg_query.Node:
+		a.walk(unwrapNode(n), c)
+	case *pg_query.RangeVar:
+		a.rangeVar(n, c)
+	case *pg_query.FuncCall:
+		a.call(n.Funcname)
+		a.walkChildren(n, c, "funcname")
+	case *pg_query.A_Expr:
+		a.operator(n.Name)
+		a.walkChildren(n, c)
+	case *pg_query.SubLink:
+		a.operator(n.OperName)
+		a.walkChildren(n, c)
+	case *pg_query.IntoClause:
+		// SELECT ... INTO and CREATE TABLE AS both create the table.
+		a.ddlRelation(n.Rel)
+		c.ddl = false
+		a.walkChildren(n, c, "rel")
+	case *pg_query.DefElem:
+		// A function's SET clause (CREATE/ALTER FUNCTION ... SET name =
+		// value) holds a VariableSetStmt that applies while the function
+		// runs; it is an option, not a statement run now.
+		if n.Arg.GetVariableSetStmt() != nil {
+			return
+		}
+		a.walkChildren(n, c)
+	case *pg_query.ReplicaIdentityStmt:
+		// ALTER TABLE ... REPLICA IDENTITY: a part of the ALTER TABLE,
+		// holding only an index name.
+	case *pg_query.TableLikeClause, *pg_query.Constraint:
+		// CREATE TABLE (LIKE t) and REFERENCES t read t's definition and
+		// rows; they do not change t.
+		c.ddl = false
+		a.walkChildren(n, c)
+	default:
+		if isStatement(m) {
+			a.statement(m, c)
+			return
+		}
+		a.walkChildren(m, c)
+	}
+}
+
+// walkChildren walks every populated message field of m except skip, in
+// field-number order so that the first error found is deterministic.
+func (a *analyzer) walkChildren(m proto.Message, c frame, skip ...protoreflect.Name) {
+	pm := m.ProtoReflect()
+	fields := pm.Descriptor().Fields()
+	for i := 0; i < fields.Len() && a.err == nil; i++ {
+		fd := fields.Get(i)
+		if slices.Contains(skip, fd.Name()) || !pm.Has(fd) {
+			continue
+		}
+		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
+			continue
+		}
+		switch {
+		case fd.IsList():
+			list := pm.Get(fd).List()
+			for j := 0; j < list.Len(); j++ {
+				a.walk(list.Get(j).Message().Interface(), c)
+			}
+		case fd.IsMap():
+			pm.Get(fd).Map().Range(func(_ protoreflect.MapKey, v protoreflect.Value) bool {
+				a.walk(v.Message().Interface(), c)
+				return a.err == nil
+			})
+		default:
+			a.walk(pm.Get(fd).Message().Interface(), c)
+		}
+	}
+}
+
+// isStatement reports whether m is a statement node. Statements found
+// anywhere in the tree go through statement, so that one nested where it
+// should not be (NOTIFY in a rule, EXECUTE in CREATE TABLE AS) is refused.
+func isStatement(m proto.Message) bool {
+	return strings.HasSuffix(string(m.ProtoReflect().Descriptor().Name()), "Stmt")
+}
+
+// statement classifies one statement node and returns its kind ("" for a
+// node that is not a statement on its own, like RETURN in a function body).
+// Every statement type not named here is refused.
+func (a *analyzer) statement(m proto.Message, c frame) string {
+	if m == nil || a.err != nil {
+		return ""
+	}
+	switch n := m.(type) {
+	case *pg_query.SelectStmt:
+		if a.selectStmt(n, c) {
+			return "ddl"
+		}
+		return "select"
+	case *pg_query.InsertStmt:
+		a.insertStmt(n, c)
+		return "insert"
+	case *pg_query.UpdateStmt:
+		a.updateStmt(n, c)
+		return "update"
+	case *pg_query.DeleteStmt:
+		a.deleteStmt(n, c)
+		return "delete"
+	case *pg_query.MergeStmt:
+		a.mergeStmt(n, c)
+		return "merge"
+	case *pg_query.TruncateStmt:
+		a.truncateStmt(n)
+		return "truncate"
+	case *pg_query.ExplainStmt:
+		return a.explainStmt(n)
+	case *pg_query.ReturnStmt:
+		// RETURN expr, the body of a SQL-standard function.
+		a.walkChildren(n, c)
+		return ""
+
+	case *pg_query.TransactionStmt, *pg_query.ConstraintsSetStmt:
+		a.fail(refused("transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, SET CONSTRAINTS) is not allowed: warden runs each statement in its own transaction; send the statement on its own"))
+	case *pg_query.VariableSetStmt, *pg_query.VariableShowStmt:
+		a.fail(refused("SET, RESET and SHOW are not allowed: warden owns session settings (search_path, statement_timeout, role); qualify names with their schema, and read a setting with SELECT current_setting('name')"))
+	case *pg_query.AlterSystemStmt:
+		a.fail(refused("ALTER SYSTEM is not allowed: it changes the server's configuration; ask a database administrator"))
+	case *pg_query.DoStmt:
+		a.fail(refused("DO blocks are not allowed: an anonymous code block can do anything and hides what it touches; send plain SQL statements"))
+	case *pg_query.CallStmt:
+		a.fail(refused("CALL is not allowed: a procedure can do anything, including transaction control; send plain SQL statements"))
+	case *pg_query.CopyStmt:
+		a.fail(refused("COPY is not allowed in any form: it moves data through files, programs or the copy protocol outside warden's result handling; use SELECT to read and INSERT to write"))
+	case *pg_query.PrepareStmt, *pg_query.ExecuteStmt, *pg_query.DeallocateStmt:
+		a.fail(refused("prepared statements (PREPARE, EXECUTE, DEALLOCATE) are not allowed: send the statement itself, with values in params"))
+	case *pg_query.ListenStmt, *pg_query.NotifyStmt, *pg_query.UnlistenStmt:
+		a.fail(refused("LISTEN, NOTIFY and UNLISTEN are not allowed: notifications outlive the call on warden's pooled connections"))
+	case *pg_query.LockStmt:
+		a.fail(refused("LOCK is not allowed: an explicit lock ends with warden's per-statement transaction and can block other sessions; use SELECT ... FOR UPDATE if a grant allows updates"))
+	case *pg_query.VacuumStmt, *pg_query.ClusterStmt, *pg_query.ReindexStmt, *pg_query.CheckPointStmt:
+		a.fail(refused("maintenance commands (VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT) are not allowed through warden; ask a database administrator"))
+	case *pg_query.DiscardStmt:
+		a.fail(refused("DISCARD is not allowed: warden owns session state"))
+	case *pg_query.LoadStmt:
+		a.fail(refused("LOAD is not allowed: it loads a shared library into the server"))
+	case *pg_query.DeclareCursorStmt, *pg_query.FetchStmt, *pg_query.ClosePortalStmt:
+		a.fail(refused("cursors (DECLARE, FETCH, MOVE, CLOSE) are not allowed: warden runs each statement in its own transaction; page through results with LIMIT and OFFSET"))
+
+	case *pg_query.GrantStmt, *pg_query.GrantRoleStmt, *pg_query.AlterDefaultPrivilegesStmt:
+		a.fail(adminRefused("privilege statements (GRANT, REVOKE, ALTER DEFAULT PRIVILEGES)"))
+	case *pg_query.CreateRoleStmt, *pg_query.AlterRoleStmt, *pg_query.AlterRoleSetStmt, *pg_query.DropRoleStmt,
+		*pg_query.DropOwnedStmt, *pg_query.ReassignOwnedStmt, *pg_query.AlterOwnerStmt:
+		a.fail(adminRefused("role and ownership statements"))
+	case *pg_query.CreatedbStmt, *pg_query.AlterDatabaseStmt, *pg_query.AlterDatabaseSetStmt,
+		*pg_query.AlterDatabaseRefreshCollStmt, *pg_query.DropdbStmt:
+		a.fail(adminRefused("database statements"))
+	case *pg_query.CreateTableSpaceStmt, *pg_query.DropTableSpaceStmt, *pg_query.AlterTableSpaceOptionsStmt,
+		*pg_query.AlterTableMoveAllStmt:
+		a.fail(adminRefused("tablespace statements"))
+	case *pg_query.CreateExtensionStmt, *pg_query.AlterExtensionStmt, *pg_query.AlterExtensionContentsStmt,
+		*pg_query.AlterObjectDependsStmt:
+		a.fail(adminRefused("extension statements"))
+	case *pg_query.CreateFdwStmt, *pg_query.AlterFdwStmt, *pg_query.CreateForeignServerStmt,
+		*pg_query.AlterForeignServerStmt, *pg_query.CreateUserMappingStmt, *pg_query.AlterUserMappingStmt,
+		*pg_query.DropUserMappingStmt, *pg_query.CreateForeignTableStmt, *pg_query.ImportForeignSchemaStmt:
+		a.fail(adminRefused("foreign-data statements (wrappers, servers, user mappings, foreign tables)"))
+	case *pg_query.CreatePublicationStmt, *pg_query.AlterPublicationStmt, *pg_query.CreateSubscriptionStmt,
+		*pg_query.AlterSubscriptionStmt, *pg_query.DropSubscriptionStmt:
+		a.fail(adminRefused("replication statements (publications, subscriptions)"))
+	case *pg_query.CreateEventTrigStmt, *pg_query.AlterEventTrigStmt, *pg_query.CreatePLangStmt,
+		*pg_query.CreateAmStmt, *pg_query.CreateCastStmt, *pg_query.CreateTransformStmt,
+		*pg_query.CreateOpClassStmt, *pg_query.CreateOpFamilyStmt, *pg_query.AlterOpFamilyStmt,
+		*pg_query.SecLabelStmt:
+		a.fail(adminRefused("database-wide definitions (event triggers, languages, access methods, casts, transforms, operator classes, security labels)"))
+
+	default:
+		return a.ddlStatement(m)
+	}
+	return ""
+}
+
+func adminRefused(what string) *warden.Error {
+	return refused("%s are administrative and not allowed through warden; ask a database administrator", what)
+}
+
+// with walks the CTEs of a WITH clause and returns the frame its
+// statement's body runs in. A CTE name is visible to later siblings and the
+// body; with RECURSIVE, to every sibling and itself. CTE bodies run whether
+// or not the body references them, so each is walked exactly once.
+func (a *analyzer) with(w *pg_query.WithClause, c frame) frame {
+	c.lock = false
+	if w == nil {
+		return c
+	}
+	ctes := make([]*pg_query.CommonTableExpr, 0, len(w.Ctes))
+	for _, n := range w.Ctes {
+		cte := n.GetCommonTableExpr()
+		if cte == nil {
+			a.fail(refused("this WITH clause is not supported by warden"))
+			return c
+		}
+		ctes = append(ctes, cte)
+	}
+	if w.Recursive {
+		for _, cte := range ctes {
+			c.scope = c.scope.push(cte.Ctename)
+		}
+		for _, cte := range ctes {
+			a.walk(cte, c)
+		}
+		return c
+	}
+	for _, cte := range ctes {
+		a.walk(cte, c)
+		c.scope = c.scope.push(cte.Ctename)
+	}
+	return c
+}
+
+// selectStmt walks a SELECT (or VALUES, or set operation) and reports
+// whether it creates a table (SELECT ... INTO).
+func (a *analyzer) selectStmt(s *pg_query.SelectStmt, c frame) bool {
+	c.ddl = false
+	from := c
+	c = a.with(s.WithClause, c)
+	from.scope = c.scope
+	// FOR UPDATE/SHARE locks rows of the relations in this level's FROM,
+	// including subqueries in it; a locking read cannot run read-only.
+	if len(s.LockingClause) > 0 {
+		from.lock = true
+	}
+	for _, n := range s.FromClause {
+		a.walk(n, from)
+	}
+	a.walk(s.Larg, from)
+	a.walk(s.Rarg, from)
+	// The locking clause names FROM items (often aliases), not relations.
+	a.walkChildren(s, c, "with_clause", "from_clause", "larg", "rarg", "locking_clause")
+	return selectsInto(s)
+}
+
+// selectsInto reports whether a SELECT creates a table. In a set operation
+// PostgreSQL takes INTO from the leftmost branch; any branch will do here.
+func selectsInto(s *pg_query.SelectStmt) bool {
+	if s == nil {
+		return false
+	}
+	return s.IntoClause != nil || selectsInto(s.Larg) || selectsInto(s.Rarg)
+}
+
+// writeTarget names the table a DML statement writes. The target is never
+// a CTE: PostgreSQL looks it up in the catalog only.
+func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*pg_query.Node) {
+	name := a.relation(rv)
+	a.op(verb, name)
+	if len(returning) > 0 {
+		// RETURNING hands the target's rows back to the caller.
+		a.op(warden.VerbSelect, name)
+	}
+}
+
+func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
+	c.ddl = false
+	c = a.with(s.WithClause, c)
+	a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList)
+	if oc := s.OnConflictClause; oc != nil && oc.Action == pg_query.OnConflictAction_ONCONFLICT_UPDATE {
+		a.op(warden.VerbUpdate, a.relation(s.Relation))
+	}
+	a.walkChildren(s, c, "relation", "with_clause")
+}
+
+func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
+	c.ddl = false
+	c = a.with(s.WithClause, c)
+	a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList)
+	a.walkChildren(s, c, "relation", "with_clause")
+}
+
+func (a *analyzer) deleteStmt(s *pg_query.DeleteStmt, c frame) {
+	c.ddl = false
+	c = a.with(s.WithClause, c)
+	a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList)
+	a.walkChildren(s, c, "relation", "with_clause")
+}
+
+func (a *analyzer) mergeStmt(s *pg_query.MergeStmt, c frame) {
+	c.ddl = false
+	c = a.with(s.WithClause, c)
+	a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList)
+	a.walkChildren(s, c, "relation", "with_clause")
+}
+
+func (a *analyzer) truncateStmt(s *pg_query.TruncateStmt) {
+	if s.Behavior == pg_query.DropBehavior_DROP_CASCADE {
+		a.fail(cascadeRefused())
+		return
+	}
+	for _, n := range s.Relations {
+		rv := n.GetRangeVar()
+		if rv == nil {
+			a.fail(refused("this TRUNCATE is not supported by warden"))
+			return
+		}
+		a.op(warden.VerbTruncate, a.relation(rv))
+	}
+}
+
+func cascadeRefused() *warden.Error {
+	return refused("CASCADE is not allowed: it changes or empties objects the statement does not name; name every object explicitly")
+}
+
+// explainStmt: EXPLAIN without ANALYZE only plans the statement, so every
+// relation it touches is at most looked at (and function calls are still
+// judged: the planner may run them while folding constants). EXPLAIN
+// ANALYZE runs it, with all its effects.
+func (a *analyzer) explainStmt(s *pg_query.ExplainStmt) string {
+	analyze := explainAnalyzes(s.Options)
+	sub := newAnalyzer(a.names)
+	kind := sub.statement(unwrapNode(s.Query), frame{})
+	if sub.err == nil && kind == "" {
+		sub.fail(refused("EXPLAIN of this statement is not supported by warden"))
+	}
+	if sub.err != nil {
+		a.fail(sub.err)
+		return ""
+	}
+	for op := range sub.ops {
+		if !analyze && op.Verb != warden.VerbExecute {
+			op.Verb = warden.VerbSelect
+		}
+		a.ops[op] = true
+	}
+	for f := range sub.funcs {
+		a.funcs[f] = true
+	}
+	if analyze {
+		return "explain analyze"
+	}
+	return "explain"
+}
+
+// explainAnalyzes reports whether EXPLAIN's options turn ANALYZE on. Only an
+// explicit false (as PostgreSQL's defGetBoolean reads it) turns it off; any
+// value warden does not understand counts as on, the stricter reading.
+func explainAnalyzes(options []*pg_query.Node) bool {
+	on := false
+	for _, o := range options {
+		d := o.GetDefElem()
+		if d == nil || d.Defname != "analyze" {
+			continue
+		}
+		if !explainFalse(d.Arg) {
+			on = true
+		}
+	}
+	return on
+}
+
+func explainFalse(arg *pg_query.Node) bool {
+	switch v := unwrapNode(arg).(type) {
+	case *pg_query.String:
+		return strings.EqualFold(v.Sval, "false") || strings.EqualFold(v.Sval, "off")
+	case *pg_query.Integer:
+		return v.Ival == 0
+	case *pg_query.Boolean:
+		return !v.Boolval
+	}
+	return false
+}
+
+// rangeVar handles a relation named where a query reads it, or, inside a
+// DDL statement, where the statement changes it.
+func (a *analyzer) rangeVar(rv *pg_query.RangeVar, c frame) {
+	if c.ddl {
+		a.ddlRelation(rv)
+		return
+	}
+	if rv.Catalogname == "" && rv.Schemaname == "" && c.scope.has(rv.Relname) {
+		return // a CTE, whose body is walked where it is defined
+	}
+	name := a.relation(rv)
+	a.op(warden.VerbSelect, name)
+	if c.lock {
+		a.op(warden.VerbUpdate, name)
+	}
+}
+
+// ddlRelation records a DDL op on a relation the statement creates or
+// changes, refusing temporary ones, and returns its name.
+func (a *analyzer) ddlRelation(rv *pg_query.RangeVar) string {
+	if rv == nil {
+		return ""
+	}
+	if rv.Relpersistence == "t" || isTempSchema(rv.Schemaname) {
+		a.fail(tempRefused())
+		return ""
+	}
+	name := a.relation(rv)
+	a.op(warden.VerbDDL, name)
+	return name
+}
+
+func isTempSchema(schema string) bool {
+	return schema == "pg_temp" || strings.HasPrefix(schema, "pg_temp_")
+}
+
+func tempRefused() *warden.Error {
+	return refused("temporary objects (CREATE TEMP ..., SELECT ... INTO TEMP, anything in pg_temp) are not allowed: they would outlive the call on warden's pooled connections; use a CTE (WITH ...) for intermediate results")
+}
+
+// relation returns rv as schema.name, or "" after recording an error.
+func (a *analyzer) relation(rv *pg_query.RangeVar) string {
+	if rv == nil {
+		a.fail(refused("this statement names no relation where one is expected"))
+		return ""
+	}
+	if rv.Catalogname != "" {
+		a.fail(crossDatabaseRefused(rv.Catalogname + "." + rv.Schemaname + "." + rv.Relname))
+		return ""
+	}
+	return a.qualify(rv.Schemaname, rv.Relname, a.relationSchema)
+}
+
+func crossDatabaseRefused(name string) *warden.Error {
+	return refused("cross-database names are not allowed: %q names another database; warden connects each backend to one database, so use schema.name", name)
+}
+
+func (a *analyzer) relationSchema(name string) string {
+	if a.names == nil {
+		return ""
+	}
+	return a.names.RelationSchema(name)
+}
+
+func (a *analyzer) functionSchema(name string) string {
+	if a.names == nil {
+		return ""
+	}
+	return a.names.FunctionSchema(name)
+}
+
+// qualify returns schema.name, resolving an empty schema with resolve.
+func (a *analyzer) qualify(schema, name string, resolve func(string) string) string {
+	if schema == "" && resolve != nil {
+		schema = resolve(name)
+	}
+	if schema == "" {
+		a.fail(warden.Errorf(warden.Invalid, "%q does not resolve to a schema on the search_path; qualify it as schema.%s", name, name))
+		return ""
+	}
+	return schema + "." + name
+}
+
+// qualifyParts returns a dotted name list (as the parser splits it) as
+// schema.name.
+func (a *analyzer) qualifyParts(parts []string, resolve func(string) string) string {
+	switch len(parts) {
+	case 1:
+		return a.qualify("", parts[0], resolve)
+	case 2:
+		return a.qualify(parts[0], parts[1], resolve)
+	case 3:
+		a.fail(crossDatabaseRefused(strings.Join(parts, ".")))
+	default:
+		a.fail(warden.Errorf(warden.Invalid, "improper qualified name (too many dotted names): %s", strings.Join(parts, ".")))
+	}
+	return ""
+}
+
+// nameStrings returns a list of String nodes as strings; ok is false for anything
+// else.
+func nameStrings(nodes []*pg_query.Node) (parts []string, ok bool) {
+	for _, n := range nodes {
+		s := n.GetString_()
+		if s == nil {
+			return nil, false
+		}
+		parts = append(parts, s.Sval)
+	}
+	return parts, len(parts) > 0
+}
+
+// call records a function call. Harmless pg_catalog functions are only
+// listed; every other function is also an execute op that policy judges.
+func (a *analyzer) call(funcname []*pg_query.Node) {
+	parts, ok := nameStrings(funcname)
+	if !ok {
+		a.fail(refused("this function call is not supported by warden"))
+		return
+	}
+	name := a.qualifyParts(parts, a.functionSchema)
+	if name == "" {
+		return
+	}
+	a.funcs[name] = true
+	schema, fn, _ := strings.Cut(name, ".")
+	if schema != "pg_catalog" || restrictedFunction(fn) {
+		a.op(warden.VerbExecute, name)
+	}
+}
+
+// operator judges an explicitly qualified operator, OPERATOR(schema.op):
+// one outside pg_catalog runs user-defined code. Unqualified operators are
+// not resolved here.
+func (a *analyzer) operator(name []*pg_query.Node) {
+	parts, ok := nameStrings(name)
+	if !ok || len(parts) < 2 {
+		return
+	}
+	if q := a.qualifyParts(parts, a.functionSchema); q != "" && parts[0] != "pg_catalog" {
+		a.op(warden.VerbExecute, q)
+	}
+}
+
+// ddlStatement records the objects a DDL statement creates, changes or
+// drops. Objects named by a RangeVar are recorded by the walk in ddl mode,
+// so a relation this code does not know about is still judged as changed,
+// never as merely read; objects named by plain name lists are handled here.
+func (a *analyzer) ddlStatement(m proto.Message) string {
+	changed := a.changed
+	a.changed = false
+	c := frame{ddl: true}
+	switch n := m.(type) {
+	case *pg_query.CreateStmt, *pg_query.CreateTableAsStmt, *pg_query.ViewStmt,
+		*pg_query.CreateSeqStmt, *pg_query.AlterSeqStmt, *pg_query.RefreshMatViewStmt,
+		*pg_query.CompositeTypeStmt, *pg_query.CreatePolicyStmt, *pg_query.AlterPolicyStmt,
+		*pg_query.RuleStmt:
+		a.walkChildren(n, c)
+	case *pg_query.AlterTableStmt:
+		for _, cmd := range n.Cmds {
+			switch t := cmd.GetAlterTableCmd(); {
+			case t == nil:
+				a.fail(refused("this ALTER statement is not supported by warden"))
+			case t.Subtype == pg_query.AlterTableType_AT_ChangeOwner:
+				a.fail(adminRefused("role and ownership statements"))
+			case t.Behavior == pg_query.DropBehavior_DROP_CASCADE:
+				a.fail(cascadeRefused())
+			}
+		}
+		a.walkChildren(n, c)
+	case *pg_query.IndexStmt:
+		table := a.ddlRelation(n.Relation)
+		if schema, _, ok := strings.Cut(table, "."); ok && n.Idxname != "" {
+			a.op(warden.VerbDDL, schema+"."+n.Idxname)
+		}
+		a.walkChildren(n, c, "relation")
+	case *pg_query.CreateTrigStmt:
+		// The trigger function runs on every future event; judge it as if
+		// called now.
+		a.call(n.Funcname)
+		a.walkChildren(n, c, "funcname")
+	case *pg_query.CreateFunctionStmt:
+		// A new function goes where new objects go, not where an existing
+		// function of that name (say in pg_catalog) would resolve.
+		a.ddlName(n.Funcname, a.relationSchema)
+		// A SQL-standard body (BEGIN ATOMIC, RETURN) is parsed and judged;
+		// a body given as a string is data to the parser.
+		a.walkChildren(n, frame{}, "funcname")
+	case *pg_query.AlterFunctionStmt:
+		a.ddlObject(pg_query.ObjectType_OBJECT_FUNCTION, &pg_query.Node{Node: &pg_query.Node_ObjectWithArgs{ObjectWithArgs: n.Func}})
+		a.walkChildren(n, c, "func")
+	case *pg_query.DefineStmt:
+		if n.Kind == pg_query.ObjectType_OBJECT_TSPARSER || n.Kind == pg_query.ObjectType_OBJECT_TSTEMPLATE {
+			a.fail(adminRefused("text search parsers and templates"))
+			break
+		}
+		resolve := a.relationSchema
+		if n.Kind == pg_query.ObjectType_OBJECT_AGGREGATE || n.Kind == pg_query.ObjectType_OBJECT_OPERATOR {
+			resolve = a.functionSchema
+		}
+		a.ddlName(n.Defnames, resolve)
+		a.walkChildren(n, c, "defnames")
+	case *pg_query.CreateEnumStmt:
+		a.ddlName(n.TypeName, a.relationSchema)
+	case *pg_query.CreateRangeStmt:
+		a.ddlName(n.TypeName, a.relationSchema)
+		a.walkChildren(n, c, "type_name")
+	case *pg_query.AlterEnumStmt:
+		a.ddlName(n.TypeName, a.relationSchema)
+	case *pg_query.AlterTypeStmt:
+		a.ddlName(n.TypeName, a.relationSchema)
+		a.walkChildren(n, c, "type_name")
+	case *pg_query.CreateDomainStmt:
+		a.ddlName(n.Domainname, a.relationSchema)
+		a.walkChildren(n, c, "domainname")
+	case *pg_query.AlterDomainStmt:
+		if n.Behavior == pg_query.DropBehavior_DROP_CASCADE {
+			a.fail(cascadeRefused())
+			break
+		}
+		a.ddlName(n.TypeName, a.relationSchema)
+		a.walkChildren(n, c, "type_name")
+	case *pg_query.CreateStatsStmt:
+		if len(n.Defnames) > 0 {
+			a.ddlName(n.Defnames, a.relationSchema)
+		}
+		a.walkChildren(n, c, "defnames")
+	case *pg_query.AlterStatsStmt:
+		a.ddlName(n.Defnames, a.relationSchema)
+	case *pg_query.AlterCollationStmt:
+		a.ddlName(n.Collname, a.relationSchema)
+	case *pg_query.AlterOperatorStmt:
+		if n.Opername != nil {
+			a.ddlName(n.Opername.Objname, a.functionSchema)
+		}
+		a.walkChildren(n, c, "opername")
+	case *pg_query.AlterTSDictionaryStmt:
+		a.ddlName(n.Dictname, a.relationSchema)
+	case *pg_query.AlterTSConfigurationStmt:
+		a.ddlName(n.Cfgname, a.relationSchema)
+	case *pg_query.CreateConversionStmt:
+		a.ddlName(n.ConversionName, a.relationSchema)
+	case *pg_query.CreateSchemaStmt:
+		switch {
+		case n.Authrole != nil:
+			a.fail(adminRefused("role and ownership statements (CREATE SCHEMA ... AUTHORIZATION)"))
+		case len(n.SchemaElts) > 0:
+			// Unqualified names inside resolve against the new schema;
+			// separate statements keep every name explicit.
+			a.fail(refused("CREATE SCHEMA with embedded CREATE statements is not supported: create the schema, then each object in its own statement"))
+		default:
+			a.ddlSchema(n.Schemaname)
+		}
+	case *pg_query.DropStmt:
+		if n.Behavior == pg_query.DropBehavior_DROP_CASCADE {
+			a.fail(cascadeRefused())
+			break
+		}
+		for _, o := range n.Objects {
+			a.ddlObject(n.RemoveType, o)
+		}
+	case *pg_query.CommentStmt:
+		a.ddlObject(n.Objtype, n.Object)
+	case *pg_query.RenameStmt:
+		a.renameStmt(n)
+	case *pg_query.AlterObjectSchemaStmt:
+		var name string
+		if n.Relation != nil {
+			name = a.ddlRelation(n.Relation)
+		} else {
+			name = a.ddlObject(n.ObjectType, n.Object)
+		}
+		if _, obj, ok := strings.Cut(name, "."); ok {
+			a.ddlName([]*pg_query.Node{pg_query.MakeStrNode(n.Newschema), pg_query.MakeStrNode(obj)}, nil)
+		}
+	default:
+		a.fail(refused("%s statements are not supported by warden", m.ProtoReflect().Descriptor().Name()))
+	}
+	if a.err == nil && !a.changed {
+		a.fail(refused("warden cannot tell which objects this statement changes, so it is refused"))
+	}
+	a.changed = a.changed || changed
+	return "ddl"
+}
+
+func (a *analyzer) renameStmt(n *pg_query.RenameStmt) {
+	switch n.RenameType {
+	case pg_query.ObjectType_OBJECT_SCHEMA:
+		a.ddlSchema(n.Subname)
+		a.ddlSchema(n.Newname)
+		return
+	case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_ATTRIBUTE,
+		pg_query.ObjectType_OBJECT_TABCONSTRAINT, pg_query.ObjectType_OBJECT_DOMCONSTRAINT,
+		pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_RULE,
+		pg_query.ObjectType_OBJECT_POLICY:
+		// Renames a part of a relation, type or domain: that object changes.
+		if n.Relation != nil {
+			a.ddlRelation(n.Relation)
+		} else {
+			a.ddlObject(n.RenameType, n.Object)
+		}
+		return
+	}
+	var name string
+	if n.Relation != nil {
+		name = a.ddlRelation(n.Relation)
+	} else {
+		name = a.ddlObject(n.RenameType, n.Object)
+	}
+	// The new name is an object the statement creates, in the same schema.
+	if schema, _, ok := strings.Cut(name, "."); ok {
+		a.ddlName([]*pg_query.Node{pg_query.MakeStrNode(schema), pg_query.MakeStrNode(n.Newname)}, nil)
+	}
+}
+
+// adminObjects are object types whose DDL is administrative: they are not
+// in a schema, or need superuser-level rights, or reach outside the
+// database.
+var adminObjects = map[pg_query.ObjectType]bool{
+	pg_query.ObjectType_OBJECT_ACCESS_METHOD: true, pg_query.ObjectType_OBJECT_AMOP: true,
+	pg_query.ObjectType_OBJECT_AMPROC: true, pg_query.ObjectType_OBJECT_CAST: true,
+	pg_query.ObjectType_OBJECT_DATABASE: true, pg_query.ObjectType_OBJECT_DEFAULT: true,
+	pg_query.ObjectType_OBJECT_DEFACL: true, pg_query.ObjectType_OBJECT_EVENT_TRIGGER: true,
+	pg_query.ObjectType_OBJECT_EXTENSION: true, pg_query.ObjectType_OBJECT_FDW: true,
+	pg_query.ObjectType_OBJECT_FOREIGN_SERVER: true, pg_query.ObjectType_OBJECT_LANGUAGE: true,
+	pg_query.ObjectType_OBJECT_LARGEOBJECT: true, pg_query.ObjectType_OBJECT_OPCLASS: true,
+	pg_query.ObjectType_OBJECT_OPFAMILY: true, pg_query.ObjectType_OBJECT_PARAMETER_ACL: true,
+	pg_query.ObjectType_OBJECT_PUBLICATION: true, pg_query.ObjectType_OBJECT_PUBLICATION_NAMESPACE: true,
+	pg_query.ObjectType_OBJECT_PUBLICATION_REL: true, pg_query.ObjectType_OBJECT_ROLE: true,
+	pg_query.ObjectType_OBJECT_SUBSCRIPTION: true, pg_query.ObjectType_OBJECT_TABLESPACE: true,
+	pg_query.ObjectType_OBJECT_TRANSFORM: true, pg_query.ObjectType_OBJECT_TSPARSER: true,
+	pg_query.ObjectType_OBJECT_TSTEMPLATE: true, pg_query.ObjectType_OBJECT_USER_MAPPING: true,
+}
+
+// ddlObject records a DDL op on an object named the way DROP, COMMENT,
+// RENAME and ALTER ... SET SCHEMA name it, and returns its qualified name
+// ("" for a schema or on error).
+func (a *analyzer) ddlObject(t pg_query.ObjectType, n *pg_query.Node) string {
+	if adminObjects[t] {
+		a.fail(adminRefused("statements on " + objectTypeName(t) + " objects"))
+		return ""
+	}
+	switch t {
+	case pg_query.ObjectType_OBJECT_SCHEMA:
+		if s := n.GetString_(); s != nil {
+			a.ddlSchema(s.Sval)
+			return ""
+		}
+	case pg_query.ObjectType_OBJECT_FUNCTION, pg_query.ObjectType_OBJECT_PROCEDURE,
+		pg_query.ObjectType_OBJECT_ROUTINE, pg_query.ObjectType_OBJECT_AGGREGATE,
+		pg_query.ObjectType_OBJECT_OPERATOR:
+		if f := n.GetObjectWithArgs(); f != nil {
+			return a.ddlName(f.Objname, a.functionSchema)
+		}
+	case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_TABCONSTRAINT,
+		pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_RULE,
+		pg_query.ObjectType_OBJECT_POLICY:
+		// [schema.]table.part: the table is what changes.
+		if l := n.GetList(); l != nil && len(l.Items) >= 2 {
+			return a.ddlName(l.Items[:len(l.Items)-1], a.relationSchema)
+		}
+	case pg_query.ObjectType_OBJECT_DOMCONSTRAINT:
+		// COMMENT names it (domain type, constraint); RENAME names the
+		// domain alone. The domain is what changes.
+		if l := n.GetList(); l != nil && len(l.Items) > 0 {
+			if tn := l.Items[0].GetTypeName(); tn != nil {
+				return a.ddlName(tn.Names, a.relationSchema)
+			}
+			return a.ddlName(l.Items, a.relationSchema)
+		}
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
+		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_INDEX,
+		pg_query.ObjectType_OBJECT_SEQUENCE, pg_query.ObjectType_OBJECT_FOREIGN_TABLE,
+		pg_query.ObjectType_OBJECT_TYPE, pg_query.ObjectType_OBJECT_DOMAIN,
+		pg_query.ObjectType_OBJECT_COLLATION, pg_query.ObjectType_OBJECT_CONVERSION,
+		pg_query.ObjectType_OBJECT_STATISTIC_EXT, pg_query.ObjectType_OBJECT_TSCONFIGURATION,
+		pg_query.ObjectType_OBJECT_TSDICTIONARY:
+		switch v := unwrapNode(n).(type) {
+		case *pg_query.List:
+			return a.ddlName(v.Items, a.relationSchema)
+		case *pg_query.TypeName:
+			return a.ddlName(v.Names, a.relationSchema)
+		}
+	}
+	a.fail(refused("statements on %s objects are not supported by warden", objectTypeName(t)))
+	return ""
+}
+
+// objectTypeNames spell the object types whose enum names do not read as
+// SQL.
+var objectTypeNames = map[pg_query.ObjectType]string{
+	pg_query.ObjectType_OBJECT_AMOP:          "operator family member",
+	pg_query.ObjectType_OBJECT_AMPROC:        "operator family member",
+	pg_query.ObjectType_OBJECT_DEFACL:        "default privileges",
+	pg_query.ObjectType_OBJECT_FDW:           "foreign-data wrapper",
+	pg_query.ObjectType_OBJECT_LARGEOBJECT:   "large object",
+	pg_query.ObjectType_OBJECT_MATVIEW:       "materialized view",
+	pg_query.ObjectType_OBJECT_OPCLASS:       "operator class",
+	pg_query.ObjectType_OBJECT_OPFAMILY:      "operator family",
+	pg_query.ObjectType_OBJECT_STATISTIC_EXT: "statistics",
+	pg_query.ObjectType_OBJECT_TSPARSER:      "text search parser",
+	pg_query.ObjectType_OBJECT_TSTEMPLATE:    "text search template",
+}
+
+func objectTypeName(t pg_query.ObjectType) string {
+	if name, ok := objectTypeNames[t]; ok {
+		return name
+	}
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(t.String(), "OBJECT_")), "_", " ")
+}
+
+// ddlName records a DDL op on a dotted name list and returns schema.name.
+// resolve may be nil when the list is known to be qualified.
+func (a *analyzer) ddlName(nodes []*pg_query.Node, resolve func(string) string) string {
+	parts, ok := nameStrings(nodes)
+	if !ok {
+		a.fail(refused("this statement names an object in a form warden does not support"))
+		return ""
+	}
+	if len(parts) == 2 && isTempSchema(parts[0]) {
+		a.fail(tempRefused())
+		return ""
+	}
+	name := a.qualifyParts(parts, resolve)
+	a.op(warden.VerbDDL, name)
+	return name
+}
+
+// ddlSchema records a DDL op on a schema itself, named by its bare name.
+func (a *analyzer) ddlSchema(name string) {
+	if isTempSchema(name) {
+		a.fail(tempRefused())
+		return
+	}
+	a.op(warden.VerbDDL, name)
+}
