@@ -243,7 +243,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if *transport == "stdio" {
 		return srv.ServeStdio(ctx, m.Stdin, m.Stdout)
 	}
-	if _, err := srv.HTTPHandler(*transport); err != nil {
+	if _, _, err := srv.HTTPHandler(*transport); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", *listen)

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warden-mcp/warden"
+)
+
+const goodConfig = `
+identity:
+  local: {subject: alice@example.com, groups: [analysts]}
+backends:
+  shop: {kind: postgres, dsn: "${SHOP_DSN}", statement_timeout: 2s, max_rows: 10}
+roles:
+  analyst:
+    members: {groups: [analysts]}
+    grants:
+      - {backend: shop, tables: [public.orders, public.customers], actions: [select]}
+`
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParseConfigExpandsEnvironmentAndAppliesDefaults(t *testing.T) {
+	cfg, err := ParseConfig([]byte(goodConfig), env(map[string]string{"SHOP_DSN": "postgres://u:secret@db/shop"}))
+	if err != nil {
+		t.Fatalf("ParseConfig(good) = %v", err)
+	}
+	pg := cfg.Backends["shop"].Postgres
+	if pg.DSN != "postgres://u:secret@db/shop" {
+		t.Errorf("dsn = %q; want the expanded value", pg.DSN)
+	}
+	if time.Duration(pg.StatementTimeout) != 2*time.Second || pg.MaxRows != 10 {
+		t.Errorf("statement_timeout, max_rows = %s, %d; want 2s, 10", pg.StatementTimeout, pg.MaxRows)
+	}
+	if strings.Join(pg.SearchPath, ",") != "public" || pg.MaxConns != 4 {
+		t.Errorf("defaults search_path, max_conns = %v, %d; want [public], 4", pg.SearchPath, pg.MaxConns)
+	}
+	if cfg.Store.URL != DefaultStore {
+		t.Errorf("store = %q; want %q", cfg.Store.URL, DefaultStore)
+	}
+}
+
+func TestParseConfigRejects(t *testing.T) {
+	withEnv := env(map[string]string{"SHOP_DSN": "postgres://u:hunter2@db/shop"})
+	tests := []struct {
+		name string
+		yaml string
+		want string
+	}{
+		{"UnknownTopLevelKey", goodConfig + "extra: 1\n", "extra: unknown key"},
+		{"UnknownBackendKey", strings.Replace(goodConfig, "max_rows: 10", "max_rows: 10, maxrows: 5", 1), "backends.shop.maxrows: unknown key"},
+		{"UnknownGrantKey", strings.Replace(goodConfig, "actions: [select]", "actions: [select], colums: [a]", 1), "roles.analyst.grants[0].colums: unknown key"},
+		{"UnsetVariable", strings.Replace(goodConfig, "SHOP_DSN", "NOPE_DSN", 1), "backends.shop.dsn: environment variable NOPE_DSN is not set"},
+		{"UnknownBackendInGrant", strings.Replace(goodConfig, "{backend: shop,", "{backend: shp,", 1), `roles.analyst.grants[0].backend: unknown backend "shp"`},
+		{"BadDuration", strings.Replace(goodConfig, "statement_timeout: 2s", "statement_timeout: soon", 1), `backends.shop.statement_timeout: invalid duration "soon"`},
+		{"BadNumber", strings.Replace(goodConfig, "max_rows: 10", "max_rows: many", 1), `backends.shop.max_rows: expected a whole number`},
+		{"NegativeRows", strings.Replace(goodConfig, "max_rows: 10", "max_rows: -1", 1), `backends.shop.max_rows: must be positive`},
+		{"UnknownKind", strings.Replace(goodConfig, "kind: postgres", "kind: mysql", 1), `backends.shop.kind: unknown kind "mysql"`},
+		{"MaskingNotYetEnforced", goodConfig + "masking: {detectors: [email]}\n", "masking: masking rules are not supported"},
+		{"ApprovalsNotYetEnforced", goodConfig + "approvals: []\n", "approvals: approval rules are not supported"},
+		{"NoRoles", strings.Split(goodConfig, "roles:")[0], "roles: no roles configured"},
+		{"DuplicateKey", goodConfig + "roles: {}\n", "key appears twice"},
+		{"OIDCNotYet", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp}]\n", 1), "identity.oidc: OIDC bearer tokens are not supported"},
+		{"StoreScheme", goodConfig + "store: postgres://x\n", `store: "postgres://x" is not supported`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tt.yaml), withEnv)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParseConfig() = %v; want an error containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("ParseConfig() error leaks the DSN password: %v", err)
+			}
+		})
+	}
+}
+
+func TestInvalidDSNIsReportedWithoutItsContents(t *testing.T) {
+	bad := strings.Replace(goodConfig, `"${SHOP_DSN}"`, `"postgres://u:hunter2@db:notaport/shop"`, 1)
+	_, err := ParseConfig([]byte(bad), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "backends.shop.dsn: not a valid PostgreSQL connection string") {
+		t.Fatalf("ParseConfig(bad dsn) = %v; want a dsn error", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+}
+
+func TestUnderPrefixesKeyPaths(t *testing.T) {
+	err := warden.Under("backends.shop", warden.FieldErrorf("dsn", "missing"))
+	if err.Error() != "backends.shop.dsn: missing" {
+		t.Errorf("Under() = %q", err)
+	}
+}
