@@ -86,6 +86,11 @@ func (p *Pipeline) deny(c *Call, e *Error) error {
 func (p *Pipeline) record(ctx context.Context, c *Call, err error) error {
 	c.Err = AsError(err)
 	c.EndedAt = p.Clock()
+	if c.Action != nil && c.Risk == "" {
+		// Denied calls are classified too, so the recording shows what
+		// they would have done.
+		c.Risk = Classify(c.Action)
+	}
 	if c.Decision == nil && c.Err != nil && c.Err.Code == Invalid {
 		c.Decision = &Decision{Effect: Deny, Rule: "arguments", Reasons: []string{c.Err.Message}}
 	}

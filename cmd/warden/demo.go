@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +44,13 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "Starting `warden serve --config %s` over stdio. The agent below is a real MCP client;\n", *config)
 	fmt.Fprintln(w, "it has no database password — only the tools warden gives it, as alice@example.com (group analysts).")
 
+	getenv := m.Getenv
+	m.Getenv = func(k string) (string, bool) {
+		if k == "WARDEN_DEMO_DSN" {
+			return demoDSN, true
+		}
+		return getenv(k)
+	}
 	cfg, err := m.loadConfig(*config)
 	if err != nil {
 		return err
@@ -84,7 +92,8 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 				Enum []string `json:"enum"`
 			} `json:"properties"`
 		}
-		_ = json.Unmarshal(t.RawInputSchema, &schema)
+		raw, _ := json.Marshal(t.InputSchema)
+		_ = json.Unmarshal(raw, &schema)
 		fmt.Fprintf(w, "   %s  database ∈ %v\n", t.Name, schema.Properties["database"].Enum)
 	}
 
@@ -93,7 +102,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		tool  string
 		args  map[string]any
 	}{
-		{"sql_schema — what may I read?", "sql_schema", map[string]any{"database": "shop", "table": "orders"}},
+		{"sql_schema — what may I read? (payroll is not listed)", "sql_schema", map[string]any{"database": "shop"}},
 		{"an allowed read: revenue by country (a join, run in BEGIN READ ONLY)", "sql_query", map[string]any{
 			"database": "shop", "purpose": "weekly revenue report",
 			"sql": "SELECT c.country, count(*) AS orders, sum(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status <> 'refunded' GROUP BY c.country ORDER BY revenue DESC LIMIT 3"}},
@@ -112,8 +121,11 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	}
 	for i, call := range calls {
 		step(i+2, call.title)
-		args, _ := json.Marshal(call.args)
-		fmt.Fprintf(w, "   agent → %s %s\n", call.tool, args)
+		var args bytes.Buffer
+		enc := json.NewEncoder(&args)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(call.args)
+		fmt.Fprintf(w, "   agent → %s %s", call.tool, args.String())
 		req := mcp.CallToolRequest{}
 		req.Params.Name = call.tool
 		req.Params.Arguments = call.args
@@ -167,17 +179,67 @@ func printResult(w io.Writer, res *mcp.CallToolResult) {
 		if !ok {
 			continue
 		}
-		text := tc.Text
-		var buf bytes.Buffer
-		if json.Indent(&buf, []byte(text), "", "  ") == nil {
-			text = buf.String()
-		}
+		text := compactJSON(tc.Text)
 		lines := strings.Split(text, "\n")
 		if len(lines) > 40 {
 			lines = append(lines[:40], fmt.Sprintf("... (%d more lines)", len(lines)-40))
 		}
 		fmt.Fprintf(w, "   %s%s\n", label, strings.Join(lines, "\n     "))
 	}
+}
+
+// compactJSON lays out a JSON object one key per line with compact values,
+// and arrays of rows or tables one element per line, so a result reads like
+// a table; anything else is returned as is.
+func compactJSON(text string) string {
+	var obj map[string]json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(text))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil {
+		return text
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	order := map[string]int{"columns": 0, "rows": 1, "tables": 1, "row_count": 2, "truncated": 3, "command": 4}
+	sort.SliceStable(keys, func(i, j int) bool {
+		oi, iok := order[keys[i]]
+		oj, jok := order[keys[j]]
+		if iok != jok {
+			return iok
+		}
+		if iok {
+			return oi < oj
+		}
+		return keys[i] < keys[j]
+	})
+	var b strings.Builder
+	b.WriteString("{")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		var elems []json.RawMessage
+		if (k == "rows" || k == "tables") && json.Unmarshal(obj[k], &elems) == nil && len(elems) > 0 {
+			fmt.Fprintf(&b, "\n  %q: [", k)
+			for j, e := range elems {
+				var c bytes.Buffer
+				_ = json.Compact(&c, e)
+				if j > 0 {
+					b.WriteString(",")
+				}
+				b.WriteString("\n    " + c.String())
+			}
+			b.WriteString("]")
+			continue
+		}
+		var c bytes.Buffer
+		_ = json.Compact(&c, obj[k])
+		fmt.Fprintf(&b, "\n  %q: %s", k, c.String())
+	}
+	b.WriteString("\n}")
+	return b.String()
 }
 
 type indentWriter struct{ w io.Writer }
