@@ -1,6 +1,7 @@
 package warden
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -71,8 +72,23 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	if err != nil {
 		return c, err
 	}
+	if res.JSON, err = encodeResult(res.Structured); err != nil {
+		return c, Wrap(Internal, err, "the result could not be encoded")
+	}
 	c.Result = res
 	return c, nil
+}
+
+// encodeResult encodes a result once, without HTML escaping so statements
+// and values read as written.
+func encodeResult(v any) (json.RawMessage, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // deny turns a refusal found before policy ran into a recorded decision.

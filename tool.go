@@ -53,6 +53,10 @@ type Result struct {
 	Count int64
 	// Truncated reports that the result was cut at a configured cap.
 	Truncated bool
+	// JSON is Structured encoded once by the pipeline; the recording and
+	// the response use these exact bytes, so what is recorded is what
+	// the agent received.
+	JSON json.RawMessage
 }
 
 // Registry is the fixed, sorted set of tools a server offers.

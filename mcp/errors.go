@@ -25,8 +25,8 @@ type errorBody struct {
 // the agent can act on; internal failures show only the call id.
 func toolResult(c *warden.Call, err error) *mcp.CallToolResult {
 	if err == nil {
-		body, merr := json.Marshal(c.Result.Structured)
-		if merr != nil {
+		body := c.Result.JSON
+		if body == nil {
 			return failure(c, &warden.Error{Code: warden.Internal, Message: "internal error"})
 		}
 		return &mcp.CallToolResult{

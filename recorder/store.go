@@ -27,7 +27,7 @@ const schemaVersion = 1
 // history. The triggers turn an accidental UPDATE or DELETE into an error.
 const schema = `
 CREATE TABLE records (
-	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq        INTEGER PRIMARY KEY,
 	kind       TEXT NOT NULL CHECK (kind IN ('session_start', 'session_update', 'session_end', 'call_start', 'call_finish')),
 	session_id TEXT,
 	call_id    TEXT,
@@ -35,7 +35,7 @@ CREATE TABLE records (
 	body       TEXT NOT NULL
 );
 CREATE INDEX records_session ON records (session_id, seq);
-CREATE INDEX records_call ON records (call_id, seq);
+CREATE UNIQUE INDEX records_call ON records (call_id, kind) WHERE call_id IS NOT NULL;
 CREATE INDEX records_session_start ON records (at) WHERE kind = 'session_start';
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Record kinds, the values of the records.kind column.
@@ -107,12 +109,7 @@ func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
 		return errors.New("recording call start: call has no id")
 	}
 	body := callToJSON(c)
-	err := s.append(ctx, kindCallStart, c.SessionID, c.ID, body.StartedAt, body, func(tx *sql.Tx) error {
-		if n, err := s.countKind(ctx, tx, "call_id", c.ID, ""); err != nil || n > 0 {
-			return cmpErr(err, "call was already recorded")
-		}
-		return nil
-	})
+	err := s.appendOnce(ctx, kindCallStart, c.SessionID, c.ID, body.StartedAt, body, "call was already started")
 	if err != nil {
 		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
 	}
@@ -146,7 +143,12 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 		body.Count = c.Result.Count
 		body.Truncated = c.Result.Truncated
 		var text string
-		text, resultErr = encode(c.Result.Structured)
+		if c.Result.JSON != nil {
+			// The bytes the agent receives, encoded once by the pipeline.
+			text = string(c.Result.JSON)
+		} else {
+			text, resultErr = encode(c.Result.Structured)
+		}
 		body.Result = json.RawMessage(text)
 		if resultErr != nil {
 			resultErr = fmt.Errorf("encoding result: %w", resultErr)
@@ -156,12 +158,7 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
 		}
 	}
-	err := s.append(ctx, kindCallFinish, c.SessionID, c.ID, body.EndedAt, body, func(tx *sql.Tx) error {
-		if n, err := s.countKind(ctx, tx, "call_id", c.ID, kindCallFinish); err != nil || n > 0 {
-			return cmpErr(err, "call was already finished")
-		}
-		return nil
-	})
+	err := s.appendOnce(ctx, kindCallFinish, c.SessionID, c.ID, body.EndedAt, body, "call was already finished")
 	if err = errors.Join(resultErr, err); err != nil {
 		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
 	}
@@ -191,6 +188,24 @@ func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, 
 		return err
 	}
 	return tx.Commit()
+}
+
+// appendOnce writes one call record as a single autocommit INSERT: the
+// unique index on (call_id, kind) refuses a second start or finish of the
+// same call, so no read is needed first. It returns nil only once the
+// record has committed.
+func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at string, body any, duplicate string) error {
+	text, err := encode(body)
+	if err != nil {
+		return fmt.Errorf("encoding record: %w", err)
+	}
+	if _, err := s.insert.ExecContext(ctx, kind, nullable(sessionID), nullable(callID), nullable(at), text); err != nil {
+		if isUniqueViolation(err) {
+			return errors.New(duplicate)
+		}
+		return err
+	}
+	return nil
 }
 
 // countKind counts, inside tx, the records whose column (session_id or
@@ -364,3 +379,10 @@ func argsJSON(args json.RawMessage) json.RawMessage {
 }
 
 var _ warden.Recorder = (*Store)(nil)
+
+// isUniqueViolation reports whether err is SQLite's UNIQUE constraint
+// failure.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}

@@ -75,6 +75,35 @@ type names struct {
 	relations  map[string]map[string]bool // schema → relation names
 	functions  map[string]map[string]bool // schema → function names
 	types      map[uint32]string          // oid → formatted type name
+
+	// analyses caches Analyze results for this snapshot: the same text
+	// resolved against the same names always analyses the same way.
+	mu       sync.Mutex
+	analyses map[string]*Analysis
+}
+
+// maxCachedAnalyses bounds the analysis cache of one snapshot.
+const maxCachedAnalyses = 512
+
+// analyze returns the analysis of sql, from the cache when possible.
+func (n *names) analyze(sql string) (*Analysis, error) {
+	n.mu.Lock()
+	an, ok := n.analyses[sql]
+	n.mu.Unlock()
+	if ok {
+		return an, nil
+	}
+	an, err := Analyze(sql, n)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if n.analyses == nil || len(n.analyses) >= maxCachedAnalyses {
+		n.analyses = map[string]*Analysis{}
+	}
+	n.analyses[sql] = an
+	n.mu.Unlock()
+	return an, nil
 }
 
 // RelationSchema implements Names: pg_catalog is searched before the

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,18 +117,44 @@ func numericJSON(n pgtype.Numeric) any {
 		return "-Infinity"
 	}
 	s := numericText(n.Int, n.Exp)
-	digits := strings.TrimLeft(strings.NewReplacer("-", "", ".", "").Replace(s), "0")
-	if len(digits) <= 15 {
+	if significantDigits(s) <= 15 {
 		return json.Number(s)
 	}
 	return s
+}
+
+// significantDigits counts the digits of a decimal text from the first
+// non-zero one.
+func significantDigits(s string) int {
+	n, started := 0, false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		started = started || c != '0'
+		if started {
+			n++
+		}
+	}
+	return n
 }
 
 func numericText(i *big.Int, exp int32) string {
 	if i == nil {
 		return "0"
 	}
-	s := new(big.Int).Abs(i).String()
+	var s string
+	if i.IsInt64() {
+		// The common case, without big.Int's general formatting.
+		v := i.Int64()
+		if v < 0 {
+			v = -v
+		}
+		s = strconv.FormatInt(v, 10)
+	} else {
+		s = new(big.Int).Abs(i).String()
+	}
 	neg := i.Sign() < 0
 	switch {
 	case exp > 0:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
 )
 
@@ -53,6 +54,9 @@ type queryPlan struct {
 	sql      string
 	params   []any
 	readOnly bool
+	// callsCode is set when the statement calls granted functions
+	// beyond the harmless built-ins.
+	callsCode bool
 }
 
 // Spec implements warden.Tool.
@@ -108,7 +112,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err != nil {
 		return nil, b.unavailable(err)
 	}
-	an, err := Analyze(args.SQL, n)
+	an, err := n.analyze(args.SQL)
 	if err != nil {
 		return nil, err
 	}
@@ -120,8 +124,17 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		Functions: an.Functions,
 		Statement: args.SQL,
 		Purpose:   args.Purpose,
-		Plan:      &queryPlan{backend: b, names: n, sql: args.SQL, params: params, readOnly: an.ReadOnly},
+		Plan:      &queryPlan{backend: b, names: n, sql: args.SQL, params: params, readOnly: an.ReadOnly, callsCode: callsCode(an.Ops)},
 	}, nil
+}
+
+func callsCode(ops []warden.Op) bool {
+	for _, op := range ops {
+		if op.Verb == warden.VerbExecute {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeParams turns JSON values into values pgx binds: numbers keep their
@@ -186,11 +199,24 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 }
 
 func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
-	mode := pgx.ReadWrite
-	if p.readOnly {
-		mode = pgx.ReadOnly
+	conn, err := b.pool.Acquire(ctx)
+	if err != nil {
+		return nil, b.unavailable(err)
 	}
-	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: mode})
+	defer func() {
+		if p.callsCode {
+			// Granted functions run code warden cannot see; it may have
+			// changed session state (search_path, read-only default), so
+			// the connection is not given to the next call.
+			_ = conn.Hijack().Close(context.WithoutCancel(ctx))
+			return
+		}
+		conn.Release()
+	}()
+	if p.readOnly {
+		return b.runRead(ctx, conn, p)
+	}
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadWrite})
 	if err != nil {
 		return nil, b.unavailable(err)
 	}
@@ -204,6 +230,37 @@ func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	return res, nil
+}
+
+// runRead runs a read as BEGIN READ ONLY; statement; COMMIT, sent as one
+// pipeline so the transaction costs no extra round trip. If the statement
+// fails, the transaction is left aborted and pgxpool discards the
+// connection instead of reusing it.
+func (b *Backend) runRead(ctx context.Context, conn *pgxpool.Conn, p *queryPlan) (*QueryResult, error) {
+	batch := &pgx.Batch{}
+	batch.Queue("BEGIN READ ONLY")
+	batch.Queue(p.sql, p.params...)
+	batch.Queue("COMMIT")
+	br := conn.SendBatch(ctx, batch)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	res, err := b.collect(ctx, rows, p)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := br.Exec(); err != nil {
+		return nil, b.queryError(ctx, err)
+	}
+	if err := br.Close(); err != nil {
 		return nil, b.queryError(ctx, err)
 	}
 	return res, nil

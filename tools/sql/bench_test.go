@@ -1,0 +1,129 @@
+package sql_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/internal/pgtest"
+	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/tools/sql"
+)
+
+const benchSetup = `
+CREATE TABLE items (id integer PRIMARY KEY, name text, price numeric(10,2), added timestamptz, active boolean);
+INSERT INTO items SELECT i, 'item ' || i, i * 1.25, timestamptz '2025-01-01' + i * interval '1 hour', i % 2 = 0
+FROM generate_series(1, 100) i;`
+
+const benchQuery = "SELECT id, name, price, added, active FROM items ORDER BY id"
+
+// BenchmarkSelect100Rows compares a 100-row, 5-column SELECT through the
+// whole pipeline (analyse, authorize, execute, record in SQLite) with the
+// same query run directly with pgx, in the same process against the same
+// database. docs/BENCHMARKS.md records the results.
+func BenchmarkSelect100Rows(b *testing.B) {
+	dsn := pgtest.New(b, benchSetup)
+	ctx := context.Background()
+
+	b.Run("pgx", func(b *testing.B) {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer pool.Close()
+		durations := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			rows, err := pool.Query(ctx, benchQuery)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n := 0
+			for rows.Next() {
+				if _, err := rows.Values(); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			if rows.Err() != nil || n != 100 {
+				b.Fatalf("rows = %d, err %v", n, rows.Err())
+			}
+			durations = append(durations, time.Since(start))
+		}
+		reportP50(b, durations)
+	})
+
+	b.Run("pipeline", func(b *testing.B) {
+		cfg := sql.Config{DSN: dsn}
+		if err := cfg.Validate(); err != nil {
+			b.Fatal(err)
+		}
+		backend, err := sql.NewBackend("shop", cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer backend.Close()
+		backends := sql.Backends{"shop": backend}
+		pol, err := policy.New(policy.Config{"analyst": {
+			Members: policy.Members{Groups: []string{"analysts"}},
+			Grants:  []*policy.Grant{{Backend: "shop", Tables: []string{"public.items"}, Actions: []string{"select"}}},
+		}}, map[string]string{"shop": "postgres"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		store, err := recorder.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer store.Close()
+		reg, err := warden.NewRegistry(&sql.Query{Backends: backends}, &sql.Schema{Backends: backends, Grants: pol})
+		if err != nil {
+			b.Fatal(err)
+		}
+		seq := 0
+		p := &warden.Pipeline{Tools: reg, Policy: pol, Recorder: store, Clock: time.Now,
+			NewID: func() string { seq++; return "c-bench-" + time.Now().Format("150405.000000") + "-" + itoa(seq) }}
+		callCtx := warden.WithCaller(ctx, &warden.Caller{Subject: "bench@example.com", Groups: []string{"analysts"}, Method: "local"})
+		args := json.RawMessage(`{"database":"shop","sql":"` + benchQuery + `"}`)
+		run := func() {
+			c, err := p.Run(callCtx, "sql_query", args)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if c.Result.Count != 100 {
+				b.Fatalf("rows = %d", c.Result.Count)
+			}
+		}
+		run() // warm the catalog cache and the statement cache
+		durations := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			run()
+			durations = append(durations, time.Since(start))
+		}
+		reportP50(b, durations)
+	})
+}
+
+func reportP50(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-µs")
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
