@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -585,4 +586,77 @@ func TestCLI(t *testing.T) {
 			t.Errorf("sessions show %s = %d\n%s", id, code, out)
 		}
 	})
+}
+
+// TestShutdownFinishesInFlightCalls sends SIGTERM while a call runs: the
+// HTTP server stops accepting, lets the call finish within the grace
+// period, records it, and exits 0.
+func TestShutdownFinishesInFlightCalls(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := e2eConfig(t, dsn, "30s")
+	cmd := exec.Command(wardenBin, "serve", "--config", config, "--transport", "http", "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "E2E_DSN="+dsn)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case <-time.After(30 * time.Second):
+		t.Fatal("warden did not start")
+	}
+	tr, err := transport.NewStreamableHTTP(base + "/mcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
+	defer c.Close()
+	initialize(t, c, mcp.ProtocolVersion20251125)
+
+	results := make(chan result, 1)
+	go func() {
+		results <- call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT pg_sleep(1.5), 42 AS answer"})
+	}()
+	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'"
+	waitFor(t, 20*time.Second, func() bool { return count(t, dsn, active) == 1 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-results
+	if r.IsError || fmt.Sprint(r.rows()) != "[[ 42]]" {
+		t.Errorf("in-flight call during shutdown = %v %s; want it to finish with 42", r.IsError, r.Text)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("warden exit after SIGTERM = %v; want 0", err)
+	}
+	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	calls, err := store.Calls(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 1 || calls[0].ID != r.callID() || calls[0].Outcome != "ok" {
+		t.Errorf("recorded calls = %+v; want the one in-flight call, ok", calls)
+	}
 }
