@@ -158,6 +158,14 @@ func (b *Backend) catalog(ctx context.Context) (*names, error) {
 	return n, nil
 }
 
+// forgetNames makes the next call reload the snapshot. The stale one is
+// kept as the fallback for when the database cannot be reached.
+func (b *Backend) forgetNames() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.loaded = time.Time{}
+}
+
 // refreshTypes reloads the snapshot when a result carries a type created
 // after it was taken.
 func (b *Backend) refreshTypes(ctx context.Context) *names {

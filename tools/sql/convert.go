@@ -3,6 +3,7 @@ package sql
 import (
 	"database/sql/driver"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -23,11 +24,9 @@ const maxSafeInt = 1<<53 - 1
 // is null, integers beyond 2^53 and numerics that a float64 cannot hold
 // are strings, timestamps are RFC 3339, bytea is base64, json is embedded.
 func toJSON(v any, oid uint32, raw []byte) any {
-	switch oid {
-	case pgtype.JSONOID, pgtype.JSONBOID:
-		if raw == nil {
-			return nil
-		}
+	// raw is nil for SQL NULL, and for the elements of an array, which
+	// arrive already decoded by pgx.
+	if (oid == pgtype.JSONOID || oid == pgtype.JSONBOID) && raw != nil {
 		if oid == pgtype.JSONBOID && len(raw) > 0 && raw[0] == 1 {
 			raw = raw[1:] // binary jsonb: version byte, then text
 		}
@@ -46,7 +45,12 @@ func toJSON(v any, oid uint32, raw []byte) any {
 		}
 		return t
 	case float32:
-		return floatJSON(float64(t))
+		if f := float64(t); math.IsNaN(f) || math.IsInf(f, 0) {
+			return floatJSON(f)
+		}
+		// Kept as float32: encoding/json then writes the shortest text
+		// that reads back as this float32 (1.1, not 1.100000023841858).
+		return t
 	case float64:
 		return floatJSON(t)
 	case []byte:
@@ -74,14 +78,9 @@ func toJSON(v any, oid uint32, raw []byte) any {
 	case pgtype.Interval:
 		return intervalText(t)
 	case pgtype.Time:
-		d := time.Duration(t.Microseconds) * time.Microsecond
-		return fmt.Sprintf("%02d:%02d:%02d.%06d", int(d.Hours()), int(d.Minutes())%60, int(d.Seconds())%60, t.Microseconds%1e6)
+		return clockText(t.Microseconds)
 	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = toJSON(e, 0, nil)
-		}
-		return out
+		return arrayJSON(t, oid, raw)
 	case map[string]any:
 		return t
 	case fmt.Stringer:
@@ -94,11 +93,87 @@ func toJSON(v any, oid uint32, raw []byte) any {
 	return fmt.Sprint(v)
 }
 
+// floatJSON returns NaN and the infinities as the strings PostgreSQL
+// prints for them, since JSON has no such numbers.
 func floatJSON(f float64) any {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return fmt.Sprint(f)
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case math.IsInf(f, 1):
+		return "Infinity"
+	case math.IsInf(f, -1):
+		return "-Infinity"
 	}
 	return f
+}
+
+// builtinTypes knows the element type of every built-in array type. Only
+// TypeForOID is called on it, which reads and never writes, so it is safe
+// to share.
+var builtinTypes = pgtype.NewMap()
+
+// arrayJSON converts the elements of an array with the element type's own
+// rules (a date[] holds dates, not timestamps), and restores the shape of a
+// multi-dimensional array, which pgx flattens.
+func arrayJSON(flat []any, oid uint32, raw []byte) any {
+	var elem uint32
+	if t, ok := builtinTypes.TypeForOID(oid); ok {
+		if ac, ok := t.Codec.(*pgtype.ArrayCodec); ok {
+			elem = ac.ElementType.OID
+		}
+	}
+	out := make([]any, len(flat))
+	for i, e := range flat {
+		out[i] = toJSON(e, elem, nil)
+	}
+	return nest(out, arrayDims(raw, len(flat)))
+}
+
+// arrayDims returns the dimension lengths of a multi-dimensional array in
+// the binary format (ndim, flags, element oid, then a length and a lower
+// bound per dimension), or nil when there is nothing to restore: one
+// dimension, or the text format, which starts with '{' or '['.
+func arrayDims(raw []byte, n int) []int {
+	if len(raw) < 12 || raw[0] != 0 {
+		return nil
+	}
+	ndim := int(binary.BigEndian.Uint32(raw))
+	if ndim < 2 || len(raw) < 12+8*ndim {
+		return nil
+	}
+	dims := make([]int, ndim)
+	total := 1
+	for d := range dims {
+		dims[d] = int(binary.BigEndian.Uint32(raw[12+8*d:]))
+		total *= dims[d]
+	}
+	if total != n || n == 0 {
+		return nil
+	}
+	return dims
+}
+
+// nest cuts flat, in row-major order, into nested arrays of dims.
+func nest(flat []any, dims []int) []any {
+	if len(dims) < 2 {
+		return flat
+	}
+	size := len(flat) / dims[0]
+	out := make([]any, dims[0])
+	for i := range out {
+		out[i] = nest(flat[i*size:(i+1)*size], dims[1:])
+	}
+	return out
+}
+
+// clockText renders a time of day as PostgreSQL does: fractional seconds
+// only when there are some, without trailing zeros.
+func clockText(us int64) string {
+	s := fmt.Sprintf("%02d:%02d:%02d", us/3_600_000_000, us/60_000_000%60, us/1_000_000%60)
+	if frac := us % 1_000_000; frac != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%06d", frac), "0")
+	}
+	return s
 }
 
 // numericJSON keeps numerics exact: a JSON number when it has at most 15
@@ -183,7 +258,7 @@ func intervalText(iv pgtype.Interval) string {
 		if n == 0 {
 			return
 		}
-		if n == 1 || n == -1 {
+		if n == 1 { // PostgreSQL writes "-1 days"
 			parts = append(parts, fmt.Sprintf("%d %s", n, unit))
 		} else {
 			parts = append(parts, fmt.Sprintf("%d %ss", n, unit))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,10 @@ type queryPlan struct {
 	// callsCode is set when the statement calls granted functions
 	// beyond the harmless built-ins.
 	callsCode bool
+	// changesNames is set when the statement may create, drop or rename
+	// relations, functions or types: DDL, or granted code that runs
+	// writable.
+	changesNames bool
 }
 
 // Spec implements warden.Tool.
@@ -124,8 +129,21 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		Functions: an.Functions,
 		Statement: args.SQL,
 		Purpose:   args.Purpose,
-		Plan:      &queryPlan{backend: b, names: n, sql: args.SQL, params: params, readOnly: an.ReadOnly, callsCode: callsCode(an.Ops)},
+		Plan: &queryPlan{
+			backend: b, names: n, sql: args.SQL, params: params,
+			readOnly: an.ReadOnly, callsCode: callsCode(an.Ops),
+			changesNames: !an.ReadOnly && (callsCode(an.Ops) || changesNames(an.Ops)),
+		},
 	}, nil
+}
+
+func changesNames(ops []warden.Op) bool {
+	for _, op := range ops {
+		if op.Verb == warden.VerbDDL {
+			return true
+		}
+	}
+	return false
 }
 
 func callsCode(ops []warden.Op) bool {
@@ -137,8 +155,14 @@ func callsCode(ops []warden.Op) bool {
 	return false
 }
 
-// decodeParams turns JSON values into values pgx binds: numbers keep their
-// exact text, objects and arrays are passed as JSON text.
+// decodeParams turns JSON values into the text of SQL literals. pgx sends
+// strings in the text format, so PostgreSQL parses each one as the
+// parameter's type, exactly as it would a quoted literal: 42 binds to an
+// integer, numeric or text parameter alike, "2025-01-02" to a date,
+// {"a": 1} to jsonb, and numbers keep their exact digits. Binding Go values
+// instead fails inside pgx for every pair it has no conversion for (an
+// int64 into a text parameter, a bool into text), before PostgreSQL sees
+// the statement.
 func decodeParams(raw []json.RawMessage) ([]any, error) {
 	out := make([]any, len(raw))
 	for i, r := range raw {
@@ -149,16 +173,16 @@ func decodeParams(raw []json.RawMessage) ([]any, error) {
 			return nil, warden.Errorf(warden.Invalid, "params[%d] is not a JSON value", i)
 		}
 		switch t := v.(type) {
-		case json.Number:
-			if n, err := t.Int64(); err == nil {
-				out[i] = n
-			} else {
-				out[i] = t.String()
-			}
-		case map[string]any, []any:
-			out[i] = string(r)
-		default:
+		case nil:
+			out[i] = nil
+		case string:
 			out[i] = t
+		case json.Number:
+			out[i] = t.String()
+		case bool:
+			out[i] = strconv.FormatBool(t)
+		default: // objects and arrays, as JSON text
+			out[i] = string(r)
 		}
 	}
 	return out, nil
@@ -231,6 +255,12 @@ func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, b.queryError(ctx, err)
+	}
+	if p.changesNames {
+		// The next call must resolve names against the catalog as this
+		// statement left it, or it would be judged on one relation and
+		// read another.
+		b.forgetNames()
 	}
 	return res, nil
 }
