@@ -41,3 +41,17 @@ func CallerFrom(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
 }
+
+type authFailureKey struct{}
+
+// WithAuthFailure returns a context that carries why the caller could not
+// be authenticated, so the refusal can say so.
+func WithAuthFailure(ctx context.Context, e *Error) context.Context {
+	return context.WithValue(ctx, authFailureKey{}, e)
+}
+
+// AuthFailureFrom returns the authentication failure carried by ctx, or nil.
+func AuthFailureFrom(ctx context.Context) *Error {
+	e, _ := ctx.Value(authFailureKey{}).(*Error)
+	return e
+}

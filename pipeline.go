@@ -34,6 +34,9 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	// Authenticate: the transport must have established a caller.
 	c.Caller = CallerFrom(ctx)
 	if c.Caller == nil {
+		if e := AuthFailureFrom(ctx); e != nil {
+			return c, p.deny(c, &Error{Code: Unauthenticated, Rule: "identity", Message: e.Message, Err: e})
+		}
 		return c, p.deny(c, &Error{Code: Unauthenticated, Rule: "identity",
 			Message: "no authenticated caller: this connection has no identity, so every call is refused"})
 	}
@@ -77,6 +80,18 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	}
 	c.Result = res
 	return c, nil
+}
+
+// Refuse records a request that a transport refused before it reached the
+// pipeline (no valid token, another subject's session), and returns the
+// recorded call. tool names what was asked for; ctx may carry a caller.
+func (p *Pipeline) Refuse(ctx context.Context, tool string, args json.RawMessage, e *Error) *Call {
+	c := &Call{ID: p.NewID(), Tool: tool, Args: args, StartedAt: p.Clock(), Caller: CallerFrom(ctx)}
+	if s := SessionFrom(ctx); s != nil {
+		c.SessionID = s.ID
+	}
+	_ = p.record(ctx, c, p.deny(c, e))
+	return c
 }
 
 // encodeResult encodes a result once, without HTML escaping so statements

@@ -1,17 +1,27 @@
 package mcp
 
 import (
+	"errors"
+	"fmt"
+	"net/url"
+
 	"github.com/warden-mcp/warden"
 )
 
 // IdentityConfig is the `identity` section of warden.yaml.
 type IdentityConfig struct {
-	// Local is the caller on stdio.
+	// Local is the caller on stdio when WARDEN_TOKEN is not set.
 	Local *LocalIdentity `yaml:"local"`
-	// OIDC lists trusted token issuers; not supported by this version.
-	OIDC []map[string]any `yaml:"oidc"`
-	// AllowUnauthenticatedLoopback lets the HTTP transports serve the local
-	// identity without a token, and only on a loopback address.
+	// OIDC lists the trusted token issuers. When any is configured, every
+	// HTTP request needs a valid bearer token from one of them.
+	OIDC []OIDCConfig `yaml:"oidc"`
+	// Resource is warden's public resource identifier, such as
+	// https://warden.example.com/mcp, named in the protected-resource
+	// metadata; by default it is derived from each request's host.
+	Resource string `yaml:"resource"`
+	// AllowUnauthenticatedLoopback lets the HTTP transports serve the
+	// local identity without a token when no issuer is configured, and
+	// only on a loopback address.
 	AllowUnauthenticatedLoopback bool `yaml:"allow_unauthenticated_loopback"`
 }
 
@@ -24,13 +34,22 @@ type LocalIdentity struct {
 
 // Validate checks the identity config; paths are relative to `identity`.
 func (c *IdentityConfig) Validate() error {
-	if len(c.OIDC) > 0 {
-		return warden.FieldErrorf("oidc", "OIDC bearer tokens are not supported by this version of warden yet; remove identity.oidc and use identity.local over stdio or a loopback listener")
-	}
+	var errs []error
 	if c.Local != nil && c.Local.Subject == "" {
-		return warden.FieldErrorf("local.subject", "missing subject")
+		errs = append(errs, warden.FieldErrorf("local.subject", "missing subject"))
 	}
-	return nil
+	for i := range c.OIDC {
+		errs = append(errs, warden.Under(fmt.Sprintf("oidc[%d]", i), c.OIDC[i].Validate()))
+	}
+	if c.Resource != "" {
+		if u, err := url.Parse(c.Resource); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, warden.FieldErrorf("resource", "must be an absolute http(s) URL, like https://warden.example.com/mcp"))
+		}
+	}
+	if len(c.OIDC) > 0 && c.AllowUnauthenticatedLoopback {
+		errs = append(errs, warden.FieldErrorf("allow_unauthenticated_loopback", "cannot be combined with oidc: with issuers configured every HTTP request needs a token"))
+	}
+	return errors.Join(errs...)
 }
 
 // Caller returns the local identity as a caller, or nil when none is

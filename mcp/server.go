@@ -34,6 +34,8 @@ type Options struct {
 	Policy   warden.Authorizer
 	Sessions SessionRecorder
 	Identity *IdentityConfig
+	// Verifier verifies bearer tokens; nil when no issuer is configured.
+	Verifier *Verifier
 	// Version is warden's version, reported to clients.
 	Version string
 	Log     *slog.Logger
@@ -77,6 +79,10 @@ func New(opts Options) *Server {
 	hooks.AddAfterInitialize(func(ctx context.Context, _ any, req *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		s.tracker.initialized(ctx, req.Params.ClientInfo, res.ProtocolVersion)
 	})
+	hooks.AddOnRegisterSession(func(ctx context.Context, cs server.ClientSession) {
+		// A session belongs to the subject that opened it.
+		s.tracker.bind(sessionKey(cs), warden.CallerFrom(ctx))
+	})
 	hooks.AddOnUnregisterSession(func(ctx context.Context, cs server.ClientSession) {
 		s.tracker.end(sessionKey(cs))
 	})
@@ -118,6 +124,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 			// A malformed request is a protocol error, not a tool result.
 			return nil, fmt.Errorf("invalid params: arguments must be a JSON object")
 		}
+		ctx = s.stdioCaller(ctx)
 		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
 		return toolResult(call, err), nil
@@ -127,7 +134,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 // filterTools shows a caller only the tools it holds a grant for, with the
 // backend argument's enum narrowed to the backends it may use.
 func (s *Server) filterTools(ctx context.Context, tools []mcp.Tool) []mcp.Tool {
-	caller := warden.CallerFrom(ctx)
+	caller := warden.CallerFrom(s.stdioCaller(ctx))
 	if caller == nil {
 		return nil
 	}
@@ -195,19 +202,33 @@ func transportFrom(ctx context.Context) string {
 }
 
 // ServeStdio serves one client on in/out until in ends or ctx is done.
-// The caller is the configured local identity; without one every call is
-// refused.
-func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) error {
-	caller := s.opts.Identity.Caller()
+// The caller is the subject of token when one is given (verified now and on
+// every request, so an expired token stops working mid-session), else the
+// configured local identity. With neither it refuses to start.
+func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, token string) error {
+	base := func(ctx context.Context) context.Context { return withTransport(ctx, "stdio") }
+	switch {
+	case token != "":
+		if s.opts.Verifier == nil {
+			return errors.New("WARDEN_TOKEN is set, but no identity.oidc issuer is configured to verify it")
+		}
+		if _, err := s.opts.Verifier.Verify(ctx, token); err != nil {
+			return fmt.Errorf("WARDEN_TOKEN is not valid: %s", warden.AsError(err).Message)
+		}
+		base = func(ctx context.Context) context.Context {
+			return context.WithValue(withTransport(ctx, "stdio"), tokenKey{}, token)
+		}
+	case s.opts.Identity.Caller() != nil:
+		caller := s.opts.Identity.Caller()
+		base = func(ctx context.Context) context.Context {
+			return warden.WithCaller(withTransport(ctx, "stdio"), caller)
+		}
+	default:
+		return errors.New("stdio needs a caller: set WARDEN_TOKEN to a token from a configured issuer, or configure identity.local")
+	}
 	std := server.NewStdioServer(s.mcp)
 	std.SetErrorLogger(log.New(io.Discard, "", 0))
-	std.SetContextFunc(func(ctx context.Context) context.Context {
-		ctx = withTransport(ctx, "stdio")
-		if caller != nil {
-			ctx = warden.WithCaller(ctx, caller)
-		}
-		return ctx
-	})
+	std.SetContextFunc(base)
 	err := std.Listen(ctx, in, out)
 	s.tracker.endAll()
 	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
@@ -218,23 +239,30 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer) er
 
 // HTTPHandler returns the handler for an HTTP transport: "http" serves
 // streamable HTTP at /mcp, "sse" serves SSE at /sse with messages posted to
-// /message; both serve /healthz.
+// /message; both serve /healthz and, with issuers configured, RFC 9728
+// protected-resource metadata. Every MCP request is authenticated first.
 func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Context) error, error) {
-	if !s.opts.Identity.AllowUnauthenticatedLoopback {
-		return nil, nil, errors.New("the HTTP transports need an authenticated caller: set identity.allow_unauthenticated_loopback: true to serve identity.local on a loopback address (OIDC tokens are not supported by this version yet)")
-	}
-	caller := s.opts.Identity.Caller()
-	if caller == nil {
+	switch {
+	case s.opts.Verifier != nil:
+	case !s.opts.Identity.AllowUnauthenticatedLoopback:
+		return nil, nil, errors.New("the HTTP transports need an authenticated caller: configure identity.oidc, or set identity.allow_unauthenticated_loopback: true to serve identity.local on a loopback address")
+	case s.opts.Identity.Caller() == nil:
 		return nil, nil, errors.New("identity.allow_unauthenticated_loopback needs identity.local: the caller it serves")
 	}
+	// The caller was put in the request context by authenticate; MCP
+	// handlers see the context of the request that carried the message.
 	ctxFunc := func(ctx context.Context, r *http.Request) context.Context {
-		return warden.WithCaller(withTransport(ctx, transport), caller)
+		return warden.WithCaller(withTransport(ctx, transport), warden.CallerFrom(r.Context()))
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	if s.opts.Verifier != nil {
+		mux.HandleFunc("GET "+metadataPath, s.serveMetadata)
+		mux.HandleFunc("GET "+metadataPath+"/{endpoint...}", s.serveMetadata)
+	}
 	var shutdown func(context.Context) error
 	switch transport {
 	case "http":
@@ -245,7 +273,7 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 			server.WithSessionIdleTTL(30*time.Minute),
 			server.WithStreamableHTTPLogger(s.opts.Log),
 		)
-		mux.Handle("/mcp", sh)
+		mux.Handle("/mcp", s.authenticate(sh))
 		shutdown = sh.Shutdown
 	case "sse":
 		sse := server.NewSSEServer(s.mcp,
@@ -254,8 +282,8 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 			server.WithSSEContextFunc(ctxFunc),
 			server.WithKeepAlive(true),
 		)
-		mux.Handle("/sse", sse)
-		mux.Handle("/message", sse)
+		mux.Handle("/sse", s.authenticate(sse))
+		mux.Handle("/message", s.authenticate(sse))
 		shutdown = sse.Shutdown
 	default:
 		return nil, nil, fmt.Errorf("unknown transport %q (use stdio, http or sse)", transport)
@@ -267,8 +295,8 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 // accepting, lets in-flight calls finish for the shutdown grace period and
 // cancels the rest.
 func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener, transport string) error {
-	if !isLoopback(ln.Addr()) {
-		return fmt.Errorf("refusing to serve the local identity without authentication on %s: listen on a loopback address", ln.Addr())
+	if s.opts.Verifier == nil && !isLoopback(ln.Addr()) {
+		return fmt.Errorf("refusing to serve the local identity without authentication on %s: listen on a loopback address, or configure identity.oidc", ln.Addr())
 	}
 	h, shutdownTransport, err := s.HTTPHandler(transport)
 	if err != nil {

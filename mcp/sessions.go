@@ -26,6 +26,7 @@ type tracker struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	owners  map[string]*warden.Caller // protocol session → the subject that opened it
 }
 
 type entry struct {
@@ -35,7 +36,7 @@ type entry struct {
 }
 
 func newTracker(rec SessionRecorder, clock warden.Clock, newID func() string, log *slog.Logger) *tracker {
-	return &tracker{rec: rec, clock: clock, newID: newID, log: log, entries: map[string]*entry{}}
+	return &tracker{rec: rec, clock: clock, newID: newID, log: log, entries: map[string]*entry{}, owners: map[string]*warden.Caller{}}
 }
 
 // sessionKey is the key of a protocol session, or "" when the request has
@@ -45,6 +46,28 @@ func sessionKey(cs server.ClientSession) string {
 		return ""
 	}
 	return "sid:" + cs.SessionID()
+}
+
+// bind records who opened a protocol session.
+func (t *tracker) bind(key string, c *warden.Caller) {
+	if key == "" || c == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.owners[key]; !ok {
+		t.owners[key] = c
+	}
+}
+
+// owner returns who opened the protocol session, or nil.
+func (t *tracker) owner(key string) *warden.Caller {
+	if key == "" {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.owners[key]
 }
 
 // initialized records a session when a 2025-era client completes
@@ -137,6 +160,7 @@ func (t *tracker) end(key string) {
 	t.mu.Lock()
 	e, ok := t.entries[key]
 	delete(t.entries, key)
+	delete(t.owners, key)
 	t.mu.Unlock()
 	if ok {
 		t.must(t.rec.EndSession(context.Background(), e.sess.ID, t.clock()), "end")

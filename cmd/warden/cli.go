@@ -148,6 +148,8 @@ type App struct {
 	Backends sql.Backends
 	Policy   *policy.Policy
 	Pipeline *warden.Pipeline
+	// Verifier verifies bearer tokens; nil without identity.oidc.
+	Verifier *mcp.Verifier
 	Log      *slog.Logger
 }
 
@@ -164,6 +166,14 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
 	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, Policy: pol, Log: log}
+	if len(cfg.Identity.OIDC) > 0 {
+		// Discovery and a first key fetch now: an issuer warden cannot
+		// verify against stops it at start, not at the first call.
+		if app.Verifier, err = mcp.NewVerifier(ctx, cfg.Identity.OIDC, m.Clock, nil); err != nil {
+			app.Close()
+			return nil, warden.Under("identity.oidc", err)
+		}
+	}
 	for _, name := range sortedKeys(cfg.Backends) {
 		b := cfg.Backends[name]
 		if b.Postgres == nil {
@@ -223,8 +233,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *transport == "stdio" && cfg.Identity.Local == nil {
-		return errors.New("identity.local is required on stdio: it is the caller every call runs as")
+	token, _ := m.Getenv("WARDEN_TOKEN")
+	if *transport == "stdio" && token == "" && cfg.Identity.Local == nil {
+		return errors.New("stdio needs a caller: set WARDEN_TOKEN to a token from a configured issuer, or configure identity.local")
 	}
 	app, err := m.Provision(ctx, cfg)
 	if err != nil {
@@ -236,12 +247,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Policy:   app.Policy,
 		Sessions: app.Store,
 		Identity: &cfg.Identity,
+		Verifier: app.Verifier,
 		Version:  Version,
 		Log:      app.Log,
 		NewID:    newID("s"),
 	})
 	if *transport == "stdio" {
-		return srv.ServeStdio(ctx, m.Stdin, m.Stdout)
+		return srv.ServeStdio(ctx, m.Stdin, m.Stdout, token)
 	}
 	if _, _, err := srv.HTTPHandler(*transport); err != nil {
 		return err

@@ -64,7 +64,9 @@ func TestParseConfigRejects(t *testing.T) {
 		{"ApprovalsNotYetEnforced", goodConfig + "approvals: []\n", "approvals: approval rules are not supported"},
 		{"NoRoles", strings.Split(goodConfig, "roles:")[0], "roles: no roles configured"},
 		{"DuplicateKey", goodConfig + "roles: {}\n", "key appears twice"},
-		{"OIDCNotYet", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp}]\n", 1), "identity.oidc: OIDC bearer tokens are not supported"},
+		{"OIDCNeedsAudience", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com}]\n", 1), "identity.oidc[0].audience"},
+		{"OIDCUnknownKey", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com, audience: warden, group_claim: g}]\n", 1), "identity.oidc[0].group_claim: unknown key"},
+		{"OIDCWithUnauthenticatedLoopback", strings.Replace(goodConfig, "identity:\n", "identity:\n  allow_unauthenticated_loopback: true\n  oidc: [{issuer: https://idp.example.com, audience: warden}]\n", 1), "identity.allow_unauthenticated_loopback: cannot be combined with oidc"},
 		{"StoreScheme", goodConfig + "store: postgres://x\n", `store: "postgres://x" is not supported`},
 	}
 	for _, tt := range tests {
