@@ -17,6 +17,9 @@ type Call struct {
 	Risk      Risk            `json:"risk,omitempty"`
 	Decision  *Decision       `json:"decision,omitempty"`
 	Result    *Result         `json:"-"`
+	// Detected names the value detectors that masked something in the
+	// result, the error or the recorded arguments.
+	Detected []string `json:"detected,omitempty"`
 	// Err is the error returned to the agent, if any.
 	Err       *Error    `json:"-"`
 	StartedAt time.Time `json:"started_at"`

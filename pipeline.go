@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"time"
 )
 
 // Pipeline runs every tool call through the same stages, in this order:
-// authenticate, authorize, classify, execute, record. Transports decode a
+// authenticate, authorize, classify, execute, mask, record. Transports decode a
 // request, call Run, and encode what it returns; they decide nothing.
 type Pipeline struct {
 	Tools    *Registry
 	Policy   Authorizer
 	Recorder Recorder
+	// Scrubber runs the value detectors; nil when none are configured.
+	Scrubber Scrubber
 	Clock    Clock
 	NewID    func() string
 	Log      *slog.Logger
@@ -23,7 +26,9 @@ type Pipeline struct {
 // Run performs one tool call. It always returns the Call as recorded; the
 // error, when not nil, is an *Error that the transport shows the agent.
 func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (c *Call, err error) {
-	c = &Call{ID: p.NewID(), Tool: tool, Args: args, StartedAt: p.Clock()}
+	// The tool plans from the arguments as sent; the record keeps them
+	// with detected values masked.
+	c = &Call{ID: p.NewID(), Tool: tool, Args: p.scrubArgs(args), StartedAt: p.Clock()}
 	if s := SessionFrom(ctx); s != nil {
 		c.SessionID = s.ID
 	}
@@ -54,7 +59,7 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 		return c, err
 	}
 	action.CallID = c.ID
-	c.Action = action
+	c.Action = p.scrubAction(c, action)
 
 	// Authorize: deny by default, every operation must be granted.
 	c.Decision = p.Policy.Authorize(c.Caller, action)
@@ -78,6 +83,17 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	if res.JSON, err = encodeResult(res.Structured); err != nil {
 		return c, Wrap(Internal, err, "the result could not be encoded")
 	}
+
+	// Mask: value detectors over every string of the result, before it
+	// is recorded or returned. (Column rules were applied by the tool,
+	// from the provenance it planned before executing.)
+	if p.Scrubber != nil {
+		var fired []string
+		if res.JSON, fired, err = p.Scrubber.ScrubJSON(res.JSON); err != nil {
+			return c, Wrap(Internal, err, "the result could not be scanned for sensitive values")
+		}
+		c.Detected = appendNew(c.Detected, fired...)
+	}
 	c.Result = res
 	return c, nil
 }
@@ -86,12 +102,55 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 // pipeline (no valid token, another subject's session), and returns the
 // recorded call. tool names what was asked for; ctx may carry a caller.
 func (p *Pipeline) Refuse(ctx context.Context, tool string, args json.RawMessage, e *Error) *Call {
-	c := &Call{ID: p.NewID(), Tool: tool, Args: args, StartedAt: p.Clock(), Caller: CallerFrom(ctx)}
+	c := &Call{ID: p.NewID(), Tool: tool, Args: p.scrubArgs(args), StartedAt: p.Clock(), Caller: CallerFrom(ctx)}
 	if s := SessionFrom(ctx); s != nil {
 		c.SessionID = s.ID
 	}
 	_ = p.record(ctx, c, p.deny(c, e))
 	return c
+}
+
+// scrubArgs returns the arguments as they are recorded: every detected
+// value masked. Arguments that are not JSON are recorded as a scrubbed
+// JSON string.
+func (p *Pipeline) scrubArgs(args json.RawMessage) json.RawMessage {
+	if p.Scrubber == nil || len(args) == 0 {
+		return args
+	}
+	if out, _, err := p.Scrubber.ScrubJSON(args); err == nil {
+		return out
+	}
+	s, _ := p.Scrubber.Scrub(string(args))
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// scrubAction returns the action as it is recorded: statements and purposes
+// can carry sensitive literals. The tool executes from its own plan, so
+// the original is untouched.
+func (p *Pipeline) scrubAction(c *Call, a *Action) *Action {
+	if p.Scrubber == nil {
+		return a
+	}
+	r := *a
+	var f1, f2 []string
+	r.Statement, f1 = p.Scrubber.Scrub(a.Statement)
+	r.Purpose, f2 = p.Scrubber.Scrub(a.Purpose)
+	c.Detected = appendNew(c.Detected, append(f1, f2...)...)
+	return &r
+}
+
+func appendNew(list []string, add ...string) []string {
+	for _, a := range add {
+		found := false
+		for _, l := range list {
+			found = found || l == a
+		}
+		if !found {
+			list = append(list, a)
+		}
+	}
+	return list
 }
 
 // encodeResult encodes a result once, without HTML escaping so statements
@@ -117,6 +176,22 @@ func (p *Pipeline) deny(c *Call, e *Error) error {
 func (p *Pipeline) record(ctx context.Context, c *Call, err error) error {
 	c.Err = AsError(err)
 	c.EndedAt = p.Clock()
+	if p.Scrubber != nil {
+		// Error messages can quote values (a failed cast of a card
+		// number); statements and purposes can contain them as literals.
+		if c.Err != nil {
+			e := *c.Err
+			var fired []string
+			e.Message, fired = p.Scrubber.Scrub(e.Message)
+			c.Detected = appendNew(c.Detected, fired...)
+			if e.Err != nil {
+				// The cause is recorded; it must not carry raw values either.
+				detail, fired := p.Scrubber.Scrub(e.Err.Error())
+				e.Err, c.Detected = errors.New(detail), appendNew(c.Detected, fired...)
+			}
+			c.Err = &e
+		}
+	}
 	if c.Action != nil && c.Risk == "" {
 		// Denied calls are classified too, so the recording shows what
 		// they would have done.

@@ -25,5 +25,17 @@ type Recorder interface {
 	FinishCall(ctx context.Context, c *Call) error
 }
 
+// Scrubber is the value-detector stage: the backstop that masks sensitive
+// values (card numbers, emails, secrets) wherever they appear in a result,
+// an error message or the arguments as recorded.
+type Scrubber interface {
+	// Scrub returns s with every detected value replaced, and the names
+	// of the detectors that fired.
+	Scrub(s string) (string, []string)
+	// ScrubJSON does the same for every string in a JSON document. It
+	// returns an error when raw is not JSON.
+	ScrubJSON(raw []byte) ([]byte, []string, error)
+}
+
 // Clock tells the time; tests inject a fixed one.
 type Clock func() time.Time

@@ -63,11 +63,13 @@ type CallRecord struct {
 	ErrorMessage string // as shown to the agent
 	ErrorDetail  string // internal cause, recorded only
 	Result       json.RawMessage
-	Count        int64
-	Truncated    bool
-	StartedAt    time.Time
-	EndedAt      time.Time
-	DurationMS   float64
+	// Detected names the value detectors that masked something.
+	Detected   []string
+	Count      int64
+	Truncated  bool
+	StartedAt  time.Time
+	EndedAt    time.Time
+	DurationMS float64
 	// Status is "running" if only the start was recorded, else "finished".
 	Status string
 }
@@ -343,6 +345,7 @@ func callFromJSON(b *callJSON, status string) CallRecord {
 		Risk:       b.Risk,
 		Outcome:    b.Outcome,
 		Result:     b.Result,
+		Detected:   b.Detected,
 		Count:      b.Count,
 		Truncated:  b.Truncated,
 		StartedAt:  parseTime(b.StartedAt),

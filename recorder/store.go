@@ -37,6 +37,10 @@ CREATE TABLE records (
 CREATE INDEX records_session ON records (session_id, seq);
 CREATE UNIQUE INDEX records_call ON records (call_id, kind) WHERE call_id IS NOT NULL;
 CREATE INDEX records_session_start ON records (at) WHERE kind = 'session_start';
+CREATE TABLE secrets (
+	name  TEXT PRIMARY KEY,
+	value BLOB NOT NULL
+);
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
 CREATE TRIGGER records_no_delete BEFORE DELETE ON records

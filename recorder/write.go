@@ -3,6 +3,7 @@ package recorder
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -326,6 +327,8 @@ type callJSON struct {
 	Risk      string          `json:"risk,omitempty"`
 	Decision  *decisionJSON   `json:"decision,omitempty"`
 	StartedAt string          `json:"started_at"`
+	// Detected names the value detectors that masked something.
+	Detected []string `json:"detected,omitempty"`
 
 	Outcome    string          `json:"outcome,omitempty"`
 	Error      *errorJSON      `json:"error,omitempty"`
@@ -345,6 +348,7 @@ func callToJSON(c *warden.Call) callJSON {
 		Args:      argsJSON(c.Args),
 		Risk:      string(c.Risk),
 		StartedAt: formatTime(c.StartedAt),
+		Detected:  c.Detected,
 	}
 	if a := c.Action; a != nil {
 		b.Action = &actionJSON{Backend: a.Backend, Kind: a.Kind, Functions: a.Functions,
@@ -379,6 +383,24 @@ func argsJSON(args json.RawMessage) json.RawMessage {
 }
 
 var _ warden.Recorder = (*Store)(nil)
+
+// Secret returns the named secret kept in the store (for example the key
+// of the hash masking strategy), creating it from n random bytes the first
+// time it is asked for.
+func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) {
+	fresh := make([]byte, n)
+	if _, err := rand.Read(fresh); err != nil {
+		return nil, err
+	}
+	if _, err := s.write.ExecContext(ctx, `INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`, name, fresh); err != nil {
+		return nil, fmt.Errorf("storing secret %s: %w", name, err)
+	}
+	var v []byte
+	if err := s.write.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+	}
+	return v, nil
+}
 
 // isUniqueViolation reports whether err is SQLite's UNIQUE constraint
 // failure.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
@@ -151,6 +152,8 @@ type App struct {
 	// Verifier verifies bearer tokens; nil without identity.oidc.
 	Verifier *mcp.Verifier
 	Log      *slog.Logger
+
+	detectors *mask.Detectors
 }
 
 // Provision opens the store and creates the backend pools (without
@@ -186,6 +189,10 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		}
 		app.Backends[name] = be
 	}
+	if err := app.provisionMasking(ctx, cfg); err != nil {
+		app.Close()
+		return nil, err
+	}
 	reg, err := warden.NewRegistry(
 		&sql.Query{Backends: app.Backends},
 		&sql.Schema{Backends: app.Backends, Grants: pol},
@@ -202,7 +209,61 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		NewID:    newID("c"),
 		Log:      log,
 	}
+	if app.detectors != nil {
+		app.Pipeline.Scrubber = app.detectors
+	}
 	return app, nil
+}
+
+// provisionMasking gives each backend its column rules and builds the
+// value detectors. The hash strategy's key comes from the config or is
+// generated once and kept in the store.
+func (a *App) provisionMasking(ctx context.Context, cfg *Config) error {
+	m := cfg.Masking
+	if m == nil {
+		return nil
+	}
+	if len(m.Detectors) > 0 {
+		d, err := mask.NewDetectors(*m)
+		if err != nil {
+			return warden.Under("masking", err)
+		}
+		a.detectors = d
+	}
+	if len(m.Columns) == 0 {
+		return nil
+	}
+	key := []byte(m.HashKey)
+	if len(key) == 0 {
+		var err error
+		if key, err = a.Store.Secret(ctx, "masking.hash_key", 32); err != nil {
+			return fmt.Errorf("masking: %w", err)
+		}
+	}
+	masker := mask.NewMasker(key)
+	for name, cols := range m.Columns {
+		a.Backends[name].SetMasking(cols, masker)
+	}
+	return nil
+}
+
+// checkMasking verifies, at start, that every masked column exists. A
+// database that cannot be reached now is checked on its first call, and
+// calls are refused until it passes.
+func (a *App) checkMasking(ctx context.Context) error {
+	for _, name := range a.Backends.SortedNames() {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := a.Backends[name].CheckMasking(cctx)
+		cancel()
+		var fe *sql.MaskingError
+		switch {
+		case errors.As(err, &fe):
+			return warden.Under("masking.columns."+name, err)
+		case err != nil:
+			a.Log.Warn("cannot check masking rules now; calls to this database are refused until it can be checked", "database", name)
+		}
+	}
+	return nil
 }
 
 // Close releases the app's resources.
@@ -242,6 +303,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer app.Close()
+	if err := app.checkMasking(ctx); err != nil {
+		return err
+	}
 	srv := mcp.New(mcp.Options{
 		Pipeline: app.Pipeline,
 		Policy:   app.Policy,

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -23,10 +24,10 @@ type Config struct {
 	Identity mcp.IdentityConfig `yaml:"identity"`
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
-	// Masking and Approvals are part of the file format, but this version
-	// cannot enforce them, so their presence stops warden from starting
-	// rather than being silently ignored.
-	Masking   *yaml.Node `yaml:"masking"`
+	Masking  *mask.Config       `yaml:"masking"`
+	// Approvals are part of the file format, but this version cannot
+	// enforce them, so their presence stops warden from starting rather
+	// than being silently ignored.
 	Approvals *yaml.Node `yaml:"approvals"`
 }
 
@@ -93,8 +94,16 @@ func (c *Config) validate() error {
 		errs = append(errs, warden.FieldErrorf("store.retention", "pruning is not supported by this version yet; remove the key (records are kept)"))
 	}
 	errs = append(errs, warden.Under("identity", c.Identity.Validate()))
-	if c.Masking != nil {
-		errs = append(errs, warden.FieldErrorf("masking", "masking rules are not supported by this version yet; warden refuses to start rather than return values you asked it to mask"))
+	if m := c.Masking; m != nil {
+		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()))
+		for _, backend := range sortedKeys(m.Columns) {
+			switch b, ok := c.Backends[backend]; {
+			case !ok:
+				errs = append(errs, warden.FieldErrorf("masking.columns."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(sortedKeys(c.Backends), ", ")))
+			case b.Kind != "postgres":
+				errs = append(errs, warden.FieldErrorf("masking.columns."+backend, "column rules apply to postgres backends; %q is %s", backend, b.Kind))
+			}
+		}
 	}
 	if c.Approvals != nil {
 		errs = append(errs, warden.FieldErrorf("approvals", "approval rules are not supported by this version yet; warden refuses to start rather than run calls you asked it to hold"))
@@ -191,6 +200,11 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 		return
 	}
 	switch t := v.Addr().Interface().(type) {
+	case *mask.Rule:
+		if n.Kind == yaml.ScalarNode {
+			t.Strategy = n.Value // `last4` is short for {strategy: last4}
+			return
+		}
 	case *StoreConfig:
 		if n.Kind == yaml.ScalarNode {
 			t.URL = n.Value

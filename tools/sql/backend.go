@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mask"
 )
 
 // Backend is one configured PostgreSQL database: a connection pool whose
@@ -25,6 +26,39 @@ type Backend struct {
 	names   *names
 	loaded  time.Time
 	refresh time.Duration
+
+	// masks are the column rules of this backend, by schema.table.column.
+	masks  mask.Columns
+	masker *mask.Masker
+}
+
+// SetMasking sets the backend's column rules and the masker that applies
+// them; call it before the backend serves calls.
+func (b *Backend) SetMasking(cols mask.Columns, m *mask.Masker) {
+	b.masks, b.masker = cols, m
+}
+
+// CheckMasking loads the catalog and reports masking rules that name
+// columns which do not exist.
+func (b *Backend) CheckMasking(ctx context.Context) error {
+	if len(b.masks) == 0 {
+		return nil
+	}
+	n, err := b.catalog(ctx)
+	if err != nil {
+		return err
+	}
+	if len(n.mask.missing) > 0 {
+		return &MaskingError{Missing: n.mask.missing}
+	}
+	return nil
+}
+
+// MaskingError reports masking rules that name columns which do not exist.
+type MaskingError struct{ Missing []string }
+
+func (e *MaskingError) Error() string {
+	return "masking rules name columns that do not exist: " + strings.Join(e.Missing, ", ")
 }
 
 // NewBackend creates the pool without connecting: a database that is down
@@ -75,6 +109,7 @@ type names struct {
 	relations  map[string]map[string]bool // schema → relation names
 	functions  map[string]map[string]bool // schema → function names
 	types      map[uint32]string          // oid → formatted type name
+	mask       *maskCatalog               // only for backends with column rules
 
 	// analyses caches Analyze results for this snapshot: the same text
 	// resolved against the same names always analyses the same way.
@@ -226,6 +261,11 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		return nil
 	}); err != nil {
 		return nil, err
+	}
+	if len(b.masks) > 0 {
+		if err := b.loadMaskCatalog(ctx, tx, n); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }

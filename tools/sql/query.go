@@ -58,6 +58,9 @@ type queryPlan struct {
 	// callsCode is set when the statement calls granted functions
 	// beyond the harmless built-ins.
 	callsCode bool
+	// masks says how result columns are masked; nil when the statement
+	// touches no masked data.
+	masks *maskPlan
 	// changesNames is set when the statement may create, drop or rename
 	// relations, functions or types: DDL, or granted code that runs
 	// writable.
@@ -121,6 +124,10 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err != nil {
 		return nil, err
 	}
+	masks, err := b.planMasks(ctx, n, args.SQL, an)
+	if err != nil {
+		return nil, err
+	}
 	return &warden.Action{
 		Tool:      "sql_query",
 		Backend:   b.Name,
@@ -131,7 +138,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		Purpose:   args.Purpose,
 		Plan: &queryPlan{
 			backend: b, names: n, sql: args.SQL, params: params,
-			readOnly: an.ReadOnly, callsCode: callsCode(an.Ops),
+			readOnly: an.ReadOnly, callsCode: callsCode(an.Ops), masks: masks,
 			changesNames: !an.ReadOnly && (callsCode(an.Ops) || changesNames(an.Ops)),
 		},
 	}, nil
@@ -194,6 +201,9 @@ type Column struct {
 	Type string `json:"type"`
 	// Masked reports that the column's values were masked.
 	Masked bool `json:"masked"`
+	// Mask names the strategy and the masked column(s) it follows, so an
+	// agent knows it is looking at a mask and does not "fix" it.
+	Mask string `json:"mask,omitempty"`
 }
 
 // QueryResult is what sql_query returns.
@@ -216,6 +226,9 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 	}
 	res, err := p.backend.run(ctx, p)
 	if err != nil {
+		if p.masks != nil {
+			return nil, withholdDetail(err)
+		}
 		return nil, err
 	}
 	res.CallID = a.CallID
@@ -308,6 +321,20 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		}
 		res.Columns[i] = Column{Name: fd.Name, Type: n.typeName(fd.DataTypeOID)}
 	}
+	var masks []*columnMask
+	if p.masks != nil {
+		if len(p.masks.columns) != len(fds) {
+			// The statement described differently when it ran: fail
+			// closed rather than return unmasked values.
+			return nil, warden.Errorf(warden.Unavailable, "the result's shape changed between planning and execution; try again")
+		}
+		masks = p.masks.columns
+		for i, m := range masks {
+			if m != nil {
+				res.Columns[i].Masked, res.Columns[i].Mask = true, m.describe()
+			}
+		}
+	}
 	for rows.Next() {
 		if len(res.Rows) == b.cfg.MaxRows {
 			res.Truncated = true
@@ -320,6 +347,11 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		raw := rows.RawValues()
 		row := make([]any, len(vals))
 		for i, v := range vals {
+			if masks != nil && masks[i] != nil {
+				// The raw value never leaves this loop.
+				row[i] = b.masker.Apply(masks[i].rule, toJSON(v, fds[i].DataTypeOID, raw[i]))
+				continue
+			}
 			row[i] = toJSON(v, fds[i].DataTypeOID, raw[i])
 		}
 		res.Rows = append(res.Rows, row)
@@ -365,6 +397,20 @@ func (b *Backend) queryError(ctx context.Context, err error) error {
 		return warden.Wrap(warden.Invalid, err, msg+" [SQLSTATE "+pe.Code+"]")
 	}
 	return b.unavailable(err)
+}
+
+// withholdDetail replaces the server's message of a failed statement that
+// reads masked columns: messages like `invalid input syntax for type
+// integer: "4111 1111 1111 1111"` quote the values being masked.
+func withholdDetail(err error) error {
+	var pe *pgconn.PgError
+	e := warden.AsError(err)
+	if e.Code != warden.Invalid || !errors.As(err, &pe) {
+		return err
+	}
+	// Not wrapped: the cause goes to the recording, and it quotes values too.
+	return &warden.Error{Code: warden.Invalid, Err: fmt.Errorf("SQLSTATE %s; server message withheld", pe.Code),
+		Message: fmt.Sprintf("the statement failed [SQLSTATE %s]; the server's message is withheld because the statement reads masked columns", pe.Code)}
 }
 
 // SortedNames returns the backend names, sorted.

@@ -102,10 +102,12 @@ type TableInfo struct {
 
 // ColumnInfo describes one column.
 type ColumnInfo struct {
-	Name        string `json:"name"`
-	Type        string `json:"type"`
-	Nullable    bool   `json:"nullable"`
-	Masked      bool   `json:"masked"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Nullable bool   `json:"nullable"`
+	Masked   bool   `json:"masked"`
+	// Mask is the column's masking strategy, when it is masked.
+	Mask        string `json:"mask,omitempty"`
 	Description string `json:"description,omitempty"`
 }
 
@@ -169,7 +171,11 @@ func (s *Schema) Execute(ctx context.Context, a *warden.Action) (*warden.Result,
 			res.Tables = append(res.Tables, TableInfo{Schema: schema, Name: name, Kind: kind, Description: desc, Actions: actions})
 		}
 		t := &res.Tables[len(res.Tables)-1]
-		t.Columns = append(t.Columns, ColumnInfo{Name: col, Type: typ, Nullable: nullable, Description: coldesc})
+		info := ColumnInfo{Name: col, Type: typ, Nullable: nullable, Description: coldesc}
+		if r := b.masks[object+"."+col]; r != nil {
+			info.Masked, info.Mask = true, r.Strategy
+		}
+		t.Columns = append(t.Columns, info)
 		return nil
 	})
 	if err != nil {

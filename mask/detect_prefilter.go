@@ -1,0 +1,102 @@
+package mask
+
+// Most strings in a result hold nothing to mask, and most are short, so
+// Scrub first decides in one cheap loop which detectors could possibly
+// match and runs only those. Each test below is necessary for its
+// detector's rule, never sufficient.
+
+const (
+	fDigit = 1 << iota
+	fLetter
+	fAt
+	fAssign      // '=' or ':', which introduce passwords
+	fSecretStart // the first byte of a token, a JWT or a PEM block
+)
+
+var fclass = func() (t [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = fDigit
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = fLetter
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = fLetter
+	}
+	t['@'] = fAt
+	t['='] = fAssign
+	t[':'] = fAssign
+	for _, c := range "Agxe-" {
+		t[c] |= fSecretStart
+	}
+	return t
+}()
+
+// Shortest matches: "pwd=x"; an IBAN (Norway); a Slack token.
+const (
+	minSecret = 5
+	minIBAN   = 15
+	minToken  = 15
+)
+
+// candidates returns the detectors that could find something in s.
+func candidates(s string) fired {
+	n := len(s)
+	if n < minSecret {
+		return 0
+	}
+	var acc uint8
+	digits := 0
+	for i := 0; i < n; i++ {
+		c := fclass[s[i]]
+		acc |= c
+		digits += int(c & fDigit)
+	}
+	var want fired
+	if acc&fAt != 0 {
+		want |= bitEmail
+	}
+	if acc&fAssign != 0 || n >= minToken && acc&fSecretStart != 0 {
+		want |= bitSecret
+	}
+	if n >= minIBAN && digits >= 2 && acc&fLetter != 0 {
+		want |= bitIBAN
+	}
+	if digits >= 9 {
+		want |= digitChains(s)
+	}
+	return want
+}
+
+// digitChains returns bitCard when s has 13 digits joined by nothing or
+// by single spaces or dashes, and bitSSN for 9 such digits with at least
+// two separators: a card or SSN always lies inside such a chain.
+func digitChains(s string) fired {
+	var want fired
+	digits, seps := 0, 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c-'0' < 10 {
+			digits++
+			continue
+		}
+		if (c == ' ' || c == '-') && digits > 0 && i+1 < len(s) && s[i+1]-'0' < 10 {
+			seps++
+			continue
+		}
+		want |= chainCandidates(digits, seps)
+		digits, seps = 0, 0
+	}
+	return want | chainCandidates(digits, seps)
+}
+
+func chainCandidates(digits, seps int) fired {
+	var want fired
+	if digits >= 13 {
+		want |= bitCard
+	}
+	if digits >= 9 && seps >= 2 {
+		want |= bitSSN
+	}
+	return want
+}

@@ -1,0 +1,412 @@
+package mask
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+)
+
+// secretMarker is the secret_token marker; a password value that already
+// is one is left alone, so scrubbing settles.
+const secretMarker = "[masked:" + SecretToken + "]"
+
+// secretTrigger marks the bytes at which some secret_token form can start
+// or, for passwords, be introduced.
+var secretTrigger = [256]bool{'A': true, 'g': true, 'x': true, 'e': true, '=': true, ':': true}
+
+// nextSecret finds a credential:
+//   - AWS access key ids: AKIA or ASIA and 16 upper-case letters or digits;
+//   - GitHub tokens: ghp_, gho_, ghu_, ghs_ or ghr_ and 36 or more letters
+//     or digits, or github_pat_ and 82 or more letters, digits or '_';
+//   - Slack tokens: xoxb-, xoxa-, xoxp-, xoxr- or xoxs- and 10 or more
+//     letters, digits or '-';
+//   - JWTs (and JWEs): three or more dot-separated base64url segments
+//     whose first decodes to a JSON object with an "alg" member;
+//   - passwords: only the value, in key=value form where the key ends in
+//     password, passwd or pwd, any case ("password=x", "PGPASSWORD=x",
+//     "Pwd={x}", "?password=x&"), in key: value form when the key is quoted
+//     or starts a YAML line ("\"password\": \"x\"", "  password: x"), and
+//     in URLs ("postgres://app:x@db/shop").
+//
+// Tokens must not continue a word. PEM private keys are found before all
+// of these, by nextPEM.
+func nextSecret(s string, lo int) (int, int) {
+	for j := lo; j < len(s); j++ {
+		c := s[j]
+		if !secretTrigger[c] {
+			continue
+		}
+		// The second byte rules out most triggers before a call.
+		var next byte
+		if j+1 < len(s) {
+			next = s[j+1]
+		}
+		start, end := -1, -1
+		switch c {
+		case 'A':
+			if next == 'K' || next == 'S' {
+				start, end = awsKey(s, j)
+			}
+		case 'g':
+			if next == 'h' || next == 'i' {
+				start, end = githubToken(s, j)
+			}
+		case 'x':
+			if next == 'o' {
+				start, end = slackToken(s, j)
+			}
+		case 'e':
+			if next == 'y' || next == 'w' {
+				start, end = jwt(s, j)
+			}
+		case '=':
+			start, end = assignedPassword(s, j)
+		case ':':
+			if next == '/' {
+				start, end = urlPassword(s, j)
+			} else {
+				start, end = keyedPassword(s, j)
+			}
+		}
+		if start >= 0 {
+			return start, end
+		}
+	}
+	return -1, -1
+}
+
+func alnumBefore(s string, i int) bool { return i > 0 && isAlnum(s[i-1]) }
+
+func awsKey(s string, j int) (int, int) {
+	end := j + 20
+	if end > len(s) || alnumBefore(s, j) || (s[j:j+4] != "AKIA" && s[j:j+4] != "ASIA") {
+		return -1, -1
+	}
+	for i := j + 4; i < end; i++ {
+		if class[s[i]]&(cUpper|cDigit) == 0 {
+			return -1, -1
+		}
+	}
+	if end < len(s) && isAlnum(s[end]) {
+		return -1, -1
+	}
+	return j, end
+}
+
+func githubToken(s string, j int) (int, int) {
+	if alnumBefore(s, j) {
+		return -1, -1
+	}
+	if j+4 <= len(s) && s[j+1] == 'h' && s[j+3] == '_' && strings.IndexByte("pousr", s[j+2]) >= 0 {
+		if end := alnumRun(s, j+4); end-(j+4) >= 36 {
+			return j, end
+		}
+		return -1, -1
+	}
+	const pat = "github_pat_"
+	if strings.HasPrefix(s[j:], pat) {
+		end := j + len(pat)
+		for end < len(s) && isWord(s[end]) {
+			end++
+		}
+		if end-(j+len(pat)) >= 82 {
+			return j, end
+		}
+	}
+	return -1, -1
+}
+
+func slackToken(s string, j int) (int, int) {
+	if j+5 > len(s) || alnumBefore(s, j) || s[j:j+3] != "xox" || s[j+4] != '-' || strings.IndexByte("baprs", s[j+3]) < 0 {
+		return -1, -1
+	}
+	end := j + 5
+	for end < len(s) && (isAlnum(s[end]) || s[end] == '-') {
+		end++
+	}
+	if end-(j+5) < 10 {
+		return -1, -1
+	}
+	return j, end
+}
+
+// jwt matches at j when s[j:] starts a JWS or JWE in compact form. A JSON
+// object encodes to "ey" or, with leading whitespace, "ew".
+func jwt(s string, j int) (int, int) {
+	if j+2 > len(s) || (s[j+1] != 'y' && s[j+1] != 'w') {
+		return -1, -1
+	}
+	if j > 0 && (class[s[j-1]]&cB64 != 0 || s[j-1] == '.') {
+		return -1, -1
+	}
+	end, dots, firstDot := j, 0, -1
+	for end < len(s) && (class[s[end]]&cB64 != 0 || s[end] == '.') {
+		if s[end] == '.' {
+			if dots == 0 {
+				firstDot = end
+			}
+			dots++
+		}
+		end++
+	}
+	if dots < 2 || firstDot-j < 8 || s[firstDot+1] == '.' {
+		return -1, -1
+	}
+	if dots > 2 && s[end-1] == '.' {
+		end-- // a sentence's full stop, not an empty signature
+	}
+	header, err := base64.RawURLEncoding.DecodeString(s[j:firstDot])
+	if err != nil {
+		return -1, -1
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(header, &fields) != nil {
+		return -1, -1
+	}
+	if _, ok := fields["alg"]; !ok {
+		return -1, -1
+	}
+	return j, end
+}
+
+// nextPEM finds a PEM private key: from "-----BEGIN <label>-----", where
+// the label contains PRIVATE KEY, through the matching END line, or to the
+// end of the string when that is missing (a truncated body). It runs
+// before the other secret_token scans so that none of them can take the
+// start of a key ("password=-----BEGIN...") and leave the rest.
+func nextPEM(s string, lo int) (int, int) {
+	const begin = "-----BEGIN "
+	for {
+		i := strings.Index(s[lo:], begin)
+		if i < 0 {
+			return -1, -1
+		}
+		if start, end := pemKey(s, lo+i); start >= 0 {
+			return start, end
+		}
+		lo += i + len(begin)
+	}
+}
+
+// pemKey matches the PEM private key that starts at "-----BEGIN " j.
+func pemKey(s string, j int) (int, int) {
+	const begin = "-----BEGIN "
+	k := j + len(begin)
+	for k < len(s) && (class[s[k]]&(cUpper|cDigit) != 0 || s[k] == ' ') {
+		k++
+	}
+	label := s[j+len(begin) : k]
+	if !strings.HasPrefix(s[k:], "-----") || !strings.Contains(label, "PRIVATE KEY") {
+		return -1, -1
+	}
+	k += len("-----")
+	endLine := "-----END " + label + "-----"
+	if i := strings.Index(s[k:], endLine); i >= 0 {
+		return j, k + i + len(endLine)
+	}
+	// No END line: the key was cut off, and the rest is key material.
+	return j, len(s)
+}
+
+// isKeyByte reports whether c can be part of a configuration key.
+func isKeyByte(c byte) bool { return isWord(c) || c == '.' || c == '-' }
+
+// passwordKey reports whether the key ending at k (exclusive) names a
+// password, and where it starts.
+func passwordKey(s string, k int) (int, bool) {
+	// Every suffix ends in 'd': a cheap first test, as ':' and '=' are
+	// common in results.
+	if k == 0 || s[k-1]|0x20 != 'd' {
+		return k, false
+	}
+	ks := k
+	for ks > 0 && isKeyByte(s[ks-1]) {
+		ks--
+	}
+	key := s[ks:k]
+	for _, suffix := range [...]string{"password", "passwd", "pwd"} {
+		if len(key) >= len(suffix) && strings.EqualFold(key[len(key)-len(suffix):], suffix) {
+			return ks, true
+		}
+	}
+	return ks, false
+}
+
+// isPasswordKey reports whether an object key names a password.
+func isPasswordKey(key string) bool {
+	_, ok := passwordKey(key, len(key))
+	return ok
+}
+
+// assignedPassword matches the value of key=value at '=' j.
+func assignedPassword(s string, j int) (int, int) {
+	if j+1 < len(s) && s[j+1] == '=' || j > 0 && strings.IndexByte("=!<>", s[j-1]) >= 0 {
+		return -1, -1 // a comparison, not an assignment
+	}
+	k := j
+	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
+		k--
+	}
+	if _, ok := passwordKey(s, k); !ok {
+		return -1, -1
+	}
+	return passwordValue(s, j+1, false)
+}
+
+// keyedPassword matches the value of a "key": value or YAML key: value
+// pair at ':' j.
+func keyedPassword(s string, j int) (int, int) {
+	k, quoted := j, false
+	if k > 0 && (s[k-1] == '"' || s[k-1] == '\'') {
+		k--
+		quoted = true
+		if k > 0 && s[k-1] == '\\' { // JSON inside a string: \"password\":
+			k--
+		}
+	}
+	ks, ok := passwordKey(s, k)
+	if !ok {
+		return -1, -1
+	}
+	if !quoted {
+		// Unquoted keys count only where YAML puts them: at the start of
+		// a line (after indentation or "- "), or in a flow mapping. This
+		// keeps prose like "wrong password: try again" readable.
+		if j+1 < len(s) && s[j+1] != ' ' && s[j+1] != '\t' {
+			return -1, -1
+		}
+		b := ks
+		for b > 0 && (s[b-1] == ' ' || s[b-1] == '\t' || s[b-1] == '-') {
+			b--
+		}
+		if b > 0 && strings.IndexByte("\n\r{,", s[b-1]) < 0 {
+			return -1, -1
+		}
+	}
+	return passwordValue(s, j+1, true)
+}
+
+// passwordValue returns the password value that starts at or after v
+// (after blanks): quoted, braced (ODBC) or bare. A bare value after '='
+// ends at a blank, ';', '&' or a quote; after ':' it ends at the end of
+// the line, ',', '}' or a quote. A value missing its closing quote
+// runs to the end of s.
+func passwordValue(s string, from int, colon bool) (int, int) {
+	v := from
+	for v < len(s) && (s[v] == ' ' || s[v] == '\t') {
+		v++
+	}
+	if v >= len(s) {
+		return -1, -1
+	}
+	start, end := v, len(s)
+	switch c := s[v]; {
+	case c == '"' || c == '\'':
+		start = v + 1
+		for k := start; k < len(s); k++ {
+			if s[k] == '\\' {
+				k++
+			} else if s[k] == c {
+				end = k
+				break
+			}
+		}
+	case c == '\\' && v+1 < len(s) && (s[v+1] == '"' || s[v+1] == '\''):
+		start = v + 2
+		if i := strings.Index(s[start:], s[v:v+2]); i >= 0 {
+			end = start + i
+		}
+	case c == '{' && !colon:
+		start = v + 1
+		if i := strings.IndexByte(s[start:], '}'); i >= 0 {
+			end = start + i
+		}
+	default:
+		for k := v; k < len(s); k++ {
+			if bareValueEnds(s, k, colon) {
+				end = k
+				break
+			}
+		}
+		if !colon && v > from && strings.IndexByte(s[start:end], '=') >= 0 {
+			// "password= user=x": the password is empty and the next
+			// pair follows.
+			return -1, -1
+		}
+		if colon {
+			for end > start && (s[end-1] == ' ' || s[end-1] == '\t') {
+				end--
+			}
+		}
+	}
+	if end <= start || s[start:end] == secretMarker {
+		return -1, -1
+	}
+	return start, end
+}
+
+// bareValueEnds reports whether an unquoted value ends at k.
+func bareValueEnds(s string, k int, colon bool) bool {
+	switch c := s[k]; c {
+	case '"', '\'', '\n', '\r':
+		return true
+	case '\\':
+		// An escaped quote or line break: the value sits inside an
+		// encoded string.
+		return k+1 < len(s) && strings.IndexByte("\"'nrt", s[k+1]) >= 0
+	case ' ', '\t', ';', '&':
+		return !colon
+	case ',', '}':
+		// Not ']': a marker ends in one, and a value must never stop
+		// inside a marker, or scrubbing would not settle.
+		return colon
+	}
+	return false
+}
+
+// urlPassword matches the password of a URL's userinfo at "://" j.
+func urlPassword(s string, j int) (int, int) {
+	if j == 0 || j+3 > len(s) || s[j+1] != '/' || s[j+2] != '/' {
+		return -1, -1
+	}
+	if c := s[j-1]; !isAlnum(c) && c != '+' && c != '.' && c != '-' {
+		return -1, -1
+	}
+	a := j + 3
+	e := a
+	for e < len(s) && strings.IndexByte("/?# \t\r\n\"'<>\\`", s[e]) < 0 {
+		e++
+	}
+	at := strings.LastIndexByte(s[a:e], '@')
+	if at < 0 {
+		return -1, -1
+	}
+	colon := userColon(s[a : a+at])
+	if colon < 0 {
+		return -1, -1
+	}
+	start, end := a+colon+1, a+at
+	if end <= start || s[start:end] == secretMarker {
+		return -1, -1
+	}
+	return start, end
+}
+
+// userColon returns the index of the ':' that ends the user name in
+// userinfo, or -1. A marker is opaque: after "u://[masked:x]@h" was
+// scrubbed, its colon must not start a password.
+func userColon(userinfo string) int {
+	for i := 0; i < len(userinfo); i++ {
+		switch userinfo[i] {
+		case ':':
+			return i
+		case '[':
+			if strings.HasPrefix(userinfo[i:], markerPrefix) {
+				if j := strings.IndexByte(userinfo[i:], ']'); j >= 0 {
+					i += j
+				}
+			}
+		}
+	}
+	return -1
+}
