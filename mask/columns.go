@@ -4,12 +4,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/warden-mcp/warden"
@@ -92,11 +95,18 @@ func (c Columns) Validate() error {
 
 // Masker applies column strategies; the hash strategy needs a key.
 type Masker struct {
-	key []byte
+	// macs holds keyed HMACs: hmac.New derives the pads from the key,
+	// which costs more than hashing a short value, so they are reused.
+	macs sync.Pool
 }
 
 // NewMasker returns a masker whose hash strategy is keyed with key.
-func NewMasker(key []byte) *Masker { return &Masker{key: key} }
+func NewMasker(key []byte) *Masker {
+	k := append([]byte(nil), key...)
+	m := &Masker{}
+	m.macs.New = func() any { return hmac.New(sha256.New, k) }
+	return m
+}
 
 // Apply masks one JSON value read straight from a column with rule's
 // strategy. NULL stays NULL; every other value becomes a string.
@@ -104,8 +114,13 @@ func (m *Masker) Apply(r *Rule, v any) any {
 	if v == nil {
 		return nil
 	}
-	s, ok := v.(string)
-	if !ok {
+	var s string
+	switch t := v.(type) {
+	case string:
+		s = t
+	case json.Number:
+		s = string(t)
+	default:
 		s = fmt.Sprint(v)
 	}
 	switch r.Strategy {
@@ -119,9 +134,13 @@ func (m *Masker) Apply(r *Rule, v any) any {
 		}
 		return Redacted
 	case "hash":
-		mac := hmac.New(sha256.New, m.key)
+		mac := m.macs.Get().(hash.Hash)
+		mac.Reset()
 		mac.Write([]byte(s))
-		return "hash:" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:12])
+		var sum [sha256.Size]byte
+		out := "hash:" + base64.RawURLEncoding.EncodeToString(mac.Sum(sum[:0])[:12])
+		m.macs.Put(mac)
+		return out
 	case "redact":
 		return Redacted
 	}

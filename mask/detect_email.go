@@ -12,9 +12,10 @@ import (
 // more labels (letters, digits, inner hyphens) whose last label, the TLD,
 // is two or more letters. The local part starts after the last of
 // =/?&|{}` and after leading dots and quotes, so "email=ada@example.com"
-// and "'ada@example.com'" keep their key and quotes. Where the domain runs on past a valid
-// TLD ("ada@example.com-x"), the address ends at the TLD: masking a few
-// bytes too few of junk is better than leaking the address.
+// and "'ada@example.com'" keep their key and quotes; a local part of only
+// '*' is already masked. Where the domain runs on past a valid TLD
+// ("ada@example.com-x"), the address ends at the TLD: leaving a few bytes
+// of junk is better than leaking the address.
 func nextEmail(s string, lo int) (int, int) {
 	from := lo
 	for {

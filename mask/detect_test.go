@@ -319,6 +319,11 @@ func TestScrubValue(t *testing.T) {
 			t.Errorf("ScrubValue(RawMessage) = %s; want %s", got, want)
 		}
 	})
+	t.Run("MasksWhatItCannotEncode", func(t *testing.T) {
+		if got, _ := d.ScrubValue([]any{make(chan int)}); !reflect.DeepEqual(got, []any{unencodable}) {
+			t.Errorf("ScrubValue([chan]) = %#v; want %q", got, unencodable)
+		}
+	})
 	t.Run("EncodesOtherTypes", func(t *testing.T) {
 		got, fired := d.ScrubValue(map[string]string{"e": "ada@example.com"})
 		if want := json.RawMessage(`{"e":"` + mEmail + `"}`); !reflect.DeepEqual(got, want) || !slices.Equal(fired, []string{Email}) {
@@ -416,4 +421,14 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Under(masking, Validate()) = %q; want %q", got, want)
 		}
 	})
+}
+
+func TestNames(t *testing.T) {
+	got := Names()
+	if want := []string{CreditCard, Email, USSSN, IBAN, SecretToken}; !slices.Equal(got, want) {
+		t.Errorf("Names() = %q; want %q", got, want)
+	}
+	if _, err := NewDetectors(Config{Detectors: got}); err != nil {
+		t.Errorf("NewDetectors(Names()) = %v", err)
+	}
 }

@@ -17,33 +17,36 @@ const unencodable = "[masked:unencodable]"
 // Object keys are kept as they are; numbers and booleans are not
 // scrubbed. With secret_token, a string under a key that names a password
 // ({"password": "x"}, {"PGPASSWORD": "x"}) is masked whole, as
-// "password=x" is in text. Maps and slices are copied only where something changed; the
-// input is never modified. Values of other types are encoded to JSON and
-// returned scrubbed as a json.RawMessage, so nothing passes unscanned.
+// "password=x" is in text. Maps and slices are copied only where
+// something changed; the input is never modified. Values of other types
+// are encoded to JSON and, when something is detected, returned scrubbed
+// as a json.RawMessage; a value that cannot be encoded becomes
+// "[masked:unencodable]", so nothing passes unscanned.
 func (d *Detectors) ScrubValue(v any) (any, []string) {
-	out, f := d.scrubValue(v)
+	out, f, _ := d.scrubValue(v)
 	return out, f.names()
 }
 
-func (d *Detectors) scrubValue(v any) (any, fired) {
+// scrubValue is ScrubValue; changed reports whether out is not v.
+func (d *Detectors) scrubValue(v any) (out any, f fired, changed bool) {
 	switch x := v.(type) {
 	case nil, bool, float64, float32, int, int64, int32, uint, uint64, uint32, json.Number:
-		return v, 0
+		return v, 0, false
 	case string:
 		s, f := d.scrub(x)
 		if f == 0 {
-			return v, 0
+			return v, 0, false
 		}
-		return s, f
+		return s, f, true
 	case map[string]any:
 		var out map[string]any
 		var all fired
 		for k, e := range x {
-			ne, f := d.scrubValue(e)
+			ne, f, changed := d.scrubValue(e)
 			if str, ok := e.(string); ok && isPasswordKey(k) && d.maskPassword(str) {
-				ne, f = secretMarker, f|bitSecret
+				ne, f, changed = secretMarker, f|bitSecret, true
 			}
-			if f == 0 {
+			if !changed {
 				continue
 			}
 			all |= f
@@ -56,15 +59,15 @@ func (d *Detectors) scrubValue(v any) (any, fired) {
 			out[k] = ne
 		}
 		if out == nil {
-			return v, 0
+			return v, 0, false
 		}
-		return out, all
+		return out, all, true
 	case []any:
 		var out []any
 		var all fired
 		for i, e := range x {
-			ne, f := d.scrubValue(e)
-			if f == 0 {
+			ne, f, changed := d.scrubValue(e)
+			if !changed {
 				continue
 			}
 			all |= f
@@ -74,9 +77,9 @@ func (d *Detectors) scrubValue(v any) (any, fired) {
 			out[i] = ne
 		}
 		if out == nil {
-			return v, 0
+			return v, 0, false
 		}
-		return out, all
+		return out, all, true
 	case json.RawMessage:
 		out, f, err := d.scrubJSON(x)
 		if err != nil {
@@ -84,27 +87,27 @@ func (d *Detectors) scrubValue(v any) (any, fired) {
 			// what fails carries no detected value.
 			s, f := d.scrub(string(x))
 			if f == 0 {
-				return v, 0
+				return v, 0, false
 			}
-			return json.RawMessage(s), f
+			return json.RawMessage(s), f, true
 		}
 		if f == 0 {
-			return v, 0
+			return v, 0, false
 		}
-		return json.RawMessage(out), f
+		return json.RawMessage(out), f, true
 	default:
 		raw, err := json.Marshal(v)
 		if err != nil {
-			return unencodable, 0
+			return unencodable, 0, true
 		}
 		out, f, err := d.scrubJSON(raw)
 		if err != nil {
-			return unencodable, 0
+			return unencodable, 0, true
 		}
 		if f == 0 {
-			return v, 0
+			return v, 0, false
 		}
-		return json.RawMessage(out), f
+		return json.RawMessage(out), f, true
 	}
 }
 

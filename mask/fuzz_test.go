@@ -1,8 +1,12 @@
 package mask
 
 import (
+	"bytes"
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // embedded are values that must never survive Scrub wherever they sit in
@@ -111,4 +115,50 @@ func FuzzScrubFragments(f *testing.F) {
 		checkFixedPoint(t, d, s)
 		checkEmbedded(t, d, s, pos, which, sep)
 	})
+}
+
+// FuzzScrubJSON checks that ScrubJSON keeps documents valid and scrubs
+// exactly what ScrubValue scrubs in the decoded document.
+func FuzzScrubJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a": "ada@example.com", "ada@example.com": [1, "4111 1111 1111 1111", null]}`,
+		`"123-45-6789"`, `[{"password": "x"}, {"pwd" : 5}, "\u0040\"\\"]`,
+		`{"q":"ada\u0040example.com \ud83d\ude00 \u2028"}`, `{}`, `[]`, `1e3`,
+	} {
+		f.Add([]byte(s))
+	}
+	d := mustDetectors(f, Config{Detectors: allKinds})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		out, _, err := d.ScrubJSON(raw)
+		if !json.Valid(raw) {
+			if err == nil {
+				t.Fatalf("ScrubJSON(%q) accepted invalid JSON", raw)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ScrubJSON(%q) = %v", raw, err)
+		}
+		if !json.Valid(out) {
+			t.Fatalf("ScrubJSON(%q) = %q; not valid JSON", raw, out)
+		}
+		if !utf8.Valid(raw) {
+			return // decoding replaces invalid bytes, scrubbing keeps them
+		}
+		want, _ := d.ScrubValue(decode(t, raw))
+		if got := decode(t, out); !reflect.DeepEqual(got, want) {
+			t.Fatalf("ScrubJSON(%q) = %q, decoding to %#v; ScrubValue gives %#v", raw, out, got, want)
+		}
+	})
+}
+
+func decode(t *testing.T, raw []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decode %q: %v", raw, err)
+	}
+	return v
 }

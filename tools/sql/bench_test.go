@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/internal/pgtest"
+	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -61,7 +62,19 @@ func BenchmarkSelect100Rows(b *testing.B) {
 		reportP50(b, durations)
 	})
 
-	b.Run("pipeline", func(b *testing.B) {
+	for _, masked := range []bool{false, true} {
+		name := "pipeline"
+		if masked {
+			name = "pipeline-masked"
+		}
+		b.Run(name, func(b *testing.B) { benchPipeline(b, ctx, dsn, masked) })
+	}
+}
+
+// benchPipeline runs the query through the pipeline; with masked, two of
+// the five columns are masked by provenance (last4 and hash).
+func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked bool) {
+	{
 		cfg := sql.Config{DSN: dsn}
 		if err := cfg.Validate(); err != nil {
 			b.Fatal(err)
@@ -71,6 +84,13 @@ func BenchmarkSelect100Rows(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer backend.Close()
+		if masked {
+			cols := mask.Columns{"public.items.name": {Strategy: "last4"}, "public.items.price": {Strategy: "hash"}}
+			if err := cols.Validate(); err != nil {
+				b.Fatal(err)
+			}
+			backend.SetMasking(cols, mask.NewMasker([]byte("0123456789abcdef0123456789abcdef")))
+		}
 		backends := sql.Backends{"shop": backend}
 		pol, err := policy.New(policy.Config{"analyst": {
 			Members: policy.Members{Groups: []string{"analysts"}},
@@ -112,7 +132,7 @@ func BenchmarkSelect100Rows(b *testing.B) {
 			durations = append(durations, time.Since(start))
 		}
 		reportP50(b, durations)
-	})
+	}
 }
 
 func reportP50(b *testing.B, d []time.Duration) {

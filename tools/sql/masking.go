@@ -32,6 +32,8 @@ type maskCatalog struct {
 	viewDefs map[string]string
 	// missing lists masking rules whose column does not exist.
 	missing []string
+	// plans caches mask plans by statement text; guarded by names.mu.
+	plans map[string]*maskPlan
 }
 
 type attrKey struct {
@@ -49,7 +51,7 @@ func (n *names) RelationColumns(schema, table string) ([]string, bool) {
 }
 
 func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) error {
-	mc := &maskCatalog{columns: map[string][]string{}, attrs: map[attrKey]ColumnRef{}, sensitive: map[string]bool{}, viewDefs: map[string]string{}}
+	mc := &maskCatalog{columns: map[string][]string{}, attrs: map[attrKey]ColumnRef{}, sensitive: map[string]bool{}, viewDefs: map[string]string{}, plans: map[string]*maskPlan{}}
 	rows, err := tx.Query(ctx, `
 		SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname
 		FROM pg_catalog.pg_class c
@@ -178,6 +180,28 @@ func (b *Backend) planMasks(ctx context.Context, n *names, sql string, an *Analy
 	if !touches {
 		return nil, nil
 	}
+	// The same text against the same catalog snapshot masks the same way;
+	// the snapshot is reloaded every few seconds and after DDL.
+	n.mu.Lock()
+	cached, ok := n.mask.plans[sql]
+	n.mu.Unlock()
+	if ok {
+		return cached, nil
+	}
+	plan, err := b.buildMaskPlan(ctx, n, sql, an)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	if len(n.mask.plans) >= maxCachedAnalyses {
+		n.mask.plans = map[string]*maskPlan{}
+	}
+	n.mask.plans[sql] = plan
+	n.mu.Unlock()
+	return plan, nil
+}
+
+func (b *Backend) buildMaskPlan(ctx context.Context, n *names, sql string, an *Analysis) (*maskPlan, error) {
 	lin, err := LineageOf(sql, n, n)
 	if err != nil {
 		return nil, err
