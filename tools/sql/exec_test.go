@@ -841,3 +841,26 @@ func TestErrorsNeverLeakTheDSN(t *testing.T) {
 		})
 	}
 }
+
+func TestQueryWrongParameterCountIsInvalid(t *testing.T) {
+	dsn := pgtest.New(t, "")
+	cfg := Config{DSN: dsn}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBackend("shop", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	q := &Query{Backends: Backends{"shop": b}}
+	ctx := warden.WithCaller(context.Background(), &warden.Caller{Subject: "t", Method: "local"})
+	a, err := q.Plan(ctx, json.RawMessage(`{"database":"shop","sql":"SELECT $1::int + $2::int","params":[1]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = q.Execute(ctx, a)
+	if got := warden.ErrorCode(err); got != warden.Invalid {
+		t.Errorf("Execute(two placeholders, one param) = %v (code %q); want invalid, not unavailable", err, got)
+	}
+}

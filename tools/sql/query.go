@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -396,7 +398,21 @@ func (b *Backend) queryError(ctx context.Context, err error) error {
 		}
 		return warden.Wrap(warden.Invalid, err, msg+" [SQLSTATE "+pe.Code+"]")
 	}
-	return b.unavailable(err)
+	if ctx.Err() != nil || isConnectionError(err) {
+		return b.unavailable(err)
+	}
+	// Not the server's and not the network's: pgx refused the request
+	// itself (a wrong number of parameters, a value it cannot send).
+	return warden.Wrap(warden.Invalid, err, "the statement could not be sent: "+err.Error())
+}
+
+// isConnectionError reports whether err is about reaching the server
+// rather than about the statement.
+func isConnectionError(err error) bool {
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err)
 }
 
 // withholdDetail replaces the server's message of a failed statement that
