@@ -14,6 +14,11 @@ demo: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	# The detectors' fuzz targets, briefly: no panic, no detected value survives.
+	$(GO) test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 10s ./mask/
+	$(GO) test -run '^$$' -fuzz '^FuzzScrubFragments$$' -fuzztime 10s ./mask/
+	$(GO) test -run '^$$' -fuzz '^FuzzScrubJSON$$' -fuzztime 10s ./mask/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/

@@ -20,7 +20,8 @@ const maxCardGroups = 5
 // brand in use (Mastercard and Mir 2, Amex, Diners and JCB 3, Visa 4,
 // Mastercard and Maestro 5, Discover, UnionPay and Maestro 6) starts with
 // 2–6, while millisecond timestamps, snowflake ids and most sequence
-// numbers start with 1 and would otherwise pass Luhn one time in ten.
+// numbers start with 1 and would otherwise pass Luhn one time in ten. A
+// 15-digit number starting with 3 must be an Amex (34, 37), not an IMEI.
 func nextCard(s string, lo int) (int, int) {
 	i := lo
 	for {
@@ -76,7 +77,8 @@ func cardWindow(s string, g []group) bool {
 	if wordAt(s, end) || decimalAt(s, end) {
 		return false
 	}
-	if first := s[g[0].start]; first < '2' || first > '6' {
+	first := s[g[0].start]
+	if first < '2' || first > '6' {
 		return false
 	}
 	total := 0
@@ -85,6 +87,14 @@ func cardWindow(s string, g []group) bool {
 	}
 	if total < 13 || total > 19 {
 		return false
+	}
+	if total == 15 && first == '3' {
+		// The only 15-digit cards starting with 3 are Amex (34, 37);
+		// phone IMEIs, 15 digits and Luhn-valid by design, mostly start
+		// with 35.
+		if second := s[g[0].start+1]; second != '4' && second != '7' {
+			return false
+		}
 	}
 	if len(g) > 1 {
 		sep := s[g[1].start-1]

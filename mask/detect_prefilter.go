@@ -11,6 +11,7 @@ const (
 	fAt
 	fAssign      // '=' or ':', which introduce passwords
 	fSecretStart // the first byte of a token, a JWT or a PEM block
+	fSep         // ' ' or '-', which join digit groups
 )
 
 var fclass = func() (t [256]uint8) {
@@ -24,11 +25,13 @@ var fclass = func() (t [256]uint8) {
 		t[c] = fLetter
 	}
 	t['@'] = fAt
+	t[' '] = fSep
 	t['='] = fAssign
 	t[':'] = fAssign
 	for _, c := range "Agxe-" {
 		t[c] |= fSecretStart
 	}
+	t['-'] |= fSep
 	return t
 }()
 
@@ -62,41 +65,43 @@ func candidates(s string) fired {
 	if n >= minIBAN && digits >= 2 && acc&fLetter != 0 {
 		want |= bitIBAN
 	}
-	if digits >= 9 {
+	if digits >= 13 || digits >= 9 && acc&fSep != 0 {
 		want |= digitChains(s)
 	}
 	return want
 }
 
 // digitChains returns bitCard when s has 13 digits joined by nothing or
-// by single spaces or dashes, and bitSSN for 9 such digits with at least
-// two separators: a card or SSN always lies inside such a chain.
+// by single spaces or dashes, and bitSSN when it has runs of 3, 2 and 4
+// digits joined that way: a card or SSN always lies inside such a chain.
 func digitChains(s string) fired {
 	var want fired
-	digits, seps := 0, 0
+	digits := 0                 // in the current chain
+	run, prev, prev2 := 0, 0, 0 // lengths of the current run and the two before it in the chain
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c-'0' < 10 {
 			digits++
+			run++
 			continue
 		}
-		if (c == ' ' || c == '-') && digits > 0 && i+1 < len(s) && s[i+1]-'0' < 10 {
-			seps++
+		if run == 4 && prev == 2 && prev2 == 3 {
+			want |= bitSSN
+		}
+		if (c == ' ' || c == '-') && run > 0 && i+1 < len(s) && s[i+1]-'0' < 10 {
+			run, prev, prev2 = 0, run, prev
 			continue
 		}
-		want |= chainCandidates(digits, seps)
-		digits, seps = 0, 0
+		if digits >= 13 {
+			want |= bitCard
+		}
+		digits, run, prev, prev2 = 0, 0, 0, 0
 	}
-	return want | chainCandidates(digits, seps)
-}
-
-func chainCandidates(digits, seps int) fired {
-	var want fired
+	if run == 4 && prev == 2 && prev2 == 3 {
+		want |= bitSSN
+	}
 	if digits >= 13 {
 		want |= bitCard
-	}
-	if digits >= 9 && seps >= 2 {
-		want |= bitSSN
 	}
 	return want
 }

@@ -214,9 +214,9 @@ func isKeyByte(c byte) bool { return isWord(c) || c == '.' || c == '-' }
 // passwordKey reports whether the key ending at k (exclusive) names a
 // password, and where it starts.
 func passwordKey(s string, k int) (int, bool) {
-	// Every suffix ends in 'd': a cheap first test, as ':' and '=' are
-	// common in results.
-	if k == 0 || s[k-1]|0x20 != 'd' {
+	// Every suffix ends in "rd" or "wd": a cheap first test, as ':' and
+	// '=' are common in results (and in markers, after "masked").
+	if k < 2 || s[k-1]|0x20 != 'd' || (s[k-2]|0x20 != 'r' && s[k-2]|0x20 != 'w') {
 		return k, false
 	}
 	ks := k

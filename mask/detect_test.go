@@ -95,6 +95,10 @@ func TestScrubCreditCard(t *testing.T) {
 		{"KeepsOddGrouping", "41 11 11 11 11 11 11 11", "41 11 11 11 11 11 11 11", noneFired},
 		{"KeepsTooShort", "411111111111", "411111111111", noneFired},
 		{"KeepsAllZeros", "0000 0000 0000 0000", "0000 0000 0000 0000", noneFired},
+		{"KeepsMillisecondTimestamp", "updated 1717171717174", "updated 1717171717174", noneFired},
+		{"KeepsLuhnValidNonCardPrefixes", "1234567890123452 7111111111111114 8111111111111112 9111111111111110 0111111111111119",
+			"1234567890123452 7111111111111114 8111111111111112 9111111111111110 0111111111111119", noneFired},
+		{"KeepsIMEI", "imei 356938035643809", "imei 356938035643809", noneFired},
 	})
 }
 

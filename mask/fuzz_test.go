@@ -53,6 +53,14 @@ func checkFixedPoint(t *testing.T, d *Detectors, s string) {
 	if again, f := d.Scrub(out); again != out || f != nil {
 		t.Fatalf("Scrub(%q) = %q; Scrub of that = %q, %q; want a fixed point", s, out, again, f)
 	}
+	// The prefilter may only skip a detector that would find nothing.
+	for _, k := range kinds {
+		for _, scan := range k.scans {
+			if start, end := scan(s, 0); start >= 0 && candidates(s)&k.bit == 0 {
+				t.Fatalf("candidates(%q) skips %s, which finds %q", s, k.name, s[start:end])
+			}
+		}
+	}
 	// One pass masks and one confirms, except where masking one value
 	// gives another the word boundary it lacked
 	// ("a@b.com4111111111111111": the card follows "com" until the address
