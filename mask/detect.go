@@ -26,6 +26,9 @@ const (
 type Config struct {
 	// Columns are the column rules, per backend, by schema.table.column.
 	Columns map[string]Columns `yaml:"columns"`
+	// JSONPaths are the JSON path rules of http backends' response
+	// bodies, per backend.
+	JSONPaths map[string]JSONPaths `yaml:"json_paths"`
 	// HashKey keys the hash strategy (at least 32 characters); when empty
 	// a random key is generated once and kept in the store.
 	HashKey   string              `yaml:"hash_key"`

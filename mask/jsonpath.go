@@ -27,8 +27,8 @@ func (p JSONPaths) Validate() error {
 	var errs []error
 	for _, k := range sortedRuleKeys(p) {
 		at := "[" + strconv.Quote(k) + "]"
-		if _, err := ParseJSONPath(k); err != nil {
-			errs = append(errs, warden.FieldErrorf(at, "%v", err))
+		if _, why := parseJSONPath(k); why != "" {
+			errs = append(errs, warden.FieldErrorf(at, "%s", why))
 			continue
 		}
 		r := p[k]
@@ -88,7 +88,7 @@ func NewJSONMasks(paths JSONPaths, m *Masker) (*JSONMasks, error) {
 	}
 	j := &JSONMasks{masker: m}
 	for _, k := range sortedRuleKeys(paths) {
-		p, _ := ParseJSONPath(k)
+		p, _ := parseJSONPath(k)
 		j.rules = append(j.rules, jsonPathRule{path: p, rule: paths[k], desc: paths[k].Strategy + " (" + k + ")"})
 	}
 	return j, nil
@@ -166,8 +166,16 @@ func (p *JSONPath) String() string { return p.raw }
 // ParseJSONPath parses one path of the supported subset; the error says
 // what is wrong and what is supported.
 func ParseJSONPath(s string) (*JSONPath, error) {
+	p, why := parseJSONPath(s)
+	if why != "" {
+		return nil, fmt.Errorf("JSONPath %q: %s", s, why)
+	}
+	return p, nil
+}
+
+func parseJSONPath(s string) (*JSONPath, string) {
 	if !strings.HasPrefix(s, "$") {
-		return nil, fmt.Errorf("%q must start with $ (like $.data[*].card.number)", s)
+		return nil, "must start with $ (like $.data[*].card.number)"
 	}
 	p := &JSONPath{raw: s}
 	i := 1
@@ -176,7 +184,7 @@ func ParseJSONPath(s string) (*JSONPath, error) {
 		case strings.HasPrefix(s[i:], ".."):
 			name, n := dotName(s[i+2:])
 			if name == "" {
-				return nil, fmt.Errorf("%q: .. must be followed by a member name (like $..email)", s)
+				return nil, ".. must be followed by a member name (like $..email)"
 			}
 			p.steps = append(p.steps, pathStep{kind: stepRecursive, name: name})
 			i += 2 + n
@@ -188,27 +196,26 @@ func ParseJSONPath(s string) (*JSONPath, error) {
 			}
 			name, n := dotName(s[i+1:])
 			if name == "" {
-				return nil, fmt.Errorf("%q: expected a member name after . at offset %d", s, i)
+				return nil, fmt.Sprintf("expected a member name after . at offset %d", i)
 			}
 			p.steps = append(p.steps, pathStep{kind: stepMember, name: name})
 			i += 1 + n
 		case s[i] == '[':
 			end := strings.IndexByte(s[i:], ']')
 			if end < 0 {
-				return nil, fmt.Errorf("%q: unclosed [ at offset %d", s, i)
+				return nil, fmt.Sprintf("unclosed [ at offset %d", i)
 			}
-			inner := s[i+1 : i+end]
-			step, err := bracketStep(inner)
-			if err != nil {
-				return nil, fmt.Errorf("%q: %v", s, err)
+			step, why := bracketStep(s[i+1 : i+end])
+			if why != "" {
+				return nil, why
 			}
 			p.steps = append(p.steps, step)
 			i += end + 1
 		default:
-			return nil, fmt.Errorf("%q: unexpected %q at offset %d", s, s[i], i)
+			return nil, fmt.Sprintf("unexpected %q at offset %d", s[i], i)
 		}
 	}
-	return p, nil
+	return p, ""
 }
 
 // dotName reads a member name after `.`: anything up to the next `.` or
@@ -225,22 +232,22 @@ func dotName(s string) (string, int) {
 	return s[:n], n
 }
 
-func bracketStep(inner string) (pathStep, error) {
+func bracketStep(inner string) (pathStep, string) {
 	switch {
 	case inner == "*":
-		return pathStep{kind: stepWildcard}, nil
+		return pathStep{kind: stepWildcard}, ""
 	case len(inner) >= 2 && (inner[0] == '\'' && inner[len(inner)-1] == '\'' || inner[0] == '"' && inner[len(inner)-1] == '"'):
 		name := inner[1 : len(inner)-1]
 		if strings.ContainsAny(name, `'"\`) {
-			return pathStep{}, fmt.Errorf("member name [%s] must not contain quotes or backslashes", inner)
+			return pathStep{}, fmt.Sprintf("member name [%s] must not contain quotes or backslashes", inner)
 		}
-		return pathStep{kind: stepMember, name: name}, nil
+		return pathStep{kind: stepMember, name: name}, ""
 	}
 	n, err := strconv.Atoi(inner)
 	if err != nil || n < 0 || strings.HasPrefix(inner, "+") {
-		return pathStep{}, fmt.Errorf("[%s] is not supported (use [*], [n] with n >= 0, or ['name']; filters, slices and unions are not supported)", inner)
+		return pathStep{}, fmt.Sprintf("[%s] is not supported (use [*], [n] with n >= 0, or ['name']; filters, slices and unions are not supported)", inner)
 	}
-	return pathStep{kind: stepIndex, index: n}, nil
+	return pathStep{kind: stepIndex, index: n}, ""
 }
 
 // replace calls f on every value the path selects in v and puts its result

@@ -135,7 +135,7 @@ func TestValidateJSONPaths(t *testing.T) {
 		},
 	})
 	for _, want := range []string{
-		`json_paths.billing["$.a[0:1]"]: "$.a[0:1]": [0:1] is not supported`,
+		`json_paths.billing["$.a[0:1]"]: [0:1] is not supported`,
 		`json_paths.billing["$.b"].strategy: unknown strategy "rot13"`,
 		`json_paths.billing["$.c"].on_expression: applies to column rules only`,
 		`json_paths.billing["$.d"]: missing rule`,

@@ -91,9 +91,10 @@ func New(opts Options) *Server {
 		server.WithToolFilter(s.filterTools),
 		server.WithHooks(hooks),
 		server.WithRecovery(),
-		server.WithInstructions("warden is the only way to reach these databases. Call sql_schema to see the tables "+
-			"and columns you may use, then sql_query with one statement per call. A refused call says which rule "+
-			"refused it and what you may do instead."),
+		server.WithInstructions("warden is the only way to reach these databases and APIs; it holds the credentials. "+
+			"For SQL, call sql_schema to see the tables and columns you may use, then sql_query with one statement per call. "+
+			"For HTTP APIs, call http_call with a method and a path under the API. A refused call says which rule refused it "+
+			"and what you may do instead; masked values are marked as masked and cannot be recovered."),
 	)
 	for _, t := range opts.Pipeline.Tools.Tools() {
 		spec := t.Spec()

@@ -31,12 +31,15 @@ type Members struct {
 
 // Grant allows operations on one backend. For postgres backends: `tables`
 // (schema-qualified names or `schema.*`) × `actions`, and `functions` that
-// may be called beyond the harmless built-ins.
+// may be called beyond the harmless built-ins. For http backends:
+// `methods` × `paths` (see MatchPath).
 type Grant struct {
 	Backend   string   `yaml:"backend"`
 	Tables    []string `yaml:"tables"`
 	Actions   []string `yaml:"actions"`
 	Functions []string `yaml:"functions"`
+	Methods   []string `yaml:"methods"`
+	Paths     []string `yaml:"paths"`
 }
 
 // Validate checks the roles against the configured backends (name → kind).
@@ -74,7 +77,18 @@ func (c Config) Validate(backends map[string]string) error {
 				add(gp+".backend", "unknown backend %q (configured: %s)", g.Backend, strings.Join(sortedKeys(backends), ", "))
 				continue
 			}
-			if kind != "postgres" {
+			switch kind {
+			case "postgres":
+				if len(g.Methods) > 0 {
+					add(gp+".methods", "methods apply to http backends; %q is %s (use actions)", g.Backend, kind)
+				}
+				if len(g.Paths) > 0 {
+					add(gp+".paths", "paths apply to http backends; %q is %s (use tables)", g.Backend, kind)
+				}
+			case "http":
+				errs = append(errs, validateHTTPGrant(gp, g)...)
+				continue
+			default:
 				add(gp+".backend", "backend %q is of kind %q, which has no grants in this version", g.Backend, kind)
 				continue
 			}
@@ -174,9 +188,10 @@ func (r role) holds(c *warden.Caller) bool {
 	return false
 }
 
-// boundGrant is a grant with where it came from.
+// boundGrant is a grant with where it came from and its backend's kind.
 type boundGrant struct {
 	path string
+	kind string
 	*Grant
 }
 
@@ -188,7 +203,7 @@ func (p *Policy) grants(c *warden.Caller, backend string) []boundGrant {
 		}
 		for i, g := range r.Grants {
 			if backend == "" || g.Backend == backend {
-				out = append(out, boundGrant{path: fmt.Sprintf("roles.%s.grants[%d]", r.name, i), Grant: g})
+				out = append(out, boundGrant{path: fmt.Sprintf("roles.%s.grants[%d]", r.name, i), kind: p.backends[g.Backend], Grant: g})
 			}
 		}
 	}
@@ -271,6 +286,12 @@ func (p *Policy) Effective(c *warden.Caller) []string {
 
 func covering(gs []boundGrant, op warden.Op) (boundGrant, bool) {
 	for _, g := range gs {
+		if g.kind == "http" {
+			if slices.Contains(g.Methods, op.Verb) && matchAnyPath(g.Paths, op.Object) {
+				return g, true
+			}
+			continue
+		}
 		if op.Verb == warden.VerbExecute {
 			if matchAny(g.Functions, op.Object) {
 				return g, true
@@ -303,16 +324,25 @@ func matchAny(patterns []string, object string) bool {
 func describe(gs []boundGrant) []string {
 	var out []string
 	for _, g := range gs {
-		var parts []string
-		if len(g.Tables) > 0 {
-			parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Actions, ", "), strings.Join(g.Tables, ", ")))
-		}
-		if len(g.Functions) > 0 {
-			parts = append(parts, "execute "+strings.Join(g.Functions, ", "))
-		}
-		out = append(out, fmt.Sprintf("%s: %s (%s)", g.Backend, strings.Join(parts, "; "), g.path))
+		out = append(out, fmt.Sprintf("%s (%s)", g.Describe(), g.path))
 	}
 	return out
+}
+
+// Describe says in one line what the grant allows, such as
+// "shop: select on public.orders" or "billing: GET on /v1/invoices/**".
+func (g *Grant) Describe() string {
+	var parts []string
+	if len(g.Tables) > 0 {
+		parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Actions, ", "), strings.Join(g.Tables, ", ")))
+	}
+	if len(g.Functions) > 0 {
+		parts = append(parts, "execute "+strings.Join(g.Functions, ", "))
+	}
+	if len(g.Methods) > 0 || len(g.Paths) > 0 {
+		parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Methods, ", "), strings.Join(g.Paths, ", ")))
+	}
+	return g.Backend + ": " + strings.Join(parts, "; ")
 }
 
 func (p *Policy) backendHints(c *warden.Caller) []string {

@@ -41,6 +41,10 @@ func (m *Main) check(args []string) error {
 		if p := b.Postgres; p != nil {
 			fmt.Fprintf(w, ": statement_timeout %s, max_rows %d, search_path %s", p.StatementTimeout, p.MaxRows, strings.Join(p.SearchPath, ", "))
 		}
+		if h := b.HTTP; h != nil {
+			// Header names only: their values are credentials.
+			fmt.Fprintf(w, ": timeout %s, max_response_bytes %d, credential headers %s", h.Timeout, h.MaxResponseBytes, strings.Join(sortedKeys(h.Headers), ", "))
+		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nroles:")
@@ -80,16 +84,7 @@ func (m *Main) check(args []string) error {
 	return nil
 }
 
-func describeGrant(g *policy.Grant) string {
-	var parts []string
-	if len(g.Tables) > 0 {
-		parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Actions, ", "), strings.Join(g.Tables, ", ")))
-	}
-	if len(g.Functions) > 0 {
-		parts = append(parts, "execute "+strings.Join(g.Functions, ", "))
-	}
-	return g.Backend + ": " + strings.Join(parts, "; ")
-}
+func describeGrant(g *policy.Grant) string { return g.Describe() }
 
 // parseAs reads SUBJECT[:group,...].
 func parseAs(s string) *warden.Caller {

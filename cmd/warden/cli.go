@@ -21,6 +21,7 @@ import (
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
+	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/sql"
 )
 
@@ -147,6 +148,7 @@ type App struct {
 	Config   *Config
 	Store    *recorder.Store
 	Backends sql.Backends
+	HTTP     httptool.Backends
 	Policy   *policy.Policy
 	Pipeline *warden.Pipeline
 	// Verifier verifies bearer tokens; nil without identity.oidc.
@@ -168,7 +170,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
-	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, Policy: pol, Log: log}
+	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Policy: pol, Log: log}
 	if len(cfg.Identity.OIDC) > 0 {
 		// Discovery and a first key fetch now: an issuer warden cannot
 		// verify against stops it at start, not at the first call.
@@ -189,6 +191,18 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		}
 		app.Backends[name] = be
 	}
+	for _, name := range sortedKeys(cfg.Backends) {
+		b := cfg.Backends[name]
+		if b.HTTP == nil {
+			continue
+		}
+		be, err := httptool.NewBackend(ctx, name, *b.HTTP) // resolves and pins the host
+		if err != nil {
+			app.Close()
+			return nil, warden.Under("backends."+name, err)
+		}
+		app.HTTP[name] = be
+	}
 	if err := app.provisionMasking(ctx, cfg); err != nil {
 		app.Close()
 		return nil, err
@@ -196,6 +210,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	reg, err := warden.NewRegistry(
 		&sql.Query{Backends: app.Backends},
 		&sql.Schema{Backends: app.Backends, Grants: pol},
+		&httptool.Call{Backends: app.HTTP, Policy: pol},
 	)
 	if err != nil {
 		app.Close()
@@ -230,7 +245,7 @@ func (a *App) provisionMasking(ctx context.Context, cfg *Config) error {
 		}
 		a.detectors = d
 	}
-	if len(m.Columns) == 0 {
+	if len(m.Columns) == 0 && len(m.JSONPaths) == 0 {
 		return nil
 	}
 	key := []byte(m.HashKey)
@@ -243,6 +258,13 @@ func (a *App) provisionMasking(ctx context.Context, cfg *Config) error {
 	masker := mask.NewMasker(key)
 	for name, cols := range m.Columns {
 		a.Backends[name].SetMasking(cols, masker)
+	}
+	for name, paths := range m.JSONPaths {
+		jm, err := mask.NewJSONMasks(paths, masker)
+		if err != nil {
+			return warden.Under("masking.json_paths."+name, err)
+		}
+		a.HTTP[name].SetMasking(jm)
 	}
 	return nil
 }
@@ -269,6 +291,7 @@ func (a *App) checkMasking(ctx context.Context) error {
 // Close releases the app's resources.
 func (a *App) Close() {
 	a.Backends.Close()
+	a.HTTP.Close()
 	if a.Store != nil {
 		_ = a.Store.Close()
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
+	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/sql"
 	"go.yaml.in/yaml/v3"
 )
@@ -41,6 +42,7 @@ type StoreConfig struct {
 type Backend struct {
 	Kind     string
 	Postgres *sql.Config
+	HTTP     *httptool.Config
 }
 
 // DefaultStore is where the recording goes when `store` is not set.
@@ -95,7 +97,16 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, warden.Under("identity", c.Identity.Validate()))
 	if m := c.Masking; m != nil {
-		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()))
+		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
+			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))
+		for _, backend := range sortedKeys(m.JSONPaths) {
+			switch b, ok := c.Backends[backend]; {
+			case !ok:
+				errs = append(errs, warden.FieldErrorf("masking.json_paths."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(sortedKeys(c.Backends), ", ")))
+			case b.Kind != "http":
+				errs = append(errs, warden.FieldErrorf("masking.json_paths."+backend, "JSON path rules apply to http backends; %q is %s", backend, b.Kind))
+			}
+		}
 		for _, backend := range sortedKeys(m.Columns) {
 			switch b, ok := c.Backends[backend]; {
 			case !ok:
@@ -115,6 +126,9 @@ func (c *Config) validate() error {
 		b := c.Backends[name]
 		if b.Postgres != nil {
 			errs = append(errs, warden.Under("backends."+name, b.Postgres.Validate()))
+		}
+		if b.HTTP != nil {
+			errs = append(errs, warden.Under("backends."+name, b.HTTP.Validate()))
 		}
 	}
 	if len(c.Roles) == 0 {
@@ -311,12 +325,15 @@ func decodeBackend(n *yaml.Node, b *Backend, path string, errs *[]error) {
 	case "postgres":
 		b.Postgres = &sql.Config{}
 		decodeStrict(n, reflect.ValueOf(b.Postgres).Elem(), path, errs)
+	case "http":
+		b.HTTP = &httptool.Config{}
+		decodeStrict(n, reflect.ValueOf(b.HTTP).Elem(), path, errs)
 	case "":
-		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "missing kind (postgres)"))
-	case "kubernetes", "http":
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "missing kind (postgres, http)"))
+	case "kubernetes":
 		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "%q backends are not supported by this version yet", b.Kind))
 	default:
-		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres)", b.Kind))
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres, http)", b.Kind))
 	}
 }
 

@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/warden-mcp/warden"
+)
+
+// HTTPMethods are the methods an http grant can name, in a fixed order.
+// tools/http plans exactly these.
+var HTTPMethods = []string{"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"}
+
+// validateHTTPGrant checks a grant on an http backend: methods × paths and
+// nothing that belongs to postgres grants.
+func validateHTTPGrant(gp string, g *Grant) []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, warden.FieldErrorf(path, format, args...))
+	}
+	if len(g.Tables) > 0 {
+		add(gp+".tables", "tables apply to postgres backends; %q is http (use paths)", g.Backend)
+	}
+	if len(g.Actions) > 0 {
+		add(gp+".actions", "actions apply to postgres backends; %q is http (use methods)", g.Backend)
+	}
+	if len(g.Functions) > 0 {
+		add(gp+".functions", "functions apply to postgres backends; %q is http", g.Backend)
+	}
+	if len(g.Methods) == 0 {
+		add(gp+".methods", "missing methods (any of %s)", strings.Join(HTTPMethods, ", "))
+	}
+	if len(g.Paths) == 0 {
+		add(gp+".paths", `missing paths (like "/v1/invoices/**")`)
+	}
+	for j, m := range g.Methods {
+		if !slices.Contains(HTTPMethods, m) {
+			add(fmt.Sprintf("%s.methods[%d]", gp, j), "unknown method %q (one of %s, in upper case)", m, strings.Join(HTTPMethods, ", "))
+		}
+	}
+	for j, p := range g.Paths {
+		if msg := checkPathPattern(p); msg != "" {
+			add(fmt.Sprintf("%s.paths[%d]", gp, j), "%s", msg)
+		}
+	}
+	return errs
+}
+
+// checkPathPattern validates a grant's path pattern. A pattern that could
+// never match a request warden sends (it names a dot segment, a query, a
+// character warden refuses in paths) is an error, so a typo does not
+// silently grant nothing.
+func checkPathPattern(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Sprintf("%q must start with /, like /v1/invoices/**", p)
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c < 0x20 || c == 0x7f || c == ' ':
+			return fmt.Sprintf("%q contains a space or control character", p)
+		case c == '?' || c == '#':
+			return fmt.Sprintf("%q contains %q: grants match paths only, not queries or fragments", p, c)
+		case c == '\\' || c == '@' || c == ';':
+			return fmt.Sprintf("%q contains %q, which warden refuses in request paths, so it could never match", p, c)
+		case c == '%':
+			if i+2 >= len(p) || !isUpperHex(p[i+1]) || !isUpperHex(p[i+2]) {
+				return fmt.Sprintf("%q has a percent-escape that is not %%XX with upper-case hex digits", p)
+			}
+			if b := unhex(p[i+1])<<4 | unhex(p[i+2]); isUnreserved(b) {
+				return fmt.Sprintf("%q escapes %q, which requests carry unescaped: write it as is", p, b)
+			}
+		}
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		switch {
+		case s == "" && i != len(segs)-1:
+			return fmt.Sprintf("%q has an empty segment (//)", p)
+		case s == "." || s == "..":
+			return fmt.Sprintf("%q has a dot segment, which warden refuses in requests", p)
+		case s == "**":
+		case strings.Contains(s, "**"):
+			return fmt.Sprintf("%q: ** must be a whole segment (/**/), it matches any number of segments", p)
+		default:
+			if _, err := path.Match(s, ""); err != nil {
+				return fmt.Sprintf("%q is not a valid pattern", p)
+			}
+		}
+	}
+	return ""
+}
+
+// MatchPath reports whether the request path p (as warden plans it:
+// relative to the backend's base URL, canonically escaped) matches the
+// grant pattern. Segments match one by one with path.Match syntax, so `*`
+// is one non-empty segment (or part of one: `*.pdf`); a `**` segment
+// matches any number of segments, none included, so /v1/invoices/**
+// matches /v1/invoices itself. Matching is case-sensitive.
+func MatchPath(pattern, p string) bool {
+	if !strings.HasPrefix(pattern, "/") || !strings.HasPrefix(p, "/") {
+		return false
+	}
+	return matchSegments(strings.Split(pattern[1:], "/"), strings.Split(p[1:], "/"))
+}
+
+func matchSegments(pat, segs []string) bool {
+	for len(pat) > 0 {
+		if pat[0] == "**" {
+			rest := pat[1:]
+			for len(rest) > 0 && rest[0] == "**" {
+				rest = rest[1:]
+			}
+			for i := 0; i <= len(segs); i++ {
+				if matchSegments(rest, segs[i:]) {
+					return true
+				}
+			}
+			return false
+		}
+		if len(segs) == 0 || !matchSegment(pat[0], segs[0]) {
+			return false
+		}
+		pat, segs = pat[1:], segs[1:]
+	}
+	return len(segs) == 0
+}
+
+func matchSegment(pat, seg string) bool {
+	if seg == "" || pat == "" {
+		// A trailing slash matches only a pattern's trailing slash (or
+		// **), never `*`.
+		return seg == pat
+	}
+	ok, _ := path.Match(pat, seg)
+	return ok
+}
+
+func matchAnyPath(patterns []string, p string) bool {
+	for _, pat := range patterns {
+		if MatchPath(pat, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func isUpperHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'A' + 10
+}
+
+func isUnreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}

@@ -1,0 +1,113 @@
+package http_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/warden-mcp/warden"
+)
+
+const benchBody = `{"id":"inv-42","status":"open","amount":1250,"currency":"EUR","customer":{"id":"c-17","name":"ACME"},"lines":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}]}`
+
+// BenchmarkHTTPCall compares a small JSON GET through the whole pipeline
+// (strict decoding, path checks, policy, durable intent record, the
+// request with injected credentials, credential scrubbing, JSON parsing,
+// one encoding, durable outcome record in SQLite) with the same request
+// made directly with net/http and its body parsed, in the same process
+// against the same httptest server. docs/BENCHMARKS.md records the
+// results.
+func BenchmarkHTTPCall(b *testing.B) {
+	up := newUpstream(b, jsonHandler(benchBody))
+	var direct, pipeline time.Duration
+
+	b.Run("net-http", func(b *testing.B) {
+		tr := &http.Transport{MaxIdleConnsPerHost: 16}
+		defer tr.CloseIdleConnections()
+		client := &http.Client{Transport: tr}
+		url := up.URL + "/api/v1/invoices/42?status=open"
+		durations := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			req, _ := http.NewRequestWithContext(context.Background(), "GET", url, nil)
+			req.Header.Set("Authorization", "Bearer "+bearerToken)
+			req.Header.Set("X-Api-Key", apiKey)
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var v any
+			if err != nil || json.Unmarshal(body, &v) != nil || resp.StatusCode != 200 {
+				b.Fatalf("direct GET failed: %v %d", err, resp.StatusCode)
+			}
+			durations = append(durations, time.Since(start))
+		}
+		direct = reportP50(b, durations)
+	})
+
+	// The tool alone (plan and execute, no policy, no recording), to
+	// show what the pipeline's other stages add.
+	b.Run("tool", func(b *testing.B) {
+		tool := newTool(newBackend(b, up.URL+"/api", nil), nil)
+		args := `{"api":"billing","method":"GET","path":"/v1/invoices/42","query":{"status":"open"}}`
+		mustCall(b, tool, args)
+		durations := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			mustCall(b, tool, args)
+			durations = append(durations, time.Since(start))
+		}
+		reportP50(b, durations)
+	})
+
+	b.Run("pipeline", func(b *testing.B) {
+		backend := newBackend(b, up.URL+"/api", nil)
+		pol := billingPolicy(b)
+		p, _ := newPipeline(b, newTool(backend, pol), pol)
+		ctx := warden.WithCaller(context.Background(), analyst)
+		args := json.RawMessage(`{"api":"billing","method":"GET","path":"/v1/invoices/42","query":{"status":"open"}}`)
+		run := func() {
+			c, err := p.Run(ctx, "http_call", args)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(c.Result.JSON) < len(benchBody) {
+				b.Fatalf("result = %s", c.Result.JSON)
+			}
+		}
+		run() // connect once
+		durations := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			start := time.Now()
+			run()
+			durations = append(durations, time.Since(start))
+		}
+		pipeline = reportP50(b, durations)
+	})
+
+	if direct > 0 && pipeline > 0 {
+		b.Logf("p50: net/http %s, pipeline %s, ratio %.2f×", direct, pipeline, float64(pipeline)/float64(direct))
+	}
+}
+
+func reportP50(b *testing.B, d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	p50 := d[len(d)/2]
+	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
+	return p50
+}
