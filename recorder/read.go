@@ -18,6 +18,12 @@ type SessionFilter struct {
 	Subject string
 	// Since keeps sessions started at or after this time.
 	Since time.Time
+	// Until keeps sessions started before this time.
+	Until time.Time
+	// Tool keeps sessions with at least one call of this tool.
+	Tool string
+	// Denied keeps sessions with at least one denied call.
+	Denied bool
 	// Limit caps the number of sessions returned; 0 means no cap.
 	Limit int
 }
@@ -84,20 +90,30 @@ const (
 func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary, error) {
 	var list []SessionSummary
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		since, limit := "", -1
+		since, until, limit := "", "", -1
 		if !f.Since.IsZero() {
 			since = formatTime(f.Since)
+		}
+		if !f.Until.IsZero() {
+			until = formatTime(f.Until)
 		}
 		if f.Limit > 0 {
 			limit = f.Limit
 		}
 		rows, err := tx.QueryContext(ctx, `
-			SELECT body FROM records
+			SELECT body FROM records s
 			WHERE kind = 'session_start'
 			  AND (?1 = '' OR json_extract(body, '$.caller.subject') = ?1)
 			  AND (?2 = '' OR at >= ?2)
+			  AND (?3 = '' OR at < ?3)
+			  AND (?4 = '' OR EXISTS (SELECT 1 FROM records c
+			        WHERE c.session_id = s.session_id AND c.kind IN ('call_start', 'call_finish')
+			          AND json_extract(c.body, '$.tool') = ?4))
+			  AND (NOT ?5 OR EXISTS (SELECT 1 FROM records c
+			        WHERE c.session_id = s.session_id AND c.kind = 'call_finish'
+			          AND json_extract(c.body, '$.outcome') = 'denied'))
 			ORDER BY at DESC, seq DESC
-			LIMIT ?3`, f.Subject, since, limit)
+			LIMIT ?6`, f.Subject, since, until, f.Tool, f.Denied, limit)
 		if err != nil {
 			return err
 		}

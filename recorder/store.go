@@ -2,6 +2,7 @@ package recorder
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver; pure Go, no cgo
 )
@@ -18,139 +20,286 @@ import (
 // ErrNotFound is returned (wrapped) when a session or call is not in the store.
 var ErrNotFound = errors.New("not found")
 
-// schemaVersion is the PRAGMA user_version this package writes and reads.
-const schemaVersion = 1
+// errClosed is returned by writes to a closed store.
+var errClosed = errors.New("the recording store is closed")
 
-// schema is version 1. The records table is append-only: every event is one
-// self-contained row, never updated or deleted, so that a hash chain over
-// (kind, session_id, call_id, at, body) can be added without rewriting
-// history. The triggers turn an accidental UPDATE or DELETE into an error.
+// errReadOnly is returned by writes to a store opened read-only.
+var errReadOnly = errors.New("the recording store was opened read-only")
+
+// schemaVersion is the PRAGMA user_version this package writes. Version 1
+// (no hash chain) is migrated when a store is opened for writing, and still
+// read when it is opened read-only.
+const schemaVersion = 2
+
+// schema is version 2. Every record carries prev_hash and hash (see
+// chain.go). The records table is append-only: the triggers turn an UPDATE,
+// or a DELETE of anything but a pruned prefix, into an error. Pruning is a
+// dedicated path: it first moves the horizon forward to a checkpoint (which
+// will anchor the chain) and then deletes the records before it, in one
+// transaction. The horizon only moves forward, and only to a checkpoint.
+//
+// These triggers guard against mistakes, not against someone who can write
+// the file: they can drop triggers. The hash chain and the signed
+// checkpoints are what make such changes evident.
+//
+// kind has no CHECK: the package decides which kinds exist, and a new kind
+// (an approval decision, say) must not need a table rebuild.
 const schema = `
 CREATE TABLE records (
 	seq        INTEGER PRIMARY KEY,
-	kind       TEXT NOT NULL CHECK (kind IN ('session_start', 'session_update', 'session_end', 'call_start', 'call_finish')),
+	kind       TEXT NOT NULL CHECK (kind <> ''),
 	session_id TEXT,
 	call_id    TEXT,
 	at         TEXT,
-	body       TEXT NOT NULL
+	body       TEXT NOT NULL,
+	prev_hash  BLOB NOT NULL CHECK (length(prev_hash) = 32),
+	hash       BLOB NOT NULL CHECK (length(hash) = 32)
 );
 CREATE INDEX records_session ON records (session_id, seq);
 CREATE UNIQUE INDEX records_call ON records (call_id, kind) WHERE call_id IS NOT NULL;
 CREATE INDEX records_session_start ON records (at) WHERE kind = 'session_start';
-CREATE TABLE secrets (
+CREATE INDEX records_checkpoint ON records (at) WHERE kind = 'checkpoint';
+CREATE TABLE IF NOT EXISTS secrets (
 	name  TEXT PRIMARY KEY,
 	value BLOB NOT NULL
 );
+CREATE TABLE horizon (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	seq INTEGER NOT NULL
+);
+INSERT INTO horizon (id, seq) VALUES (1, 0);
 CREATE TRIGGER records_no_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
 CREATE TRIGGER records_no_delete BEFORE DELETE ON records
-BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+WHEN OLD.seq >= (SELECT seq FROM horizon)
+BEGIN SELECT RAISE(ABORT, 'records are append-only: only retention prunes, and only records before a checkpoint'); END;
+CREATE TRIGGER horizon_forward BEFORE UPDATE ON horizon
+WHEN NEW.seq < OLD.seq OR NEW.id <> OLD.id
+  OR NOT EXISTS (SELECT 1 FROM records WHERE seq = NEW.seq AND kind = 'checkpoint')
+BEGIN SELECT RAISE(ABORT, 'the prune horizon only moves forward, to a checkpoint'); END;
+CREATE TRIGGER horizon_no_delete BEFORE DELETE ON horizon
+BEGIN SELECT RAISE(ABORT, 'the prune horizon cannot be deleted'); END;
 `
 
+// Options tune a store. The zero value is what warden serves with.
+type Options struct {
+	// ReadOnly opens an existing store for reading only: nothing is
+	// created, migrated, signed or written, and no signing key is needed,
+	// so a copy handed to an auditor can be read and verified.
+	ReadOnly bool
+	// CheckpointEvery is the number of records after which a signed
+	// checkpoint is written (default 1000).
+	CheckpointEvery int
+	// CheckpointInterval is the longest a record this process wrote stays
+	// unsigned (default 10s). Close signs what is left.
+	CheckpointInterval time.Duration
+	// Clock stamps checkpoints and prune records (default time.Now).
+	Clock func() time.Time
+}
+
+// Default checkpoint cadence.
+const (
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 10 * time.Second
+)
+
 // Store is the SQLite-backed recording. It is safe for concurrent use: all
-// writes go through one connection, one transaction each, and reads use a
-// separate pool that never takes the write lock.
+// writes go through one writer goroutine that owns the only write
+// connection and commits queued records in groups; reads use a separate
+// pool that never takes the write lock.
 type Store struct {
-	path  string
-	write *sql.DB // exactly one connection: writes are serialised here, not by SQLite's lock
-	read  *sql.DB // query_only connections
+	path    string
+	version int
+	clock   func() time.Time
+	w       *writer // nil when read-only
+	read    *sql.DB // query_only connections
 
-	// Statements prepared once on the writer's connection: preparing them
-	// for every record doubled the cost of a write.
-	insert, countByCall, countBySession *sql.Stmt
-
+	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Open opens (creating if needed) the store at url, which is "sqlite:PATH"
-// (PATH relative to the working directory, or absolute); "sqlite:///ABS/PATH"
-// is accepted too. Other schemes are an error naming the problem. It creates
-// the parent directory if missing (mode 0700) and a new database file with
-// mode 0600, applies the schema (versioned with PRAGMA user_version), and
-// checks it can write, so a read-only or unusable store fails here rather
-// than at the first call.
+// Open opens (creating if needed) the store at url for writing, with the
+// default options. See OpenWith.
+func Open(ctx context.Context, url string) (*Store, error) {
+	return OpenWith(ctx, url, Options{})
+}
+
+// OpenWith opens the store at url, which is "sqlite:PATH" (PATH relative
+// to the working directory, or absolute); "sqlite:///ABS/PATH" is accepted
+// too. Other schemes are an error naming the problem.
+//
+// For writing, it creates the parent directory if missing (mode 0700) and a
+// new database file with mode 0600, loads the signing key kept beside it
+// (PATH.key), creating it on first start, applies or migrates the schema
+// (versioned with PRAGMA user_version), and checks it can write, so a
+// read-only or unusable store fails here rather than at the first call. A
+// store that has signed checkpoints but whose key file is missing is
+// refused: warden never silently signs with a new key.
 //
 // Durability: the database runs in WAL mode with synchronous=NORMAL. Every
-// StartCall and FinishCall commits before returning, and a committed
+// write returns nil only after its transaction committed, and a committed
 // transaction survives a crash of the warden process (kill -9). It may be
 // lost on an operating-system crash or power failure, where SQLite would
 // need synchronous=FULL (about seven times slower here).
-func Open(ctx context.Context, url string) (*Store, error) {
+func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	path, err := parseURL(url)
 	if err != nil {
 		return nil, err
 	}
+	s := &Store{path: path, clock: opts.Clock, closed: make(chan struct{})}
+	if s.clock == nil {
+		s.clock = time.Now
+	}
+	if opts.ReadOnly {
+		if err := s.openReader(ctx); err != nil {
+			return nil, fmt.Errorf("opening store %s: %w", path, err)
+		}
+		return s, nil
+	}
 	if err := createFile(path); err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s := &Store{path: path}
-	if s.write, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+	db, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	s.write.SetMaxOpenConns(1)
-	s.write.SetMaxIdleConns(1)
-	s.write.SetConnMaxLifetime(0)
-	s.write.SetConnMaxIdleTime(0)
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
 	if s.read, err = sql.Open("sqlite", dsn(path, true)); err != nil {
-		s.write.Close()
+		db.Close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
 	s.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	if err := s.migrate(ctx); err != nil {
-		s.Close()
+	s.w = newWriter(db, opts, s.clock)
+	fail := func(err error) (*Store, error) {
+		s.w.db.Close()
+		s.read.Close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
 	}
-	if err := s.prepare(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	if s.w.key, err = s.signingKey(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		return fail(err)
+	}
+	s.version = schemaVersion
+	if err := s.w.prepare(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.w.load(ctx); err != nil {
+		return fail(fmt.Errorf("reading the end of the chain: %w", err))
 	}
 	if err := s.read.PingContext(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("opening store %s for reading: %w", path, err)
+		s.w.closeStatements()
+		return fail(fmt.Errorf("for reading: %w", err))
 	}
+	go s.w.loop()
 	return s, nil
 }
 
-// Close closes the store. Writes after Close return an error.
+// openReader opens an existing store's read pool only.
+func (s *Store) openReader(ctx context.Context) error {
+	if _, err := os.Stat(s.path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("there is no recording here (warden serve creates it)")
+		}
+		return err
+	}
+	var err error
+	if s.read, err = sql.Open("sqlite", dsn(s.path, true)); err != nil {
+		return err
+	}
+	s.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	if err := s.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&s.version); err != nil {
+		s.read.Close()
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	if s.version != 1 && s.version != schemaVersion {
+		s.read.Close()
+		if s.version == 0 {
+			return errors.New("not a warden recording (no schema)")
+		}
+		return fmt.Errorf("store schema version %d is not supported by this warden (want %d)", s.version, schemaVersion)
+	}
+	return nil
+}
+
+// Close signs what this process wrote since the last checkpoint and closes
+// the store. Writes after Close return an error.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		close(s.closed)
 		var errs []error
-		for _, stmt := range []*sql.Stmt{s.insert, s.countByCall, s.countBySession} {
-			if stmt != nil {
-				errs = append(errs, stmt.Close())
-			}
+		if s.w != nil {
+			errs = append(errs, s.w.close())
 		}
-		s.closeErr = errors.Join(append(errs, s.write.Close(), s.read.Close())...)
+		s.closeErr = errors.Join(append(errs, s.read.Close())...)
 	})
 	return s.closeErr
 }
 
-// prepare prepares the statements every write uses.
-func (s *Store) prepare(ctx context.Context) error {
-	for _, p := range []struct {
-		stmt  **sql.Stmt
-		query string
-	}{
-		{&s.insert, `INSERT INTO records (kind, session_id, call_id, at, body) VALUES (?, ?, ?, ?, ?)`},
-		// kind "" counts records of any kind.
-		{&s.countByCall, `SELECT count(*) FROM records WHERE call_id = ?1 AND (?2 = '' OR kind = ?2)`},
-		{&s.countBySession, `SELECT count(*) FROM records WHERE session_id = ?1 AND (?2 = '' OR kind = ?2)`},
-	} {
-		stmt, err := s.write.PrepareContext(ctx, p.query)
-		if err != nil {
-			return fmt.Errorf("preparing statements: %w", err)
-		}
-		*p.stmt = stmt
+// writable returns the writer, or why there is none.
+func (s *Store) writable() (*writer, error) {
+	if s.w == nil {
+		return nil, errReadOnly
 	}
-	return nil
+	return s.w, nil
+}
+
+// signingKey loads the key kept beside the store, creating it unless the
+// store already has checkpoints signed by a key that is now missing.
+func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
+	var version int
+	if err := s.w.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading schema version: %w", err)
+	}
+	if version > schemaVersion {
+		return nil, fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
+	}
+	// The key that signed the newest checkpoint, if any.
+	signedBy := ""
+	if version == schemaVersion {
+		var body string
+		err := s.w.db.QueryRowContext(ctx, `SELECT body FROM records WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1`).Scan(&body)
+		switch {
+		case err == nil:
+			signedBy = checkpointKey(body)
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, err
+		}
+	}
+	path := KeyPath(s.path)
+	key, err := loadKey(path)
+	switch {
+	case err == nil && signedBy != "" && FormatPublicKey(key.Public().(ed25519.PublicKey)) != signedBy:
+		return nil, fmt.Errorf("signing key %s is not the key that signed this store's checkpoints (%s): "+
+			"restore the right key file; warden does not continue a chain with another key", path, signedBy)
+	case !errors.Is(err, fs.ErrNotExist):
+		return key, err
+	case signedBy != "":
+		return nil, fmt.Errorf("signing key %s is missing, but this store's checkpoints are signed (last by key %s): "+
+			"restore the key file; warden does not continue a chain with a new key on its own", path, signedBy)
+	}
+	return createKey(path)
+}
+
+// checkpointKey returns the key a checkpoint body names, for messages.
+func checkpointKey(body string) string {
+	var cp checkpointJSON
+	if err := jsonUnmarshal(body, &cp); err != nil || cp.Key == "" {
+		return "(unreadable)"
+	}
+	return cp.Key
 }
 
 // migrate applies the schema. It runs in a write transaction (BEGIN
 // IMMEDIATE) even when the schema is current, which doubles as the check
 // that the store is writable.
 func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.write.BeginTx(ctx, nil)
+	tx, err := s.w.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store is not writable: %w", err)
 	}
@@ -159,11 +308,15 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
-	switch {
-	case version == schemaVersion:
-	case version == 0:
+	switch version {
+	case schemaVersion:
+	case 0:
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
 			return fmt.Errorf("applying schema: %w", err)
+		}
+	case 1:
+		if err := s.w.migrateV1(ctx, tx); err != nil {
+			return fmt.Errorf("migrating schema version 1 to %d: %w", schemaVersion, err)
 		}
 	default:
 		return fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)

@@ -22,6 +22,11 @@ const (
 	kindSessionEnd    = "session_end"
 	kindCallStart     = "call_start"
 	kindCallFinish    = "call_finish"
+	// A checkpoint signs the chain up to the record before it.
+	kindCheckpoint = "checkpoint"
+	// A prune record says retention removed the records before a
+	// checkpoint.
+	kindPrune = "prune"
 )
 
 // timeLayout is RFC 3339 with a fixed nine-digit fraction, always in UTC,
@@ -45,11 +50,12 @@ func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
 		Caller:          callerToJSON(sess.Caller),
 		StartedAt:       formatTime(sess.StartedAt),
 	}
-	err := s.append(ctx, kindSessionStart, sess.ID, "", body.StartedAt, body, func(tx *sql.Tx) error {
-		if n, err := s.countKind(ctx, tx, "session_id", sess.ID, kindSessionStart); err != nil || n > 0 {
-			return cmpErr(err, "session was already started")
+	err := s.append(ctx, kindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx *sql.Tx) error {
+		n, err := s.w.countSession(ctx, tx, sess.ID, kindSessionStart)
+		if err == nil && n > 0 {
+			err = refuse(errors.New("session was already started"))
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("recording start of session %s: %w", sess.ID, err)
@@ -75,8 +81,8 @@ func (s *Store) UpdateSession(ctx context.Context, sess *warden.Session) error {
 		ClientVersion:   sess.ClientVersion,
 		ProtocolVersion: sess.ProtocolVersion,
 	}
-	err := s.append(ctx, kindSessionUpdate, sess.ID, "", "", body, func(tx *sql.Tx) error {
-		return s.checkSessionOpen(ctx, tx, sess.ID)
+	err := s.append(ctx, kindSessionUpdate, sess.ID, "", "", body, func(ctx context.Context, tx *sql.Tx) error {
+		return s.w.checkSessionOpen(ctx, tx, sess.ID)
 	})
 	if err != nil {
 		return fmt.Errorf("recording update of session %s: %w", sess.ID, err)
@@ -92,8 +98,8 @@ func (s *Store) EndSession(ctx context.Context, id string, at time.Time) error {
 		return errors.New("recording session end: session has no id")
 	}
 	body := sessionJSON{ID: id, EndedAt: formatTime(at)}
-	err := s.append(ctx, kindSessionEnd, id, "", body.EndedAt, body, func(tx *sql.Tx) error {
-		return s.checkSessionOpen(ctx, tx, id)
+	err := s.append(ctx, kindSessionEnd, id, "", body.EndedAt, body, func(ctx context.Context, tx *sql.Tx) error {
+		return s.w.checkSessionOpen(ctx, tx, id)
 	})
 	if err != nil {
 		return fmt.Errorf("recording end of session %s: %w", id, err)
@@ -166,87 +172,65 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 	return nil
 }
 
-// append writes one record in its own write transaction, after check
-// (which runs inside the transaction) passes. It returns nil only once the
-// transaction has committed.
-func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, body any, check func(*sql.Tx) error) error {
+// append writes one record, after check (which runs inside the write
+// transaction) passes. It returns nil only once the record has committed.
+func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, body any, check func(context.Context, *sql.Tx) error) error {
+	w, err := s.writable()
+	if err != nil {
+		return err
+	}
 	text, err := encode(body)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if check != nil {
-		if err := check(tx); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.StmtContext(ctx, s.insert).ExecContext(ctx,
-		kind, nullable(sessionID), nullable(callID), nullable(at), text); err != nil {
-		return err
-	}
-	return tx.Commit()
+	p := newPending(kind, sessionID, callID, at, text)
+	p.check = check
+	return w.append(ctx, p)
 }
 
-// appendOnce writes one call record as a single autocommit INSERT: the
-// unique index on (call_id, kind) refuses a second start or finish of the
-// same call, so no read is needed first. It returns nil only once the
-// record has committed.
+// appendOnce writes one call record: the unique index on (call_id, kind)
+// refuses a second start or finish of the same call, so no read is needed
+// first. It returns nil only once the record has committed.
 func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at string, body any, duplicate string) error {
+	w, err := s.writable()
+	if err != nil {
+		return err
+	}
 	text, err := encode(body)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
-	if _, err := s.insert.ExecContext(ctx, kind, nullable(sessionID), nullable(callID), nullable(at), text); err != nil {
-		if isUniqueViolation(err) {
-			return errors.New(duplicate)
-		}
-		return err
-	}
-	return nil
+	p := newPending(kind, sessionID, callID, at, text)
+	p.duplicate = duplicate
+	return w.append(ctx, p)
 }
 
-// countKind counts, inside tx, the records whose column (session_id or
-// call_id) is id, of the given kind or of any kind when kind is "".
-func (s *Store) countKind(ctx context.Context, tx *sql.Tx, column, id, kind string) (int, error) {
-	stmt := s.countBySession
-	if column == "call_id" {
-		stmt = s.countByCall
-	}
+// countSession counts, inside tx, the records of session id of the given
+// kind, or of any kind when kind is "".
+func (w *writer) countSession(ctx context.Context, tx *sql.Tx, id, kind string) (int, error) {
 	var n int
-	err := tx.StmtContext(ctx, stmt).QueryRowContext(ctx, id, kind).Scan(&n)
+	err := tx.StmtContext(ctx, w.countBySession).QueryRowContext(ctx, id, kind).Scan(&n)
 	return n, err
 }
 
-// checkSessionOpen returns an error unless session id was started and has
-// not ended.
-func (s *Store) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) error {
-	started, err := s.countKind(ctx, tx, "session_id", id, kindSessionStart)
+// checkSessionOpen refuses unless session id was started and has not
+// ended.
+func (w *writer) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) error {
+	started, err := w.countSession(ctx, tx, id, kindSessionStart)
 	if err != nil {
 		return err
 	}
 	if started == 0 {
-		return fmt.Errorf("session %w", ErrNotFound)
+		return refuse(fmt.Errorf("session %w", ErrNotFound))
 	}
-	ended, err := s.countKind(ctx, tx, "session_id", id, kindSessionEnd)
+	ended, err := w.countSession(ctx, tx, id, kindSessionEnd)
 	if err != nil {
 		return err
 	}
 	if ended > 0 {
-		return errors.New("session has already ended")
+		return refuse(errors.New("session has already ended"))
 	}
 	return nil
-}
-
-// cmpErr returns err if the check query failed, else the refusal.
-func cmpErr(err error, refusal string) error {
-	if err != nil {
-		return err
-	}
-	return errors.New(refusal)
 }
 
 // encode returns v as compact JSON. encoding/json is deterministic (struct
@@ -386,20 +370,44 @@ var _ warden.Recorder = (*Store)(nil)
 
 // Secret returns the named secret kept in the store (for example the key
 // of the hash masking strategy), creating it from n random bytes the first
-// time it is asked for.
+// time it is asked for. Secrets are not records: they are not chained,
+// exported or replayed.
 func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) {
 	fresh := make([]byte, n)
 	if _, err := rand.Read(fresh); err != nil {
 		return nil, err
 	}
-	if _, err := s.write.ExecContext(ctx, `INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`, name, fresh); err != nil {
-		return nil, fmt.Errorf("storing secret %s: %w", name, err)
-	}
 	var v []byte
-	if err := s.write.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
-		return nil, fmt.Errorf("reading secret %s: %w", name, err)
+	if w := s.w; w == nil {
+		// A read-only store can still hand out a secret it already has.
+		if err := s.read.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+			return nil, fmt.Errorf("reading secret %s: %w", name, err)
+		}
+		return v, nil
+	}
+	err := s.w.do(ctx, func(ctx context.Context) error {
+		if _, err := s.w.db.ExecContext(ctx, `INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`, name, fresh); err != nil {
+			return fmt.Errorf("storing secret %s: %w", name, err)
+		}
+		if err := s.w.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+			return fmt.Errorf("reading secret %s: %w", name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// jsonUnmarshal decodes a stored body.
+func jsonUnmarshal(body string, v any) error { return json.Unmarshal([]byte(body), v) }
+
+// isSeqConflict reports whether err is a second record with the same seq:
+// another process appended to the store.
+func isSeqConflict(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
 // isUniqueViolation reports whether err is SQLite's UNIQUE constraint

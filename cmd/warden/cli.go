@@ -53,8 +53,11 @@ const usage = `warden — a zero-trust MCP server for AI agents
 Usage:
   warden serve    [--config warden.yaml] [--transport stdio|http|sse] [--listen 127.0.0.1:8765]
   warden check    [--config warden.yaml] [--as SUBJECT[:group,...]]
-  warden sessions list [--config ...] [--subject S] [--since 1h] [--limit N]
-  warden sessions show [--config ...] ID
+  warden sessions list   [--config ...] [--subject S] [--since 1h] [--until T] [--tool T] [--denied] [--limit N]
+  warden sessions show   [--config ...] ID
+  warden sessions replay [--config ...] [--json] ID
+  warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--print-key] [--export FILE]
+  warden sessions export [--config ...] [--format jsonl] [--since 1h]
   warden demo     [--database-url URL]
   warden version
 `
@@ -328,6 +331,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	defer app.Close()
 	if err := app.checkMasking(ctx); err != nil {
 		return err
+	}
+	if keep := cfg.Store.Keep; keep > 0 {
+		go app.Store.Retain(ctx, keep, app.Log)
 	}
 	srv := mcp.New(mcp.Options{
 		Pipeline: app.Pipeline,

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/mask"
@@ -32,11 +33,20 @@ type Config struct {
 	Approvals *yaml.Node `yaml:"approvals"`
 }
 
-// StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH}.
+// StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
+// retention: 90d}.
 type StoreConfig struct {
-	URL       string `yaml:"url"`
+	URL string `yaml:"url"`
+	// Retention is how long records are kept: a duration of at least an
+	// hour (90d, 2160h), or "forever". Default 90d.
 	Retention string `yaml:"retention"`
+	// Keep is Retention parsed; 0 keeps records forever.
+	Keep time.Duration `yaml:"-"`
 }
+
+// DefaultRetention is how long records are kept when store.retention is
+// not set.
+const DefaultRetention = 90 * 24 * time.Hour
 
 // Backend is one entry of `backends`; Kind selects the consumer.
 type Backend struct {
@@ -92,8 +102,19 @@ func (c *Config) validate() error {
 	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
 		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
 	}
-	if c.Store.Retention != "" {
-		errs = append(errs, warden.FieldErrorf("store.retention", "pruning is not supported by this version yet; remove the key (records are kept)"))
+	switch c.Store.Retention {
+	case "":
+		c.Store.Keep = DefaultRetention
+	case "forever":
+		c.Store.Keep = 0
+	default:
+		// Under an hour is almost certainly a slip (90s for 90d), and
+		// retention deletes the recording.
+		d, err := warden.ParseDuration(c.Store.Retention)
+		if err != nil || d < time.Hour {
+			errs = append(errs, warden.FieldErrorf("store.retention", "%q is not a retention: use a duration of at least 1h (90d, 2160h) or forever", c.Store.Retention))
+		}
+		c.Store.Keep = d
 	}
 	errs = append(errs, warden.Under("identity", c.Identity.Validate()))
 	if m := c.Masking; m != nil {

@@ -167,7 +167,11 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err := recorder.WriteSession(indent(w), s, records); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nDone. Explore it yourself:\n   bin/warden sessions list --config %s\n   bin/warden sessions show --config %s %s\n", *config, *config, list[0].ID)
+	env := "WARDEN_DEMO_DSN=" + demoDSN
+	fmt.Fprintf(w, "\nDone. Explore it yourself:\n"+
+		"   %[1]s bin/warden sessions list   --config %[2]s\n"+
+		"   %[1]s bin/warden sessions replay --config %[2]s %[3]s\n"+
+		"   %[1]s bin/warden sessions verify --config %[2]s\n", env, *config, list[0].ID)
 	return nil
 }
 

@@ -1,0 +1,253 @@
+package recorder
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// The records form one hash chain per store. Each record's hash is
+//
+//	SHA-256( "warden/record/v1" 0x00
+//	         seq            uint64, big-endian
+//	         kind           uint32 length, bytes
+//	         session_id     0x00 if NULL, else 0x01, uint32 length, bytes
+//	         call_id        likewise
+//	         at             likewise
+//	         SHA-256(body)  32 bytes
+//	         prev_hash      32 bytes )
+//
+// and prev_hash is the hash of the record before it (32 zero bytes for the
+// first record of a store). Every field is length-prefixed, so no two
+// different records encode alike, and NULL differs from "". The body enters
+// through its own digest, which callers compute before they queue a record,
+// so the single writer hashes a fixed 150 bytes or so per record whatever
+// the size of the result it carries.
+//
+// A checkpoint is a record of kind "checkpoint" whose body is
+// {"key": base64 Ed25519 public key, "sig": base64 signature} and whose
+// signature is over
+//
+//	"warden/checkpoint/v1" 0x00, seq uint64, at (uint32 length, bytes), prev_hash
+//
+// so it vouches for prev_hash, and through it for every record before it.
+// Verification needs the public key only.
+
+const (
+	recordDomain     = "warden/record/v1\x00"
+	checkpointDomain = "warden/checkpoint/v1\x00"
+)
+
+// hashSize is the length of a record hash.
+const hashSize = sha256.Size
+
+type digest = [hashSize]byte
+
+// fields are the hashed columns of one record. A nullable column is NULL
+// when its valid flag is false.
+type fields struct {
+	seq                        int64
+	kind                       string
+	sessionID, callID, at      string
+	hasSession, hasCall, hasAt bool
+	bodyHash                   digest
+	prevHash                   digest
+}
+
+// hasher computes record hashes, reusing one buffer.
+type hasher struct{ buf []byte }
+
+func (h *hasher) hash(f *fields) digest {
+	b := append(h.buf[:0], recordDomain...)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.seq))
+	b = appendString(b, f.kind)
+	b = appendNullable(b, f.sessionID, f.hasSession)
+	b = appendNullable(b, f.callID, f.hasCall)
+	b = appendNullable(b, f.at, f.hasAt)
+	b = append(b, f.bodyHash[:]...)
+	b = append(b, f.prevHash[:]...)
+	h.buf = b
+	return sha256.Sum256(b)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
+}
+
+func appendNullable(b []byte, s string, valid bool) []byte {
+	if !valid {
+		return append(b, 0)
+	}
+	return appendString(append(b, 1), s)
+}
+
+// checkpointMessage is what a checkpoint's signature covers.
+func checkpointMessage(seq int64, at string, prev digest) []byte {
+	b := make([]byte, 0, len(checkpointDomain)+8+4+len(at)+hashSize)
+	b = append(b, checkpointDomain...)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	b = appendString(b, at)
+	return append(b, prev[:]...)
+}
+
+// checkpointJSON is the body of a checkpoint record.
+type checkpointJSON struct {
+	Key string `json:"key"`
+	Sig string `json:"sig"`
+}
+
+func signCheckpoint(key ed25519.PrivateKey, seq int64, at string, prev digest) string {
+	sig := ed25519.Sign(key, checkpointMessage(seq, at, prev))
+	body, _ := json.Marshal(checkpointJSON{ // cannot fail for strings
+		Key: FormatPublicKey(key.Public().(ed25519.PublicKey)),
+		Sig: base64.StdEncoding.EncodeToString(sig),
+	})
+	return string(body)
+}
+
+// pruneJSON is the body of a prune record: retention removed every record
+// before seq Before, which is a checkpoint that now anchors the chain.
+type pruneJSON struct {
+	Before    int64  `json:"before"`
+	Cutoff    string `json:"cutoff"`
+	Records   int64  `json:"records"`
+	Retention string `json:"retention,omitempty"`
+}
+
+// FormatPublicKey returns key as warden prints and accepts it: the 32 raw
+// bytes in standard base64.
+func FormatPublicKey(key ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(key)
+}
+
+// ParsePublicKey reads an Ed25519 public key given as base64 (what
+// `warden sessions verify --print-key` prints) or as a PEM "PUBLIC KEY"
+// block.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if block, _ := pem.Decode([]byte(s)); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("PEM block is %q; want PUBLIC KEY", block.Type)
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing public key: %w", err)
+		}
+		pub, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("public key is %T; want Ed25519", k)
+		}
+		return pub, nil
+	}
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("public key is neither base64 nor PEM")
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("public key has %d bytes; an Ed25519 key has %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// KeyPath is where the signing key of the store at dbPath is kept.
+func KeyPath(dbPath string) string { return dbPath + ".key" }
+
+// loadKey reads a PKCS #8 PEM Ed25519 private key that only its owner may
+// read. It returns an error wrapping fs.ErrNotExist if there is no file.
+func loadKey(path string) (ed25519.PrivateKey, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("signing key %s is readable by others (mode %04o): chmod 600 it", path, perm)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, fmt.Errorf("signing key %s: not a PEM PRIVATE KEY", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("signing key %s is %T; want Ed25519", path, k)
+	}
+	return key, nil
+}
+
+// createKey generates a signing key and writes it to path (mode 0600),
+// synced with its directory, so a key that signed a checkpoint survives a
+// crash too. If another process created the file first, its key is used.
+func createKey(path string) (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return loadKey(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("creating signing key: %w", err)
+	}
+	_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("creating signing key: %w", err)
+	}
+	return key, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// PublicKey returns the public half of the signing key kept beside the
+// store, the key `warden sessions verify` trusts by default. It returns an
+// error wrapping fs.ErrNotExist if the store has no key file.
+func (s *Store) PublicKey() (ed25519.PublicKey, error) {
+	key, err := loadKey(KeyPath(s.path))
+	if err != nil {
+		return nil, err
+	}
+	return key.Public().(ed25519.PublicKey), nil
+}
+
+// Path is the store's database file.
+func (s *Store) Path() string { return s.path }
