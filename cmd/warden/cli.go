@@ -58,6 +58,7 @@ Usage:
   warden sessions replay [--config ...] [--json] ID
   warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--print-key] [--export FILE]
   warden sessions export [--config ...] [--format jsonl] [--since 1h]
+  warden explain  [--config ...] --as SUBJECT[:group,...] TOOL key=value...   dry-run policy decision, no execution
   warden demo     [--database-url URL]
   warden version
 `
@@ -92,6 +93,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.check(args[1:])
 	case "sessions":
 		return m.sessions(ctx, args[1:])
+	case "explain":
+		return m.explain(ctx, args[1:])
 	case "demo":
 		return m.demo(ctx, args[1:])
 	case "version":

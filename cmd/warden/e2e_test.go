@@ -567,6 +567,23 @@ func TestCLI(t *testing.T) {
 			t.Errorf("check(bad) = %d\n%s", code, out)
 		}
 	})
+	t.Run("ExplainDecidesWithoutExecuting", func(t *testing.T) {
+		out, code := run("explain", "--config", config, "--as", "bob@example.com:analysts", "sql_query", "database=shop", "sql=DELETE FROM orders")
+		if code != 0 || !strings.Contains(out, "op        delete public.orders") || !strings.Contains(out, "decision  deny by default-deny") {
+			t.Errorf("explain delete = %d\n%s", code, out)
+		}
+		if n := count(t, dsn, "SELECT count(*) FROM orders"); n != 30 {
+			t.Errorf("orders after explain = %d; want 30 (nothing executed)", n)
+		}
+		out, code = run("explain", "--config", config, "--as", "bob@example.com:analysts", "sql_query", "database=shop", "sql=SELECT * FROM orders")
+		if code != 0 || !strings.Contains(out, "decision  allow by roles.analyst.grants[0]") {
+			t.Errorf("explain select = %d\n%s", code, out)
+		}
+		out, code = run("explain", "--config", config, "--as", "eve@example.com", "sql_query", "database=shop", "sql=SET role postgres")
+		if code != 0 || !strings.Contains(out, "decision  denied by sql.statement") {
+			t.Errorf("explain SET = %d\n%s", code, out)
+		}
+	})
 	t.Run("UsageErrorExitsTwo", func(t *testing.T) {
 		if _, code := run("serve", "--transport", "carrier-pigeon"); code != 2 {
 			t.Errorf("serve --transport carrier-pigeon exit = %d; want 2", code)
