@@ -1,6 +1,7 @@
 package warden
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -139,7 +140,7 @@ func DecodeArgs(args json.RawMessage, v any) error {
 	if len(args) == 0 {
 		args = json.RawMessage("{}")
 	}
-	dec := json.NewDecoder(bytesReader(args))
+	dec := json.NewDecoder(bytes.NewReader(args))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {

@@ -1,15 +1,12 @@
 package warden
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 )
-
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // describeJSONError turns a decoding error into a sentence an agent can act
 // on, without echoing argument values.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -142,11 +143,7 @@ func (p *Pipeline) scrubAction(c *Call, a *Action) *Action {
 
 func appendNew(list []string, add ...string) []string {
 	for _, a := range add {
-		found := false
-		for _, l := range list {
-			found = found || l == a
-		}
-		if !found {
+		if !slices.Contains(list, a) {
 			list = append(list, a)
 		}
 	}

@@ -8,8 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,13 +72,8 @@ type Columns map[string]*Rule
 // Validate checks every key is schema.table.column and every rule
 // is valid; paths are relative to the backend's entry.
 func (c Columns) Validate() error {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var errs []error
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(c)) {
 		if parts := strings.Split(k, "."); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			errs = append(errs, warden.FieldErrorf(k, "must be schema.table.column, like public.customers.card_number"))
 			continue

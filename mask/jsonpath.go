@@ -3,6 +3,8 @@ package mask
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +27,7 @@ type JSONPaths map[string]*Rule
 // (`["$.data[*].card"]: ...`). Column-only rule options are refused.
 func (p JSONPaths) Validate() error {
 	var errs []error
-	for _, k := range sortedRuleKeys(p) {
+	for _, k := range slices.Sorted(maps.Keys(p)) {
 		at := "[" + strconv.Quote(k) + "]"
 		if _, why := parseJSONPath(k); why != "" {
 			errs = append(errs, warden.FieldErrorf(at, "%s", why))
@@ -87,7 +89,7 @@ func NewJSONMasks(paths JSONPaths, m *Masker) (*JSONMasks, error) {
 		return nil, err
 	}
 	j := &JSONMasks{masker: m}
-	for _, k := range sortedRuleKeys(paths) {
+	for _, k := range slices.Sorted(maps.Keys(paths)) {
 		p, _ := parseJSONPath(k)
 		j.rules = append(j.rules, jsonPathRule{path: p, rule: paths[k], desc: paths[k].Strategy + " (" + k + ")"})
 	}
@@ -304,13 +306,4 @@ func replaceSteps(v any, steps []pathStep, f func(any) any) any {
 		}
 	}
 	return v
-}
-
-func sortedRuleKeys(m map[string]*Rule) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

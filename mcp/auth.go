@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -214,7 +213,3 @@ func (s *Server) stdioCaller(ctx context.Context) context.Context {
 	}
 	return warden.WithCaller(ctx, caller)
 }
-
-// ErrNoIdentity is returned when a transport has no way to establish a
-// caller.
-var ErrNoIdentity = errors.New("no identity configured")

@@ -5,6 +5,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -49,7 +50,7 @@ func (c Config) Validate(backends map[string]string) error {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, warden.FieldErrorf(path, format, args...))
 	}
-	for _, name := range sortedKeys(c) {
+	for _, name := range slices.Sorted(maps.Keys(c)) {
 		r := c[name]
 		p := name
 		if r == nil {
@@ -74,7 +75,7 @@ func (c Config) Validate(backends map[string]string) error {
 				add(gp+".backend", "missing backend")
 				continue
 			case !ok:
-				add(gp+".backend", "unknown backend %q (configured: %s)", g.Backend, strings.Join(sortedKeys(backends), ", "))
+				add(gp+".backend", "unknown backend %q (configured: %s)", g.Backend, strings.Join(slices.Sorted(maps.Keys(backends)), ", "))
 				continue
 			}
 			switch kind {
@@ -153,7 +154,7 @@ func New(c Config, backends map[string]string) (*Policy, error) {
 		return nil, warden.Under("roles", err)
 	}
 	p := &Policy{backends: backends}
-	for _, name := range sortedKeys(c) {
+	for _, name := range slices.Sorted(maps.Keys(c)) {
 		p.roles = append(p.roles, role{name: name, Role: c[name]})
 	}
 	return p, nil
@@ -357,15 +358,6 @@ func (p *Policy) backendHints(c *warden.Caller) []string {
 		return nil
 	}
 	return []string{"backends you may use: " + strings.Join(names, ", ")}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 var _ warden.Authorizer = (*Policy)(nil)

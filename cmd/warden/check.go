@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/warden-mcp/warden"
@@ -35,7 +37,7 @@ func (m *Main) check(args []string) error {
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nbackends:")
-	for _, name := range sortedKeys(cfg.Backends) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
 		b := cfg.Backends[name]
 		fmt.Fprintf(w, "  %s (%s)", name, b.Kind)
 		if p := b.Postgres; p != nil {
@@ -43,12 +45,12 @@ func (m *Main) check(args []string) error {
 		}
 		if h := b.HTTP; h != nil {
 			// Header names only: their values are credentials.
-			fmt.Fprintf(w, ": timeout %s, max_response_bytes %d, credential headers %s", h.Timeout, h.MaxResponseBytes, strings.Join(sortedKeys(h.Headers), ", "))
+			fmt.Fprintf(w, ": timeout %s, max_response_bytes %d, credential headers %s", h.Timeout, h.MaxResponseBytes, strings.Join(slices.Sorted(maps.Keys(h.Headers)), ", "))
 		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nroles:")
-	for _, name := range sortedKeys(cfg.Roles) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Roles)) {
 		r := cfg.Roles[name]
 		var members []string
 		for _, s := range r.Members.Subjects {

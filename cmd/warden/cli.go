@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -185,29 +187,24 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			return nil, warden.Under("identity.oidc", err)
 		}
 	}
-	for _, name := range sortedKeys(cfg.Backends) {
-		b := cfg.Backends[name]
-		if b.Postgres == nil {
-			continue
+	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
+		var err error
+		switch b := cfg.Backends[name]; {
+		case b.Postgres != nil:
+			var be *sql.Backend
+			if be, err = sql.NewBackend(name, *b.Postgres); err == nil {
+				app.Backends[name] = be
+			}
+		case b.HTTP != nil:
+			var be *httptool.Backend
+			if be, err = httptool.NewBackend(ctx, name, *b.HTTP); err == nil { // resolves and pins the host
+				app.HTTP[name] = be
+			}
 		}
-		be, err := sql.NewBackend(name, *b.Postgres)
 		if err != nil {
 			app.Close()
 			return nil, warden.Under("backends."+name, err)
 		}
-		app.Backends[name] = be
-	}
-	for _, name := range sortedKeys(cfg.Backends) {
-		b := cfg.Backends[name]
-		if b.HTTP == nil {
-			continue
-		}
-		be, err := httptool.NewBackend(ctx, name, *b.HTTP) // resolves and pins the host
-		if err != nil {
-			app.Close()
-			return nil, warden.Under("backends."+name, err)
-		}
-		app.HTTP[name] = be
 	}
 	if err := app.provisionMasking(ctx, cfg); err != nil {
 		app.Close()

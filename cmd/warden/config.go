@@ -3,10 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,18 +121,18 @@ func (c *Config) validate() error {
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))
-		for _, backend := range sortedKeys(m.JSONPaths) {
+		for _, backend := range slices.Sorted(maps.Keys(m.JSONPaths)) {
 			switch b, ok := c.Backends[backend]; {
 			case !ok:
-				errs = append(errs, warden.FieldErrorf("masking.json_paths."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(sortedKeys(c.Backends), ", ")))
+				errs = append(errs, warden.FieldErrorf("masking.json_paths."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(slices.Sorted(maps.Keys(c.Backends)), ", ")))
 			case b.Kind != "http":
 				errs = append(errs, warden.FieldErrorf("masking.json_paths."+backend, "JSON path rules apply to http backends; %q is %s", backend, b.Kind))
 			}
 		}
-		for _, backend := range sortedKeys(m.Columns) {
+		for _, backend := range slices.Sorted(maps.Keys(m.Columns)) {
 			switch b, ok := c.Backends[backend]; {
 			case !ok:
-				errs = append(errs, warden.FieldErrorf("masking.columns."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(sortedKeys(c.Backends), ", ")))
+				errs = append(errs, warden.FieldErrorf("masking.columns."+backend, "unknown backend %q (configured: %s)", backend, strings.Join(slices.Sorted(maps.Keys(c.Backends)), ", ")))
 			case b.Kind != "postgres":
 				errs = append(errs, warden.FieldErrorf("masking.columns."+backend, "column rules apply to postgres backends; %q is %s", backend, b.Kind))
 			}
@@ -143,7 +144,7 @@ func (c *Config) validate() error {
 	if len(c.Backends) == 0 {
 		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
 	}
-	for _, name := range sortedKeys(c.Backends) {
+	for _, name := range slices.Sorted(maps.Keys(c.Backends)) {
 		b := c.Backends[name]
 		if b.Postgres != nil {
 			errs = append(errs, warden.Under("backends."+name, b.Postgres.Validate()))
@@ -356,13 +357,4 @@ func decodeBackend(n *yaml.Node, b *Backend, path string, errs *[]error) {
 	default:
 		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres, http)", b.Kind))
 	}
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -161,7 +163,7 @@ func (bs Backends) Close() {
 }
 
 // SortedNames returns the backend names, sorted.
-func (bs Backends) SortedNames() []string { return sortedKeys(bs) }
+func (bs Backends) SortedNames() []string { return slices.Sorted(maps.Keys(bs)) }
 
 // errOtherHost is returned by the dialer for any address but the API's.
 var errOtherHost = errors.New("refused to connect: not the configured host")

@@ -5,10 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,13 +69,13 @@ func (c *Config) Validate() error {
 	if msg != "" {
 		add("base_url", "%s", msg)
 	}
-	for _, name := range sortedKeys(c.Headers) {
+	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 		if msg := checkConfigHeader(name, c.Headers[name]); msg != "" {
 			add("headers."+name, "%s", msg)
 		}
 	}
 	if seen := map[string]string{}; len(c.Headers) > 1 {
-		for _, name := range sortedKeys(c.Headers) {
+		for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
 			canon := http.CanonicalHeaderKey(name)
 			if prev, dup := seen[canon]; dup {
 				add("headers."+name, "the same header as %s (header names are case-insensitive)", prev)
@@ -190,13 +191,4 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 		return nil, warden.FieldErrorf("cert_file", "key_file needs cert_file")
 	}
 	return cfg, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -2,6 +2,7 @@ package http
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,7 +43,7 @@ func agentHeaders(in map[string]string, creds http.Header) (http.Header, error) 
 		return nil, nil
 	}
 	out := make(http.Header, len(in))
-	for _, name := range sortedKeys(in) {
+	for _, name := range slices.Sorted(maps.Keys(in)) {
 		if !validHeaderName(name) {
 			return nil, warden.Errorf(warden.Invalid, "%q is not a valid header name", name)
 		}

@@ -3,6 +3,8 @@ package sql
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -79,7 +81,7 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 	}); err != nil {
 		return err
 	}
-	for _, key := range sortedRuleKeys(b.masks) {
+	for _, key := range slices.Sorted(maps.Keys(b.masks)) {
 		i := strings.LastIndexByte(key, '.')
 		rel, col := key[:i], key[i+1:]
 		found := false
@@ -125,15 +127,6 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 	}
 	n.mask = mc
 	return nil
-}
-
-func sortedRuleKeys(m mask.Columns) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // maskPlan says how each output column of a statement is masked.
@@ -271,7 +264,7 @@ func (b *Backend) buildMaskPlan(ctx context.Context, n *names, sql string, an *A
 			direct = direct && m.direct && m.ref == masked[0].ref
 		}
 		sort.Strings(names)
-		names = compactStrings(names)
+		names = slices.Compact(names)
 		if direct {
 			plan.columns[i] = &columnMask{rule: b.masks[names[0]], source: names[0]}
 			continue
@@ -284,16 +277,6 @@ func (b *Backend) buildMaskPlan(ctx context.Context, n *names, sql string, an *A
 		plan.columns[i] = &columnMask{rule: &mask.Rule{Strategy: "redact"}, whole: true, source: strings.Join(names, ", ")}
 	}
 	return plan, nil
-}
-
-func compactStrings(s []string) []string {
-	out := s[:0]
-	for i, v := range s {
-		if i == 0 || v != s[i-1] {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // source is a table column a value comes from, and whether it arrives

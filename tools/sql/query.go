@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -130,6 +131,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err != nil {
 		return nil, err
 	}
+	code := callsCode(an.Ops)
 	return &warden.Action{
 		Tool:      "sql_query",
 		Backend:   b.Name,
@@ -140,8 +142,8 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		Purpose:   args.Purpose,
 		Plan: &queryPlan{
 			backend: b, names: n, sql: args.SQL, params: params,
-			readOnly: an.ReadOnly, callsCode: callsCode(an.Ops), masks: masks,
-			changesNames: !an.ReadOnly && (callsCode(an.Ops) || changesNames(an.Ops)),
+			readOnly: an.ReadOnly, callsCode: code, masks: masks,
+			changesNames: !an.ReadOnly && (code || changesNames(an.Ops)),
 		},
 	}, nil
 }
@@ -430,13 +432,6 @@ func withholdDetail(err error) error {
 }
 
 // SortedNames returns the backend names, sorted.
-func (bs Backends) SortedNames() []string {
-	out := make([]string, 0, len(bs))
-	for n := range bs {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (bs Backends) SortedNames() []string { return slices.Sorted(maps.Keys(bs)) }
 
 var _ warden.Tool = (*Query)(nil)
