@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,17 +100,109 @@ func startStdio(t *testing.T, config, version string) *client.Client {
 	return c
 }
 
-// startHTTP starts `warden serve --transport http` on a free loopback port
-// and connects a streamable HTTP client.
+// server is a `warden serve` process on an HTTP transport that the test
+// controls.
+type server struct {
+	cmd    *exec.Cmd
+	base   string
+	exited chan error
+}
+
+// launchServer starts `warden serve` on a free loopback port and waits until
+// it listens. The test stops it; a cleanup kills it if the test did not.
+func launchServer(t *testing.T, config, transportName string) *server {
+	t.Helper()
+	cmd := exec.Command(wardenBin, "serve", "--config", config, "--transport", transportName, "--listen", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "E2E_DSN="+os.Getenv("E2E_DSN"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, exited: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+		s.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	select {
+	case a := <-addr:
+		s.base = "http://" + a
+	case err := <-s.exited:
+		t.Fatalf("warden exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("warden did not start listening within 30s")
+	}
+	return s
+}
+
+// stop sends SIGINT and expects a clean exit.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Errorf("warden did not shut down cleanly: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		_ = s.cmd.Process.Kill()
+		t.Errorf("warden did not stop within 15s of SIGINT")
+	}
+}
+
+// startServer runs `warden serve` on an HTTP transport and returns its base
+// URL; the process is stopped with SIGINT when the test ends.
+func startServer(t *testing.T, config, transportName string) string {
+	t.Helper()
+	s := launchServer(t, config, transportName)
+	t.Cleanup(func() { s.stop(t) })
+	return s.base
+}
+
+// startHTTP starts `warden serve` on an HTTP transport and connects a
+// client without a token.
 func startHTTP(t *testing.T, config, transportName, version string) *client.Client {
 	t.Helper()
-	base := startServer(t, config, transportName)
+	return connect(t, startServer(t, config, transportName), transportName, &tokenSource{}, version)
+}
+
+// tokenSource is the bearer token a client sends, which the test can
+// change mid-session; empty sends none.
+type tokenSource struct {
+	mu    sync.Mutex
+	token string
+}
+
+func (s *tokenSource) set(tok string) { s.mu.Lock(); s.token = tok; s.mu.Unlock() }
+
+func (s *tokenSource) header(context.Context) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.token == "" {
+		return nil
+	}
+	return map[string]string{"Authorization": "Bearer " + s.token}
+}
+
+// connect connects a client to a running server over streamable HTTP or
+// SSE, sending src's token.
+func connect(t *testing.T, base, transportName string, src *tokenSource, version string) *client.Client {
+	t.Helper()
 	var tr transport.Interface
 	var err error
 	if transportName == "sse" {
-		tr, err = transport.NewSSE(base + "/sse")
+		tr, err = transport.NewSSE(base+"/sse", transport.WithHeaderFunc(src.header))
 	} else {
-		tr, err = transport.NewStreamableHTTP(base + "/mcp")
+		tr, err = transport.NewStreamableHTTP(base+"/mcp", transport.WithHTTPHeaderFunc(src.header))
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -124,53 +217,6 @@ func startHTTP(t *testing.T, config, transportName, version string) *client.Clie
 }
 
 var listening = regexp.MustCompile(`warden listening.*addr=(\S+)`)
-
-// startServer runs `warden serve` on an HTTP transport and returns its base
-// URL; the process is stopped with SIGTERM when the test ends.
-func startServer(t *testing.T, config, transportName string) string {
-	t.Helper()
-	cmd := exec.Command(wardenBin, "serve", "--config", config, "--transport", transportName, "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "E2E_DSN="+os.Getenv("E2E_DSN"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("warden did not shut down cleanly: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Errorf("warden did not stop within 15s of SIGINT")
-		}
-	})
-	select {
-	case a := <-addr:
-		return "http://" + a
-	case err := <-exited:
-		t.Fatalf("warden exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("warden did not start listening within 30s")
-	}
-	return ""
-}
 
 func initialize(t *testing.T, c *client.Client, version string) {
 	t.Helper()
@@ -447,24 +493,36 @@ func count(t *testing.T, dsn, q string, args ...any) int {
 	return n
 }
 
+// openRecording opens the recording next to config, read-only.
+func openRecording(t *testing.T, config string) *recorder.Store {
+	t.Helper()
+	store, err := recorder.OpenWith(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"), recorder.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// recordedCalls reads every call in the recording next to config, by id.
+func recordedCalls(t *testing.T, config string) map[string]recorder.CallRecord {
+	t.Helper()
+	calls, err := openRecording(t, config).Calls(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]recorder.CallRecord{}
+	for _, c := range calls {
+		out[c.ID] = c
+	}
+	return out
+}
+
 // checkRecording opens the store and checks that every call is recorded
 // with the right outcome and decision, in a session that names the client.
 func checkRecording(t *testing.T, config string, expect []expectation, version string) {
 	t.Helper()
-	ctx := context.Background()
-	store, err := recorder.Open(ctx, "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	calls, err := store.Calls(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]recorder.CallRecord{}
-	for _, c := range calls {
-		byID[c.ID] = c
-	}
+	byID := recordedCalls(t, config)
 	for _, e := range expect {
 		c, ok := byID[e.id]
 		if !ok {
@@ -481,7 +539,7 @@ func checkRecording(t *testing.T, config string, expect []expectation, version s
 			t.Errorf("recorded caller of %s = %q; want alice@example.com", e.id, c.Caller.Subject)
 		}
 	}
-	sessions, err := store.Sessions(ctx, recorder.SessionFilter{})
+	sessions, err := openRecording(t, config).Sessions(context.Background(), recorder.SessionFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -538,16 +596,8 @@ func TestCLI(t *testing.T) {
 	dsn := pgtest.New(t, e2eSchema)
 	config := e2eConfig(t, dsn, "1s")
 	run := func(args ...string) (string, int) {
-		cmd := exec.Command(wardenBin, args...)
-		cmd.Env = append(os.Environ(), "E2E_DSN="+dsn)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return string(out), code
+		out, errOut, code := runWarden(t, args...)
+		return out + errOut, code
 	}
 	t.Run("CheckPrintsEffectiveGrants", func(t *testing.T) {
 		out, code := run("check", "--config", config, "--as", "bob@example.com:analysts")
@@ -611,42 +661,8 @@ func TestCLI(t *testing.T) {
 func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	dsn := pgtest.New(t, e2eSchema)
 	config := e2eConfig(t, dsn, "30s")
-	cmd := exec.Command(wardenBin, "serve", "--config", config, "--transport", "http", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "E2E_DSN="+dsn)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case <-time.After(30 * time.Second):
-		t.Fatal("warden did not start")
-	}
-	tr, err := transport.NewStreamableHTTP(base + "/mcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	c := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
-	defer c.Close()
-	initialize(t, c, mcp.ProtocolVersion20251125)
+	srv := launchServer(t, config, "http")
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
 
 	results := make(chan result, 1)
 	go func() {
@@ -654,26 +670,18 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	}()
 	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'"
 	waitFor(t, 20*time.Second, func() bool { return count(t, dsn, active) == 1 })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	r := <-results
 	if r.IsError || fmt.Sprint(r.rows()) != "[[ 42]]" {
 		t.Errorf("in-flight call during shutdown = %v %s; want it to finish with 42", r.IsError, r.Text)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := <-srv.exited; err != nil {
 		t.Errorf("warden exit after SIGTERM = %v; want 0", err)
 	}
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	calls, err := store.Calls(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(calls) != 1 || calls[0].ID != r.callID() || calls[0].Outcome != "ok" {
+	calls := recordedCalls(t, config)
+	if len(calls) != 1 || calls[r.callID()].Outcome != "ok" {
 		t.Errorf("recorded calls = %+v; want the one in-flight call, ok", calls)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden/internal/oidctest"
 	"github.com/warden-mcp/warden/internal/pgtest"
-	"github.com/warden-mcp/warden/recorder"
 )
 
 // oidcConfig trusts idp for audience "warden"; analysts (a nested Keycloak
@@ -50,44 +48,6 @@ roles:
 
 func analystClaims(sub string) map[string]any {
 	return map[string]any{"sub": sub, "email": sub, "realm_access": map[string]any{"roles": []any{"analysts"}}}
-}
-
-// tokenSource is a header the test can change mid-session.
-type tokenSource struct {
-	mu    sync.Mutex
-	token string
-}
-
-func (s *tokenSource) set(tok string) { s.mu.Lock(); s.token = tok; s.mu.Unlock() }
-
-func (s *tokenSource) header(context.Context) map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.token == "" {
-		return nil
-	}
-	return map[string]string{"Authorization": "Bearer " + s.token}
-}
-
-func connectWithToken(t *testing.T, base, transportName string, src *tokenSource, version string) *client.Client {
-	t.Helper()
-	var tr transport.Interface
-	var err error
-	if transportName == "sse" {
-		tr, err = transport.NewSSE(base+"/sse", transport.WithHeaderFunc(src.header))
-	} else {
-		tr, err = transport.NewStreamableHTTP(base+"/mcp", transport.WithHTTPHeaderFunc(src.header))
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	c := client.NewClient(tr, client.WithProtocolVersion(version))
-	t.Cleanup(func() { c.Close() })
-	initialize(t, c, version)
-	return c
 }
 
 // rawCall posts one tools/call with the given Authorization header value
@@ -215,7 +175,7 @@ func TestOIDCOverHTTP(t *testing.T) {
 
 	src := &tokenSource{}
 	src.set(idp.Token(t, analystClaims("alice@example.com")))
-	alice := connectWithToken(t, base, "http", src, mcp.ProtocolVersion20251125)
+	alice := connect(t, base, "http", src, mcp.ProtocolVersion20251125)
 
 	t.Run("ValidTokenIsTheCaller", func(t *testing.T) {
 		r := call(t, alice, "sql_query", map[string]any{"database": "shop", "sql": "SELECT count(*) FROM orders"})
@@ -273,25 +233,6 @@ type refusal struct{ id, rule string }
 
 func callID(body map[string]any) string { id, _ := body["call_id"].(string); return id }
 
-// recordedCalls reads every call in the recording next to config.
-func recordedCalls(t *testing.T, config string) map[string]recorder.CallRecord {
-	t.Helper()
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	calls, err := store.Calls(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]recorder.CallRecord{}
-	for _, c := range calls {
-		out[c.ID] = c
-	}
-	return out
-}
-
 func TestOIDCOverSSE(t *testing.T) {
 	dsn := pgtest.New(t, e2eSchema)
 	idp := oidctest.New(t)
@@ -309,7 +250,7 @@ func TestOIDCOverSSE(t *testing.T) {
 
 	src := &tokenSource{}
 	src.set(idp.Token(t, analystClaims("alice@example.com")))
-	c := connectWithToken(t, base, "sse", src, mcp.ProtocolVersion20250618)
+	c := connect(t, base, "sse", src, mcp.ProtocolVersion20250618)
 	r := call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT count(*) FROM customers"})
 	if r.IsError || fmt.Sprint(r.rows()) != "[[12]]" {
 		t.Fatalf("alice over SSE = %v %s", r.IsError, r.Text)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	dbsql "database/sql"
 	"encoding/json"
@@ -17,84 +16,13 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
-	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/recorder"
 )
 
-// server is a `warden serve --transport http` process the test controls.
-type server struct {
-	cmd    *exec.Cmd
-	base   string
-	exited chan error
-}
-
-// serveHTTP starts warden on a free loopback port. The test stops it; a
-// cleanup kills it if the test did not.
-func serveHTTP(t *testing.T, config string) *server {
-	t.Helper()
-	cmd := exec.Command(wardenBin, "serve", "--config", config, "--transport", "http", "--listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "E2E_DSN="+os.Getenv("E2E_DSN"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, exited: make(chan error, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
-			}
-		}
-		s.exited <- cmd.Wait()
-	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	select {
-	case a := <-addr:
-		s.base = "http://" + a
-	case err := <-s.exited:
-		t.Fatalf("warden exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("warden did not start listening within 30s")
-	}
-	return s
-}
-
 // stop sends SIGINT and waits for a clean exit.
-func (s *server) stop(t *testing.T) {
-	t.Helper()
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-s.exited:
-		if err != nil {
-			t.Errorf("warden did not shut down cleanly: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("warden did not stop within 20s of SIGINT")
-	}
-}
-
-func connectHTTP(t *testing.T, base string) *client.Client {
-	t.Helper()
-	tr, err := transport.NewStreamableHTTP(base + "/mcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tr.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	c := client.NewClient(tr, client.WithProtocolVersion(mcp.ProtocolVersion20251125))
-	t.Cleanup(func() { c.Close() })
-	initialize(t, c, mcp.ProtocolVersion20251125)
-	return c
-}
 
 // tryCall makes a call and returns what the agent saw, or the protocol
 // error (a dead server).
@@ -147,7 +75,7 @@ func storePath(config string) string { return filepath.Join(filepath.Dir(config)
 func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 	dsn := pgtest.New(t, e2eSchema)
 	config := e2eConfig(t, dsn, "5s")
-	srv := serveHTTP(t, config)
+	srv := launchServer(t, config, "http")
 
 	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
 	if code != 0 {
@@ -166,7 +94,7 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 	var once sync.Once
 	var wg sync.WaitGroup
 	for i := range clients {
-		c := connectHTTP(t, srv.base)
+		c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
 		for w := range workersPerClient {
 			wg.Go(func() {
 				for n := 0; ; n++ {
@@ -215,8 +143,8 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 	t.Logf("%d calls answered before SIGKILL", len(got))
 
 	// Restart: warden opens the store a crash left, and records on.
-	srv = serveHTTP(t, config)
-	c := connectHTTP(t, srv.base)
+	srv = launchServer(t, config, "http")
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
 	if r, err := tryCall(c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT 1 AS one FROM orders LIMIT 1"}); err != nil || r.IsError {
 		t.Fatalf("call after restart = %v %v %q", err, r.IsError, r.Text)
 	}
@@ -228,19 +156,7 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 		t.Errorf("sessions verify after the crash = %d\n%s%s", code, out, stderr)
 	}
 	t.Logf("sessions verify after the crash:\n%s", out)
-	store, err := recorder.OpenWith(context.Background(), "sqlite:"+storePath(config), recorder.Options{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	calls, err := store.Calls(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	byID := map[string]recorder.CallRecord{}
-	for _, c := range calls {
-		byID[c.ID] = c
-	}
+	byID := recordedCalls(t, config)
 	for _, a := range got {
 		c, ok := byID[a.id]
 		switch {
@@ -421,12 +337,12 @@ func TestServePrunesByRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := serveHTTP(t, config)
+	srv := launchServer(t, config, "http")
 	waitFor(t, 20*time.Second, func() bool {
 		out, _, _ := runWarden(t, "sessions", "list", "--config", config)
 		return !strings.Contains(out, "s-old")
 	})
-	c := connectHTTP(t, srv.base)
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
 	call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT 1 FROM orders LIMIT 1"})
 	c.Close()
 	srv.stop(t)
