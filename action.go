@@ -28,6 +28,10 @@ var TableVerbs = []string{VerbSelect, VerbInsert, VerbUpdate, VerbDelete, VerbMe
 type Op struct {
 	Verb   string `json:"verb"`
 	Object string `json:"object,omitempty"`
+	// Unfiltered marks an update or delete with no WHERE clause: it
+	// touches every row of Object. Grants ignore it; approval rules can
+	// match it (update_without_where, delete_without_where).
+	Unfiltered bool `json:"unfiltered,omitempty"`
 }
 
 func (o Op) String() string {
@@ -35,6 +39,15 @@ func (o Op) String() string {
 		return o.Verb
 	}
 	return o.Verb + " " + o.Object
+}
+
+// Describe is String with the Unfiltered mark spelled out, for people
+// deciding on the call.
+func (o Op) Describe() string {
+	if o.Unfiltered {
+		return o.String() + " (every row: no WHERE)"
+	}
+	return o.String()
 }
 
 // Action is a tool call parsed into the terms policy judges: which backend,
@@ -54,8 +67,15 @@ type Action struct {
 	Functions []string `json:"functions,omitempty"`
 	// Statement is the exact statement or request, as shown to approvers.
 	Statement string `json:"statement,omitempty"`
+	// Params are the values bound to the statement's placeholders ($1,
+	// $2, ...), as JSON text; approvers see them with the statement.
+	Params []string `json:"params,omitempty"`
 	// Purpose is the agent's stated intent, recorded and shown to approvers.
 	Purpose string `json:"purpose,omitempty"`
+	// ApprovalID is the approval the agent says covers this call (the
+	// approval_id argument). It is a claim: the approval stage checks it
+	// against the store, the caller and the exact arguments.
+	ApprovalID string `json:"approval_id,omitempty"`
 	// CallID is set by the pipeline before Execute, so results can name it.
 	CallID string `json:"-"`
 	// Plan is the tool's private, already-validated execution plan.

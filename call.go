@@ -16,7 +16,12 @@ type Call struct {
 	Action    *Action         `json:"action,omitempty"`
 	Risk      Risk            `json:"risk,omitempty"`
 	Decision  *Decision       `json:"decision,omitempty"`
-	Result    *Result         `json:"-"`
+	// Hash identifies the exact call (see CallHash); set when approval
+	// rules are configured.
+	Hash string `json:"hash,omitempty"`
+	// Approval is what became of the approval this call needed, if any.
+	Approval *CallApproval `json:"approval,omitempty"`
+	Result   *Result       `json:"-"`
 	// Detected names the value detectors that masked something in the
 	// result, the error or the recorded arguments.
 	Detected []string `json:"detected,omitempty"`

@@ -39,6 +39,8 @@ type Error struct {
 	Rule string
 	// Allowed lists what the caller may do instead, for denials.
 	Allowed []string
+	// Pending describes the approval a NeedsApproval error waits for.
+	Pending *Pending
 	// Err is the internal cause; never shown to the agent.
 	Err error
 }

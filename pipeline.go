@@ -11,12 +11,16 @@ import (
 )
 
 // Pipeline runs every tool call through the same stages, in this order:
-// authenticate, authorize, classify, execute, mask, record. Transports decode a
-// request, call Run, and encode what it returns; they decide nothing.
+// authenticate, authorize, classify, approve, execute, mask, record.
+// Transports decode a request, call Run, and encode what it returns; they
+// decide nothing.
 type Pipeline struct {
 	Tools    *Registry
 	Policy   Authorizer
 	Recorder Recorder
+	// Approvals holds calls that approval rules cover until a human
+	// approves them; nil when no rules are configured.
+	Approvals Approver
 	// Scrubber runs the value detectors; nil when none are configured.
 	Scrubber Scrubber
 	Clock    Clock
@@ -70,6 +74,18 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 
 	// Classify.
 	c.Risk = Classify(action)
+
+	// Approve: a rule may hold the call until a human approves exactly
+	// this call. Only allowed calls get here, so approval never widens a
+	// grant.
+	if p.Approvals != nil {
+		if c.Hash, err = CallHash(tool, args); err != nil {
+			return c, Errorf(Invalid, "invalid arguments: not a JSON object")
+		}
+		if err := p.Approvals.Approve(ctx, c, t); err != nil {
+			return c, err
+		}
+	}
 
 	// No action reaches a backend unrecorded.
 	if err := p.Recorder.StartCall(context.WithoutCancel(ctx), c); err != nil {
@@ -138,6 +154,14 @@ func (p *Pipeline) scrubAction(c *Call, a *Action) *Action {
 	r.Statement, f1 = p.Scrubber.Scrub(a.Statement)
 	r.Purpose, f2 = p.Scrubber.Scrub(a.Purpose)
 	c.Detected = appendNew(c.Detected, append(f1, f2...)...)
+	if len(a.Params) > 0 {
+		r.Params = make([]string, len(a.Params))
+		for i, v := range a.Params {
+			var fired []string
+			r.Params[i], fired = p.Scrubber.Scrub(v)
+			c.Detected = appendNew(c.Detected, fired...)
+		}
+	}
 	return &r
 }
 

@@ -192,3 +192,109 @@ func TestDecodeArgsIsStrict(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// holdApprover answers the approval stage with err and remembers what it
+// was asked.
+type holdApprover struct {
+	err    error
+	asked  int
+	hashes []string
+}
+
+func (h *holdApprover) Approve(_ context.Context, c *warden.Call, _ warden.Tool) error {
+	h.asked++
+	h.hashes = append(h.hashes, c.Hash)
+	if h.err == nil {
+		c.Approval = &warden.CallApproval{ID: "a-1", Status: warden.ApprovalUsed}
+	}
+	return h.err
+}
+
+func TestPipelineApprovalStage(t *testing.T) {
+	held := &warden.Error{Code: warden.NeedsApproval, Rule: "approvals.r", Message: "held", Pending: &warden.Pending{ApprovalID: "a-1"}}
+	tests := []struct {
+		name         string
+		args         string
+		approver     error
+		wantCode     warden.Code
+		wantAsked    int
+		wantExecuted int
+		wantOutcome  string
+	}{
+		{name: "HeldCallDoesNotRun", args: `{"table":"public.orders"}`, approver: held,
+			wantCode: warden.NeedsApproval, wantAsked: 1, wantOutcome: "pending"},
+		{name: "ApprovedCallRuns", args: `{"table":"public.orders"}`,
+			wantAsked: 1, wantExecuted: 1, wantOutcome: "ok"},
+		{name: "DeclinedCallDoesNotRun", args: `{"table":"public.orders"}`, approver: &warden.Error{Code: warden.Denied, Message: "declined"},
+			wantCode: warden.Denied, wantAsked: 1, wantOutcome: "denied"},
+		{name: "ApprovalNeverWidensAGrant", args: `{"table":"public.payroll"}`,
+			wantCode: warden.Denied, wantAsked: 0, wantOutcome: "denied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tool := &echoTool{}
+			rec := &memRecorder{}
+			p := newPipeline(t, tool, rec)
+			ap := &holdApprover{err: tt.approver}
+			p.Approvals = ap
+			call, err := p.Run(warden.WithCaller(context.Background(), alice), "echo", json.RawMessage(tt.args))
+			if got := warden.ErrorCode(err); got != tt.wantCode {
+				t.Fatalf("Run = %v; want code %q", err, tt.wantCode)
+			}
+			if ap.asked != tt.wantAsked || tool.executed != tt.wantExecuted {
+				t.Errorf("approver asked %d times, tool executed %d; want %d, %d", ap.asked, tool.executed, tt.wantAsked, tt.wantExecuted)
+			}
+			if len(rec.finished) != 1 || rec.finished[0].Outcome() != tt.wantOutcome {
+				t.Fatalf("recorded %d finishes; want 1 with outcome %s", len(rec.finished), tt.wantOutcome)
+			}
+			if tt.wantExecuted == 0 && len(rec.started) != 0 {
+				t.Errorf("a call that did not run was recorded as started")
+			}
+			if want, _ := warden.CallHash("echo", json.RawMessage(tt.args)); tt.wantAsked > 0 && call.Hash != want {
+				t.Errorf("the call reached the approval stage with hash %q; want %q", call.Hash, want)
+			}
+		})
+	}
+}
+
+func TestCallHash(t *testing.T) {
+	h := func(tool, args string) string {
+		t.Helper()
+		s, err := warden.CallHash(tool, json.RawMessage(args))
+		if err != nil {
+			t.Fatalf("CallHash(%s) = %v", args, err)
+		}
+		return s
+	}
+	base := h("sql_query", `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup"}`)
+	same := map[string]string{
+		"KeyOrder":        `{"sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup","database":"shop"}`,
+		"Whitespace":      `{ "database" : "shop", "sql": "DELETE FROM orders WHERE id = 3", "purpose": "cleanup" }`,
+		"EscapedLetters":  `{"database":"sh\u006fp","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup"}`,
+		"WithApprovalID":  `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup","approval_id":"a-1"}`,
+		"OtherApprovalID": `{"approval_id":"a-2","database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup"}`,
+	}
+	for name, args := range same {
+		if got := h("sql_query", args); got != base {
+			t.Errorf("CallHash(%s) differs from the same call written differently", name)
+		}
+	}
+	different := map[string]string{
+		"Statement":  `{"database":"shop","sql":"DELETE FROM orders WHERE id = 4","purpose":"cleanup"}`,
+		"Purpose":    `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"other"}`,
+		"NoPurpose":  `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3"}`,
+		"Database":   `{"database":"shop2","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup"}`,
+		"ExtraParam": `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup","params":[1]}`,
+	}
+	for name, args := range different {
+		if got := h("sql_query", args); got == base {
+			t.Errorf("CallHash with a different %s = the original's; want a different hash", name)
+		}
+	}
+	if h("http_call", `{"database":"shop","sql":"DELETE FROM orders WHERE id = 3","purpose":"cleanup"}`) == base {
+		t.Error("CallHash ignores the tool")
+	}
+	if h("q", `{"params":[1.0]}`) == h("q", `{"params":[1]}`) {
+		t.Error("CallHash(1.0) = CallHash(1); numbers keep the digits the agent sent")
+	}
+}

@@ -41,18 +41,18 @@ func validateHTTPGrant(gp string, g *Grant) []error {
 		}
 	}
 	for j, p := range g.Paths {
-		if msg := checkPathPattern(p); msg != "" {
+		if msg := CheckPathPattern(p); msg != "" {
 			add(fmt.Sprintf("%s.paths[%d]", gp, j), "%s", msg)
 		}
 	}
 	return errs
 }
 
-// checkPathPattern validates a grant's path pattern. A pattern that could
+// CheckPathPattern validates a grant's path pattern. A pattern that could
 // never match a request warden sends (it names a dot segment, a query, a
 // character warden refuses in paths) is an error, so a typo does not
 // silently grant nothing.
-func checkPathPattern(p string) string {
+func CheckPathPattern(p string) string {
 	if !strings.HasPrefix(p, "/") {
 		return fmt.Sprintf("%q must start with /, like /v1/invoices/**", p)
 	}
@@ -138,7 +138,8 @@ func matchSegment(pat, seg string) bool {
 	return ok
 }
 
-func matchAnyPath(patterns []string, p string) bool {
+// MatchAnyPath reports whether p matches any of patterns (see MatchPath).
+func MatchAnyPath(patterns []string, p string) bool {
 	for _, pat := range patterns {
 		if MatchPath(pat, p) {
 			return true

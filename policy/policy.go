@@ -108,12 +108,12 @@ func (c Config) Validate(backends map[string]string) error {
 				}
 			}
 			for j, t := range g.Tables {
-				if err := checkPattern(t); err != "" {
+				if err := CheckObjectPattern(t); err != "" {
 					add(fmt.Sprintf("%s.tables[%d]", gp, j), "%s", err)
 				}
 			}
 			for j, f := range g.Functions {
-				if err := checkPattern(f); err != "" {
+				if err := CheckObjectPattern(f); err != "" {
 					add(fmt.Sprintf("%s.functions[%d]", gp, j), "%s", err)
 				}
 			}
@@ -122,8 +122,9 @@ func (c Config) Validate(backends map[string]string) error {
 	return errors.Join(errs...)
 }
 
-// checkPattern validates a `schema.name` pattern.
-func checkPattern(p string) string {
+// CheckObjectPattern validates a `schema.name` pattern; it returns why it
+// is not valid, or "".
+func CheckObjectPattern(p string) string {
 	schema, name, ok := strings.Cut(p, ".")
 	if !ok || schema == "" || name == "" {
 		return fmt.Sprintf("%q must be schema-qualified, like public.orders or public.*", p)
@@ -288,25 +289,28 @@ func (p *Policy) Effective(c *warden.Caller) []string {
 func covering(gs []boundGrant, op warden.Op) (boundGrant, bool) {
 	for _, g := range gs {
 		if g.kind == "http" {
-			if slices.Contains(g.Methods, op.Verb) && matchAnyPath(g.Paths, op.Object) {
+			if slices.Contains(g.Methods, op.Verb) && MatchAnyPath(g.Paths, op.Object) {
 				return g, true
 			}
 			continue
 		}
 		if op.Verb == warden.VerbExecute {
-			if matchAny(g.Functions, op.Object) {
+			if MatchObject(g.Functions, op.Object) {
 				return g, true
 			}
 			continue
 		}
-		if slices.Contains(g.Actions, op.Verb) && matchAny(g.Tables, op.Object) {
+		if slices.Contains(g.Actions, op.Verb) && MatchObject(g.Tables, op.Object) {
 			return g, true
 		}
 	}
 	return boundGrant{}, false
 }
 
-func matchAny(patterns []string, object string) bool {
+// MatchObject reports whether a schema-qualified object ("public.orders")
+// matches any of patterns, each `schema.name` with path.Match globs per
+// part ("public.*").
+func MatchObject(patterns []string, object string) bool {
 	oschema, oname, ok := strings.Cut(object, ".")
 	if !ok {
 		return false

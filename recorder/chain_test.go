@@ -539,8 +539,8 @@ func TestMigratesVersion1(t *testing.T) {
 	must(t, s.StartSession(ctx, session("s2", bob, t0.Add(time.Hour))))
 	must(t, s.Close())
 
-	if got := userVersion(t, path); got != 2 {
-		t.Errorf("user_version = %d; want 2", got)
+	if got := userVersion(t, path); got != 3 {
+		t.Errorf("user_version = %d; want 3", got)
 	}
 	after := column(t, path, "body")
 	if len(after) != 5 || after[0] != before[0] || after[1] != before[1] {

@@ -62,6 +62,15 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
 			return total, fmt.Errorf("pruning the recording: %w", err)
 		}
 		if step.Records == 0 {
+			// Approval requests decided before the cutoff go with their
+			// records; pending and approved ones stay until they end.
+			err := w.do(ctx, func(ctx context.Context) error {
+				_, err := w.db.ExecContext(ctx, `DELETE FROM approvals WHERE created_at < ? AND status IN ('denied', 'expired', 'used')`, stamp)
+				return err
+			})
+			if err != nil {
+				return total, fmt.Errorf("pruning approval requests: %w", err)
+			}
 			return total, nil
 		}
 		total.Records += step.Records

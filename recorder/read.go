@@ -63,6 +63,10 @@ type CallRecord struct {
 	Ops       []warden.Op
 	Functions []string
 	Decision  *warden.Decision
+	// Hash and Approval: for calls an approval rule held, the call's
+	// identity and what became of its approval.
+	Hash     string
+	Approval *warden.CallApproval
 	// Outcome is "ok", "denied", "pending" or "error"; empty while running.
 	Outcome      string
 	ErrorCode    string
@@ -300,10 +304,10 @@ func foldSession(sum *SessionSummary, kind, body string) error {
 // "") into calls: a call_finish record is self-contained and wins; a call
 // with only a call_start is running.
 func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord, error) {
-	query := `SELECT seq, kind, body FROM records WHERE session_id = ? AND call_id IS NOT NULL ORDER BY seq`
+	query := `SELECT seq, kind, body FROM records WHERE session_id = ? AND call_id IS NOT NULL AND kind IN ('call_start', 'call_finish') ORDER BY seq`
 	args := []any{sessionID}
 	if sessionID == "" {
-		query = `SELECT seq, kind, body FROM records WHERE call_id IS NOT NULL ORDER BY seq`
+		query = `SELECT seq, kind, body FROM records WHERE call_id IS NOT NULL AND kind IN ('call_start', 'call_finish') ORDER BY seq`
 		args = nil
 	}
 	type entry struct {
@@ -372,8 +376,13 @@ func callFromJSON(b *callJSON, status string) CallRecord {
 	if a := b.Action; a != nil {
 		r.Backend, r.Kind, r.Statement, r.Purpose, r.Functions = a.Backend, a.Kind, a.Statement, a.Purpose, a.Functions
 		for _, op := range a.Ops {
-			r.Ops = append(r.Ops, warden.Op{Verb: op.Verb, Object: op.Object})
+			r.Ops = append(r.Ops, warden.Op{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
 		}
+	}
+	if a := b.Approval; a != nil {
+		r.Hash = b.Hash
+		r.Approval = &warden.CallApproval{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: warden.ApprovalStatus(a.Status),
+			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
 	}
 	if d := b.Decision; d != nil {
 		r.Decision = &warden.Decision{Effect: warden.Effect(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}

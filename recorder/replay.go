@@ -60,6 +60,8 @@ type TranscriptCall struct {
 	Operations []string        `json:"operations,omitempty"`
 	Functions  []string        `json:"functions,omitempty"`
 	Decision   *decisionJSON   `json:"decision,omitempty"`
+	// Approval is what became of the approval the call needed, if any.
+	Approval *callApprovalJSON `json:"approval,omitempty"`
 	// Status is "finished", or "running" if only the start was recorded.
 	Status     string         `json:"status"`
 	Outcome    string         `json:"outcome,omitempty"`
@@ -110,6 +112,10 @@ func NewTranscript(s *SessionSummary, calls []CallRecord) *Transcript {
 		}
 		if d := c.Decision; d != nil {
 			tc.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
+		}
+		if a := c.Approval; a != nil {
+			tc.Approval = &callApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
+				DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
 		}
 		if c.ErrorCode != "" {
 			tc.Error = &errorJSON{Code: c.ErrorCode, Message: c.ErrorMessage, Detail: c.ErrorDetail}
@@ -224,6 +230,10 @@ func WriteReplay(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 			}
 		} else {
 			field(ew, ind, "decision", "none recorded")
+		}
+		if a := c.Approval; a != nil {
+			field(ew, ind, "approval", describeCallApproval(a))
+			field(ew, ind, "note", a.Note)
 		}
 		field(ew, ind, "outcome", outcome(&c))
 		if c.ErrorCode != "" {

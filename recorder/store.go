@@ -27,11 +27,12 @@ var errClosed = errors.New("the recording store is closed")
 var errReadOnly = errors.New("the recording store was opened read-only")
 
 // schemaVersion is the PRAGMA user_version this package writes. Version 1
-// (no hash chain) is migrated when a store is opened for writing, and still
-// read when it is opened read-only.
-const schemaVersion = 2
+// (no hash chain) and version 2 (no approvals table) are migrated when a
+// store is opened for writing, and still read when it is opened read-only.
+const schemaVersion = 3
 
-// schema is version 2. Every record carries prev_hash and hash (see
+// schema is version 2, the records; schemaApprovals (below) completes
+// version 3. Every record carries prev_hash and hash (see
 // chain.go). The records table is append-only: the triggers turn an UPDATE,
 // or a DELETE of anything but a pruned prefix, into an error. Pruning is a
 // dedicated path: it first moves the horizon forward to a checkpoint (which
@@ -79,6 +80,31 @@ WHEN NEW.seq < OLD.seq OR NEW.id <> OLD.id
 BEGIN SELECT RAISE(ABORT, 'the prune horizon only moves forward, to a checkpoint'); END;
 CREATE TRIGGER horizon_no_delete BEFORE DELETE ON horizon
 BEGIN SELECT RAISE(ABORT, 'the prune horizon cannot be deleted'); END;
+`
+
+// schemaApprovals is what version 3 adds: the approval requests' current
+// state. The state is operational (a waiting call polls it, a reviewer
+// changes it); the evidence is in the records: every creation and change of
+// a row appends a record in the same transaction. The trigger lets a
+// request only move forward (see warden.ApprovalStatus) and never change
+// what it covers.
+const schemaApprovals = `
+CREATE TABLE IF NOT EXISTS approvals (
+	id         TEXT PRIMARY KEY,
+	status     TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'used')),
+	subject    TEXT NOT NULL,
+	call_hash  TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	expires_at TEXT NOT NULL,
+	body       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (subject, call_hash, created_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
+CREATE TRIGGER IF NOT EXISTS approvals_forward BEFORE UPDATE ON approvals
+WHEN NEW.id <> OLD.id OR NEW.subject <> OLD.subject OR NEW.call_hash <> OLD.call_hash OR NEW.created_at <> OLD.created_at
+  OR NOT (OLD.status = 'pending' AND NEW.status IN ('approved', 'denied', 'expired', 'used')
+       OR OLD.status = 'approved' AND NEW.status IN ('used', 'expired'))
+BEGIN SELECT RAISE(ABORT, 'approval requests only move forward: pending to approved, denied, expired or used; approved to used or expired'); END;
 `
 
 // Options tune a store. The zero value is what warden serves with.
@@ -217,7 +243,7 @@ func (s *Store) openReader(ctx context.Context) error {
 		s.read.Close()
 		return fmt.Errorf("reading schema version: %w", err)
 	}
-	if s.version != 1 && s.version != schemaVersion {
+	if s.version < 1 || s.version > schemaVersion {
 		s.read.Close()
 		if s.version == 0 {
 			return errors.New("not a warden recording (no schema)")
@@ -261,7 +287,7 @@ func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 	}
 	// The key that signed the newest checkpoint, if any.
 	signedBy := ""
-	if version == schemaVersion {
+	if version >= 2 {
 		var body string
 		err := s.w.db.QueryRowContext(ctx, `SELECT body FROM records WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1`).Scan(&body)
 		switch {
@@ -309,7 +335,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("reading schema version: %w", err)
 	}
 	switch version {
-	case schemaVersion:
+	case schemaVersion, 2:
 	case 0:
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
 			return fmt.Errorf("applying schema: %w", err)
@@ -320,6 +346,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	default:
 		return fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
+	}
+	if version < 3 {
+		if _, err := tx.ExecContext(ctx, schemaApprovals); err != nil {
+			return fmt.Errorf("adding the approvals table: %w", err)
+		}
 	}
 	// Writing the version even when unchanged makes the writability check
 	// real: SQLite only fails a write on a read-only file when it writes.

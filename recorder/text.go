@@ -8,8 +8,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/warden-mcp/warden"
 )
@@ -102,6 +100,10 @@ func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 		} else {
 			field(ew, ind, "decision", "none recorded")
 		}
+		if a := c.Approval; a != nil {
+			field(ew, ind, "approval", describeCallApproval(a))
+			field(ew, ind, "note", a.Note)
+		}
 		if c.ErrorCode != "" {
 			field(ew, ind, "error", c.ErrorCode+": "+c.ErrorMessage)
 			field(ew, ind, "detail", c.ErrorDetail)
@@ -175,32 +177,8 @@ func longTime(t time.Time) string {
 	return t.UTC().Format("2006-01-02T15:04:05.000Z")
 }
 
-// clean returns s with control characters, Unicode format characters (bidi
-// overrides, zero-width joiners) and invalid UTF-8 replaced by Go escapes,
-// so that recorded text cannot act on the terminal it is printed to.
-func clean(s string) string {
-	safe := func(r rune) bool {
-		return r != utf8.RuneError && !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r)
-	}
-	if strings.IndexFunc(s, func(r rune) bool { return !safe(r) }) < 0 {
-		return s
-	}
-	var b strings.Builder
-	for len(s) > 0 {
-		r, n := utf8.DecodeRuneInString(s)
-		switch {
-		case r == utf8.RuneError && n == 1:
-			fmt.Fprintf(&b, `\x%02x`, s[0])
-		case safe(r) || r == utf8.RuneError:
-			b.WriteString(s[:n])
-		default:
-			q := strconv.QuoteRuneToASCII(r)
-			b.WriteString(q[1 : len(q)-1])
-		}
-		s = s[n:]
-	}
-	return b.String()
-}
+// clean is warden.Printable: recorded text made safe for a terminal.
+func clean(s string) string { return warden.Printable(s) }
 
 // errWriter remembers the first write error, so the rendering code can
 // write freely and report once.
@@ -216,4 +194,115 @@ func (e *errWriter) Write(p []byte) (int, error) {
 	n, err := e.w.Write(p)
 	e.err = err
 	return n, err
+}
+
+// describeCallApproval says in one line what became of a call's approval.
+func describeCallApproval(a *warden.CallApproval) string {
+	s := fmt.Sprintf("%s under rule %s (%s): %s", cmp.Or(a.ID, "none"), a.Rule, a.Via, a.Status)
+	if a.DecidedBy != "" {
+		s += ", decided by " + a.DecidedBy
+	}
+	if a.Reason != "" {
+		s += ": " + a.Reason
+	}
+	return s
+}
+
+// WriteApprovalList writes approval requests as an aligned table, with
+// each status as of now (a pending request past its expiry shows expired).
+func WriteApprovalList(w io.Writer, list []*warden.Approval, now time.Time) error {
+	if len(list) == 0 {
+		_, err := io.WriteString(w, "no approval requests\n")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "APPROVAL\tSTATUS\tRULE\tREQUESTER\tBACKEND\tCREATED\tEXPIRES\tSTATEMENT")
+	for _, a := range list {
+		requester := ""
+		if a.Requester != nil {
+			requester = a.Requester.Subject
+		}
+		stmt, _, _ := strings.Cut(a.Statement, "\n")
+		if len(stmt) > 60 {
+			stmt = stmt[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cell(a.ID), a.Effective(now), cell(a.Rule), cell(requester),
+			cell(a.Backend), shortTime(a.CreatedAt), shortTime(a.ExpiresAt), cell(strings.ToValidUTF8(stmt, "")))
+	}
+	return tw.Flush()
+}
+
+// WriteApproval writes one approval request in full — what it covers, who
+// asked and why, who may decide — and its recorded history.
+func WriteApproval(w io.Writer, a *warden.Approval, history []ApprovalEvent, now time.Time) error {
+	ew := &errWriter{w: w}
+	field(ew, "", "approval", a.ID)
+	status := string(a.Effective(now))
+	if status != string(a.Status) {
+		status += " (recorded as " + string(a.Status) + ")"
+	}
+	field(ew, "", "status", status)
+	field(ew, "", "rule", a.Rule)
+	if a.Requester != nil {
+		field(ew, "", "requester", caller(a.Requester))
+	}
+	var who []string
+	if a.Via == warden.ViaUser {
+		who = append(who, "the calling user, in the client")
+	}
+	if len(a.Approvers.Groups) > 0 {
+		who = append(who, "groups "+strings.Join(a.Approvers.Groups, ", "))
+	}
+	if len(a.Approvers.Subjects) > 0 {
+		who = append(who, "subjects "+strings.Join(a.Approvers.Subjects, ", "))
+	}
+	field(ew, "", "decided by", strings.Join(who, "; or "))
+	field(ew, "", "call", fmt.Sprintf("%s on %s (%s), requested in call %s", a.Tool, a.Backend, a.Kind, a.CallID))
+	field(ew, "", "purpose", a.Purpose)
+	field(ew, "", "statement", a.Statement)
+	for i, p := range a.Params {
+		field(ew, "", fmt.Sprintf("$%d", i+1), p)
+	}
+	if len(a.Ops) > 0 {
+		ops := make([]string, len(a.Ops))
+		for i, op := range a.Ops {
+			ops[i] = op.Describe()
+		}
+		field(ew, "", "touches", strings.Join(ops, ", "))
+	}
+	if a.EstimatedRows != nil {
+		field(ew, "", "est. rows", strconv.FormatInt(*a.EstimatedRows, 10))
+	}
+	field(ew, "", "call hash", a.CallHash)
+	field(ew, "", "created", longTime(a.CreatedAt))
+	field(ew, "", "expires", longTime(a.ExpiresAt))
+	if a.DecidedBy != nil {
+		field(ew, "", "decision", fmt.Sprintf("%s by %s at %s", a.Status, caller(a.DecidedBy), longTime(a.DecidedAt)))
+	}
+	field(ew, "", "reason", a.Reason)
+	if a.UsedBy != "" {
+		field(ew, "", "released", fmt.Sprintf("call %s at %s", a.UsedBy, longTime(a.UsedAt)))
+	}
+	if len(history) > 0 {
+		fmt.Fprintln(ew, "\nrecorded history:")
+		for _, ev := range history {
+			line := fmt.Sprintf("#%d %s ", ev.Seq, longTime(ev.At))
+			if ev.Kind == "request" {
+				line += "requested"
+			} else {
+				line += ev.From + " → " + ev.To
+			}
+			if ev.By != nil {
+				line += " by " + ev.By.Subject
+			}
+			if ev.CallID != "" {
+				line += " (call " + ev.CallID + ")"
+			}
+			if ev.Reason != "" {
+				line += ": " + ev.Reason
+			}
+			field(ew, "  ", "", line)
+		}
+	}
+	return ew.err
 }

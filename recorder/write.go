@@ -272,8 +272,9 @@ type callerJSON struct {
 }
 
 type opJSON struct {
-	Verb   string `json:"verb"`
-	Object string `json:"object,omitempty"`
+	Verb       string `json:"verb"`
+	Object     string `json:"object,omitempty"`
+	Unfiltered bool   `json:"unfiltered,omitempty"`
 }
 
 type actionJSON struct {
@@ -313,6 +314,10 @@ type callJSON struct {
 	StartedAt string          `json:"started_at"`
 	// Detected names the value detectors that masked something.
 	Detected []string `json:"detected,omitempty"`
+	// Hash identifies the exact call; Approval says what became of the
+	// approval it needed. Both only for calls an approval rule held.
+	Hash     string            `json:"hash,omitempty"`
+	Approval *callApprovalJSON `json:"approval,omitempty"`
 
 	Outcome    string          `json:"outcome,omitempty"`
 	Error      *errorJSON      `json:"error,omitempty"`
@@ -321,6 +326,16 @@ type callJSON struct {
 	Truncated  bool            `json:"truncated,omitempty"`
 	EndedAt    string          `json:"ended_at,omitempty"`
 	DurationMS float64         `json:"duration_ms,omitempty"`
+}
+
+type callApprovalJSON struct {
+	ID        string `json:"id,omitempty"`
+	Rule      string `json:"rule"`
+	Via       string `json:"via"`
+	Status    string `json:"status"`
+	DecidedBy string `json:"decided_by,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 func callToJSON(c *warden.Call) callJSON {
@@ -338,8 +353,13 @@ func callToJSON(c *warden.Call) callJSON {
 		b.Action = &actionJSON{Backend: a.Backend, Kind: a.Kind, Functions: a.Functions,
 			Statement: a.Statement, Purpose: a.Purpose}
 		for _, op := range a.Ops {
-			b.Action.Ops = append(b.Action.Ops, opJSON{Verb: op.Verb, Object: op.Object})
+			b.Action.Ops = append(b.Action.Ops, opJSON{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
 		}
+	}
+	if a := c.Approval; a != nil {
+		b.Hash = c.Hash
+		b.Approval = &callApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
+			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
 	}
 	if d := c.Decision; d != nil {
 		b.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
@@ -409,6 +429,10 @@ func isSeqConflict(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
+
+// isPrimaryKeyViolation reports whether err is SQLite's PRIMARY KEY
+// constraint failure.
+func isPrimaryKeyViolation(err error) bool { return isSeqConflict(err) }
 
 // isUniqueViolation reports whether err is SQLite's UNIQUE constraint
 // failure.
