@@ -1,0 +1,99 @@
+package approvals
+
+import (
+	"slices"
+
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/policy"
+)
+
+// estimate is the planner's row estimate for a call, made at most once
+// and only when a rule or a prompt needs it.
+type estimate struct {
+	fn   func() (int64, bool, error)
+	done bool
+	n    int64
+	ok   bool
+	err  error
+}
+
+func (e *estimate) get() (int64, bool, error) {
+	if !e.done {
+		e.done = true
+		if e.fn != nil {
+			e.n, e.ok, e.err = e.fn()
+		}
+	}
+	return e.n, e.ok, e.err
+}
+
+// made returns the estimate if one was already made, or nil.
+func (e *estimate) made() *int64 {
+	if !e.done || !e.ok || e.err != nil {
+		return nil
+	}
+	return &e.n
+}
+
+// rows returns the estimate for display, making it if needed, or nil.
+func (e *estimate) rows() *int64 {
+	n, ok, err := e.get()
+	if !ok || err != nil {
+		return nil
+	}
+	return &n
+}
+
+// match returns the first rule that holds a, or nil.
+func (c Config) match(a *warden.Action, kind string, est *estimate) *Rule {
+	for _, r := range c {
+		if r.matches(a, kind, est) {
+			return r
+		}
+	}
+	return nil
+}
+
+func (r *Rule) matches(a *warden.Action, kind string, est *estimate) bool {
+	if r.Backend != a.Backend {
+		return false
+	}
+	if len(r.When)+len(r.Tables)+len(r.Paths) > 0 && !slices.ContainsFunc(a.Ops, func(op warden.Op) bool { return r.matchOp(kind, op) }) {
+		return false
+	}
+	if r.RowsAbove != nil {
+		// Fail closed: a call whose size cannot be estimated is held.
+		n, ok, err := est.get()
+		if ok && err == nil && n <= *r.RowsAbove {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Rule) matchOp(kind string, op warden.Op) bool {
+	if len(r.When) > 0 && !slices.ContainsFunc(r.When, func(w string) bool { return whenMatches(w, op) }) {
+		return false
+	}
+	switch kind {
+	case "postgres":
+		if len(r.Tables) > 0 && !policy.MatchObject(r.Tables, op.Object) {
+			return false
+		}
+	case "http":
+		if len(r.Paths) > 0 && !policy.MatchAnyPath(r.Paths, op.Object) {
+			return false
+		}
+	}
+	return true
+}
+
+func whenMatches(w string, op warden.Op) bool {
+	switch w {
+	case UpdateWithoutWhere:
+		return op.Verb == warden.VerbUpdate && op.Unfiltered
+	case DeleteWithoutWhere:
+		return op.Verb == warden.VerbDelete && op.Unfiltered
+	}
+	return w == op.Verb
+}

@@ -1,0 +1,490 @@
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/warden-mcp/warden"
+)
+
+// Service is the approval stage. It is safe for concurrent use.
+type Service struct {
+	Rules Config
+	// Kinds maps backend names to kinds.
+	Kinds map[string]string
+	Store warden.ApprovalStore
+	// Key authenticates the requestState tokens warden issues; it must be
+	// secret and stable across restarts (the store keeps one).
+	Key   []byte
+	Clock warden.Clock
+	NewID func() string
+	// Poll is how often a call waiting for a reviewer reads the store
+	// (default 200ms); reviewers decide from another process.
+	Poll time.Duration
+	// HTTP posts webhook notifications (default: a client with a 5s
+	// timeout).
+	HTTP *http.Client
+	Log  *slog.Logger
+}
+
+const defaultPoll = 200 * time.Millisecond
+
+// Rule returns the rule that would hold a, which t planned, and the
+// planner's estimate when one was made: what `warden explain` shows.
+// Nothing is executed.
+func (s *Service) Rule(ctx context.Context, a *warden.Action, t warden.Tool) (*Rule, *int64) {
+	est := newEstimate(ctx, a, t)
+	return s.Rules.match(a, s.Kinds[a.Backend], est), est.made()
+}
+
+func newEstimate(ctx context.Context, a *warden.Action, t warden.Tool) *estimate {
+	est := &estimate{}
+	if e, ok := t.(warden.Estimator); ok {
+		est.fn = func() (int64, bool, error) { return e.Estimate(ctx, a) }
+	}
+	return est
+}
+
+// Approve implements warden.Approver.
+func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) error {
+	a := c.Action
+	est := newEstimate(ctx, a, t)
+	r := s.Rules.match(a, s.Kinds[a.Backend], est)
+	if r == nil {
+		return nil
+	}
+	in := warden.InteractionFrom(ctx)
+	var note string
+	if ans := in.Answer; ans != nil {
+		if !r.Approvers.User {
+			note = "the client sent an answer, but this rule is not decided by the calling user; it was ignored"
+		} else {
+			appr, why, err := s.checkAnswer(ctx, c, r, ans)
+			if err != nil {
+				return err
+			}
+			if appr != nil {
+				done, err := s.answered(ctx, c, r, appr, ans)
+				if done {
+					return err
+				}
+				why = "the requestState was already used; the answer was ignored"
+			}
+			note = why
+		}
+	}
+	if id := a.ApprovalID; id != "" {
+		if r.Approvers.Reviewers() {
+			return s.resume(ctx, c, r, id, note)
+		}
+		note = join(note, "approval_id is ignored: this rule is decided by the calling user, not by a reviewer")
+	}
+	if r.Approvers.User && in.CanAsk {
+		return s.ask(ctx, c, r, est, note)
+	}
+	if r.Approvers.Reviewers() {
+		return s.review(ctx, c, r, est, note)
+	}
+	c.Approval = &warden.CallApproval{Rule: r.Name, Via: warden.ViaUser, Status: warden.ApprovalDenied, Note: note}
+	return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
+		Message: fmt.Sprintf("approval rule %q needs you, the calling user, to confirm this call, but this client cannot be asked: "+
+			"it does not support MCP elicitation, or its transport cannot carry it (the SSE transport, for clients before 2026-07-28). "+
+			"The call did not run. Use a client that supports elicitation over stdio or streamable HTTP.", r.Name)}
+}
+
+func ruleRef(r *Rule) string { return "approvals." + r.Name }
+
+func (s *Service) now() time.Time { return s.Clock() }
+
+func (s *Service) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// newApproval builds a pending request for c under r.
+func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate) *warden.Approval {
+	now := s.now()
+	a := c.Action
+	return &warden.Approval{
+		ID: s.NewID(), Rule: r.Name, Via: via, Approvers: *r.Approvers,
+		Requester: c.Caller, SessionID: c.SessionID, CallID: c.ID,
+		Tool: c.Tool, CallHash: c.Hash,
+		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops,
+		EstimatedRows: est.rows(),
+		Status:        warden.ApprovalPending, CreatedAt: now,
+		ExpiresAt: now.Add(time.Duration(r.Timeout)), Timeout: time.Duration(r.Timeout),
+	}
+}
+
+// ask creates a request the calling user decides, and returns the
+// question for the transport to put to them.
+func (s *Service) ask(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
+	appr := s.newApproval(c, r, warden.ViaUser, est)
+	if err := s.Store.CreateApproval(ctx, appr); err != nil {
+		return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
+	}
+	st := seal(s.Key, requestState{ID: appr.ID, Sub: c.Caller.Subject, Iss: c.Caller.Issuer, Tool: c.Tool,
+		Hash: c.Hash, Rule: r.Name, Exp: appr.ExpiresAt.Unix()})
+	c.Approval = &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaUser, Status: warden.ApprovalPending, Note: note}
+	return &warden.Error{Code: warden.NeedsApproval, Rule: ruleRef(r),
+		Message: fmt.Sprintf("approval rule %q needs the calling user to confirm this exact call; warden is asking them", r.Name),
+		Pending: &warden.Pending{ApprovalID: appr.ID, Rule: r.Name, ExpiresAt: appr.ExpiresAt,
+			Ask: &warden.Ask{Message: Prompt(appr), State: st}}}
+}
+
+// checkAnswer returns the pending request an answer is for, or why the
+// answer does not count.
+func (s *Service) checkAnswer(ctx context.Context, c *warden.Call, r *Rule, ans *warden.Answer) (*warden.Approval, string, error) {
+	st, err := open(s.Key, ans.State, s.now())
+	switch {
+	case errors.Is(err, errBadState):
+		return nil, "the client sent an answer without a requestState warden issued; it was ignored", nil
+	case err != nil:
+		return nil, "the client's requestState has expired; the answer was ignored", nil
+	case st.Sub != c.Caller.Subject || st.Iss != c.Caller.Issuer:
+		return nil, "the client's requestState was issued to another principal; the answer was ignored", nil
+	case st.Tool != c.Tool || st.Hash != c.Hash:
+		return nil, "the client's requestState was issued for a different call (the arguments changed); the answer was ignored", nil
+	case st.Rule != r.Name:
+		return nil, "the client's requestState was issued under another approval rule; the answer was ignored", nil
+	}
+	appr, err := s.Store.Approval(ctx, st.ID)
+	if errors.Is(err, warden.ErrApprovalNotFound) {
+		return nil, "the client's requestState names no approval request; the answer was ignored", nil
+	}
+	if err != nil {
+		return nil, "", warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+	}
+	if appr.Effective(s.now()) != warden.ApprovalPending || appr.Via != warden.ViaUser {
+		return nil, "the client's requestState was already used; the answer was ignored", nil
+	}
+	if !samePrincipal(appr.Requester, c.Caller) || appr.CallHash != c.Hash || appr.Tool != c.Tool {
+		return nil, "the client's requestState does not match its approval request; the answer was ignored", nil
+	}
+	return appr, "", nil
+}
+
+// answered applies the user's answer to appr. done is false when the
+// request was decided by someone else first (the same state used twice at
+// once): then the answer counts for nothing.
+func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *warden.Approval, ans *warden.Answer) (done bool, err error) {
+	action := ans.Action
+	if action == warden.AnswerAccept {
+		if v, ok := ans.Content[warden.ConfirmField].(bool); ok && !v {
+			action = warden.AnswerDecline // accepted the form with "run it" unticked
+		}
+	}
+	ch := warden.ApprovalChange{ID: appr.ID, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: c.Caller, At: s.now(), CallID: c.ID}
+	switch action {
+	case warden.AnswerAccept:
+		ch.To, ch.Reason = warden.ApprovalUsed, "confirmed by the calling user"
+	case warden.AnswerDecline:
+		ch.To, ch.Reason = warden.ApprovalDenied, "declined by the calling user"
+	default:
+		ch.To, ch.Reason = warden.ApprovalDenied, "the calling user cancelled the confirmation"
+	}
+	if _, err := s.Store.ChangeApproval(ctx, ch); err != nil {
+		if errors.Is(err, warden.ErrApprovalConflict) {
+			return false, nil
+		}
+		return true, warden.Wrap(warden.Unavailable, err, "the answer could not be recorded, so the call was refused")
+	}
+	c.Approval = &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaUser, Status: ch.To, DecidedBy: c.Caller.Subject, Reason: ch.Reason}
+	if ch.To == warden.ApprovalUsed {
+		return true, nil
+	}
+	verb := "declined"
+	if action != warden.AnswerDecline {
+		verb = "cancelled"
+	}
+	return true, &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
+		Message: fmt.Sprintf("the user %s this call when warden asked them to confirm it (approval rule %q); it did not run. "+
+			"Do not retry it unless the user asks you to.", verb, r.Name)}
+}
+
+// review finds or creates the reviewers' request for c, and waits for a
+// decision.
+func (s *Service) review(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
+	appr, err := s.Store.PendingApproval(ctx, c.Caller.Subject, c.Hash, s.now())
+	if err != nil {
+		return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+	}
+	if appr == nil || appr.Via != warden.ViaReviewer || appr.Rule != r.Name || !samePrincipal(appr.Requester, c.Caller) {
+		appr = s.newApproval(c, r, warden.ViaReviewer, est)
+		if err := s.Store.CreateApproval(ctx, appr); err != nil {
+			return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
+		}
+		s.notify(r, appr)
+	}
+	return s.wait(ctx, c, r, appr, note)
+}
+
+// resume continues a call that names an approval with approval_id.
+func (s *Service) resume(ctx context.Context, c *warden.Call, r *Rule, id, note string) error {
+	deny := func(format string, args ...any) error {
+		c.Approval = &warden.CallApproval{ID: id, Rule: r.Name, Via: warden.ViaReviewer, Status: warden.ApprovalDenied,
+			Note: join(note, fmt.Sprintf(format, args...))}
+		return &warden.Error{Code: warden.Denied, Rule: ruleRef(r), Message: fmt.Sprintf(format, args...) +
+			". Call again without approval_id to request approval for this call."}
+	}
+	appr, err := s.Store.Approval(ctx, id)
+	switch {
+	case errors.Is(err, warden.ErrApprovalNotFound):
+		return deny("approval_id %q is not an approval request warden issued", id)
+	case err != nil:
+		return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+	case !samePrincipal(appr.Requester, c.Caller):
+		return deny("approval %s was requested by another principal; it cannot cover your calls", id)
+	case appr.Tool != c.Tool || appr.CallHash != c.Hash:
+		return deny("approval %s was requested for a different call: these arguments are not the ones it covers (any change, the purpose included, needs a new approval)", id)
+	case appr.Via != warden.ViaReviewer || appr.Rule != r.Name:
+		return deny("approval %s was requested under another approval rule than the one that now holds this call (%q)", id, r.Name)
+	}
+	return s.wait(ctx, c, r, appr, note)
+}
+
+// wait follows appr until a reviewer decides, it expires, the rule's wait
+// ends (the call returns as pending) or ctx ends.
+func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warden.Approval, note string) error {
+	ref := func(status warden.ApprovalStatus) *warden.CallApproval {
+		ca := &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaReviewer, Status: status, Reason: appr.Reason, Note: note}
+		if appr.DecidedBy != nil {
+			ca.DecidedBy = appr.DecidedBy.Subject
+		}
+		return ca
+	}
+	var deadline <-chan time.Time
+	if w := time.Duration(*r.Wait); w > 0 {
+		t := time.NewTimer(w)
+		defer t.Stop()
+		deadline = t.C
+	} else {
+		closed := make(chan time.Time)
+		close(closed)
+		deadline = closed
+	}
+	poll := s.Poll
+	if poll <= 0 {
+		poll = defaultPoll
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	in := warden.InteractionFrom(ctx)
+	for {
+		now := s.now()
+		switch appr.Effective(now) {
+		case warden.ApprovalApproved:
+			used, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: appr.ID, From: []warden.ApprovalStatus{warden.ApprovalApproved},
+				To: warden.ApprovalUsed, At: now, CallID: c.ID, Reason: "released call " + c.ID})
+			if err == nil {
+				appr.UsedBy = used.UsedBy
+				c.Approval = ref(warden.ApprovalUsed)
+				return nil
+			}
+			if !errors.Is(err, warden.ErrApprovalConflict) {
+				return warden.Wrap(warden.Unavailable, err, "the approval could not be recorded as used, so the call was refused")
+			}
+			// Used or expired meanwhile: look again.
+		case warden.ApprovalDenied:
+			c.Approval = ref(warden.ApprovalDenied)
+			msg := fmt.Sprintf("reviewer %s denied this call (approval %s, rule %q)", subject(appr.DecidedBy), appr.ID, r.Name)
+			if appr.Reason != "" {
+				msg += ": " + appr.Reason
+			}
+			return &warden.Error{Code: warden.Denied, Rule: ruleRef(r), Message: msg + ". It did not run."}
+		case warden.ApprovalExpired:
+			if appr.Status != warden.ApprovalExpired {
+				reason := "nobody decided before it expired"
+				if appr.Status == warden.ApprovalApproved {
+					reason = "approved, but not used before it expired"
+				}
+				_, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: appr.ID,
+					From: []warden.ApprovalStatus{warden.ApprovalPending, warden.ApprovalApproved}, To: warden.ApprovalExpired, At: now, Reason: reason})
+				if err != nil && !errors.Is(err, warden.ErrApprovalConflict) {
+					return warden.Wrap(warden.Unavailable, err, "the approval store cannot be written, so the call was refused")
+				}
+			}
+			c.Approval = ref(warden.ApprovalExpired)
+			return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
+				Message: fmt.Sprintf("approval %s expired at %s before it was used; the call did not run. Call again without approval_id to request a new approval.",
+					appr.ID, appr.ExpiresAt.UTC().Format(time.RFC3339))}
+		case warden.ApprovalUsed:
+			// Refused because the approval is spent, not by a reviewer.
+			c.Approval = &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaReviewer, Status: warden.ApprovalDenied,
+				Note: join(note, "approval already used by call "+appr.UsedBy)}
+			return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
+				Message: fmt.Sprintf("approval %s was already used by call %s: an approval releases one call, once. Call again without approval_id to request a new approval.", appr.ID, appr.UsedBy)}
+		default: // pending
+			in.Report(fmt.Sprintf("waiting for %s to approve %s (approval %s, expires %s)",
+				reviewers(*r.Approvers), c.Tool, appr.ID, appr.ExpiresAt.UTC().Format(time.RFC3339)))
+		}
+		select {
+		case <-ctx.Done():
+			c.Approval = ref(warden.ApprovalPending)
+			return warden.Wrap(warden.Unavailable, ctx.Err(), fmt.Sprintf("the call was cancelled while it waited for approval %s, which is still pending", appr.ID))
+		case <-deadline:
+			c.Approval = ref(warden.ApprovalPending)
+			return &warden.Error{Code: warden.NeedsApproval, Rule: ruleRef(r),
+				Message: fmt.Sprintf("this call needs approval by %s (rule %q) and none has been given yet. Approval request %s is pending until %s. "+
+					"Once it is approved, call again with exactly the same arguments and approval_id %q; it runs once. "+
+					"A reviewer approves with: warden approvals approve %s",
+					reviewers(*r.Approvers), r.Name, appr.ID, appr.ExpiresAt.UTC().Format(time.RFC3339), appr.ID, appr.ID),
+				Pending: &warden.Pending{ApprovalID: appr.ID, Rule: r.Name, ExpiresAt: appr.ExpiresAt}}
+		case <-tick.C:
+			fresh, err := s.Store.Approval(ctx, appr.ID)
+			if err != nil {
+				return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+			}
+			appr = fresh
+		}
+	}
+}
+
+// Decide is a reviewer's decision on request id, from `warden approvals
+// approve|deny`. It returns the request as decided, or a coded error: Invalid
+// for an unknown id, Denied when reviewer may not decide it (the requester,
+// not an approver, a user confirmation) or it is no longer pending.
+func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string, approve bool, reason string) (*warden.Approval, error) {
+	appr, err := s.Store.Approval(ctx, id)
+	switch {
+	case errors.Is(err, warden.ErrApprovalNotFound):
+		return nil, warden.Errorf(warden.Invalid, "there is no approval request %q", id)
+	case err != nil:
+		return nil, warden.Wrap(warden.Unavailable, err, "the approval store cannot be read")
+	}
+	now := s.now()
+	switch st := appr.Effective(now); {
+	case appr.Via == warden.ViaUser:
+		return appr, warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
+	case st == warden.ApprovalExpired:
+		if appr.Status != warden.ApprovalExpired {
+			_, _ = s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: id, From: []warden.ApprovalStatus{warden.ApprovalPending},
+				To: warden.ApprovalExpired, At: now, Reason: "nobody decided before it expired"})
+		}
+		return appr, warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
+			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
+	case st != warden.ApprovalPending:
+		return appr, warden.Errorf(warden.Denied, "request %s was already %s by %s at %s; a decision cannot be changed",
+			id, st, subject(appr.DecidedBy), appr.DecidedAt.UTC().Format(time.RFC3339))
+	case isRequester(appr.Requester, reviewer):
+		return appr, warden.Errorf(warden.Denied, "you (%s) requested this call; a reviewer other than the requester must decide it", reviewer.Subject)
+	case !appr.Approvers.Includes(reviewer):
+		return appr, warden.Errorf(warden.Denied, "%s may not decide request %s: rule %q is decided by %s", reviewer.Subject, id, appr.Rule, reviewers(appr.Approvers))
+	}
+	ch := warden.ApprovalChange{ID: id, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: reviewer, Reason: reason, At: now}
+	if approve {
+		ch.To = warden.ApprovalApproved
+		ch.ExpiresAt = now.Add(appr.Timeout)
+	} else {
+		ch.To = warden.ApprovalDenied
+	}
+	decided, err := s.Store.ChangeApproval(ctx, ch)
+	if errors.Is(err, warden.ErrApprovalConflict) {
+		return appr, warden.Errorf(warden.Denied, "request %s was decided by someone else, or expired, a moment ago", id)
+	}
+	if err != nil {
+		return nil, warden.Wrap(warden.Unavailable, err, "the decision could not be recorded")
+	}
+	return decided, nil
+}
+
+// Expire records the expiry of every request that passed its expiry
+// without a decision (or, approved, without being used), and returns how
+// many it expired. warden serve runs it every minute.
+func (s *Service) Expire(ctx context.Context) (int, error) {
+	n := 0
+	for _, st := range []warden.ApprovalStatus{warden.ApprovalPending, warden.ApprovalApproved} {
+		list, err := s.Store.Approvals(ctx, warden.ApprovalFilter{Status: st})
+		if err != nil {
+			return n, err
+		}
+		now := s.now()
+		for _, a := range list {
+			if a.Effective(now) != warden.ApprovalExpired {
+				continue
+			}
+			reason := "nobody decided before it expired"
+			if st == warden.ApprovalApproved {
+				reason = "approved, but not used before it expired"
+			}
+			_, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: a.ID, From: []warden.ApprovalStatus{st}, To: warden.ApprovalExpired, At: now, Reason: reason})
+			switch {
+			case err == nil:
+				n++
+			case !errors.Is(err, warden.ErrApprovalConflict):
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+// RunExpiry calls Expire every interval until ctx ends.
+func (s *Service) RunExpiry(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := s.Expire(ctx); err != nil && ctx.Err() == nil {
+			s.log().Error("expiring approval requests failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func samePrincipal(a, b *warden.Caller) bool {
+	return a != nil && b != nil && a.Subject == b.Subject && a.Issuer == b.Issuer
+}
+
+// isRequester reports whether reviewer is the requester: the same subject
+// (from any issuer), or another identity asserting the same email.
+func isRequester(requester, reviewer *warden.Caller) bool {
+	if requester == nil || reviewer == nil {
+		return true // fail closed: an unknown requester cannot be told apart
+	}
+	return requester.Subject == reviewer.Subject ||
+		requester.Email != "" && strings.EqualFold(requester.Email, reviewer.Email)
+}
+
+func subject(c *warden.Caller) string {
+	if c == nil {
+		return "nobody"
+	}
+	return c.Subject
+}
+
+func reviewers(a warden.Approvers) string {
+	var parts []string
+	if len(a.Groups) > 0 {
+		parts = append(parts, "a member of "+strings.Join(a.Groups, " or "))
+	}
+	if len(a.Subjects) > 0 {
+		parts = append(parts, strings.Join(a.Subjects, " or "))
+	}
+	if len(parts) == 0 {
+		return "the calling user"
+	}
+	return "a reviewer (" + strings.Join(parts, ", or ") + ")"
+}
+
+func join(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
+
+var _ warden.Approver = (*Service)(nil)
