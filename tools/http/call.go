@@ -112,9 +112,6 @@ func (c *Call) Plan(_ context.Context, raw json.RawMessage) (*warden.Action, err
 		return nil, &warden.Error{Code: warden.Denied, Rule: "http.method",
 			Message: fmt.Sprintf("the method %q is refused: warden sends only %s", args.Method, strings.Join(Methods, ", "))}
 	}
-	if args.ApprovalID != "" {
-		return nil, warden.Errorf(warden.Invalid, "approval_id was given, but no approval rules are configured")
-	}
 	path, err := canonicalPath(args.Path)
 	if err != nil {
 		return nil, err
@@ -142,13 +139,14 @@ func (c *Call) Plan(_ context.Context, raw json.RawMessage) (*warden.Action, err
 		target += "?" + rawQuery
 	}
 	return &warden.Action{
-		Tool:      "http_call",
-		Backend:   b.Name,
-		Kind:      method,
-		Ops:       []warden.Op{{Verb: method, Object: path}},
-		Statement: statement(method, target, body),
-		Purpose:   args.Purpose,
-		Plan:      &callPlan{backend: b, method: method, path: path, rawQuery: rawQuery, header: header, body: body},
+		Tool:       "http_call",
+		Backend:    b.Name,
+		Kind:       method,
+		Ops:        []warden.Op{{Verb: method, Object: path}},
+		Statement:  statement(method, target, body),
+		Purpose:    args.Purpose,
+		ApprovalID: args.ApprovalID,
+		Plan:       &callPlan{backend: b, method: method, path: path, rawQuery: rawQuery, header: header, body: body},
 	}, nil
 }
 

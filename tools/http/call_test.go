@@ -271,7 +271,6 @@ func TestPlanRefusesHeadersAndMethods(t *testing.T) {
 		{"UnknownArgument", `{"url":"http://evil.example"}`, warden.Invalid, `unknown argument "url"`},
 		{"BodyOnGET", `{"body":{"a":1}}`, warden.Invalid, "carries no body"},
 		{"QueryObject", `{"query":{"a":{"b":1}}}`, warden.Invalid, "must be a string, number or boolean"},
-		{"ApprovalID", `{"approval_id":"a-1"}`, warden.Invalid, "no approval rules"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,6 +292,10 @@ func TestPlanRefusesHeadersAndMethods(t *testing.T) {
 				t.Errorf("Plan(%s) error quotes a credential: %s", raw, e.Message)
 			}
 		})
+	}
+	// approval_id is a claim the approval stage checks; Plan only carries it.
+	if a, err := tool.Plan(context.Background(), json.RawMessage(`{"api":"billing","method":"GET","path":"/v1/invoices","approval_id":"a-1"}`)); err != nil || a.ApprovalID != "a-1" {
+		t.Errorf("Plan(approval_id a-1) = %+v, %v; want the action to carry approval_id a-1", a, err)
 	}
 	if _, err := tool.Plan(context.Background(), json.RawMessage(`{"api":"billing","method":"GET","path":"/x","headers":{"X-Custom":"1"}}`)); !slices.ContainsFunc(warden.AsError(err).Allowed, func(s string) bool { return strings.Contains(s, "If-None-Match") }) {
 		t.Errorf("a refused header does not list the headers the agent may set: %v", warden.AsError(err).Allowed)

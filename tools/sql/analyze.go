@@ -151,9 +151,13 @@ func (a *analyzer) fail(err *warden.Error) {
 }
 
 func (a *analyzer) op(verb, object string) {
-	if object != "" && a.err == nil {
-		a.ops[warden.Op{Verb: verb, Object: object}] = true
-		a.changed = a.changed || verb == warden.VerbDDL
+	a.addOp(warden.Op{Verb: verb, Object: object})
+}
+
+func (a *analyzer) addOp(op warden.Op) {
+	if op.Object != "" && a.err == nil {
+		a.ops[op] = true
+		a.changed = a.changed || op.Verb == warden.VerbDDL
 	}
 }
 
@@ -450,10 +454,11 @@ func selectsInto(s *pg_query.SelectStmt) bool {
 }
 
 // writeTarget names the table a DML statement writes. The target is never
-// a CTE: PostgreSQL looks it up in the catalog only.
-func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*pg_query.Node) {
+// a CTE: PostgreSQL looks it up in the catalog only. unfiltered marks an
+// UPDATE or DELETE without WHERE, which touches every row.
+func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*pg_query.Node, unfiltered bool) {
 	name := a.relation(rv)
-	a.op(verb, name)
+	a.addOp(warden.Op{Verb: verb, Object: name, Unfiltered: unfiltered})
 	if len(returning) > 0 {
 		// RETURNING hands the target's rows back to the caller.
 		a.op(warden.VerbSelect, name)
@@ -463,7 +468,7 @@ func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*
 func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList)
+	a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList, false)
 	if oc := s.OnConflictClause; oc != nil && oc.Action == pg_query.OnConflictAction_ONCONFLICT_UPDATE {
 		a.op(warden.VerbUpdate, a.relation(s.Relation))
 	}
@@ -473,21 +478,21 @@ func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
 func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList)
+	a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList, s.WhereClause == nil)
 	a.walkChildren(s, c, "relation", "with_clause")
 }
 
 func (a *analyzer) deleteStmt(s *pg_query.DeleteStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList)
+	a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList, s.WhereClause == nil)
 	a.walkChildren(s, c, "relation", "with_clause")
 }
 
 func (a *analyzer) mergeStmt(s *pg_query.MergeStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList)
+	a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList, false)
 	a.walkChildren(s, c, "relation", "with_clause")
 }
 
@@ -527,7 +532,7 @@ func (a *analyzer) explainStmt(s *pg_query.ExplainStmt) string {
 	}
 	for op := range sub.ops {
 		if !analyze && op.Verb != warden.VerbExecute {
-			op.Verb = warden.VerbSelect
+			op.Verb, op.Unfiltered = warden.VerbSelect, false
 		}
 		a.ops[op] = true
 	}

@@ -358,6 +358,47 @@ func opStrings(ops []warden.Op) []string {
 	return s
 }
 
+// TestAnalyzeMarksWritesWithoutWhere: an UPDATE or DELETE with no WHERE
+// touches every row, and approval rules can hold exactly those
+// (update_without_where, delete_without_where). WHERE true still counts
+// as filtered: rows_above is the rule for statements that are filtered
+// but large.
+func TestAnalyzeMarksWritesWithoutWhere(t *testing.T) {
+	cases := []struct {
+		name, sql  string
+		unfiltered []string // Describe() of every unfiltered op
+	}{
+		{"UpdateWithoutWhere", "UPDATE orders SET total = 0", []string{"update public.orders (every row: no WHERE)"}},
+		{"DeleteWithoutWhere", "DELETE FROM orders", []string{"delete public.orders (every row: no WHERE)"}},
+		{"DeleteUsingWithoutWhere", "DELETE FROM orders USING customers", []string{"delete public.orders (every row: no WHERE)"}},
+		{"DeleteWithoutWhereInCTE", "WITH d AS (DELETE FROM orders RETURNING id) SELECT count(*) FROM d", []string{"delete public.orders (every row: no WHERE)"}},
+		{"UpdateWithWhere", "UPDATE orders SET total = 0 WHERE id = 1", nil},
+		{"UpdateWhereTrue", "UPDATE orders SET total = 0 WHERE true", nil},
+		{"DeleteWithWhere", "DELETE FROM orders WHERE id = 1", nil},
+		{"UpsertIsNotUnfiltered", "INSERT INTO orders (id) VALUES (1) ON CONFLICT (id) DO UPDATE SET total = 0", nil},
+		{"TruncateIsItsOwnVerb", "TRUNCATE orders", nil},
+		{"ExplainOnlyReads", "EXPLAIN DELETE FROM orders", nil},
+		{"ExplainAnalyzeRuns", "EXPLAIN ANALYZE DELETE FROM orders", []string{"delete public.orders (every row: no WHERE)"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Analyze(tc.sql, testNames)
+			if err != nil {
+				t.Fatalf("Analyze(%q) = %v", tc.sql, err)
+			}
+			var unfiltered []string
+			for _, op := range got.Ops {
+				if op.Unfiltered {
+					unfiltered = append(unfiltered, op.Describe())
+				}
+			}
+			if !slices.Equal(unfiltered, tc.unfiltered) {
+				t.Errorf("Analyze(%q) unfiltered ops = %v; want %v", tc.sql, unfiltered, tc.unfiltered)
+			}
+		})
+	}
+}
+
 // wantReadOnly is the spec for Analysis.ReadOnly: no op writes.
 func wantReadOnly(ops []string) bool {
 	for _, op := range ops {

@@ -112,9 +112,6 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if strings.TrimSpace(args.SQL) == "" {
 		return nil, warden.Errorf(warden.Invalid, "missing argument \"sql\"")
 	}
-	if args.ApprovalID != "" {
-		return nil, warden.Errorf(warden.Invalid, "approval_id was given, but no approval rules are configured")
-	}
 	params, err := decodeParams(args.Params)
 	if err != nil {
 		return nil, err
@@ -133,19 +130,33 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	}
 	code := callsCode(an.Ops)
 	return &warden.Action{
-		Tool:      "sql_query",
-		Backend:   b.Name,
-		Kind:      an.Kind,
-		Ops:       an.Ops,
-		Functions: an.Functions,
-		Statement: args.SQL,
-		Purpose:   args.Purpose,
+		Tool:       "sql_query",
+		Backend:    b.Name,
+		Kind:       an.Kind,
+		Ops:        an.Ops,
+		Functions:  an.Functions,
+		Statement:  args.SQL,
+		Purpose:    args.Purpose,
+		ApprovalID: args.ApprovalID,
+		Params:     paramTexts(args.Params),
 		Plan: &queryPlan{
 			backend: b, names: n, sql: args.SQL, params: params,
 			readOnly: an.ReadOnly, callsCode: code, masks: masks,
 			changesNames: !an.ReadOnly && (code || changesNames(an.Ops)),
 		},
 	}, nil
+}
+
+// paramTexts is each parameter as the JSON the agent sent.
+func paramTexts(raw []json.RawMessage) []string {
+	if len(raw) == 0 {
+		return nil
+	}
+	out := make([]string, len(raw))
+	for i, r := range raw {
+		out[i] = string(r)
+	}
+	return out
 }
 
 func changesNames(ops []warden.Op) bool {
