@@ -3,8 +3,10 @@ package mcp
 import (
 	"encoding/json"
 	"strings"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 	"github.com/warden-mcp/warden"
 )
 
@@ -16,7 +18,11 @@ type errorBody struct {
 		Rule    string      `json:"rule,omitempty"`
 		Allowed []string    `json:"allowed,omitempty"`
 	} `json:"error"`
-	CallID string `json:"call_id"`
+	// ApprovalID and ExpiresAt are set on a call held for approval: call
+	// again with the same arguments and this approval_id once approved.
+	ApprovalID string `json:"approval_id,omitempty"`
+	ExpiresAt  string `json:"expires_at,omitempty"`
+	CallID     string `json:"call_id"`
 }
 
 // toolResult translates a pipeline outcome into the MCP result the agent
@@ -34,7 +40,17 @@ func toolResult(c *warden.Call, err error) *mcp.CallToolResult {
 			StructuredContent: json.RawMessage(body),
 		}
 	}
-	return failure(c, warden.AsError(err))
+	e := warden.AsError(err)
+	if e.Code == warden.NeedsApproval && e.Pending != nil && e.Pending.Ask != nil {
+		// Ask the user: input_required for 2026-07-28 clients, which
+		// answer on a retry; mcp-go sends older clients elicitation/create
+		// and calls the handler again with the answer. Either way the
+		// answer arrives with the state, and only counts if it verifies.
+		return server.NewInputRequestBuilder(e.Pending.Ask.State).
+			Elicit(askID, mcp.ElicitationParams{Message: e.Pending.Ask.Message, RequestedSchema: confirmSchema}).
+			ToolResult()
+	}
+	return failure(c, e)
 }
 
 func failure(c *warden.Call, e *warden.Error) *mcp.CallToolResult {
@@ -44,6 +60,10 @@ func failure(c *warden.Call, e *warden.Error) *mcp.CallToolResult {
 	b.Error.Rule = e.Rule
 	b.Error.Allowed = e.Allowed
 	b.Error.Message = e.Message
+	if p := e.Pending; p != nil && e.Code == warden.NeedsApproval {
+		b.ApprovalID = p.ApprovalID
+		b.ExpiresAt = p.ExpiresAt.UTC().Format(time.RFC3339)
+	}
 	if e.Code == warden.Internal {
 		// The cause goes to the recording and the operator's log only.
 		b.Error.Message = "internal error; the details are in warden's recording under call " + c.ID
@@ -73,6 +93,9 @@ func failure(c *warden.Call, e *warden.Error) *mcp.CallToolResult {
 		for _, a := range e.Allowed {
 			t.WriteString("\n  - " + a)
 		}
+	}
+	if b.ApprovalID != "" {
+		t.WriteString("\nApproval id: " + b.ApprovalID + " (pending until " + b.ExpiresAt + ")")
 	}
 	t.WriteString("\nCall id: " + c.ID)
 	body, _ := json.Marshal(b)

@@ -94,7 +94,9 @@ func New(opts Options) *Server {
 		server.WithInstructions("warden is the only way to reach these databases and APIs; it holds the credentials. "+
 			"For SQL, call sql_schema to see the tables and columns you may use, then sql_query with one statement per call. "+
 			"For HTTP APIs, call http_call with a method and a path under the API. A refused call says which rule refused it "+
-			"and what you may do instead; masked values are marked as masked and cannot be recovered."),
+			"and what you may do instead; masked values are marked as masked and cannot be recovered. "+
+			"Some calls need a human's approval: warden asks the user to confirm, or returns the call as pending with an approval_id; "+
+			"once a reviewer approves, call again with exactly the same arguments plus that approval_id."),
 	)
 	for _, t := range opts.Pipeline.Tools.Tools() {
 		spec := t.Spec()
@@ -127,6 +129,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		}
 		ctx = s.stdioCaller(ctx)
 		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
+		ctx = warden.WithInteraction(ctx, s.interaction(ctx, req))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
 		return toolResult(call, err), nil
 	}
