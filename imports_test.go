@@ -9,18 +9,20 @@ import (
 
 // TestLayering fails when a package imports something it must not: the
 // root package holds the domain and imports no implementation; policy,
-// mask and recorder know nothing of tools or transports; tools know
-// nothing of transports or the recorder.
+// mask, approvals and recorder know nothing of tools or transports;
+// approvals reach the store only through warden.ApprovalStore; tools know
+// nothing of transports, the recorder or approvals.
 func TestLayering(t *testing.T) {
 	const module = "github.com/warden-mcp/warden"
 	forbidden := map[string][]string{
 		".":          {module + "/"},
 		"policy":     {module + "/tools", module + "/mcp", module + "/recorder", module + "/mask", module + "/cmd"},
 		"mask":       {module + "/tools", module + "/mcp", module + "/recorder", module + "/policy", module + "/cmd"},
-		"recorder":   {module + "/tools", module + "/mcp", module + "/policy", module + "/mask", module + "/cmd"},
-		"tools/sql":  {module + "/mcp", module + "/recorder", module + "/policy", module + "/cmd"},
-		"mcp":        {module + "/tools", module + "/recorder", module + "/policy", module + "/mask", module + "/cmd"},
-		"tools/http": {module + "/mcp", module + "/recorder", module + "/policy", module + "/cmd"},
+		"recorder":   {module + "/tools", module + "/mcp", module + "/policy", module + "/mask", module + "/approvals", module + "/cmd"},
+		"approvals":  {module + "/tools", module + "/mcp", module + "/recorder", module + "/mask", module + "/cmd"},
+		"tools/sql":  {module + "/mcp", module + "/recorder", module + "/policy", module + "/approvals", module + "/cmd"},
+		"mcp":        {module + "/tools", module + "/recorder", module + "/policy", module + "/mask", module + "/approvals", module + "/cmd"},
+		"tools/http": {module + "/mcp", module + "/recorder", module + "/policy", module + "/approvals", module + "/cmd"},
 	}
 	for dir, bad := range forbidden {
 		if _, err := os.Stat(dir); err != nil {

@@ -67,6 +67,25 @@ func (m *Main) check(args []string) error {
 			fmt.Fprintf(w, "    grants[%d] %s\n", i, describeGrant(g))
 		}
 	}
+	if len(cfg.Approvals) > 0 {
+		fmt.Fprintln(w, "\napprovals (the first matching rule decides):")
+		for i, r := range cfg.Approvals {
+			var when []string
+			if len(r.When) > 0 {
+				when = append(when, "when "+strings.Join(r.When, ", "))
+			}
+			if len(r.Tables) > 0 {
+				when = append(when, "tables "+strings.Join(r.Tables, ", "))
+			}
+			if len(r.Paths) > 0 {
+				when = append(when, "paths "+strings.Join(r.Paths, ", "))
+			}
+			if len(when) == 0 {
+				when = append(when, "every call")
+			}
+			fmt.Fprintf(w, "  [%d] %s; %s; wait %s\n", i, r.Describe(), strings.Join(when, "; "), *r.Wait)
+		}
+	}
 	if *as != "" {
 		caller := parseAs(*as)
 		fmt.Fprintf(w, "\nas %s", caller.Subject)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -60,6 +61,10 @@ Usage:
   warden sessions replay [--config ...] [--json] ID
   warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--print-key] [--export FILE]
   warden sessions export [--config ...] [--format jsonl] [--since 1h]
+  warden approvals list    [--config ...] [--all | --status S]
+  warden approvals show    [--config ...] ID
+  warden approvals approve [--config ...] [--token T] [--reason R] ID
+  warden approvals deny    [--config ...] [--token T] [--reason R] ID
   warden explain  [--config ...] --as SUBJECT[:group,...] TOOL key=value...   dry-run policy decision, no execution
   warden demo     [--database-url URL]
   warden version
@@ -95,6 +100,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.check(args[1:])
 	case "sessions":
 		return m.sessions(ctx, args[1:])
+	case "approvals":
+		return m.approvals(ctx, args[1:])
 	case "explain":
 		return m.explain(ctx, args[1:])
 	case "demo":
@@ -159,6 +166,8 @@ type App struct {
 	HTTP     httptool.Backends
 	Policy   *policy.Policy
 	Pipeline *warden.Pipeline
+	// Approvals holds calls for a human; nil without approval rules.
+	Approvals *approvals.Service
 	// Verifier verifies bearer tokens; nil without identity.oidc.
 	Verifier *mcp.Verifier
 	Log      *slog.Logger
@@ -229,6 +238,21 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	}
 	if app.detectors != nil {
 		app.Pipeline.Scrubber = app.detectors
+	}
+	if len(cfg.Approvals) > 0 {
+		// The key that authenticates the requestState tokens warden
+		// hands clients; kept in the store so a restart does not void
+		// questions in flight.
+		key, err := store.Secret(ctx, "approvals.state_key", 32)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("approvals: %w", err)
+		}
+		app.Approvals = &approvals.Service{
+			Rules: cfg.Approvals, Kinds: cfg.BackendKinds(), Store: store, Key: key,
+			Clock: m.Clock, NewID: newID("a"), Log: log,
+		}
+		app.Pipeline.Approvals = app.Approvals
 	}
 	return app, nil
 }
@@ -334,6 +358,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	if keep := cfg.Store.Keep; keep > 0 {
 		go app.Store.Retain(ctx, keep, app.Log)
+	}
+	if app.Approvals != nil {
+		go app.Approvals.RunExpiry(ctx, time.Minute)
 	}
 	srv := mcp.New(mcp.Options{
 		Pipeline: app.Pipeline,

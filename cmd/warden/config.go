@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -28,10 +29,9 @@ type Config struct {
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
 	Masking  *mask.Config       `yaml:"masking"`
-	// Approvals are part of the file format, but this version cannot
-	// enforce them, so their presence stops warden from starting rather
-	// than being silently ignored.
-	Approvals *yaml.Node `yaml:"approvals"`
+	// Approvals are checked in order; the first rule that matches a call
+	// decides whether it waits for a human.
+	Approvals approvals.Config `yaml:"approvals"`
 }
 
 // StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
@@ -138,9 +138,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
-	if c.Approvals != nil {
-		errs = append(errs, warden.FieldErrorf("approvals", "approval rules are not supported by this version yet; warden refuses to start rather than run calls you asked it to hold"))
-	}
+	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
 	if len(c.Backends) == 0 {
 		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
 	}
@@ -244,6 +242,14 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 	case *StoreConfig:
 		if n.Kind == yaml.ScalarNode {
 			t.URL = n.Value
+			return
+		}
+	case *warden.Approvers:
+		if n.Kind == yaml.ScalarNode {
+			if n.Value != "user" {
+				*errs = append(*errs, warden.FieldErrorf(path, "%q is not an approver: use `user` (the calling user confirms in the client) or {groups: [...], subjects: [...]}", n.Value))
+			}
+			t.User = true // `user` is short for {user: true}
 			return
 		}
 	case *Backend:

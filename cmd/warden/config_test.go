@@ -65,7 +65,12 @@ func TestParseConfigRejects(t *testing.T) {
 		{"UnqualifiedMaskedColumn", goodConfig + "masking: {columns: {shop: {card_number: last4}}}\n", `masking.columns.shop.card_number: must be schema.table.column`},
 		{"MaskingUnknownBackend", goodConfig + "masking: {columns: {shp: {public.customers.card_number: last4}}}\n", `masking.columns.shp: unknown backend "shp"`},
 		{"ShortHashKey", goodConfig + "masking: {hash_key: short, columns: {shop: {public.customers.card_number: hash}}}\n", `masking.hash_key: must be at least 32 characters`},
-		{"ApprovalsNotYetEnforced", goodConfig + "approvals: []\n", "approvals: approval rules are not supported"},
+		{"ApprovalUnknownKey", goodConfig + "approvals: [{name: r, backend: shop, when: [delete], approvers: user, timout: 5m}]\n", "approvals[0].timout: unknown key"},
+		{"ApprovalUnknownBackend", goodConfig + "approvals: [{name: r, backend: shp, approvers: user}]\n", `approvals[0].backend: unknown backend "shp"`},
+		{"ApprovalUnknownCondition", goodConfig + "approvals: [{name: r, backend: shop, when: [delete, wipe], approvers: user}]\n", `approvals[0].when[1]: unknown condition "wipe"`},
+		{"ApproversNotUser", goodConfig + "approvals: [{name: r, backend: shop, approvers: dba}]\n", `approvals[0].approvers: "dba" is not an approver`},
+		{"ApproversUnknownKey", goodConfig + "approvals: [{name: r, backend: shop, approvers: {group: [dba]}}]\n", "approvals[0].approvers.group: unknown key"},
+		{"ApprovalBadTimeout", goodConfig + "approvals: [{name: r, backend: shop, approvers: user, timeout: soon}]\n", `approvals[0].timeout: invalid duration "soon"`},
 		{"NoRoles", strings.Split(goodConfig, "roles:")[0], "roles: no roles configured"},
 		{"DuplicateKey", goodConfig + "roles: {}\n", "key appears twice"},
 		{"OIDCNeedsAudience", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com}]\n", 1), "identity.oidc[0].audience"},
@@ -83,6 +88,28 @@ func TestParseConfigRejects(t *testing.T) {
 				t.Errorf("ParseConfig() error leaks the DSN password: %v", err)
 			}
 		})
+	}
+}
+
+func TestParseConfigReadsApprovalRules(t *testing.T) {
+	cfg, err := ParseConfig([]byte(goodConfig+`
+approvals:
+  - {name: wipes, backend: shop, when: [update_without_where, delete_without_where], approvers: {groups: [dba], subjects: [ops@example.com]}, wait: 0s}
+  - {name: destructive-sql, backend: shop, when: [insert, update, delete, ddl], rows_above: 100, approvers: user, timeout: 5m}
+`), env(map[string]string{"SHOP_DSN": "postgres://db/shop"}))
+	if err != nil {
+		t.Fatalf("ParseConfig = %v", err)
+	}
+	if len(cfg.Approvals) != 2 {
+		t.Fatalf("approvals = %d rules; want 2", len(cfg.Approvals))
+	}
+	w, d := cfg.Approvals[0], cfg.Approvals[1]
+	if w.Approvers.User || strings.Join(w.Approvers.Groups, ",") != "dba" || strings.Join(w.Approvers.Subjects, ",") != "ops@example.com" ||
+		time.Duration(*w.Wait) != 0 || time.Duration(w.Timeout) != 10*time.Minute {
+		t.Errorf("wipes = %+v approvers %+v; want reviewers dba and ops, no wait, the default timeout", w, w.Approvers)
+	}
+	if !d.Approvers.User || d.Approvers.Reviewers() || *d.RowsAbove != 100 || time.Duration(d.Timeout) != 5*time.Minute || time.Duration(*d.Wait) != time.Minute {
+		t.Errorf("destructive-sql = %+v approvers %+v; want the user, rows_above 100, timeout 5m, the default wait", d, d.Approvers)
 	}
 }
 

@@ -78,6 +78,17 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 	for _, a := range d.Allowed {
 		fmt.Fprintf(w, "allowed   %s\n", a)
 	}
+	if d.Effect == warden.Allow && app.Approvals != nil {
+		r, est := app.Approvals.Rule(ctx, action, t)
+		if est != nil {
+			fmt.Fprintf(w, "estimate  %d rows\n", *est)
+		}
+		if r == nil {
+			fmt.Fprintln(w, "approval  none: no approval rule holds this call")
+		} else {
+			fmt.Fprintf(w, "approval  needed: rule %s\n", r.Describe())
+		}
+	}
 	return nil
 }
 
