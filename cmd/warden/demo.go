@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden/recorder"
 )
@@ -65,18 +66,32 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.NewStdioMCPClient(exe, []string{"WARDEN_DEMO_DSN=" + demoDSN}, "serve", "--config", *config)
+	// alice, at the client: she answers warden's questions from this list.
+	alice := &demoUser{w: w}
+	connect := func(u *demoUser) (*client.Client, *mcp.InitializeResult, error) {
+		var opts []client.ClientOption
+		if u != nil {
+			opts = append(opts, client.WithElicitationHandler(u))
+		}
+		c := client.NewClient(transport.NewStdio(exe, []string{"WARDEN_DEMO_DSN=" + demoDSN}, "serve", "--config", *config), opts...)
+		if err := c.Start(ctx); err != nil {
+			return nil, nil, fmt.Errorf("start warden: %w", err)
+		}
+		init := mcp.InitializeRequest{}
+		init.Params.ClientInfo = mcp.Implementation{Name: "warden-demo-agent", Version: Version}
+		init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
+		res, err := c.Initialize(ctx, init)
+		if err != nil {
+			c.Close()
+			return nil, nil, fmt.Errorf("initialize: %w", err)
+		}
+		return c, res, nil
+	}
+	c, res, err := connect(alice)
 	if err != nil {
-		return fmt.Errorf("start warden: %w", err)
+		return err
 	}
 	defer c.Close()
-	init := mcp.InitializeRequest{}
-	init.Params.ClientInfo = mcp.Implementation{Name: "warden-demo-agent", Version: Version}
-	init.Params.ProtocolVersion = mcp.LATEST_PROTOCOL_VERSION
-	res, err := c.Initialize(ctx, init)
-	if err != nil {
-		return fmt.Errorf("initialize: %w", err)
-	}
 	fmt.Fprintf(w, "\nConnected to %s %s (MCP %s).\n", res.ServerInfo.Name, res.ServerInfo.Version, res.ProtocolVersion)
 
 	step := func(n int, title string) { fmt.Fprintf(w, "\n── %d. %s\n", n, title) }
@@ -123,33 +138,100 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		{"transaction control belongs to warden", "sql_query", map[string]any{
 			"database": "shop", "sql": "SET statement_timeout = 0"}},
 	}
-	for i, call := range calls {
-		step(i+2, call.title)
-		var args bytes.Buffer
-		enc := json.NewEncoder(&args)
+	do := func(c *client.Client, tool string, args map[string]any) (*mcp.CallToolResult, error) {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
 		enc.SetEscapeHTML(false)
-		_ = enc.Encode(call.args)
-		fmt.Fprintf(w, "   agent → %s %s", call.tool, args.String())
+		_ = enc.Encode(args)
+		fmt.Fprintf(w, "   agent → %s %s", tool, b.String())
 		req := mcp.CallToolRequest{}
-		req.Params.Name = call.tool
-		req.Params.Arguments = call.args
+		req.Params.Name = tool
+		req.Params.Arguments = args
 		out, err := c.CallTool(ctx, req)
 		if err != nil {
-			return fmt.Errorf("%s: %w", call.tool, err)
+			return nil, fmt.Errorf("%s: %w", tool, err)
 		}
 		printResult(w, out)
+		return out, nil
+	}
+	n := 1
+	for _, call := range calls {
+		n++
+		step(n, call.title)
+		if _, err := do(c, call.tool, call.args); err != nil {
+			return err
+		}
+	}
+
+	// Approvals: the update is granted, and still needs a human.
+	update := map[string]any{"database": "shop", "sql": "UPDATE orders SET status = 'refunded' WHERE id = $1", "params": []any{42},
+		"purpose": "refund order 42, customer complaint"}
+	n++
+	step(n, "an update is granted but needs a human: warden asks alice in her client, and she declines")
+	alice.answers = []mcp.ElicitationResponseAction{mcp.ElicitationResponseActionDecline}
+	if _, err := do(c, "sql_query", update); err != nil {
+		return err
+	}
+	n++
+	step(n, "asked again, alice accepts: exactly that call runs, once")
+	alice.answers = []mcp.ElicitationResponseAction{mcp.ElicitationResponseActionAccept}
+	if _, err := do(c, "sql_query", update); err != nil {
+		return err
 	}
 	if err := c.Close(); err != nil {
 		return err
 	}
 
-	step(len(calls)+2, "the recording: every call, allowed or not (`warden sessions list` / `show`)")
+	n++
+	step(n, "a client that cannot ask its user gets the reviewer path: the call is pending, with an approval_id")
+	other, _, err := connect(nil)
+	if err != nil {
+		return err
+	}
+	defer other.Close()
+	update["params"] = []any{43}
+	update["purpose"] = "refund order 43"
+	out, err := do(other, "sql_query", update)
+	if err != nil {
+		return err
+	}
+	var pending struct {
+		ApprovalID string `json:"approval_id"`
+	}
+	raw, _ := json.Marshal(out.StructuredContent)
+	if err := json.Unmarshal(raw, &pending); err != nil || pending.ApprovalID == "" {
+		return errors.New("the reviewer path returned no approval_id")
+	}
+	n++
+	dba := filepath.Join(filepath.Dir(*config), "demo-dba.yaml")
+	step(n, "bob (group dba) approves it from his terminal: warden approvals approve "+pending.ApprovalID+" --config "+dba)
+	bob := *m
+	bob.Stdout = indent(w)
+	if err := bob.approvals(ctx, []string{"approve", pending.ApprovalID, "--config", dba, "--reason", "ticket CS-1043"}); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	n++
+	step(n, "the agent retries with the same arguments and the approval_id: it runs once; the approval is then spent")
+	update["approval_id"] = pending.ApprovalID
+	if _, err := do(other, "sql_query", update); err != nil {
+		return err
+	}
+	if _, err := do(other, "sql_query", update); err != nil {
+		return err
+	}
+	if err := other.Close(); err != nil {
+		return err
+	}
+
+	n++
+	step(n, "the recording: every call, allowed or not (`warden sessions list` / `show`)")
 	st, err := recorder.Open(ctx, cfg.Store.URL)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	list, err := st.Sessions(ctx, recorder.SessionFilter{Limit: 1})
+	list, err := st.Sessions(ctx, recorder.SessionFilter{Limit: 2})
 	if err != nil {
 		return err
 	}
@@ -160,7 +242,8 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		return errors.New("the demo session was not recorded")
 	}
 	fmt.Fprintln(w)
-	s, records, err := st.Session(ctx, list[0].ID)
+	first := list[len(list)-1] // alice's first session: the tour
+	s, records, err := st.Session(ctx, first.ID)
 	if err != nil {
 		return err
 	}
@@ -171,8 +254,30 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "\nDone. Explore it yourself:\n"+
 		"   %[1]s bin/warden sessions list   --config %[2]s\n"+
 		"   %[1]s bin/warden sessions replay --config %[2]s %[3]s\n"+
-		"   %[1]s bin/warden sessions verify --config %[2]s\n", env, *config, list[0].ID)
+		"   %[1]s bin/warden sessions verify --config %[2]s\n"+
+		"   %[1]s bin/warden approvals show  --config %[2]s %[4]s\n", env, *config, first.ID, pending.ApprovalID)
 	return nil
+}
+
+// demoUser is alice at the client: it prints the question warden asks
+// and answers with the next of its answers.
+type demoUser struct {
+	w       io.Writer
+	answers []mcp.ElicitationResponseAction
+}
+
+func (u *demoUser) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.ElicitationResult, error) {
+	fmt.Fprintf(u.w, "   client asks alice:\n     %s\n", strings.ReplaceAll(strings.TrimSpace(req.Params.Message), "\n", "\n     "))
+	action := mcp.ElicitationResponseActionDecline
+	if len(u.answers) > 0 {
+		action, u.answers = u.answers[0], u.answers[1:]
+	}
+	fmt.Fprintf(u.w, "   alice → %s\n", action)
+	res := &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: action}}
+	if action == mcp.ElicitationResponseActionAccept {
+		res.Content = map[string]any{"confirm": true}
+	}
+	return res, nil
 }
 
 // printResult prints what the agent received: the text content, with JSON
