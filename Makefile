@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL
 GO ?= go
 
-.PHONY: build demo test bench vet
+.PHONY: build demo test bench vet kubetools
 
 build:
 	$(GO) build -o bin/warden ./cmd/warden
@@ -11,7 +11,12 @@ build:
 demo: build
 	bin/warden demo
 
-test:
+# The real kube-apiserver and etcd the Kubernetes tests start, built from
+# source once (about 7 minutes cold) and cached in ~/.cache/warden-kube.
+kubetools:
+	bash hack/kubetools/build.sh
+
+test: kubetools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	# The detectors' fuzz targets, briefly: no panic, no detected value survives.
@@ -21,4 +26,5 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/kube/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/
