@@ -96,7 +96,7 @@ func Classify(a *Action) Risk {
 	risk := RiskRead
 	for _, op := range a.Ops {
 		switch op.Verb {
-		case VerbSelect, "GET", "HEAD", "OPTIONS":
+		case VerbSelect, VerbGet, VerbList, "GET", "HEAD", "OPTIONS":
 		case VerbDDL, VerbTruncate:
 			return RiskAdmin
 		default:

@@ -29,6 +29,7 @@ func validateHTTPGrant(gp string, g *Grant) []error {
 	if len(g.Functions) > 0 {
 		add(gp+".functions", "functions apply to postgres backends; %q is http", g.Backend)
 	}
+	errs = append(errs, notKube(gp, g, "http")...)
 	if len(g.Methods) == 0 {
 		add(gp+".methods", "missing methods (any of %s)", strings.Join(HTTPMethods, ", "))
 	}

@@ -33,14 +33,21 @@ type Members struct {
 // Grant allows operations on one backend. For postgres backends: `tables`
 // (schema-qualified names or `schema.*`) × `actions`, and `functions` that
 // may be called beyond the harmless built-ins. For http backends:
-// `methods` × `paths` (see MatchPath).
+// `methods` × `paths` (see MatchPath). For kubernetes backends (read
+// only: get and list): `namespaces` × `resources`, optionally narrowed to
+// `names` (get only), or `cluster_scoped: true` × `resources` for
+// cluster-scoped resources (see kube.go).
 type Grant struct {
-	Backend   string   `yaml:"backend"`
-	Tables    []string `yaml:"tables"`
-	Actions   []string `yaml:"actions"`
-	Functions []string `yaml:"functions"`
-	Methods   []string `yaml:"methods"`
-	Paths     []string `yaml:"paths"`
+	Backend       string   `yaml:"backend"`
+	Tables        []string `yaml:"tables"`
+	Actions       []string `yaml:"actions"`
+	Functions     []string `yaml:"functions"`
+	Methods       []string `yaml:"methods"`
+	Paths         []string `yaml:"paths"`
+	Namespaces    []string `yaml:"namespaces"`
+	Resources     []string `yaml:"resources"`
+	Names         []string `yaml:"names"`
+	ClusterScoped bool     `yaml:"cluster_scoped"`
 }
 
 // Validate checks the roles against the configured backends (name → kind).
@@ -80,6 +87,7 @@ func (c Config) Validate(backends map[string]string) error {
 			}
 			switch kind {
 			case "postgres":
+				errs = append(errs, notKube(gp, g, kind)...)
 				if len(g.Methods) > 0 {
 					add(gp+".methods", "methods apply to http backends; %q is %s (use actions)", g.Backend, kind)
 				}
@@ -88,6 +96,9 @@ func (c Config) Validate(backends map[string]string) error {
 				}
 			case "http":
 				errs = append(errs, validateHTTPGrant(gp, g)...)
+				continue
+			case "kubernetes":
+				errs = append(errs, validateKubeGrant(gp, g)...)
 				continue
 			default:
 				add(gp+".backend", "backend %q is of kind %q, which has no grants in this version", g.Backend, kind)
@@ -288,6 +299,12 @@ func (p *Policy) Effective(c *warden.Caller) []string {
 
 func covering(gs []boundGrant, op warden.Op) (boundGrant, bool) {
 	for _, g := range gs {
+		if g.kind == "kubernetes" {
+			if coversKube(g.Grant, op) {
+				return g, true
+			}
+			continue
+		}
 		if g.kind == "http" {
 			if slices.Contains(g.Methods, op.Verb) && MatchAnyPath(g.Paths, op.Object) {
 				return g, true
@@ -346,6 +363,9 @@ func (g *Grant) Describe() string {
 	}
 	if len(g.Methods) > 0 || len(g.Paths) > 0 {
 		parts = append(parts, fmt.Sprintf("%s on %s", strings.Join(g.Methods, ", "), strings.Join(g.Paths, ", ")))
+	}
+	if len(g.Resources) > 0 {
+		parts = append(parts, describeKube(g))
 	}
 	return g.Backend + ": " + strings.Join(parts, "; ")
 }

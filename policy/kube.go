@@ -1,0 +1,164 @@
+package policy
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/warden-mcp/warden"
+)
+
+// Kubernetes grants are read only: kube_get issues get and list, nothing
+// else. A grant covers
+//
+//   - namespaced resources: `namespaces` (names or globs; "*" is every
+//     namespace, and the only pattern that covers a list across all of
+//     them in one request) × `resources`;
+//   - cluster-scoped resources (nodes, namespaces, CRDs, cluster roles):
+//     only with `cluster_scoped: true`, × `resources`.
+//
+// `resources` are plurals qualified by their group unless they are in the
+// core group (pods, secrets, deployments.apps,
+// ingresses.networking.k8s.io); globs per path.Match, so "*" is every
+// resource and "*.apps" every resource of group apps. `names` narrows a
+// grant to those objects (globs allowed), for get only: as with RBAC's
+// resourceNames, it never covers a list.
+
+var (
+	resourcePattern  = regexp.MustCompile(`^[a-z0-9*?\[\]-]+(\.[a-z0-9*?\[\]-]+)*$`)
+	namespacePattern = regexp.MustCompile(`^[a-z0-9*?\[\]-]+$`)
+)
+
+// validateKubeGrant checks a grant on a kubernetes backend.
+func validateKubeGrant(gp string, g *Grant) []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, warden.FieldErrorf(path, format, args...))
+	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"tables", len(g.Tables) > 0}, {"actions", len(g.Actions) > 0}, {"functions", len(g.Functions) > 0},
+		{"methods", len(g.Methods) > 0}, {"paths", len(g.Paths) > 0}} {
+		if k.set {
+			add(gp+"."+k.key, "%s do not apply to kubernetes backends (use namespaces, resources, names, cluster_scoped)", k.key)
+		}
+	}
+	switch {
+	case g.ClusterScoped && len(g.Namespaces) > 0:
+		add(gp+".namespaces", "a cluster_scoped grant covers resources outside namespaces; list namespaced resources in a separate grant")
+	case !g.ClusterScoped && len(g.Namespaces) == 0:
+		add(gp+".namespaces", `missing namespaces (names or globs; "*" for all), or set cluster_scoped: true for cluster-scoped resources`)
+	}
+	if len(g.Resources) == 0 {
+		add(gp+".resources", "missing resources (like pods, deployments.apps, or \"*\")")
+	}
+	for j, r := range g.Resources {
+		if _, err := path.Match(r, ""); err != nil || !resourcePattern.MatchString(r) {
+			add(fmt.Sprintf("%s.resources[%d]", gp, j), "%q is not a resource: use the lower-case plural and its group, like deployments.apps", r)
+		}
+		if strings.Contains(r, "/") {
+			add(fmt.Sprintf("%s.resources[%d]", gp, j), "%q names a subresource; kube_get reads resources only", r)
+		}
+	}
+	for j, ns := range g.Namespaces {
+		if _, err := path.Match(ns, ""); err != nil || !namespacePattern.MatchString(ns) {
+			add(fmt.Sprintf("%s.namespaces[%d]", gp, j), "%q is not a namespace name or pattern", ns)
+		}
+	}
+	for j, n := range g.Names {
+		if _, err := path.Match(n, ""); err != nil || n == "" || strings.Contains(n, "/") {
+			add(fmt.Sprintf("%s.names[%d]", gp, j), "%q is not an object name or pattern", n)
+		}
+	}
+	return errs
+}
+
+// notKube refuses kubernetes keys on other backends.
+func notKube(gp string, g *Grant, kind string) []error {
+	var errs []error
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"namespaces", len(g.Namespaces) > 0}, {"resources", len(g.Resources) > 0}, {"names", len(g.Names) > 0}, {"cluster_scoped", g.ClusterScoped}} {
+		if k.set {
+			errs = append(errs, warden.FieldErrorf(gp+"."+k.key, "%s applies to kubernetes backends; %q is %s", k.key, g.Backend, kind))
+		}
+	}
+	return errs
+}
+
+// coversKube reports whether g covers op on a kubernetes backend.
+func coversKube(g *Grant, op warden.Op) bool {
+	if op.Verb != warden.VerbGet && op.Verb != warden.VerbList {
+		return false
+	}
+	o, ok := warden.ParseKubeObject(op.Object)
+	if !ok || o.Namespaced() == g.ClusterScoped {
+		return false
+	}
+	if o.Namespaced() && !matchNamespace(g.Namespaces, o.Namespace) {
+		return false
+	}
+	if !matchGlobs(g.Resources, o.Resource) {
+		return false
+	}
+	if len(g.Names) > 0 {
+		return op.Verb == warden.VerbGet && matchGlobs(g.Names, o.Name)
+	}
+	return true
+}
+
+// matchNamespace: a pattern matches a namespace by path.Match, except
+// that the list across all namespaces ("*") is covered only by "*".
+func matchNamespace(patterns []string, ns string) bool {
+	if ns == warden.AllNamespaces {
+		return slices.Contains(patterns, warden.AllNamespaces)
+	}
+	return matchGlobs(patterns, ns)
+}
+
+func matchGlobs(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Namespaces returns the namespace patterns in which caller may list
+// resource on a kubernetes backend, sorted: what kube_get expands a list
+// across all namespaces to. A "*" among them means every namespace.
+func (p *Policy) Namespaces(c *warden.Caller, backend, resource string) []string {
+	var out []string
+	for _, g := range p.grants(c, backend) {
+		if g.kind != "kubernetes" || g.ClusterScoped || len(g.Names) > 0 || !matchGlobs(g.Resources, resource) {
+			continue
+		}
+		for _, ns := range g.Namespaces {
+			if !slices.Contains(out, ns) {
+				out = append(out, ns)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func describeKube(g *Grant) string {
+	verbs := "get, list"
+	if len(g.Names) > 0 {
+		verbs = "get"
+	}
+	s := fmt.Sprintf("%s %s", verbs, strings.Join(g.Resources, ", "))
+	if len(g.Names) > 0 {
+		s += " named " + strings.Join(g.Names, ", ")
+	}
+	if g.ClusterScoped {
+		return s + " (cluster-scoped)"
+	}
+	return s + " in namespaces " + strings.Join(g.Namespaces, ", ")
+}
