@@ -97,8 +97,15 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	if err != nil {
 		return c, err
 	}
-	if res.JSON, err = encodeResult(res.Structured); err != nil {
-		return c, Wrap(Internal, err, "the result could not be encoded")
+	switch {
+	case res.JSON == nil:
+		if res.JSON, err = encodeResult(res.Structured); err != nil {
+			return c, Wrap(Internal, err, "the result could not be encoded")
+		}
+	case p.Scrubber == nil && !json.Valid(res.JSON):
+		// (ScrubJSON below checks it otherwise.) The recording splices
+		// these bytes in as they are: they must be JSON.
+		return c, Errorf(Internal, "the tool returned a result that is not JSON")
 	}
 
 	// Mask: value detectors over every string of the result, before it

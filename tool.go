@@ -53,9 +53,10 @@ type Result struct {
 	Count int64
 	// Truncated reports that the result was cut at a configured cap.
 	Truncated bool
-	// JSON is Structured encoded once by the pipeline; the recording and
-	// the response use these exact bytes, so what is recorded is what
-	// the agent received.
+	// JSON is Structured encoded once, by the pipeline or, for large
+	// results, by the tool itself (then Structured may be nil); the
+	// pipeline checks it is valid JSON. The recording and the response use
+	// these exact bytes, so what is recorded is what the agent received.
 	JSON json.RawMessage
 }
 

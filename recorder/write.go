@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/warden-mcp/warden"
@@ -146,17 +147,19 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 		}
 	}
 	var resultErr error
+	var raw json.RawMessage // the result's bytes, spliced in as they are
 	if c.Result != nil {
 		body.Count = c.Result.Count
 		body.Truncated = c.Result.Truncated
-		var text string
 		if c.Result.JSON != nil {
-			// The bytes the agent receives, encoded once by the pipeline.
-			text = string(c.Result.JSON)
+			// The bytes the agent receives, encoded (or checked) once by
+			// the pipeline: written as they are, not encoded again.
+			raw = c.Result.JSON
 		} else {
+			var text string
 			text, resultErr = encode(c.Result.Structured)
+			body.Result = json.RawMessage(text)
 		}
-		body.Result = json.RawMessage(text)
 		if resultErr != nil {
 			resultErr = fmt.Errorf("encoding result: %w", resultErr)
 			body.Result = nil
@@ -165,7 +168,27 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
 		}
 	}
-	err := s.appendOnce(ctx, kindCallFinish, c.SessionID, c.ID, body.EndedAt, body, "call was already finished")
+	w, err := s.writable()
+	if err != nil {
+		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
+	}
+	text, err := encode(body)
+	if err != nil {
+		return fmt.Errorf("recording finish of call %s: encoding record: %w", c.ID, err)
+	}
+	if raw != nil {
+		// body encodes to an object with fields, so it ends in "}".
+		var b strings.Builder
+		b.Grow(len(text) + len(raw) + 10)
+		b.WriteString(text[:len(text)-1])
+		b.WriteString(`,"result":`)
+		b.Write(raw)
+		b.WriteByte('}')
+		text = b.String()
+	}
+	p := newPending(kindCallFinish, c.SessionID, c.ID, body.EndedAt, text)
+	p.duplicate = "call was already finished"
+	err = w.append(ctx, p)
 	if err = errors.Join(resultErr, err); err != nil {
 		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
 	}
