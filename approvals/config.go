@@ -22,19 +22,22 @@ type Config []*Rule
 // human approves them.
 //
 // Conditions: When lists what the call does (SQL actions such as delete
-// or ddl, update_without_where and delete_without_where; HTTP methods);
-// Tables (postgres) and Paths (http) narrow it to objects; RowsAbove
-// (postgres) requires the planner's estimate to exceed a number. A call
+// or ddl, update_without_where and delete_without_where; HTTP methods;
+// get and list on Kubernetes); Tables (postgres), Paths (http), Resources
+// and Namespaces (kubernetes) narrow it to objects; RowsAbove (postgres)
+// requires the planner's estimate to exceed a number. A call
 // matches when one of its operations meets When and the object filters,
 // and the estimate, if asked for, is above the threshold or cannot be
 // made. A rule with no conditions holds every call on its backend.
 type Rule struct {
-	Name      string   `yaml:"name"`
-	Backend   string   `yaml:"backend"`
-	When      []string `yaml:"when"`
-	Tables    []string `yaml:"tables"`
-	Paths     []string `yaml:"paths"`
-	RowsAbove *int64   `yaml:"rows_above"`
+	Name       string   `yaml:"name"`
+	Backend    string   `yaml:"backend"`
+	When       []string `yaml:"when"`
+	Tables     []string `yaml:"tables"`
+	Paths      []string `yaml:"paths"`
+	Resources  []string `yaml:"resources"`
+	Namespaces []string `yaml:"namespaces"`
+	RowsAbove  *int64   `yaml:"rows_above"`
 	// Approvers is `user` or {groups, subjects, user}.
 	Approvers *warden.Approvers `yaml:"approvers"`
 	// Timeout is how long a request stays pending, and how long an
@@ -139,19 +142,32 @@ func (r *Rule) validateConditions(p, kind string) []error {
 		errs = append(errs, warden.FieldErrorf(path, format, args...))
 	}
 	var when []string
+	only := func(key string, set bool, kinds string) {
+		if set {
+			add(p+"."+key, "%s is a condition for %s backends; %q is %s", key, kinds, r.Backend, kind)
+		}
+	}
 	switch kind {
 	case "postgres":
 		when = sqlWhen
-		if len(r.Paths) > 0 {
-			add(p+".paths", "paths apply to http backends; %q is %s (use tables)", r.Backend, kind)
-		}
+		only("paths", len(r.Paths) > 0, "http")
+		only("resources", len(r.Resources) > 0, "kubernetes")
+		only("namespaces", len(r.Namespaces) > 0, "kubernetes")
 	case "http":
 		when = policy.HTTPMethods
-		if len(r.Tables) > 0 {
-			add(p+".tables", "tables apply to postgres backends; %q is %s (use paths)", r.Backend, kind)
-		}
-		if r.RowsAbove != nil {
-			add(p+".rows_above", "rows_above applies to postgres backends; %q is %s", r.Backend, kind)
+		only("tables", len(r.Tables) > 0, "postgres")
+		only("rows_above", r.RowsAbove != nil, "postgres")
+		only("resources", len(r.Resources) > 0, "kubernetes")
+		only("namespaces", len(r.Namespaces) > 0, "kubernetes")
+	case "kubernetes":
+		when = []string{warden.VerbGet, warden.VerbList}
+		only("tables", len(r.Tables) > 0, "postgres")
+		only("paths", len(r.Paths) > 0, "http")
+		only("rows_above", r.RowsAbove != nil, "postgres")
+		for j, res := range r.Resources {
+			if res == "" || strings.Contains(res, "/") || strings.ToLower(res) != res {
+				add(fmt.Sprintf("%s.resources[%d]", p, j), "%q is not a resource: use the lower-case plural and its group, like secrets or deployments.apps", res)
+			}
 		}
 	default:
 		add(p+".backend", "backend %q is of kind %q, which approval rules do not cover in this version", r.Backend, kind)

@@ -1,6 +1,7 @@
 package approvals
 
 import (
+	"path"
 	"slices"
 
 	"github.com/warden-mcp/warden"
@@ -58,7 +59,7 @@ func (r *Rule) matches(a *warden.Action, kind string, est *estimate) bool {
 	if r.Backend != a.Backend {
 		return false
 	}
-	if len(r.When)+len(r.Tables)+len(r.Paths) > 0 && !slices.ContainsFunc(a.Ops, func(op warden.Op) bool { return r.matchOp(kind, op) }) {
+	if len(r.When)+len(r.Tables)+len(r.Paths)+len(r.Resources)+len(r.Namespaces) > 0 && !slices.ContainsFunc(a.Ops, func(op warden.Op) bool { return r.matchOp(kind, op) }) {
 		return false
 	}
 	if r.RowsAbove != nil {
@@ -84,6 +85,19 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 		if len(r.Paths) > 0 && !policy.MatchAnyPath(r.Paths, op.Object) {
 			return false
 		}
+	case "kubernetes":
+		o, ok := warden.ParseKubeObject(op.Object)
+		if !ok {
+			return true // fail closed: an object the rule cannot read is held
+		}
+		if len(r.Resources) > 0 && !matchGlobs(r.Resources, o.Resource) {
+			return false
+		}
+		// A list across all namespaces may read any namespace a
+		// namespace condition names.
+		if len(r.Namespaces) > 0 && o.Namespace != warden.AllNamespaces && !matchGlobs(r.Namespaces, o.Namespace) {
+			return false
+		}
 	}
 	return true
 }
@@ -96,4 +110,13 @@ func whenMatches(w string, op warden.Op) bool {
 		return op.Verb == warden.VerbDelete && op.Unfiltered
 	}
 	return w == op.Verb
+}
+
+func matchGlobs(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -69,7 +69,7 @@ type fixture struct {
 	n     int
 }
 
-var kinds = map[string]string{"shop": "postgres", "billing": "http"}
+var kinds = map[string]string{"shop": "postgres", "billing": "http", "cluster": "kubernetes"}
 
 func wait(d time.Duration) *warden.Duration { w := warden.Duration(d); return &w }
 
@@ -174,6 +174,8 @@ func TestRules(t *testing.T) {
 		{Name: "payroll", Backend: "shop", Tables: []string{"hr.*"}, Approvers: &user},
 		{Name: "writes", Backend: "shop", When: []string{"insert", "update", "delete", "merge", "truncate", "ddl"}, Approvers: &user},
 		{Name: "payments", Backend: "billing", When: []string{"POST", "DELETE"}, Paths: []string{"/v1/payments/**"}, Approvers: &user},
+		{Name: "secret-reads", Backend: "cluster", Resources: []string{"secrets"}, Approvers: &user},
+		{Name: "prod-lists", Backend: "cluster", When: []string{"list"}, Namespaces: []string{"prod-*"}, Approvers: &user},
 	}
 	f := newFixture(t, rules...)
 	sqlAction := func(ops ...warden.Op) *warden.Action {
@@ -198,6 +200,12 @@ func TestRules(t *testing.T) {
 		{"HoldsHTTPMethodOnPath", &warden.Action{Tool: "http_call", Backend: "billing", Kind: "POST", Ops: []warden.Op{{Verb: "POST", Object: "/v1/payments/42/refund"}}}, 0, true, "payments"},
 		{"LetsOtherPathsThrough", &warden.Action{Tool: "http_call", Backend: "billing", Kind: "POST", Ops: []warden.Op{{Verb: "POST", Object: "/v1/invoices/42"}}}, 0, true, ""},
 		{"LetsGETThrough", &warden.Action{Tool: "http_call", Backend: "billing", Kind: "GET", Ops: []warden.Op{{Verb: "GET", Object: "/v1/payments/42"}}}, 0, true, ""},
+		{"HoldsReadingASecret", kubeAction("get", warden.KubeObject{Namespace: "staging", Resource: "secrets", Name: "db"}), 0, true, "secret-reads"},
+		{"HoldsListingSecretsAnywhere", kubeAction("list", warden.KubeObject{Namespace: "*", Resource: "secrets"}), 0, true, "secret-reads"},
+		{"LetsPodsThrough", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "pods"}), 0, true, ""},
+		{"HoldsListsInMatchingNamespaces", kubeAction("list", warden.KubeObject{Namespace: "prod-eu", Resource: "pods"}), 0, true, "prod-lists"},
+		{"HoldsListsAcrossAllNamespacesUnderANamespaceRule", kubeAction("list", warden.KubeObject{Namespace: "*", Resource: "pods"}), 0, true, "prod-lists"},
+		{"LetsGetsInMatchingNamespacesThrough", kubeAction("get", warden.KubeObject{Namespace: "prod-eu", Resource: "pods", Name: "x"}), 0, true, ""},
 		{"OtherBackendNotHeld", &warden.Action{Tool: "sql_query", Backend: "other", Kind: "delete", Ops: []warden.Op{{Verb: "delete", Object: "public.orders"}}}, 1, false, ""},
 	}
 	for _, tc := range cases {
@@ -229,6 +237,10 @@ func TestRules(t *testing.T) {
 	})
 }
 
+func kubeAction(verb string, o warden.KubeObject) *warden.Action {
+	return &warden.Action{Tool: "kube_get", Backend: "cluster", Kind: verb, Ops: []warden.Op{{Verb: verb, Object: o.String()}}}
+}
+
 func TestConfigValidate(t *testing.T) {
 	user := warden.Approvers{User: true}
 	none := warden.Approvers{}
@@ -237,21 +249,25 @@ func TestConfigValidate(t *testing.T) {
 		rule *approvals.Rule
 		want string
 	}{
-		{"UnknownBackend", &approvals.Rule{Name: "r", Backend: "shp", Approvers: &user}, `[0].backend: unknown backend "shp" (configured: billing, shop)`},
+		{"UnknownBackend", &approvals.Rule{Name: "r", Backend: "shp", Approvers: &user}, `[0].backend: unknown backend "shp" (configured: billing, cluster, shop)`},
 		{"MissingName", &approvals.Rule{Backend: "shop", Approvers: &user}, "[0].name: missing name"},
 		{"BadName", &approvals.Rule{Name: "Big Deletes", Backend: "shop", Approvers: &user}, `[0].name: "Big Deletes" is not a rule name`},
 		{"UnknownSQLCondition", &approvals.Rule{Name: "r", Backend: "shop", When: []string{"drop"}, Approvers: &user}, `[0].when[0]: unknown condition "drop" for a postgres backend`},
 		{"MethodOnPostgres", &approvals.Rule{Name: "r", Backend: "shop", When: []string{"POST"}, Approvers: &user}, `[0].when[0]: unknown condition "POST"`},
 		{"VerbOnHTTP", &approvals.Rule{Name: "r", Backend: "billing", When: []string{"delete"}, Approvers: &user}, `[0].when[0]: unknown condition "delete" for a http backend`},
-		{"TablesOnHTTP", &approvals.Rule{Name: "r", Backend: "billing", Tables: []string{"public.x"}, Approvers: &user}, "[0].tables: tables apply to postgres backends"},
-		{"PathsOnPostgres", &approvals.Rule{Name: "r", Backend: "shop", Paths: []string{"/x"}, Approvers: &user}, "[0].paths: paths apply to http backends"},
-		{"RowsOnHTTP", &approvals.Rule{Name: "r", Backend: "billing", RowsAbove: rows(1), Approvers: &user}, "[0].rows_above: rows_above applies to postgres backends"},
+		{"TablesOnHTTP", &approvals.Rule{Name: "r", Backend: "billing", Tables: []string{"public.x"}, Approvers: &user}, "[0].tables: tables is a condition for postgres backends"},
+		{"PathsOnPostgres", &approvals.Rule{Name: "r", Backend: "shop", Paths: []string{"/x"}, Approvers: &user}, "[0].paths: paths is a condition for http backends"},
+		{"RowsOnHTTP", &approvals.Rule{Name: "r", Backend: "billing", RowsAbove: rows(1), Approvers: &user}, "[0].rows_above: rows_above is a condition for postgres backends"},
 		{"UnqualifiedTable", &approvals.Rule{Name: "r", Backend: "shop", Tables: []string{"orders"}, Approvers: &user}, "[0].tables[0]: \"orders\" must be schema-qualified"},
 		{"BadPath", &approvals.Rule{Name: "r", Backend: "billing", Paths: []string{"v1/x"}, Approvers: &user}, "[0].paths[0]: \"v1/x\" must start with /"},
 		{"NoApprovers", &approvals.Rule{Name: "r", Backend: "shop"}, "[0].approvers: missing approvers"},
 		{"EmptyApprovers", &approvals.Rule{Name: "r", Backend: "shop", Approvers: &none}, "[0].approvers: no approvers"},
 		{"TimeoutTooShort", &approvals.Rule{Name: "r", Backend: "shop", Approvers: &user, Timeout: warden.Duration(time.Second)}, "[0].timeout: 1s is too short"},
 		{"WaitLongerThanTimeout", &approvals.Rule{Name: "r", Backend: "shop", Approvers: &user, Timeout: warden.Duration(time.Minute), Wait: wait(2 * time.Minute)}, "[0].wait: wait (2m0s) is longer than timeout (1m0s)"},
+		{"VerbOnKube", &approvals.Rule{Name: "r", Backend: "cluster", When: []string{"delete"}, Approvers: &user}, `[0].when[0]: unknown condition "delete" for a kubernetes backend (one of get, list)`},
+		{"TablesOnKube", &approvals.Rule{Name: "r", Backend: "cluster", Tables: []string{"public.x"}, Approvers: &user}, "[0].tables: tables is a condition for postgres backends"},
+		{"ResourcesOnPostgres", &approvals.Rule{Name: "r", Backend: "shop", Resources: []string{"secrets"}, Approvers: &user}, "[0].resources: resources is a condition for kubernetes backends"},
+		{"SubresourceRule", &approvals.Rule{Name: "r", Backend: "cluster", Resources: []string{"pods/log"}, Approvers: &user}, `[0].resources[0]: "pods/log" is not a resource`},
 		{"BadWebhookWithoutEchoingIt", &approvals.Rule{Name: "r", Backend: "shop", Approvers: &user, Notify: &approvals.Notify{Webhook: "ftp://hooks.example/T0/secret"}}, "[0].notify.webhook: not an http(s) URL"},
 	}
 	for _, tc := range cases {
@@ -260,7 +276,7 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate = %v; want an error containing %q", err, tc.want)
 			}
-			if strings.Contains(err.Error(), "secret") {
+			if strings.Contains(err.Error(), "hooks.example") {
 				t.Errorf("Validate error echoes the webhook URL: %v", err)
 			}
 		})

@@ -93,7 +93,8 @@ func New(opts Options) *Server {
 		server.WithRecovery(),
 		server.WithInstructions("warden is the only way to reach these databases and APIs; it holds the credentials. "+
 			"For SQL, call sql_schema to see the tables and columns you may use, then sql_query with one statement per call. "+
-			"For HTTP APIs, call http_call with a method and a path under the API. A refused call says which rule refused it "+
+			"For HTTP APIs, call http_call with a method and a path under the API. "+
+			"For Kubernetes, call kube_get with a resource as kubectl names it (get by name, or list). A refused call says which rule refused it "+
 			"and what you may do instead; masked values are marked as masked and cannot be recovered. "+
 			"Some calls need a human's approval: warden asks the user to confirm, or returns the call as pending with an approval_id; "+
 			"once a reviewer approves, call again with exactly the same arguments plus that approval_id."),

@@ -47,6 +47,19 @@ func (m *Main) check(args []string) error {
 			// Header names only: their values are credentials.
 			fmt.Fprintf(w, ": timeout %s, max_response_bytes %d, credential headers %s", h.Timeout, h.MaxResponseBytes, strings.Join(slices.Sorted(maps.Keys(h.Headers)), ", "))
 		}
+		if k := b.Kube; k != nil {
+			// How warden connects, never with what.
+			via := "kubeconfig " + k.Kubeconfig
+			switch {
+			case k.InCluster:
+				via = "the in-cluster service account"
+			case k.Server != "":
+				via = "token_file " + k.TokenFile
+			case k.Context != "":
+				via += ", context " + k.Context
+			}
+			fmt.Fprintf(w, ": %s, impersonate %v, timeout %s, max_objects %d, max_response_bytes %d", via, k.Impersonate, k.Timeout, k.MaxObjects, k.MaxResponseBytes)
+		}
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintln(w, "\nroles:")

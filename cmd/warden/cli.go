@@ -25,6 +25,7 @@ import (
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
 	httptool "github.com/warden-mcp/warden/tools/http"
+	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
 )
 
@@ -164,6 +165,7 @@ type App struct {
 	Store    *recorder.Store
 	Backends sql.Backends
 	HTTP     httptool.Backends
+	Kube     kube.Backends
 	Policy   *policy.Policy
 	Pipeline *warden.Pipeline
 	// Approvals holds calls for a human; nil without approval rules.
@@ -187,7 +189,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
-	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Policy: pol, Log: log}
+	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Kube: kube.Backends{}, Policy: pol, Log: log}
 	if len(cfg.Identity.OIDC) > 0 {
 		// Discovery and a first key fetch now: an issuer warden cannot
 		// verify against stops it at start, not at the first call.
@@ -209,6 +211,11 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			if be, err = httptool.NewBackend(ctx, name, *b.HTTP); err == nil { // resolves and pins the host
 				app.HTTP[name] = be
 			}
+		case b.Kube != nil:
+			var be *kube.Backend
+			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
+				app.Kube[name] = be
+			}
 		}
 		if err != nil {
 			app.Close()
@@ -223,6 +230,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		&sql.Query{Backends: app.Backends},
 		&sql.Schema{Backends: app.Backends, Grants: pol},
 		&httptool.Call{Backends: app.HTTP, Policy: pol},
+		&kube.Get{Backends: app.Kube, Grants: pol},
 	)
 	if err != nil {
 		app.Close()
@@ -319,6 +327,7 @@ func (a *App) checkMasking(ctx context.Context) error {
 func (a *App) Close() {
 	a.Backends.Close()
 	a.HTTP.Close()
+	a.Kube.Close()
 	if a.Store != nil {
 		_ = a.Store.Close()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	httptool "github.com/warden-mcp/warden/tools/http"
+	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
 	"go.yaml.in/yaml/v3"
 )
@@ -54,6 +55,7 @@ type Backend struct {
 	Kind     string
 	Postgres *sql.Config
 	HTTP     *httptool.Config
+	Kube     *kube.Config
 }
 
 // DefaultStore is where the recording goes when `store` is not set.
@@ -149,6 +151,15 @@ func (c *Config) validate() error {
 		}
 		if b.HTTP != nil {
 			errs = append(errs, warden.Under("backends."+name, b.HTTP.Validate()))
+		}
+		if b.Kube != nil {
+			errs = append(errs, warden.Under("backends."+name, b.Kube.Validate()))
+			// Objects carry environment values and ConfigMap data: the
+			// value detectors must see them.
+			if c.Masking == nil || len(c.Masking.Detectors) == 0 {
+				errs = append(errs, warden.FieldErrorf("backends."+name, "kubernetes objects carry environment values and ConfigMap data, "+
+					"which warden scans with the value detectors: configure masking.detectors (for example [secret_token, credit_card, email, us_ssn, iban])"))
+			}
 		}
 	}
 	if len(c.Roles) == 0 {
@@ -356,11 +367,12 @@ func decodeBackend(n *yaml.Node, b *Backend, path string, errs *[]error) {
 	case "http":
 		b.HTTP = &httptool.Config{}
 		decodeStrict(n, reflect.ValueOf(b.HTTP).Elem(), path, errs)
-	case "":
-		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "missing kind (postgres, http)"))
 	case "kubernetes":
-		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "%q backends are not supported by this version yet", b.Kind))
+		b.Kube = &kube.Config{}
+		decodeStrict(n, reflect.ValueOf(b.Kube).Elem(), path, errs)
+	case "":
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "missing kind (postgres, http, kubernetes)"))
 	default:
-		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres, http)", b.Kind))
+		*errs = append(*errs, warden.FieldErrorf(join(path, "kind"), "unknown kind %q (postgres, http, kubernetes)", b.Kind))
 	}
 }
