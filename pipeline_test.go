@@ -298,3 +298,15 @@ func TestCallHash(t *testing.T) {
 		t.Error("CallHash(1.0) = CallHash(1); numbers keep the digits the agent sent")
 	}
 }
+
+// BenchmarkCallHash is what every call pays for approval rules to bind an
+// approval to it (docs/BENCHMARKS.md).
+func BenchmarkCallHash(b *testing.B) {
+	args := json.RawMessage(`{"database":"shop","sql":"SELECT id, name, price, added, active FROM items WHERE id = $1 ORDER BY id","params":[42],"purpose":"weekly report"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := warden.CallHash("sql_query", args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

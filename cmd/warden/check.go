@@ -93,6 +93,15 @@ func (m *Main) check(args []string) error {
 			if len(r.Paths) > 0 {
 				when = append(when, "paths "+strings.Join(r.Paths, ", "))
 			}
+			if len(r.Resources) > 0 {
+				when = append(when, "resources "+strings.Join(r.Resources, ", "))
+			}
+			if len(r.Namespaces) > 0 {
+				when = append(when, "namespaces "+strings.Join(r.Namespaces, ", "))
+			}
+			if r.RowsAbove != nil {
+				when = append(when, fmt.Sprintf("estimate above %d rows", *r.RowsAbove))
+			}
 			if len(when) == 0 {
 				when = append(when, "every call")
 			}

@@ -92,7 +92,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if c.Kubeconfig != "" {
+	if sources == 1 && (c.Kubeconfig != "" || c.InCluster) {
+		// The kubeconfig and its context, or the service account's token
+		// and CA: read now, so a mistake stops warden at start.
 		if _, err := c.restConfig(); err != nil {
 			errs = append(errs, err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
@@ -62,18 +63,19 @@ func BenchmarkSelect100Rows(b *testing.B) {
 		reportP50(b, durations)
 	})
 
-	for _, masked := range []bool{false, true} {
-		name := "pipeline"
-		if masked {
-			name = "pipeline-masked"
-		}
-		b.Run(name, func(b *testing.B) { benchPipeline(b, ctx, dsn, masked) })
+	for _, v := range []struct {
+		name             string
+		masked, approval bool
+	}{{"pipeline", false, false}, {"pipeline-masked", true, false}, {"pipeline-approval-rules", false, true}} {
+		b.Run(v.name, func(b *testing.B) { benchPipeline(b, ctx, dsn, v.masked, v.approval) })
 	}
 }
 
 // benchPipeline runs the query through the pipeline; with masked, two of
-// the five columns are masked by provenance (last4 and hash).
-func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked bool) {
+// the five columns are masked by provenance (last4 and hash); with
+// approval, approval rules are configured that do not hold a select (the
+// cost every call pays for them: its hash and the rule match).
+func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approval bool) {
 	{
 		cfg := sql.Config{DSN: dsn}
 		if err := cfg.Validate(); err != nil {
@@ -111,6 +113,17 @@ func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked bool) {
 		seq := 0
 		p := &warden.Pipeline{Tools: reg, Policy: pol, Recorder: store, Clock: time.Now,
 			NewID: func() string { seq++; return "c-bench-" + time.Now().Format("150405.000000") + "-" + itoa(seq) }}
+		if approval {
+			rules := approvals.Config{
+				{Name: "wipes", Backend: "shop", When: []string{"update_without_where", "delete_without_where"}, Approvers: &warden.Approvers{Groups: []string{"dba"}}},
+				{Name: "writes", Backend: "shop", When: []string{"insert", "update", "delete", "ddl"}, Approvers: &warden.Approvers{User: true}},
+			}
+			if err := rules.Validate(map[string]string{"shop": "postgres"}); err != nil {
+				b.Fatal(err)
+			}
+			p.Approvals = &approvals.Service{Rules: rules, Kinds: map[string]string{"shop": "postgres"}, Store: store,
+				Key: []byte("0123456789abcdef0123456789abcdef"), Clock: time.Now, NewID: func() string { return "a-bench" }}
+		}
 		callCtx := warden.WithCaller(ctx, &warden.Caller{Subject: "bench@example.com", Groups: []string{"analysts"}, Method: "local"})
 		args := json.RawMessage(`{"database":"shop","sql":"` + benchQuery + `"}`)
 		run := func() {
