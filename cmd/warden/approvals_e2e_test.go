@@ -20,6 +20,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/warden-mcp/warden/internal/oidctest"
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/recorder"
 )
@@ -794,5 +795,67 @@ func TestExplainShowsTheApprovalRule(t *testing.T) {
 	}
 	if n := count(t, dsn, "SELECT count(*) FROM orders"); n != 30 {
 		t.Errorf("orders after explain = %d; want 30", n)
+	}
+}
+
+// TestReviewerDecidesWithABearerToken: over HTTP with OIDC, the requester
+// and the reviewer are both subjects of tokens from the trusted issuer;
+// `warden approvals approve --token` verifies the reviewer's token like
+// any other.
+func TestReviewerDecidesWithABearerToken(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	idp := oidctest.New(t)
+	cfg := fmt.Sprintf(`
+store: sqlite:recording.db
+identity:
+  oidc:
+    - {issuer: %q, audience: warden, groups_claim: realm_access.roles}
+backends:
+  shop: {kind: postgres, dsn: "${E2E_DSN}"}
+roles:
+  analyst:
+    members: {groups: [analysts]}
+    grants:
+      - {backend: shop, tables: [public.orders], actions: [select, update]}
+approvals:
+  - {name: dba-review, backend: shop, when: [update], approvers: {groups: [dba]}, wait: 0s}
+`, idp.Issuer())
+	config := filepath.Join(t.TempDir(), "warden.yaml")
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("E2E_DSN", dsn)
+	token := func(sub string, groups ...any) string {
+		return idp.Token(t, map[string]any{"sub": sub, "email": sub, "realm_access": map[string]any{"roles": groups}})
+	}
+	alice := token("alice@example.com", "analysts", "dba") // a dba herself
+	src := &tokenSource{}
+	src.set(alice)
+	c := connect(t, startServer(t, config, "http"), "http", src, mcp.ProtocolVersion20251125)
+	update := map[string]any{"database": "shop", "sql": "UPDATE orders SET status = 'held' WHERE id = 9"}
+	r := call(t, c, "sql_query", update)
+	id, _ := r.Body["approval_id"].(string)
+	if id == "" {
+		t.Fatalf("update = %s; want held", r.Text)
+	}
+	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config, "--token", alice); code != 1 || !strings.Contains(errOut, "requested this call") {
+		t.Errorf("approve with the requester's token = %d %q; want refused", code, errOut)
+	}
+	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config, "--token", idp.Token(t, map[string]any{"sub": "bob@example.com"}, oidctest.Tamper())); code != 1 || !strings.Contains(errOut, "the token is not valid") {
+		t.Errorf("approve with a tampered token = %d %q; want refused", code, errOut)
+	}
+	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config); code != 1 || !strings.Contains(errOut, "needs a reviewer identity") {
+		t.Errorf("approve without an identity = %d %q; want refused", code, errOut)
+	}
+	if out, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config, "--token", token("bob@example.com", "dba")); code != 0 {
+		t.Fatalf("approve with bob's token = %d %s%s", code, out, errOut)
+	}
+	update["approval_id"] = id
+	if r := call(t, c, "sql_query", update); r.IsError || count(t, dsn, "SELECT count(*) FROM orders WHERE id = 9 AND status = 'held'") != 1 {
+		t.Errorf("retry = %v %s; want it to run", r.IsError, r.Text)
+	}
+	h, err := openRecording(t, config).ApprovalHistory(context.Background(), id)
+	if err != nil || len(h) != 3 || h[1].By == nil || h[1].By.Subject != "bob@example.com" || h[1].By.Issuer != idp.Issuer() {
+		t.Errorf("history = %+v, %v; want bob, from the issuer, approving", h, err)
 	}
 }
