@@ -1,7 +1,6 @@
 package approvals
 
 import (
-	"path"
 	"slices"
 
 	"github.com/warden-mcp/warden"
@@ -90,12 +89,12 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 		if !ok {
 			return true // fail closed: an object the rule cannot read is held
 		}
-		if len(r.Resources) > 0 && !matchGlobs(r.Resources, o.Resource) {
+		if len(r.Resources) > 0 && !policy.MatchGlobs(r.Resources, o.Resource) {
 			return false
 		}
 		// A list across all namespaces may read any namespace a
 		// namespace condition names.
-		if len(r.Namespaces) > 0 && o.Namespace != warden.AllNamespaces && !matchGlobs(r.Namespaces, o.Namespace) {
+		if len(r.Namespaces) > 0 && o.Namespace != warden.AllNamespaces && !policy.MatchGlobs(r.Namespaces, o.Namespace) {
 			return false
 		}
 	}
@@ -110,13 +109,4 @@ func whenMatches(w string, op warden.Op) bool {
 		return op.Verb == warden.VerbDelete && op.Unfiltered
 	}
 	return w == op.Verb
-}
-
-func matchGlobs(patterns []string, s string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, s); ok {
-			return true
-		}
-	}
-	return false
 }

@@ -102,11 +102,11 @@ func coversKube(g *Grant, op warden.Op) bool {
 	if o.Namespaced() && !matchNamespace(g.Namespaces, o.Namespace) {
 		return false
 	}
-	if !matchGlobs(g.Resources, o.Resource) {
+	if !MatchGlobs(g.Resources, o.Resource) {
 		return false
 	}
 	if len(g.Names) > 0 {
-		return op.Verb == warden.VerbGet && matchGlobs(g.Names, o.Name)
+		return op.Verb == warden.VerbGet && MatchGlobs(g.Names, o.Name)
 	}
 	return true
 }
@@ -117,10 +117,12 @@ func matchNamespace(patterns []string, ns string) bool {
 	if ns == warden.AllNamespaces {
 		return slices.Contains(patterns, warden.AllNamespaces)
 	}
-	return matchGlobs(patterns, ns)
+	return MatchGlobs(patterns, ns)
 }
 
-func matchGlobs(patterns []string, s string) bool {
+// MatchGlobs reports whether s matches any of patterns (path.Match
+// syntax): how Kubernetes namespaces, resources and names are matched.
+func MatchGlobs(patterns []string, s string) bool {
 	for _, p := range patterns {
 		if ok, _ := path.Match(p, s); ok {
 			return true
@@ -135,7 +137,7 @@ func matchGlobs(patterns []string, s string) bool {
 func (p *Policy) Namespaces(c *warden.Caller, backend, resource string) []string {
 	var out []string
 	for _, g := range p.grants(c, backend) {
-		if g.kind != "kubernetes" || g.ClusterScoped || len(g.Names) > 0 || !matchGlobs(g.Resources, resource) {
+		if g.kind != "kubernetes" || g.ClusterScoped || len(g.Names) > 0 || !MatchGlobs(g.Resources, resource) {
 			continue
 		}
 		for _, ns := range g.Namespaces {
