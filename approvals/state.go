@@ -2,13 +2,11 @@ package approvals
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
+
+	"github.com/warden-mcp/warden"
 )
 
 // requestState is what the requestState warden hands a client with a
@@ -28,25 +26,13 @@ type requestState struct {
 	Exp  int64  `json:"exp"`
 }
 
-const (
-	statePrefix = "w1."
-	stateDomain = "warden/approval-state/v1\x00"
-)
+const stateDomain = "warden/approval-state/v1\x00"
 
-var b64 = base64.RawURLEncoding
-
-// seal returns the state as an opaque token: payload and MAC.
+// seal returns the state as an opaque token (see warden.Seal).
 func seal(key []byte, st requestState) string {
 	st.V = 1
 	payload, _ := json.Marshal(st) // a struct of strings and numbers
-	return statePrefix + b64.EncodeToString(payload) + "." + b64.EncodeToString(mac(key, payload))
-}
-
-func mac(key, payload []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(stateDomain))
-	m.Write(payload)
-	return m.Sum(nil)
+	return warden.Seal(key, stateDomain, payload)
 }
 
 var errBadState = errors.New("the requestState was not issued by warden")
@@ -55,17 +41,8 @@ var errBadState = errors.New("the requestState was not issued by warden")
 // what the state binds.
 func open(key []byte, token string, now time.Time) (requestState, error) {
 	var st requestState
-	rest, ok := strings.CutPrefix(token, statePrefix)
+	payload, ok := warden.Unseal(key, stateDomain, token)
 	if !ok {
-		return st, errBadState
-	}
-	p, m, ok := strings.Cut(rest, ".")
-	if !ok {
-		return st, errBadState
-	}
-	payload, err1 := b64.DecodeString(p)
-	sum, err2 := b64.DecodeString(m)
-	if err1 != nil || err2 != nil || !hmac.Equal(sum, mac(key, payload)) {
 		return st, errBadState
 	}
 	dec := json.NewDecoder(bytes.NewReader(payload))

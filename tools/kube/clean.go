@@ -1,12 +1,8 @@
 package kube
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/warden-mcp/warden"
 )
@@ -83,41 +79,23 @@ type continueState struct {
 }
 
 // sealContinue binds the state to the list it continues (fingerprint)
-// with an HMAC under the backend's key: a token cannot be edited, or used
-// to continue another list (another namespace, resource or selector).
-// Tokens do not outlive the process.
+// with an HMAC under the backend's key (see warden.Seal): a token cannot
+// be edited, or used to continue another list (another namespace,
+// resource or selector). Tokens do not outlive the process.
 func sealContinue(key []byte, fingerprint string, st continueState) string {
 	payload, _ := json.Marshal(st)
-	return "w1." + base64.RawURLEncoding.EncodeToString(payload) + "." + base64.RawURLEncoding.EncodeToString(continueMAC(key, fingerprint, payload))
+	return warden.Seal(key, continueDomain(fingerprint), payload)
 }
 
-func continueMAC(key []byte, fingerprint string, payload []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte("warden/kube-continue/v1\x00"))
-	m.Write([]byte(fingerprint))
-	m.Write([]byte{0})
-	m.Write(payload)
-	return m.Sum(nil)
+func continueDomain(fingerprint string) string {
+	return "warden/kube-continue/v1\x00" + fingerprint + "\x00"
 }
 
 func openContinue(key []byte, token, fingerprint string) (*continueState, error) {
-	bad := warden.Errorf(warden.Invalid, "the continue token is not one this list returned (it belongs to another list, or warden restarted); start again without it")
-	rest, ok := strings.CutPrefix(token, "w1.")
-	if !ok {
-		return nil, bad
-	}
-	p, m, ok := strings.Cut(rest, ".")
-	if !ok {
-		return nil, bad
-	}
-	payload, err1 := base64.RawURLEncoding.DecodeString(p)
-	sum, err2 := base64.RawURLEncoding.DecodeString(m)
-	if err1 != nil || err2 != nil || !hmac.Equal(sum, continueMAC(key, fingerprint, payload)) {
-		return nil, bad
-	}
+	payload, ok := warden.Unseal(key, continueDomain(fingerprint), token)
 	var st continueState
-	if err := json.Unmarshal(payload, &st); err != nil || st.Page < 0 {
-		return nil, bad
+	if !ok || json.Unmarshal(payload, &st) != nil || st.Page < 0 {
+		return nil, warden.Errorf(warden.Invalid, "the continue token is not one this list returned (it belongs to another list, or warden restarted); start again without it")
 	}
 	return &st, nil
 }
