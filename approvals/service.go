@@ -301,14 +301,17 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 			return &warden.Error{Code: warden.Denied, Rule: ruleRef(r), Message: msg + ". It did not run."}
 		case warden.ApprovalExpired:
 			if appr.Status != warden.ApprovalExpired {
-				reason := "nobody decided before it expired"
-				if appr.Status == warden.ApprovalApproved {
-					reason = "approved, but not used before it expired"
-				}
-				_, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: appr.ID,
-					From: []warden.ApprovalStatus{warden.ApprovalPending, warden.ApprovalApproved}, To: warden.ApprovalExpired, At: now, Reason: reason})
-				if err != nil && !errors.Is(err, warden.ErrApprovalConflict) {
+				recorded, err := s.recordExpiry(ctx, appr, now)
+				if err != nil {
 					return warden.Wrap(warden.Unavailable, err, "the approval store cannot be written, so the call was refused")
+				}
+				if !recorded {
+					// Decided meanwhile (an approval extends the expiry):
+					// look again rather than call it expired.
+					if appr, err = s.Store.Approval(ctx, appr.ID); err != nil {
+						return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+					}
+					continue
 				}
 			}
 			c.Approval = ref(warden.ApprovalExpired)
@@ -365,8 +368,7 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 		return appr, warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
 	case st == warden.ApprovalExpired:
 		if appr.Status != warden.ApprovalExpired {
-			_, _ = s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: id, From: []warden.ApprovalStatus{warden.ApprovalPending},
-				To: warden.ApprovalExpired, At: now, Reason: "nobody decided before it expired"})
+			_, _ = s.recordExpiry(ctx, appr, now) // the refusal stands either way; the sweep records it otherwise
 		}
 		return appr, warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
 			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
@@ -410,20 +412,35 @@ func (s *Service) Expire(ctx context.Context) (int, error) {
 			if a.Effective(now) != warden.ApprovalExpired {
 				continue
 			}
-			reason := "nobody decided before it expired"
-			if st == warden.ApprovalApproved {
-				reason = "approved, but not used before it expired"
-			}
-			_, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: a.ID, From: []warden.ApprovalStatus{st}, To: warden.ApprovalExpired, At: now, Reason: reason})
-			switch {
-			case err == nil:
-				n++
-			case !errors.Is(err, warden.ErrApprovalConflict):
+			recorded, err := s.recordExpiry(ctx, a, now)
+			if err != nil {
 				return n, err
+			}
+			if recorded {
+				n++
 			}
 		}
 	}
 	return n, nil
+}
+
+// recordExpiry records that a, pending or approved as last read, has
+// expired. It reports false, with no error, when a was changed meanwhile:
+// the change applies only to the status it was read in.
+func (s *Service) recordExpiry(ctx context.Context, a *warden.Approval, now time.Time) (bool, error) {
+	reason := "nobody decided before it expired"
+	if a.Status == warden.ApprovalApproved {
+		reason = "approved, but not used before it expired"
+	}
+	_, err := s.Store.ChangeApproval(ctx, warden.ApprovalChange{ID: a.ID, From: []warden.ApprovalStatus{a.Status},
+		To: warden.ApprovalExpired, At: now, Reason: reason})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, warden.ErrApprovalConflict):
+		return false, nil
+	}
+	return false, err
 }
 
 // RunExpiry calls Expire every interval until ctx ends.
