@@ -3,6 +3,7 @@ package approvals
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -101,7 +102,7 @@ func (c Config) Validate(backends map[string]string) error {
 		case r.Backend == "":
 			add(p+".backend", "missing backend")
 		case !ok:
-			add(p+".backend", "unknown backend %q (configured: %s)", r.Backend, strings.Join(sortedKeys(backends), ", "))
+			add(p+".backend", "unknown backend %q (configured: %s)", r.Backend, strings.Join(slices.Sorted(maps.Keys(backends)), ", "))
 		}
 		if ok {
 			errs = append(errs, r.validateConditions(p, kind)...)
@@ -165,8 +166,13 @@ func (r *Rule) validateConditions(p, kind string) []error {
 		only("paths", len(r.Paths) > 0, "http")
 		only("rows_above", r.RowsAbove != nil, "postgres")
 		for j, res := range r.Resources {
-			if res == "" || strings.Contains(res, "/") || strings.ToLower(res) != res {
-				add(fmt.Sprintf("%s.resources[%d]", p, j), "%q is not a resource: use the lower-case plural and its group, like secrets or deployments.apps", res)
+			if msg := policy.CheckResourcePattern(res); msg != "" {
+				add(fmt.Sprintf("%s.resources[%d]", p, j), "%s", msg)
+			}
+		}
+		for j, ns := range r.Namespaces {
+			if msg := policy.CheckNamespacePattern(ns); msg != "" {
+				add(fmt.Sprintf("%s.namespaces[%d]", p, j), "%s", msg)
 			}
 		}
 	default:
@@ -213,13 +219,4 @@ func (r *Rule) Describe() string {
 		s += fmt.Sprintf(" (held when the estimate is above %d rows, or cannot be made)", *r.RowsAbove)
 	}
 	return s
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out
 }

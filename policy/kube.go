@@ -56,16 +56,13 @@ func validateKubeGrant(gp string, g *Grant) []error {
 		add(gp+".resources", "missing resources (like pods, deployments.apps, or \"*\")")
 	}
 	for j, r := range g.Resources {
-		if _, err := path.Match(r, ""); err != nil || !resourcePattern.MatchString(r) {
-			add(fmt.Sprintf("%s.resources[%d]", gp, j), "%q is not a resource: use the lower-case plural and its group, like deployments.apps", r)
-		}
-		if strings.Contains(r, "/") {
-			add(fmt.Sprintf("%s.resources[%d]", gp, j), "%q names a subresource; kube_get reads resources only", r)
+		if msg := CheckResourcePattern(r); msg != "" {
+			add(fmt.Sprintf("%s.resources[%d]", gp, j), "%s", msg)
 		}
 	}
 	for j, ns := range g.Namespaces {
-		if _, err := path.Match(ns, ""); err != nil || !namespacePattern.MatchString(ns) {
-			add(fmt.Sprintf("%s.namespaces[%d]", gp, j), "%q is not a namespace name or pattern", ns)
+		if msg := CheckNamespacePattern(ns); msg != "" {
+			add(fmt.Sprintf("%s.namespaces[%d]", gp, j), "%s", msg)
 		}
 	}
 	for j, n := range g.Names {
@@ -74,6 +71,27 @@ func validateKubeGrant(gp string, g *Grant) []error {
 		}
 	}
 	return errs
+}
+
+// CheckResourcePattern validates a Kubernetes resource pattern (plural
+// and group, globs); it returns why it is not valid, or "".
+func CheckResourcePattern(r string) string {
+	if strings.Contains(r, "/") {
+		return fmt.Sprintf("%q is not a resource: it names a subresource, and kube_get reads resources only", r)
+	}
+	if _, err := path.Match(r, ""); err != nil || !resourcePattern.MatchString(r) {
+		return fmt.Sprintf("%q is not a resource: use the lower-case plural and its group, like deployments.apps", r)
+	}
+	return ""
+}
+
+// CheckNamespacePattern validates a namespace name or glob; it returns
+// why it is not valid, or "".
+func CheckNamespacePattern(ns string) string {
+	if _, err := path.Match(ns, ""); err != nil || !namespacePattern.MatchString(ns) {
+		return fmt.Sprintf("%q is not a namespace name or pattern", ns)
+	}
+	return ""
 }
 
 // notKube refuses kubernetes keys on other backends.
