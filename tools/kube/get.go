@@ -272,9 +272,6 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 	}
 	res := &ListResult{Resource: r.name(), APIVersion: r.gvr.GroupVersion().String(), Kind: r.kind, Namespace: p.namespace,
 		Namespaces: p.namespaces, Items: []json.RawMessage{}, CallID: a.CallID}
-	if !r.namespaced {
-		res.Namespace = ""
-	}
 	pages := []string{p.namespace}
 	if p.expanded {
 		pages = p.namespaces
@@ -288,24 +285,19 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 	}
 	size := 0
 	for i := start; i < len(pages) && len(res.Items) < p.limit; i++ {
-		q := url.Values{}
-		for k, v := range p.query {
-			q[k] = v
-		}
-		q.Set("limit", strconv.Itoa(p.limit-len(res.Items)))
-		if token != "" {
-			q.Set("continue", token)
-		}
-		ns := pages[i]
+		ns, limit, cont := pages[i], strconv.Itoa(p.limit-len(res.Items)), token
 		items, next, err := b.page(ctx, r, func(rc *rest.RESTClient) *rest.Request {
 			req := rc.Get().AbsPath(r.basePath())
 			if ns != "" && ns != warden.AllNamespaces {
 				req = req.Namespace(ns)
 			}
-			for k, v := range q {
+			for k, v := range p.query {
 				req = req.Param(k, v[0])
 			}
-			return req.Resource(r.gvr.Resource)
+			if cont != "" {
+				req = req.Param("continue", cont)
+			}
+			return req.Param("limit", limit).Resource(r.gvr.Resource)
 		})
 		if err != nil {
 			what := "list " + r.name()
