@@ -33,17 +33,11 @@ func (q *Query) Estimate(ctx context.Context, a *warden.Action) (int64, bool, er
 }
 
 func (b *Backend) estimate(ctx context.Context, p *queryPlan) (int64, error) {
-	conn, err := b.pool.Acquire(ctx)
+	conn, release, err := b.acquire(ctx, p)
 	if err != nil {
-		return 0, b.unavailable(err)
+		return 0, err
 	}
-	defer func() {
-		if p.callsCode {
-			_ = conn.Hijack().Close(context.WithoutCancel(ctx)) // as in run
-			return
-		}
-		conn.Release()
-	}()
+	defer release()
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN READ ONLY")
 	batch.Queue("EXPLAIN (FORMAT JSON) "+p.sql, p.params...)

@@ -250,21 +250,30 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 	return &warden.Result{Structured: res, Count: res.RowCount, Truncated: res.Truncated}, nil
 }
 
-func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
-	conn, err := b.pool.Acquire(ctx)
+// acquire takes a connection for p; release gives it back, or closes it
+// when p calls granted functions: they run code warden cannot see, which
+// may have changed session state (search_path, read-only default), so the
+// connection is not given to the next call.
+func (b *Backend) acquire(ctx context.Context, p *queryPlan) (conn *pgxpool.Conn, release func(), err error) {
+	conn, err = b.pool.Acquire(ctx)
 	if err != nil {
-		return nil, b.unavailable(err)
+		return nil, nil, b.unavailable(err)
 	}
-	defer func() {
+	return conn, func() {
 		if p.callsCode {
-			// Granted functions run code warden cannot see; it may have
-			// changed session state (search_path, read-only default), so
-			// the connection is not given to the next call.
 			_ = conn.Hijack().Close(context.WithoutCancel(ctx))
 			return
 		}
 		conn.Release()
-	}()
+	}, nil
+}
+
+func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
+	conn, release, err := b.acquire(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if p.readOnly {
 		return b.runRead(ctx, conn, p)
 	}
