@@ -230,7 +230,10 @@ func (s *Store) ChangeApproval(ctx context.Context, c warden.ApprovalChange) (*w
 		return nil, fmt.Errorf("approval %s is %s: %w", c.ID, cur.Status, warden.ErrApprovalConflict)
 	}
 	at := formatTime(c.At)
-	if (c.To == warden.ApprovalApproved || c.To == warden.ApprovalUsed) && !c.At.Before(cur.ExpiresAt) {
+	// Approving and using need a request that has not expired, checked
+	// here and again inside the write.
+	mustLive := c.To == warden.ApprovalApproved || c.To == warden.ApprovalUsed
+	if mustLive && !c.At.Before(cur.ExpiresAt) {
 		return nil, fmt.Errorf("approval %s expired at %s: %w", c.ID, formatTime(cur.ExpiresAt), warden.ErrApprovalConflict)
 	}
 	from := cur.Status
@@ -260,7 +263,6 @@ func (s *Store) ChangeApproval(ctx context.Context, c warden.ApprovalChange) (*w
 	if !c.ExpiresAt.IsZero() {
 		change.ExpiresAt = formatTime(c.ExpiresAt)
 	}
-	mustLive := c.To == warden.ApprovalApproved || c.To == warden.ApprovalUsed
 	err = s.append(ctx, kindApprovalChange, cur.SessionID, "", at, change, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 			UPDATE approvals SET status = ?, expires_at = ?, body = ?
