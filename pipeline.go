@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"time"
 )
@@ -38,8 +40,16 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 		c.SessionID = s.ID
 	}
 	// Recording runs last and always: denied and failed calls are recorded
-	// too, and a result that cannot be recorded is not returned.
-	defer func() { err = p.record(ctx, c, err) }()
+	// too, and a result that cannot be recorded is not returned. A panic
+	// anywhere in the call is a failure like any other: recorded as one
+	// (never as ok, which is what recording it with err still nil would
+	// say), answered as one, and warden keeps serving.
+	defer func() {
+		if r := recover(); r != nil {
+			err = p.recovered(c, r)
+		}
+		err = p.record(ctx, c, err)
+	}()
 
 	// Authenticate: the transport must have established a caller.
 	c.Caller = CallerFrom(ctx)
@@ -191,6 +201,17 @@ func encodeResult(v any) (json.RawMessage, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// recovered turns a panic into an Internal error. The agent gets the
+// short message and the call id; the recording gets the panic's value
+// (scrubbed by the detectors as every error is); the log gets the stack.
+// A result the tool had produced is dropped: the call did not finish.
+func (p *Pipeline) recovered(c *Call, r any) error {
+	c.Result = nil
+	p.log().Error("panic in a tool call", "call_id", c.ID, "tool", c.Tool, "stack", string(debug.Stack()))
+	return &Error{Code: Internal, Message: "warden failed while handling this call; it has been recorded (call id " + c.ID + ")",
+		Err: fmt.Errorf("panic: %v", r)}
 }
 
 // deny turns a refusal found before policy ran into a recorded decision.

@@ -18,6 +18,9 @@ type echoTool struct {
 	mu       sync.Mutex
 	executed int
 	planErr  error
+	// panicIn makes Plan or Execute panic ("plan", "execute") for the
+	// table named "boom".
+	panicIn string
 }
 
 func (e *echoTool) Spec() warden.ToolSpec {
@@ -34,6 +37,10 @@ func (e *echoTool) Plan(_ context.Context, raw json.RawMessage) (*warden.Action,
 	if err := warden.DecodeArgs(raw, &args); err != nil {
 		return nil, err
 	}
+	if e.panicIn == "plan" && args.Table == "boom" {
+		var m map[string]int
+		m["nil map"]++
+	}
 	return &warden.Action{Tool: "echo", Backend: "db", Kind: "select", Ops: []warden.Op{{Verb: "select", Object: args.Table}}}, nil
 }
 
@@ -41,6 +48,9 @@ func (e *echoTool) Execute(_ context.Context, a *warden.Action) (*warden.Result,
 	e.mu.Lock()
 	e.executed++
 	e.mu.Unlock()
+	if e.panicIn == "execute" && a.Ops[0].Object == "boom" {
+		panic("tool bug with a value 4111 1111 1111 1111")
+	}
 	return &warden.Result{Structured: map[string]any{"table": a.Ops[0].Object, "call_id": a.CallID}, Count: 1}, nil
 }
 
@@ -308,5 +318,40 @@ func BenchmarkCallHash(b *testing.B) {
 		if _, err := warden.CallHash("sql_query", args); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A panic anywhere in a call is a failure: answered and recorded as an
+// internal error (never as ok), and the pipeline goes on serving.
+func TestPipelineRecordsAPanicAsAFailure(t *testing.T) {
+	for _, where := range []string{"plan", "execute"} {
+		t.Run(where, func(t *testing.T) {
+			tool := &echoTool{panicIn: where}
+			rec := &memRecorder{}
+			p := newPipeline(t, tool, rec)
+			p.Policy = allowTables{"public.orders", "boom"}
+			ctx := warden.WithCaller(t.Context(), alice)
+
+			c, err := p.Run(ctx, "echo", json.RawMessage(`{"table":"boom"}`))
+			e := warden.AsError(err)
+			if err == nil || e.Code != warden.Internal {
+				t.Fatalf("Run(panicking %s) = %v; want an Internal error", where, err)
+			}
+			if strings.Contains(e.Message, "4111") || strings.Contains(e.Message, "goroutine") || strings.Contains(e.Message, "nil map") {
+				t.Errorf("Run(panicking %s) message = %q; want no panic value or stack", where, e.Message)
+			}
+			if !strings.Contains(e.Message, c.ID) {
+				t.Errorf("Run(panicking %s) message = %q; want the call id %s", where, e.Message, c.ID)
+			}
+			if len(rec.finished) != 1 || rec.finished[0].Outcome() != "error" || rec.finished[0].Result != nil {
+				t.Fatalf("recorded %d calls, outcome %q; want 1 with outcome error and no result", len(rec.finished), rec.finished[0].Outcome())
+			}
+			if _, err := p.Run(ctx, "echo", json.RawMessage(`{"table":"public.orders"}`)); err != nil {
+				t.Fatalf("Run after the panic = %v; want the pipeline still serving", err)
+			}
+			if len(rec.finished) != 2 || rec.finished[1].Outcome() != "ok" {
+				t.Fatalf("after the panic: recorded %d calls; want the second ok", len(rec.finished))
+			}
+		})
 	}
 }

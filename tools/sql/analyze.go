@@ -44,6 +44,9 @@ type Analysis struct {
 	// ReadOnly is true when no op has a write verb; such statements run in
 	// BEGIN READ ONLY.
 	ReadOnly bool
+	// Text is the statement's own text: without a trailing semicolon and
+	// whatever follows it.
+	Text string
 }
 
 // ruleStatement names the rule behind every refusal Analyze makes itself.
@@ -55,14 +58,9 @@ const ruleStatement = "sql.statement"
 // for anything warden refuses outright, including every statement type it
 // does not explicitly understand.
 func Analyze(sql string, names Names) (*Analysis, error) {
-	// libpg_query reads a C string, so anything after a NUL would be
-	// invisible to the parser but not necessarily to the server.
-	if strings.IndexByte(sql, 0) >= 0 {
-		return nil, warden.Errorf(warden.Invalid, "the statement contains a NUL byte")
-	}
-	tree, err := pg_query.Parse(sql)
+	tree, err := parse(sql)
 	if err != nil {
-		return nil, syntaxError(err)
+		return nil, err
 	}
 	switch n := len(tree.Stmts); {
 	case n == 0:
@@ -78,7 +76,13 @@ func Analyze(sql string, names Names) (*Analysis, error) {
 	if a.err != nil {
 		return nil, a.err
 	}
-	return a.result(kind), nil
+	res := a.result(kind)
+	raw := tree.Stmts[0]
+	res.Text = sql[raw.StmtLocation:]
+	if raw.StmtLen > 0 {
+		res.Text = sql[raw.StmtLocation : raw.StmtLocation+raw.StmtLen]
+	}
+	return res, nil
 }
 
 func syntaxError(err error) *warden.Error {

@@ -84,6 +84,9 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	// Defence in depth: a transaction warden did not explicitly open read
 	// write is read only.
 	rp["default_transaction_read_only"] = "on"
+	// A single row larger than the result cap is refused as it arrives
+	// rather than read into memory whole (`SELECT repeat('x', 1e9)`).
+	pc.ConnConfig.MaxProtocolMessageBodyLen = cfg.MaxResultBytes + 64<<10
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, warden.FieldErrorf("dsn", "cannot create connection pool")

@@ -22,6 +22,12 @@ type Config struct {
 	SearchPath []string `yaml:"search_path"`
 	// MaxConns bounds the backend's connection pool (default 4).
 	MaxConns int32 `yaml:"max_conns"`
+	// MaxStatementBytes bounds the statement's text (default 64 KiB):
+	// checked before the parser sees it.
+	MaxStatementBytes int `yaml:"max_statement_bytes"`
+	// MaxResultBytes caps one result's size as returned to the agent
+	// (default 4 MiB): the rows that fit are returned with truncated set.
+	MaxResultBytes int `yaml:"max_result_bytes"`
 }
 
 // Defaults, applied by Validate.
@@ -29,6 +35,7 @@ const (
 	DefaultStatementTimeout = 5 * time.Second
 	DefaultMaxRows          = 1000
 	DefaultMaxConns         = 4
+	DefaultMaxResultBytes   = 4 << 20
 )
 
 // Validate fills defaults and checks the config. Errors carry key paths
@@ -57,6 +64,18 @@ func (c *Config) Validate() error {
 		c.MaxConns = DefaultMaxConns
 	case c.MaxConns < 0:
 		return warden.FieldErrorf("max_conns", "must be positive, got %d", c.MaxConns)
+	}
+	switch {
+	case c.MaxStatementBytes == 0:
+		c.MaxStatementBytes = DefaultMaxStatementBytes
+	case c.MaxStatementBytes < 1024 || c.MaxStatementBytes > 1<<20:
+		return warden.FieldErrorf("max_statement_bytes", "must be between 1024 and 1048576, got %d", c.MaxStatementBytes)
+	}
+	switch {
+	case c.MaxResultBytes == 0:
+		c.MaxResultBytes = DefaultMaxResultBytes
+	case c.MaxResultBytes < 1024 || c.MaxResultBytes > 256<<20:
+		return warden.FieldErrorf("max_result_bytes", "must be between 1024 and 268435456, got %d", c.MaxResultBytes)
 	}
 	if len(c.SearchPath) == 0 {
 		c.SearchPath = []string{"public"}

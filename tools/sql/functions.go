@@ -42,6 +42,10 @@ var restrictedFunctions = []string{
 	// Sequences change even in a read-only transaction's view of the world.
 	"nextval", "setval",
 
+	// The random seed outlives the call on a pooled connection, and a
+	// known seed makes the next caller's random() predictable.
+	"setseed",
+
 	// These run SQL text or read a whole table by name, so the relations they
 	// read never appear in the parse tree.
 	"query_to_xml*", "query_to_xmlschema", "table_to_xml*", "table_to_xmlschema",

@@ -9,8 +9,6 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/warden-mcp/warden"
 )
 
 // ColumnRef is one table column: schema, table (or view) and column name,
@@ -96,12 +94,9 @@ func LineageOf(sql string, names Names, cols Columns) (*Lineage, error) {
 }
 
 func lineageOf(sql string, names Names, cols Columns, budget int) (*Lineage, error) {
-	if strings.IndexByte(sql, 0) >= 0 {
-		return nil, warden.Errorf(warden.Invalid, "the statement contains a NUL byte")
-	}
-	tree, err := pg_query.Parse(sql)
+	tree, err := parse(sql)
 	if err != nil {
-		return nil, syntaxError(err)
+		return nil, err
 	}
 	b := &binder{names: names, cols: cols, filters: map[ColumnRef]bool{}, copied: map[ColumnRef]bool{}, seen: map[string]bool{}, budget: budget}
 	var outs []column

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
 )
@@ -64,6 +65,9 @@ type queryPlan struct {
 	// masks says how result columns are masked; nil when the statement
 	// touches no masked data.
 	masks *maskPlan
+	// limited is set when sql is the query wrapped in a LIMIT (see
+	// limitRows).
+	limited bool
 	// changesNames is set when the statement may create, drop or rename
 	// relations, functions or types: DDL, or granted code that runs
 	// writable.
@@ -116,6 +120,9 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err != nil {
 		return nil, err
 	}
+	if err := checkSize(args.SQL, b.cfg.MaxStatementBytes); err != nil {
+		return nil, err
+	}
 	n, err := b.catalog(ctx)
 	if err != nil {
 		return nil, b.unavailable(err)
@@ -129,6 +136,10 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		return nil, err
 	}
 	code := callsCode(an.Ops)
+	sql, limited := args.SQL, an.ReadOnly && an.Kind == "select"
+	if limited {
+		sql = limitRows(an.Text, b.cfg.MaxRows)
+	}
 	return &warden.Action{
 		Tool:       "sql_query",
 		Backend:    b.Name,
@@ -140,7 +151,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		ApprovalID: args.ApprovalID,
 		Params:     paramTexts(args.Params),
 		Plan: &queryPlan{
-			backend: b, names: n, sql: args.SQL, params: params,
+			backend: b, names: n, sql: sql, params: params, limited: limited,
 			readOnly: an.ReadOnly, callsCode: code, masks: masks,
 			changesNames: !an.ReadOnly && (code || changesNames(an.Ops)),
 		},
@@ -227,6 +238,8 @@ type QueryResult struct {
 	Rows      [][]any  `json:"rows"`
 	RowCount  int64    `json:"row_count"`
 	Truncated bool     `json:"truncated"`
+	// Note says why a result was truncated.
+	Note string `json:"note,omitempty"`
 	// Command is PostgreSQL's command tag, such as "INSERT 0 3".
 	Command string `json:"command"`
 	CallID  string `json:"call_id"`
@@ -292,6 +305,13 @@ func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, b.queryError(ctx, err)
+	}
+	// A write that drew from a sequence (a serial or identity default)
+	// left currval and lastval set on this connection: the next caller
+	// given it must not see them.
+	if _, err := conn.Exec(ctx, "DISCARD SEQUENCES"); err != nil {
+		// The pool destroys a closed connection instead of reusing it.
+		_ = conn.Conn().Close(context.WithoutCancel(ctx))
 	}
 	if p.changesNames {
 		// The next call must resolve names against the catalog as this
@@ -359,9 +379,11 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 			}
 		}
 	}
+	size := 0
 	for rows.Next() {
 		if len(res.Rows) == b.cfg.MaxRows {
 			res.Truncated = true
+			res.Note = fmt.Sprintf("only the first %d rows are returned (max_rows); add a LIMIT or narrow the WHERE clause", b.cfg.MaxRows)
 			break
 		}
 		vals, err := rows.Values()
@@ -378,6 +400,11 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 			}
 			row[i] = toJSON(v, fds[i].DataTypeOID, raw[i])
 		}
+		if size += rowSize(row); size > b.cfg.MaxResultBytes {
+			res.Truncated = true
+			res.Note = fmt.Sprintf("only the first %d rows are returned: the next would take the result over %d bytes (max_result_bytes); select fewer or shorter columns, or fewer rows", len(res.Rows), b.cfg.MaxResultBytes)
+			break
+		}
 		res.Rows = append(res.Rows, row)
 	}
 	rows.Close()
@@ -387,7 +414,10 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 	tag := rows.CommandTag()
 	res.Command = tag.String()
 	res.RowCount = int64(len(res.Rows))
-	if len(fds) == 0 || !tag.Select() {
+	if p.limited {
+		// The tag counts the row fetched to detect truncation.
+		res.Command = "SELECT " + strconv.FormatInt(res.RowCount, 10)
+	} else if len(fds) == 0 || !tag.Select() {
 		if affected := tag.RowsAffected(); affected > res.RowCount {
 			res.RowCount = affected
 		}
@@ -419,6 +449,10 @@ func (b *Backend) queryError(ctx context.Context, err error) error {
 			msg += "; hint: " + pe.Hint
 		}
 		return warden.Wrap(warden.Invalid, err, msg+" [SQLSTATE "+pe.Code+"]")
+	}
+	var big *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(err, &big) {
+		return warden.Wrap(warden.Invalid, err, fmt.Sprintf("a row of the result is larger than %d bytes (max_result_bytes); select fewer or shorter columns", b.cfg.MaxResultBytes))
 	}
 	if ctx.Err() != nil || isConnectionError(err) {
 		return b.unavailable(err)
