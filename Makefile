@@ -27,6 +27,8 @@ test: kubetools
 	$(GO) test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 300000x ./mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubFragments$$' -fuzztime 40000x ./mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubJSON$$' -fuzztime 80000x ./mask/
+	# Statements never crash the parser or the analysis.
+	$(GO) test -run '^$$' -fuzz '^FuzzStatement$$' -fuzztime 20000x ./tools/sql/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/
