@@ -81,7 +81,7 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 			return false
 		}
 	case "http":
-		if len(r.Paths) > 0 && !policy.MatchAnyPath(r.Paths, op.Object) {
+		if len(r.Paths) > 0 && !policy.MatchAnyPathHold(r.Paths, op.Object) {
 			return false
 		}
 	case "kubernetes":
