@@ -148,7 +148,7 @@ func matchSegment(pat, seg string) bool {
 
 // MatchPathHold reports whether the request path p could be what pattern
 // names to some server, read as loosely as servers and frameworks read
-// paths: segments compared percent-decoded and case-insensitively, a
+// paths: segments compared percent-decoded and case-folded (fold), a
 // trailing slash ignored, and the last segment also matched without an
 // extension (/admin.json as /admin, as Rails and older Spring route it).
 // Approval rules, which hold calls, match this way, so no spelling slips
@@ -173,7 +173,7 @@ func MatchPathHold(pattern, p string) bool {
 		if err != nil || !utf8.ValidString(d) {
 			return true
 		}
-		segs[i] = strings.ToLower(d)
+		segs[i] = fold(d)
 	}
 	if matchSegments(pat, segs) {
 		return true
@@ -227,8 +227,12 @@ func foldPattern(s string) string {
 		}
 		b.WriteByte(c)
 	}
-	return strings.ToLower(b.String())
+	return fold(b.String())
 }
+
+// fold case-folds the way case-insensitive servers compare: upper case
+// first (.NET's invariant culture reads ı as I, ſ as S), then lower.
+func fold(s string) string { return strings.ToLower(strings.ToUpper(s)) }
 
 // MatchAnyPath reports whether p matches any of patterns (see MatchPath).
 func MatchAnyPath(patterns []string, p string) bool {

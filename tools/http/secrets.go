@@ -146,35 +146,65 @@ func (s *secrets) replace(buf []byte) []byte {
 	return buf
 }
 
+// maxDecodeRounds bounds how many decodings are stacked (a credential
+// percent-encoded twice inside a JSON string is three).
+const maxDecodeRounds = 4
+
 // leaks reports whether buf still spells a value or a base64 core under
-// any decoding view.
+// any stack of decodings: JSON escapes, percent-escapes, HTML entities.
 func (s *secrets) leaks(buf []byte) bool {
 	if len(s.values) == 0 || len(buf) == 0 {
 		return false
 	}
-	j := jsonUnescape(buf)
-	p := percentDecode(buf)
-	views := [][]byte{buf, j, p, percentDecode(j), jsonUnescape(p), []byte(html.UnescapeString(string(buf))), []byte(html.UnescapeString(string(p)))}
-	for _, v := range views {
-		for _, val := range s.values {
-			if bytes.Contains(v, val) {
+	decoders := []func([]byte) []byte{jsonUnescape, percentDecode, htmlUnescape}
+	frontier := [][]byte{buf}
+	for round := 0; len(frontier) > 0; round++ {
+		var next [][]byte
+		for _, v := range frontier {
+			if s.spells(v) {
 				return true
+			}
+			if round == maxDecodeRounds {
+				continue
+			}
+			for _, dec := range decoders {
+				if d := dec(v); !bytes.Equal(d, v) {
+					next = append(next, d)
+				}
 			}
 		}
-		// Base64 may be wrapped in lines (MIME) or JSON-escaped line breaks.
-		compact := bytes.Map(func(r rune) rune {
-			if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-				return -1
-			}
-			return r
-		}, bytes.ReplaceAll(bytes.ReplaceAll(v, []byte(`\n`), nil), []byte(`\r`), nil))
-		for _, c := range s.cores {
-			if bytes.Contains(compact, c) {
-				return true
-			}
+		frontier = next
+	}
+	return false
+}
+
+// spells reports whether v contains a value, or a base64 core once white
+// space (MIME line breaks, escaped or not) is removed.
+func (s *secrets) spells(v []byte) bool {
+	for _, val := range s.values {
+		if bytes.Contains(v, val) {
+			return true
+		}
+	}
+	compact := bytes.Map(func(r rune) rune {
+		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
+			return -1
+		}
+		return r
+	}, bytes.ReplaceAll(bytes.ReplaceAll(v, []byte(`\n`), nil), []byte(`\r`), nil))
+	for _, c := range s.cores {
+		if bytes.Contains(compact, c) {
+			return true
 		}
 	}
 	return false
+}
+
+func htmlUnescape(b []byte) []byte {
+	if bytes.IndexByte(b, '&') < 0 {
+		return b
+	}
+	return []byte(html.UnescapeString(string(b)))
 }
 
 // scrub replaces every spelling; ok is false when a value remains under
