@@ -66,6 +66,8 @@ func CheckPathPattern(p string) string {
 			return fmt.Sprintf("%q contains a space or control character", p)
 		case c == '?' || c == '#':
 			return fmt.Sprintf("%q contains %q: grants match paths only, not queries or fragments", p, c)
+		case c >= 0x80:
+			return fmt.Sprintf("%q contains non-ASCII text, which requests carry percent-encoded: write %s", p, encodeNonASCII(p))
 		case c == '\\' || c == '@' || c == ';':
 			return fmt.Sprintf("%q contains %q, which warden refuses in request paths, so it could never match", p, c)
 		case c == '%':
@@ -251,6 +253,19 @@ func unhex(c byte) byte {
 		return c - '0'
 	}
 	return c - 'A' + 10
+}
+
+// encodeNonASCII percent-encodes the bytes of p beyond ASCII.
+func encodeNonASCII(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c >= 0x80 {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // isRawPathByte reports whether canonical request paths carry c

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -334,10 +335,12 @@ func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer, ho
 	if b.jsonMask.Len() > 0 {
 		// Masking rules read JSON: ask for nothing else (read withholds
 		// whatever else comes back).
-		if acc := req.Header.Get("Accept"); acc != "" && acc != "application/json" {
-			notes = append(notes, "Accept was sent as application/json, not "+strconvQuote(acc)+": masking rules apply to this API and read JSON only")
+		if acc := req.Header.Get("Accept"); !acceptsOnlyJSON(acc) {
+			if acc != "" {
+				notes = append(notes, "Accept was sent as application/json, not "+strconvQuote(acc)+": masking rules apply to this API and read JSON only")
+			}
+			req.Header.Set("Accept", "application/json")
 		}
-		req.Header.Set("Accept", "application/json")
 	}
 	for k, v := range b.creds {
 		req.Header[k] = v
@@ -361,6 +364,21 @@ func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer, ho
 		res.Notes = append(res.Notes, b.secrets.scrubString(n))
 	}
 	return res, nil
+}
+
+// acceptsOnlyJSON reports whether every media range of an Accept value is
+// a JSON type (application/json, application/problem+json, ...).
+func acceptsOnlyJSON(accept string) bool {
+	if strings.TrimSpace(accept) == "" {
+		return false
+	}
+	for _, r := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(r))
+		if err != nil || !isJSONType(mt) {
+			return false
+		}
+	}
+	return true
 }
 
 func strconvQuote(s string) string {

@@ -52,9 +52,17 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 	}
 	masked := b.jsonMask.Len() > 0
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	// The transport decodes gzip itself (and drops the header); any
+	// other coding leaves bytes warden cannot read, scrub or mask.
+	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	coded := enc != "" && enc != "identity"
 	switch {
 	case len(buf) == 0:
 		res.BodyKind = "empty"
+	case coded && masked:
+		return withhold(res, fmt.Sprintf("it is encoded (%s), so masking rules cannot be applied to it", enc)), nil
+	case coded:
+		res.BodyKind, res.Body = "binary", fmt.Sprintf("body encoded as %s, %d bytes (not shown)", enc, res.Bytes)
 	case isJSONType(mt) || (mt == "" || isTextType(mt)) && looksLikeJSON(buf):
 		why := ""
 		switch {
@@ -152,7 +160,7 @@ func (b *Backend) responseHeaders(resp *http.Response, res *CallResult) {
 			}
 			p, ok := b.agentPath(loc)
 			if !ok {
-				res.Notes = append(res.Notes, "the Location header is withheld: it points outside the API's base URL")
+				res.Notes = append(res.Notes, "the Location header is withheld: it points outside the API's base URL, or to a path warden refuses")
 				continue
 			}
 			if loc.RawQuery != "" {
