@@ -43,10 +43,12 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 		res.BodyKind = "empty"
 		return res, nil
 	}
+	// clean: no credential is left under any decoding. A JSON document
+	// that is not clean can still be returned: each of its strings is
+	// scrubbed after parsing (JSON escapes are decoded then). Anything
+	// else that is not clean is withheld.
 	buf, clean := b.secrets.scrub(raw)
-	if !clean {
-		return withhold(res, "it contains one of the API's credentials in an encoding warden cannot cut out"), nil
-	}
+	const unclean = "it contains one of the API's credentials in an encoding warden cannot cut out"
 	if res.Truncated {
 		buf = b.trimSecretPrefix(buf[:min(int64(len(buf)), limit)])
 	}
@@ -72,14 +74,20 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 			why = fmt.Sprintf("it nests deeper than %d levels", maxJSONDepth)
 		default:
 			if v, ok := parseJSON(buf); ok {
+				if !clean {
+					v = b.redactValue(v)
+				}
 				res.BodyKind = "json"
-				res.Body, res.Masked = b.jsonMask.Apply(b.redactValue(v))
+				res.Body, res.Masked = b.jsonMask.Apply(v)
 				return res, nil
 			}
 			why = "it is not valid JSON"
 		}
-		if masked {
+		switch {
+		case masked:
 			return withhold(res, "masking rules apply to it and "+why), nil
+		case !clean:
+			return withhold(res, unclean), nil
 		}
 		if !res.Truncated {
 			res.Notes = append(res.Notes, "the body is returned as text: "+why)
@@ -92,6 +100,9 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 		}
 		return withhold(res, fmt.Sprintf("masking rules apply to this API and it is not JSON (%s); warden asked for application/json", kind)), nil
 	case isTextType(mt) || mt == "" && utf8.Valid(buf) && !bytes.ContainsRune(buf, 0):
+		if !clean {
+			return withhold(res, unclean), nil
+		}
 		res.BodyKind, res.Body = "text", text(buf, res.Truncated)
 	default:
 		if mt == "" {

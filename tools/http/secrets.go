@@ -151,49 +151,60 @@ func (s *secrets) replace(buf []byte) []byte {
 const maxDecodeRounds = 4
 
 // leaks reports whether buf still spells a value or a base64 core under
-// any stack of decodings: JSON escapes, percent-escapes, HTML entities.
+// the decodings an agent could apply: each of JSON escapes, percent-escapes
+// and HTML entities alone, and all three at once, stacked up to
+// maxDecodeRounds deep (so \u0025 then %41, or %255C then \u0041). The
+// single decodings catch a value that itself looks like an escape of
+// another kind.
 func (s *secrets) leaks(buf []byte) bool {
 	if len(s.values) == 0 || len(buf) == 0 {
 		return false
 	}
-	decoders := []func([]byte) []byte{jsonUnescape, percentDecode, htmlUnescape}
-	frontier := [][]byte{buf}
-	for round := 0; len(frontier) > 0; round++ {
-		var next [][]byte
-		for _, v := range frontier {
-			if s.spells(v) {
-				return true
-			}
-			if round == maxDecodeRounds {
-				continue
-			}
-			for _, dec := range decoders {
-				if d := dec(v); !bytes.Equal(d, v) {
-					next = append(next, d)
-				}
-			}
+	if s.spells(buf) {
+		return true
+	}
+	for _, dec := range []func([]byte) []byte{jsonUnescape, percentDecode, htmlUnescape} {
+		if d := dec(buf); !bytes.Equal(d, buf) && s.spells(d) {
+			return true
 		}
-		frontier = next
+	}
+	v := buf
+	for range maxDecodeRounds {
+		d := htmlUnescape(percentDecode(jsonUnescape(v)))
+		if bytes.Equal(d, v) {
+			break
+		}
+		if s.spells(d) {
+			return true
+		}
+		v = d
 	}
 	return false
 }
 
-// spells reports whether v contains a value, or a base64 core once white
-// space (MIME line breaks, escaped or not) is removed.
+// spells reports whether v contains a value, or a base64 core once line
+// breaks (MIME wrapping, raw or JSON-escaped) are removed.
 func (s *secrets) spells(v []byte) bool {
 	for _, val := range s.values {
 		if bytes.Contains(v, val) {
 			return true
 		}
 	}
-	compact := bytes.Map(func(r rune) rune {
-		if r == ' ' || r == '\n' || r == '\r' || r == '\t' {
-			return -1
+	if bytes.IndexAny(v, "\r\n\\") >= 0 {
+		c := make([]byte, 0, len(v))
+		for i := 0; i < len(v); i++ {
+			switch {
+			case v[i] == '\r' || v[i] == '\n':
+			case v[i] == '\\' && i+1 < len(v) && (v[i+1] == 'r' || v[i+1] == 'n'):
+				i++
+			default:
+				c = append(c, v[i])
+			}
 		}
-		return r
-	}, bytes.ReplaceAll(bytes.ReplaceAll(v, []byte(`\n`), nil), []byte(`\r`), nil))
+		v = c
+	}
 	for _, c := range s.cores {
-		if bytes.Contains(compact, c) {
+		if bytes.Contains(v, c) {
 			return true
 		}
 	}
