@@ -189,6 +189,8 @@ func TestPlanRefusesEscapes(t *testing.T) {
 		{"Ligature", "/v1/\ufb01le", warden.Denied, "NFKC"},
 		{"KelvinSign", "/v1/\u212aey", warden.Denied, "NFKC"},
 		{"DecomposedAccent", "/v1/cafe\u0301", warden.Denied, "NFKC"},
+		{"CombiningMarkOnDot", "/v1/..\u0338/admin", warden.Denied, "combining mark"},
+		{"LeadingCombiningMark", "/v1/\u0301x", warden.Denied, "combining mark"},
 		{"Relative", "v1/invoices", warden.Invalid, "must start with /"},
 		{"Empty", "", warden.Invalid, "missing argument"},
 		{"QueryInPath", "/v1/invoices?x=1", warden.Invalid, "query argument"},

@@ -3,6 +3,7 @@ package http_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"mime/multipart"
 	"net/http"
@@ -53,6 +54,8 @@ var pathAttacks = []string{
 	"/v1/public/%C0%AE%C0%AE%C0%AFadmin",
 	"/v1/public/%E0%80%AE%E0%80%AE/admin",
 	"/v1/public/x/..%00/../admin",
+	"/v1/public/..\u0338/admin",
+	"/v1/public/.\u0307./admin",
 }
 
 // TestPathSpellingsReachOnlyGrantedRoutes sends every spelling through the
@@ -138,6 +141,7 @@ func overrideAttacks() []map[string]any {
 		{"body": "_method=DELETE", "headers": map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
 		{"body": "a=1&%5Fmethod=DELETE", "headers": map[string]string{"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}},
 		{"body": map[string]any{"_method": "DELETE", "note": "x"}},
+		{"body": "a=1;_method=DELETE", "headers": map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
 		{"body": mp.String(), "headers": map[string]string{"Content-Type": w.FormDataContentType()}},
 		{"headers": map[string]string{"X-HTTP-Method-Override": "DELETE"}},
 		{"headers": map[string]string{"X-HTTP-Method": "DELETE"}},
@@ -469,7 +473,7 @@ func htmlAll(s string) string {
 func TestOrdinaryRequestsStillRun(t *testing.T) {
 	fw := newFramework(t, nil)
 	f := newEdgeFixture(t, newBackend(t, fw.URL, nil),
-		[]*policy.Grant{{Backend: "billing", Methods: []string{"GET", "POST"}, Paths: []string{"/**"}}},
+		[]*policy.Grant{{Backend: "billing", Methods: []string{"GET", "HEAD", "POST"}, Paths: []string{"/**"}}},
 		&approvals.Rule{Name: "admin", Backend: "billing", Paths: []string{"/v1/admin/**"}})
 	calls := []map[string]any{
 		{"method": "GET", "path": "/v1/invoices/INV-2024-001"},
@@ -487,6 +491,9 @@ func TestOrdinaryRequestsStillRun(t *testing.T) {
 		{"method": "POST", "path": "/v1/notes", "body": map[string]any{"method": "DELETE", "text": "the method field of a note"}},
 		{"method": "POST", "path": "/v1/forms", "body": "name=ada&method=card", "headers": map[string]string{"Content-Type": "application/x-www-form-urlencoded"}},
 		{"method": "GET", "path": "/v1/administrators"},
+		{"method": "GET", "path": "/v1/greetings/नमस्ते"},
+		{"method": "GET", "path": "/v1/names/Zoë/Ñandú"},
+		{"method": "HEAD", "path": "/v1/invoices/INV-2024-001"},
 	}
 	refused := 0
 	for _, c := range calls {
@@ -498,4 +505,27 @@ func TestOrdinaryRequestsStillRun(t *testing.T) {
 		}
 	}
 	t.Logf("false refusals: %d of %d ordinary calls", refused, len(calls))
+}
+
+// TestHeadIsHeldLikeGet: servers answer HEAD with their GET handler, so a
+// rule holding GET holds HEAD; a JSON body naming _method twice is judged
+// by every value (parsers differ on which one wins).
+func TestHeadIsHeldLikeGet(t *testing.T) {
+	fw := newFramework(t, nil)
+	f := newEdgeFixture(t, newBackend(t, fw.URL, nil),
+		[]*policy.Grant{{Backend: "billing", Methods: []string{"GET", "HEAD", "POST", "DELETE"}, Paths: []string{"/**"}}},
+		&approvals.Rule{Name: "secret-reads", Backend: "billing", When: []string{"GET"}, Paths: []string{"/v1/secrets/**"}},
+		&approvals.Rule{Name: "deletes", Backend: "billing", When: []string{"DELETE"}})
+	for _, m := range []string{"GET", "HEAD"} {
+		if _, e := f.run(map[string]any{"method": m, "path": "/v1/secrets/db"}); e == nil || e.Code != warden.Denied && e.Code != warden.NeedsApproval {
+			t.Errorf("%s /v1/secrets/db = %v; want it held by secret-reads", m, e)
+		}
+	}
+	_, e := f.run(map[string]any{"method": "POST", "path": "/v1/notes/1", "body": json.RawMessage(`{"_method":"DELETE","_method":"GET"}`)})
+	if e == nil {
+		t.Errorf("POST with _method DELETE then GET ran; want it held by deletes")
+	}
+	if log := fw.log(); len(log) != 0 {
+		t.Errorf("held calls reached the framework: %v", log)
+	}
 }

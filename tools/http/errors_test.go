@@ -1,8 +1,8 @@
 package http_test
 
 import (
-	"encoding/base64"
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"net"
 	"net/http"

@@ -23,6 +23,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -105,6 +106,12 @@ func frameworkPath(escaped string) string {
 		p = d
 	}
 	p = bestFit.Replace(norm.NFKC.String(bestFit.Replace(p)))
+	p = strings.Map(func(r rune) rune { // best fit drops combining marks
+		if unicode.IsMark(r) {
+			return -1
+		}
+		return r
+	}, p)
 	p = strings.ReplaceAll(p, "\\", "/")
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
@@ -126,6 +133,9 @@ func frameworkPath(escaped string) string {
 
 func frameworkMethod(r *http.Request) string {
 	m := r.Method
+	if m == "HEAD" {
+		m = "GET" // routed to the GET handler
+	}
 	for _, h := range []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
 		if v := r.Header.Get(h); v != "" {
 			m = v
@@ -141,7 +151,8 @@ func frameworkMethod(r *http.Request) string {
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
 	case mt == "application/x-www-form-urlencoded":
-		form, _ := url.ParseQuery(string(body))
+		// Older parsers split pairs at ; too.
+		form, _ := url.ParseQuery(strings.ReplaceAll(string(body), ";", "&"))
 		for k, v := range form {
 			fields[k] = v
 		}

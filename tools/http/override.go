@@ -47,31 +47,17 @@ func methodOverrides(method, rawQuery string, body []byte, contentType string) (
 		}
 		return nil
 	}
-	q, _ := url.ParseQuery(rawQuery) // warden encoded it
-	if err := addValues("query", q); err != nil {
+	if err := addValues("query", formPairs(rawQuery)); err != nil {
 		return nil, err
 	}
 	if len(body) == 0 {
 		return named, nil
 	}
-	// A form parser keeps the pairs it can read; so does a server.
-	form, _ := url.ParseQuery(string(body))
-	if err := addValues("body", form); err != nil {
+	if err := addValues("body", formPairs(string(body))); err != nil {
 		return nil, err
 	}
-	var obj map[string]json.RawMessage
-	if json.Unmarshal(body, &obj) == nil {
-		vals := map[string][]string{}
-		for k, raw := range obj {
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				s = string(raw) // a number or object still names no method: refused
-			}
-			vals[k] = append(vals[k], s)
-		}
-		if err := addValues("body", vals); err != nil {
-			return nil, err
-		}
+	if err := addValues("body", jsonTopLevel(body)); err != nil {
+		return nil, err
 	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err == nil && strings.HasPrefix(mt, "multipart/") {
@@ -84,6 +70,52 @@ func methodOverrides(method, rawQuery string, body []byte, contentType string) (
 		}
 	}
 	return named, nil
+}
+
+// formPairs reads s as a form the way the loosest server does: pairs
+// split at & and at ; (older parsers accept both), each pair kept when
+// the others are malformed.
+func formPairs(s string) map[string][]string {
+	vals := map[string][]string{}
+	for _, pair := range strings.FieldsFunc(s, func(r rune) bool { return r == '&' || r == ';' }) {
+		k, v, _ := strings.Cut(pair, "=")
+		if dk, err := url.QueryUnescape(k); err == nil {
+			k = dk
+		}
+		if dv, err := url.QueryUnescape(v); err == nil {
+			v = dv
+		}
+		vals[k] = append(vals[k], v)
+	}
+	return vals
+}
+
+// jsonTopLevel returns every member of a top-level JSON object, repeated
+// names included (parsers differ on which one wins), or nothing when body
+// is not one. A value that is not a string is kept as its JSON text.
+func jsonTopLevel(body []byte) map[string][]string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	vals := map[string][]string{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return vals
+		}
+		k, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return vals
+		}
+		var v string
+		if json.Unmarshal(raw, &v) != nil {
+			v = string(raw)
+		}
+		vals[k] = append(vals[k], v)
+	}
+	return vals
 }
 
 // multipartFields returns the form fields of a multipart body (values cut

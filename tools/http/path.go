@@ -38,7 +38,8 @@ const pathRule = "http.path"
 //     control characters (raw or escaped), invalid UTF-8 (overlong forms
 //     like %C0%AE), a segment ending in a dot or a space (Windows servers
 //     strip them);
-//   - non-ASCII characters other than letters, marks and digits (so no
+//   - non-ASCII characters other than letters, digits and combining marks
+//     on them (so no
 //     look-alike of / \ . ; or any other ASCII punctuation, by NFKC or by
 //     a legacy "best fit" mapping: fullwidth solidus, division and
 //     fraction slashes, one-dot leader, modifier-letter apostrophes, ...),
@@ -144,7 +145,16 @@ func canonicalPath(p string) (string, error) {
 
 // checkSegmentText says why a decoded segment is refused, or "".
 func checkSegmentText(d string) string {
+	base := false // the previous rune can carry a combining mark
 	for _, r := range d {
+		if unicode.IsMark(r) {
+			if !base {
+				// Best-fit conversions drop marks: ".\u0338." reads "..".
+				return fmt.Sprintf("the combining mark U+%04X follows a character that is not a letter or digit: servers that convert to a legacy code page drop it; pass such values in the query", r)
+			}
+			continue
+		}
+		base = unicode.IsLetter(r) || unicode.IsDigit(r)
 		if r < utf8.RuneSelf || allowedRune(r) {
 			continue
 		}
@@ -162,7 +172,7 @@ func checkSegmentText(d string) string {
 }
 
 // allowedRune reports whether a non-ASCII rune may appear in a path:
-// letters, combining marks and digits, except the letters that legacy
+// letters, combining marks (after a letter or digit) and digits, except the letters that legacy
 // best-fit code-page mappings turn into ASCII punctuation (the spacing
 // modifier letters ʹ ʼ ˂ ˄ ˆ ˈ ˋ ˍ ˜ ..., and the click letters ǀ ǁ ǂ ǃ).
 func allowedRune(r rune) bool {
