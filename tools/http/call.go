@@ -74,8 +74,10 @@ func (c *Call) Spec() warden.ToolSpec {
 		Description: "Send one request to a configured HTTP API through warden. Warden adds the API's credentials itself " +
 			"(you never see or send them), checks the method and path against your grants, and returns the status, a " +
 			"filtered set of headers and the body (JSON parsed, masked, capped in size). The path is relative to the " +
-			"API's base URL and must stay under it: no absolute URLs, '..', '//', backslashes or '@'. Redirects are " +
-			"returned, not followed, unless the API is configured to follow them within itself.",
+			"API's base URL and must mean one thing to any server: no absolute URLs, '..', '//', backslashes, '@', ';', " +
+			"encoded '/', '?', '#' or '%', and beyond ASCII only letters and digits; put other values in query. A " +
+			"_method parameter is judged as the method it names. Redirects are returned, not followed, unless the API " +
+			"is configured to follow them within itself (and your grants and approval rules allow the new request).",
 		BackendKind: "http",
 		BackendArg:  "api",
 		InputSchema: map[string]any{
@@ -83,7 +85,7 @@ func (c *Call) Spec() warden.ToolSpec {
 			"properties": map[string]any{
 				"api":    map[string]any{"type": "string", "description": "The configured API to call."},
 				"method": map[string]any{"type": "string", "enum": Methods, "description": "The request method."},
-				"path":   map[string]any{"type": "string", "description": "The path under the API's base URL, starting with /, like /v1/invoices/42. Percent-encode reserved characters inside a segment."},
+				"path":   map[string]any{"type": "string", "description": "The path under the API's base URL, starting with /, like /v1/invoices/42. Characters such as { } | \" must be percent-encoded."},
 				"query": map[string]any{"type": "object", "description": "Query parameters; a value may be a string, number, boolean or a list of them (repeated parameter).",
 					"additionalProperties": map[string]any{"type": []string{"string", "number", "boolean", "array"},
 						"items": map[string]any{"type": []string{"string", "number", "boolean"}}}},
