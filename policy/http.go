@@ -152,7 +152,8 @@ func matchSegment(pat, seg string) bool {
 // names to some server, read as loosely as servers and frameworks read
 // paths: segments compared percent-decoded and case-folded (fold), a
 // trailing slash ignored, and the last segment also matched without an
-// extension (/admin.json as /admin, as Rails and older Spring route it).
+// extension (/admin.json as /admin, as Rails and older Spring route it)
+// or a :suffix (/admin::$DATA as /admin, as Windows servers read it).
 // Approval rules, which hold calls, match this way, so no spelling slips
 // past them; grants, which allow calls, match exactly (MatchPath). A path
 // that cannot be read matches (fail closed).
@@ -182,7 +183,7 @@ func MatchPathHold(pattern, p string) bool {
 	}
 	last := segs[len(segs)-1]
 	for i := len(last) - 1; i > 0; i-- {
-		if last[i] == '.' {
+		if last[i] == '.' || last[i] == ':' {
 			segs[len(segs)-1] = last[:i]
 			if matchSegments(pat, segs) {
 				return true

@@ -136,6 +136,8 @@ func TestMatchPathHold(t *testing.T) {
 		{"/v1/admin/**", "/v1/admin.json", true},
 		{"/v1/admin/*", "/v1/admin/u.tar.gz", true},
 		{"/v1/admin", "/v1/admin.json", true},
+		{"/v1/admin", "/v1/admin::$DATA", true},
+		{"/v1/projects/*", "/v1/projects/p1:undelete", true},
 		{"/v1/admin/**", "/v1/adm%C4%B1n", true},      // dotless ı folds to I, then i
 		{"/v1/%C3%9Cber/**", "/v1/%C3%BCBER/x", true}, // Ü and ü, escaped
 		{"/v1/Stra%C3%9Fe", "/v1/STRA%C3%9FE", true},
