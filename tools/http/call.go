@@ -403,7 +403,7 @@ func (b *Backend) checkRedirect(pol warden.Authorizer, holds func(context.Contex
 		}
 		path, ok := b.agentPath(req.URL)
 		if !ok {
-			st.notes = append(st.notes, "redirect not followed: it leaves the API's base URL")
+			st.notes = append(st.notes, "redirect not followed: it leaves the API's base URL, or names a path warden refuses")
 			return http.ErrUseLastResponse
 		}
 		target := req.Method + " " + path
