@@ -332,7 +332,7 @@ func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer, ho
 		// whatever else comes back).
 		if acc := req.Header.Get("Accept"); !acceptsOnlyJSON(acc) {
 			if acc != "" {
-				notes = append(notes, "Accept was sent as application/json, not "+strconvQuote(acc)+": masking rules apply to this API and read JSON only")
+				notes = append(notes, fmt.Sprintf("Accept was sent as application/json, not %q: masking rules apply to this API and read JSON only", acc))
 			}
 			req.Header.Set("Accept", "application/json")
 		}
@@ -376,10 +376,6 @@ func acceptsOnlyJSON(accept string) bool {
 	return true
 }
 
-func strconvQuote(s string) string {
-	q, _ := json.Marshal(s)
-	return string(q)
-}
 
 // redirects is what checkRedirect saw during one call.
 type redirects struct {
