@@ -376,7 +376,6 @@ func acceptsOnlyJSON(accept string) bool {
 	return true
 }
 
-
 // redirects is what checkRedirect saw during one call.
 type redirects struct {
 	followed []string
