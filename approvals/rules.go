@@ -81,7 +81,7 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 			return false
 		}
 	case "http":
-		if len(r.Paths) > 0 && !policy.MatchAnyPath(r.Paths, op.Object) {
+		if len(r.Paths) > 0 && !policy.MatchAnyPathHold(r.Paths, op.Object) {
 			return false
 		}
 	case "kubernetes":
@@ -108,5 +108,7 @@ func whenMatches(w string, op warden.Op) bool {
 	case DeleteWithoutWhere:
 		return op.Verb == warden.VerbDelete && op.Unfiltered
 	}
-	return w == op.Verb
+	// Servers answer HEAD with their GET handler: a rule that holds GET
+	// holds HEAD too.
+	return w == op.Verb || w == "GET" && op.Verb == "HEAD"
 }

@@ -2,9 +2,11 @@ package policy
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/warden-mcp/warden"
 )
@@ -64,14 +66,19 @@ func CheckPathPattern(p string) string {
 			return fmt.Sprintf("%q contains a space or control character", p)
 		case c == '?' || c == '#':
 			return fmt.Sprintf("%q contains %q: grants match paths only, not queries or fragments", p, c)
+		case c >= 0x80:
+			return fmt.Sprintf("%q contains non-ASCII text, which requests carry percent-encoded: write %s", p, encodeNonASCII(p))
 		case c == '\\' || c == '@' || c == ';':
 			return fmt.Sprintf("%q contains %q, which warden refuses in request paths, so it could never match", p, c)
 		case c == '%':
 			if i+2 >= len(p) || !isUpperHex(p[i+1]) || !isUpperHex(p[i+2]) {
 				return fmt.Sprintf("%q has a percent-escape that is not %%XX with upper-case hex digits", p)
 			}
-			if b := unhex(p[i+1])<<4 | unhex(p[i+2]); isUnreserved(b) {
+			switch b := unhex(p[i+1])<<4 | unhex(p[i+2]); {
+			case isRawPathByte(b):
 				return fmt.Sprintf("%q escapes %q, which requests carry unescaped: write it as is", p, b)
+			case b == '/' || b == '\\' || b == ';' || b == '?' || b == '#' || b == '%' || b < 0x20 || b == 0x7f:
+				return fmt.Sprintf("%q escapes %q, which warden refuses in request paths, so it could never match", p, b)
 			}
 		}
 	}
@@ -99,7 +106,9 @@ func CheckPathPattern(p string) string {
 // grant pattern. Segments match one by one with path.Match syntax, so `*`
 // is one non-empty segment (or part of one: `*.pdf`); a `**` segment
 // matches any number of segments, none included, so /v1/invoices/**
-// matches /v1/invoices itself. Matching is case-sensitive.
+// matches /v1/invoices itself. Matching is exact and case-sensitive:
+// grants allow, so they match no more than they name (approval rules,
+// which hold, match loosely: MatchPathHold).
 func MatchPath(pattern, p string) bool {
 	if !strings.HasPrefix(pattern, "/") || !strings.HasPrefix(p, "/") {
 		return false
@@ -139,6 +148,95 @@ func matchSegment(pat, seg string) bool {
 	return ok
 }
 
+// MatchPathHold reports whether the request path p could be what pattern
+// names to some server, read as loosely as servers and frameworks read
+// paths: segments compared percent-decoded and case-folded (fold), a
+// trailing slash ignored, and the last segment also matched without an
+// extension (/admin.json as /admin, as Rails and older Spring route it)
+// or a :suffix (/admin::$DATA as /admin, as Windows servers read it).
+// Approval rules, which hold calls, match this way, so no spelling slips
+// past them; grants, which allow calls, match exactly (MatchPath). A path
+// that cannot be read matches (fail closed).
+func MatchPathHold(pattern, p string) bool {
+	if !strings.HasPrefix(pattern, "/") {
+		return false
+	}
+	if !strings.HasPrefix(p, "/") {
+		return true
+	}
+	pat := trimTrailingEmpty(strings.Split(pattern[1:], "/"))
+	for i, s := range pat {
+		if s != "**" {
+			pat[i] = foldPattern(s)
+		}
+	}
+	segs := trimTrailingEmpty(strings.Split(p[1:], "/"))
+	for i, s := range segs {
+		d, err := url.PathUnescape(s)
+		if err != nil || !utf8.ValidString(d) {
+			return true
+		}
+		segs[i] = fold(d)
+	}
+	if matchSegments(pat, segs) {
+		return true
+	}
+	last := segs[len(segs)-1]
+	for i := len(last) - 1; i > 0; i-- {
+		if last[i] == '.' || last[i] == ':' {
+			segs[len(segs)-1] = last[:i]
+			if matchSegments(pat, segs) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// MatchAnyPathHold reports whether p matches any of patterns as
+// MatchPathHold reads them.
+func MatchAnyPathHold(patterns []string, p string) bool {
+	for _, pat := range patterns {
+		if MatchPathHold(pat, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// trimTrailingEmpty drops the empty segment a trailing slash leaves,
+// except for the root itself.
+func trimTrailingEmpty(segs []string) []string {
+	if len(segs) > 1 && segs[len(segs)-1] == "" {
+		return segs[:len(segs)-1]
+	}
+	return segs
+}
+
+// foldPattern decodes a pattern segment's escapes, quoting any decoded
+// glob character so it matches itself, and lower-cases it.
+func foldPattern(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '%' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]) {
+			d := unhex(s[i+1])<<4 | unhex(s[i+2])
+			if strings.IndexByte(`*?[]\`, d) >= 0 {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(d)
+			i += 2
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return fold(b.String())
+}
+
+// fold case-folds the way case-insensitive servers compare: upper case
+// first (.NET's invariant culture reads ı as I, ſ as S), then lower.
+func fold(s string) string { return strings.ToLower(strings.ToUpper(s)) }
+
 // MatchAnyPath reports whether p matches any of patterns (see MatchPath).
 func MatchAnyPath(patterns []string, p string) bool {
 	for _, pat := range patterns {
@@ -156,6 +254,25 @@ func unhex(c byte) byte {
 		return c - '0'
 	}
 	return c - 'A' + 10
+}
+
+// encodeNonASCII percent-encodes the bytes of p beyond ASCII.
+func encodeNonASCII(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c >= 0x80 {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// isRawPathByte reports whether canonical request paths carry c
+// unescaped (see tools/http canonicalPath).
+func isRawPathByte(c byte) bool {
+	return isUnreserved(c) || strings.IndexByte(":!$&'()*+,=", c) >= 0
 }
 
 func isUnreserved(c byte) bool {

@@ -120,6 +120,48 @@ func TestMatchPath(t *testing.T) {
 	}
 }
 
+// TestMatchPathHold: approval rules hold every spelling a server could
+// read as the path they name; grants (MatchPath) stay exact.
+func TestMatchPathHold(t *testing.T) {
+	tests := []struct {
+		pattern, path string
+		want          bool
+	}{
+		{"/v1/admin/**", "/v1/admin/users", true},
+		{"/v1/admin/**", "/V1/ADMIN/users", true},
+		{"/v1/admin/**", "/v1/Admin", true},
+		{"/v1/admin/**", "/v1/admin/", true},
+		{"/v1/admin", "/v1/admin/", true},
+		{"/v1/admin/", "/v1/admin", true},
+		{"/v1/admin/**", "/v1/admin.json", true},
+		{"/v1/admin/*", "/v1/admin/u.tar.gz", true},
+		{"/v1/admin", "/v1/admin.json", true},
+		{"/v1/admin", "/v1/admin::$DATA", true},
+		{"/v1/projects/*", "/v1/projects/p1:undelete", true},
+		{"/v1/admin/**", "/v1/adm%C4%B1n", true},      // dotless ı folds to I, then i
+		{"/v1/%C3%9Cber/**", "/v1/%C3%BCBER/x", true}, // Ü and ü, escaped
+		{"/v1/Stra%C3%9Fe", "/v1/STRA%C3%9FE", true},
+		{"/v1/a%2Ab", "/v1/a*b", true}, // an escaped * matches only itself
+		{"/v1/a%2Ab", "/v1/axb", false},
+		{"/v1/admin/**", "/v1/administrators", false},
+		{"/v1/admin/**", "/v1/admins.json", false},
+		{"/v1/admin/**", "/v2/admin", false},
+		{"/", "/", true},
+		{"/", "/x", false},
+		{"/v1/admin/**", "not-a-path", true}, // unreadable: held
+	}
+	for _, tt := range tests {
+		if got := policy.MatchPathHold(tt.pattern, tt.path); got != tt.want {
+			t.Errorf("MatchPathHold(%q, %q) = %v; want %v", tt.pattern, tt.path, got, tt.want)
+		}
+	}
+	for _, tt := range []struct{ pattern, path string }{{"/v1/admin/**", "/V1/admin"}, {"/v1/admin", "/v1/admin/"}, {"/v1/admin", "/v1/admin.json"}} {
+		if policy.MatchPath(tt.pattern, tt.path) {
+			t.Errorf("MatchPath(%q, %q) = true; grants match exactly", tt.pattern, tt.path)
+		}
+	}
+}
+
 func TestValidateHTTPGrants(t *testing.T) {
 	grant := func(g *policy.Grant) policy.Config {
 		return policy.Config{"a": {Members: policy.Members{Groups: []string{"g"}}, Grants: []*policy.Grant{g}}}
@@ -143,6 +185,10 @@ func TestValidateHTTPGrants(t *testing.T) {
 		{"EmptySegment", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1//x"}}, `empty segment`},
 		{"LowerHexEscape", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/%c3%a9"}}, `upper-case hex`},
 		{"EscapedUnreserved", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/%41"}}, `write it as is`},
+		{"EscapedSubDelimiter", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/a%3Ab"}}, `write it as is`},
+		{"EscapedSemicolon", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/a%3Bb"}}, `could never match`},
+		{"EscapedPercent", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/100%25"}}, `could never match`},
+		{"RawNonASCII", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/v1/café"}}, `write /v1/caf%C3%A9`},
 		{"TablesOnHTTP", &policy.Grant{Backend: "billing", Methods: []string{"GET"}, Paths: []string{"/x"}, Tables: []string{"public.t"}}, `a.grants[0].tables: tables apply to postgres backends`},
 		{"MethodsOnPostgres", &policy.Grant{Backend: "shop", Tables: []string{"public.t"}, Actions: []string{"select"}, Methods: []string{"GET"}}, `a.grants[0].methods: methods apply to http backends`},
 	}

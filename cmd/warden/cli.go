@@ -226,10 +226,11 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		app.Close()
 		return nil, err
 	}
+	httpCall := &httptool.Call{Backends: app.HTTP, Policy: pol}
 	reg, err := warden.NewRegistry(
 		&sql.Query{Backends: app.Backends},
 		&sql.Schema{Backends: app.Backends, Grants: pol},
-		&httptool.Call{Backends: app.HTTP, Policy: pol},
+		httpCall,
 		&kube.Get{Backends: app.Kube, Grants: pol},
 	)
 	if err != nil {
@@ -261,6 +262,14 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			Clock: m.Clock, NewID: newID("a"), Log: log,
 		}
 		app.Pipeline.Approvals = app.Approvals
+		// A redirect http_call would follow is judged by the same rules.
+		svc := app.Approvals
+		httpCall.Holds = func(ctx context.Context, a *warden.Action) string {
+			if r, _ := svc.Rule(ctx, a, httpCall); r != nil {
+				return r.Name
+			}
+			return ""
+		}
 	}
 	return app, nil
 }

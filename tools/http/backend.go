@@ -3,7 +3,6 @@ package http
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"maps"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -34,9 +32,8 @@ type Backend struct {
 
 	creds http.Header
 	// secrets are the credential values (and their parts) scrubbed out
-	// of responses, longest first.
-	secrets  [][]byte
-	longest  int
+	// of responses.
+	secrets  secrets
 	dialer   *pinnedDialer
 	client   *http.Transport
 	jsonMask *mask.JSONMasks
@@ -65,13 +62,9 @@ func NewBackend(ctx context.Context, name string, cfg Config) (*Backend, error) 
 		}
 	}
 	b.creds = make(http.Header, len(cfg.Headers))
-	for k, v := range cfg.Headers {
-		b.creds[http.CanonicalHeaderKey(k)] = []string{v}
-		b.addSecrets(v)
-	}
-	sort.Slice(b.secrets, func(i, j int) bool { return len(b.secrets[i]) > len(b.secrets[j]) })
-	if len(b.secrets) > 0 {
-		b.longest = len(b.secrets[0])
+	for _, k := range slices.Sorted(maps.Keys(cfg.Headers)) {
+		b.creds[http.CanonicalHeaderKey(k)] = []string{cfg.Headers[k]}
+		b.addSecrets(cfg.Headers[k])
 	}
 	b.dialer = &pinnedDialer{host: u.Hostname(), port: b.port, dialer: net.Dialer{Timeout: time.Duration(cfg.Timeout), KeepAlive: 30 * time.Second}}
 	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
@@ -106,37 +99,21 @@ func (b *Backend) Close() { b.client.CloseIdleConnections() }
 
 // addSecrets records a credential value and the parts of it an upstream
 // might echo on their own: the token after an auth scheme ("Bearer t"),
-// and for Basic the decoded "user:password" and the password.
+// and for Basic the decoded "user:password", the user and the password.
 func (b *Backend) addSecrets(v string) {
-	add := func(s string) {
-		if len(s) < 6 {
-			return
-		}
-		for _, have := range b.secrets {
-			if string(have) == s {
-				return
-			}
-		}
-		b.secrets = append(b.secrets, []byte(s))
-		if enc, err := json.Marshal(s); err == nil && string(enc[1:len(enc)-1]) != s {
-			// An upstream that echoes the value inside JSON may escape
-			// it (<, >, &, quotes).
-			b.secrets = append(b.secrets, enc[1:len(enc)-1])
-		}
-	}
-	add(v)
+	b.secrets.add(v)
 	scheme, token, ok := strings.Cut(v, " ")
 	if !ok {
 		return
 	}
 	token = strings.TrimSpace(token)
-	add(token)
+	b.secrets.add(token)
 	if strings.EqualFold(scheme, "Basic") {
 		if dec, err := base64.StdEncoding.DecodeString(token); err == nil {
-			add(string(dec))
-			if _, pw, ok := strings.Cut(string(dec), ":"); ok {
-				add(pw)
-			}
+			b.secrets.add(string(dec))
+			user, pw, _ := strings.Cut(string(dec), ":")
+			b.secrets.add(user)
+			b.secrets.add(pw)
 		}
 	}
 }

@@ -3,13 +3,16 @@ package http_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/warden-mcp/warden"
+	whttp "github.com/warden-mcp/warden/tools/http"
 )
 
 const benchBody = `{"id":"inv-42","status":"open","amount":1250,"currency":"EUR","customer":{"id":"c-17","name":"ACME"},"lines":[{"sku":"A-1","qty":2},{"sku":"B-7","qty":1}]}`
@@ -110,4 +113,37 @@ func reportP50(b *testing.B, d []time.Duration) time.Duration {
 	p50 := d[len(d)/2]
 	b.ReportMetric(float64(p50.Microseconds()), "p50-µs")
 	return p50
+}
+
+// BenchmarkLargeResponseScrubbing measures what the credential check
+// costs on a 1 MiB JSON response full of escapes (\", %XX, &amp; — each
+// one a decoding warden tries): the same call to an API without
+// credentials, and to one with two (every spelling replaced, then the
+// decoding views searched). docs/BENCHMARKS.md records the results.
+func BenchmarkLargeResponseScrubbing(b *testing.B) {
+	var body strings.Builder
+	body.WriteString(`{"items":[`)
+	for i := 0; body.Len() < 1<<20-200; i++ {
+		fmt.Fprintf(&body, `{"id":%d,"title":"a \"quoted\" 100%% & more","url":"/v1/items/%d?q=a%%20b&amp;x=1"},`, i, i)
+	}
+	body.WriteString(`{}]}`)
+	up := newUpstream(b, jsonHandler(body.String()))
+	for _, tt := range []struct {
+		name string
+		edit func(*whttp.Config)
+	}{
+		{"no-credentials", func(c *whttp.Config) { c.Headers = nil; c.MaxResponseBytes = 2 << 20 }},
+		{"two-credentials", func(c *whttp.Config) { c.MaxResponseBytes = 2 << 20 }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			tool := newTool(newBackend(b, up.URL, tt.edit), nil)
+			b.ReportAllocs()
+			b.SetBytes(int64(body.Len()))
+			for b.Loop() {
+				if res := mustCall(b, tool, `{"api":"billing","method":"GET","path":"/v1/items"}`); res.BodyKind != "json" {
+					b.Fatalf("body kind %s", res.BodyKind)
+				}
+			}
+		})
+	}
 }

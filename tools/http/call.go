@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -36,6 +37,11 @@ type Call struct {
 	// if the agent had asked for it: a redirect must not reach a path the
 	// caller holds no grant for. Without it, redirects are never followed.
 	Policy warden.Authorizer
+	// Holds names the approval rule that would hold an action, or ""; a
+	// redirect that a rule would hold is not followed (the agent can make
+	// that call itself, and have it approved). Nil when no approval rules
+	// are configured.
+	Holds func(ctx context.Context, a *warden.Action) string
 }
 
 type callArgs struct {
@@ -68,8 +74,10 @@ func (c *Call) Spec() warden.ToolSpec {
 		Description: "Send one request to a configured HTTP API through warden. Warden adds the API's credentials itself " +
 			"(you never see or send them), checks the method and path against your grants, and returns the status, a " +
 			"filtered set of headers and the body (JSON parsed, masked, capped in size). The path is relative to the " +
-			"API's base URL and must stay under it: no absolute URLs, '..', '//', backslashes or '@'. Redirects are " +
-			"returned, not followed, unless the API is configured to follow them within itself.",
+			"API's base URL and must mean one thing to any server: no absolute URLs, '..', '//', backslashes, '@', ';', " +
+			"encoded '/', '?', '#' or '%', and beyond ASCII only letters and digits; put other values in query. A " +
+			"_method parameter is judged as the method it names. Redirects are returned, not followed, unless the API " +
+			"is configured to follow them within itself (and your grants and approval rules allow the new request).",
 		BackendKind: "http",
 		BackendArg:  "api",
 		InputSchema: map[string]any{
@@ -77,7 +85,7 @@ func (c *Call) Spec() warden.ToolSpec {
 			"properties": map[string]any{
 				"api":    map[string]any{"type": "string", "description": "The configured API to call."},
 				"method": map[string]any{"type": "string", "enum": Methods, "description": "The request method."},
-				"path":   map[string]any{"type": "string", "description": "The path under the API's base URL, starting with /, like /v1/invoices/42. Percent-encode reserved characters inside a segment."},
+				"path":   map[string]any{"type": "string", "description": "The path under the API's base URL, starting with /, like /v1/invoices/42. Characters such as { } | \" must be percent-encoded."},
 				"query": map[string]any{"type": "object", "description": "Query parameters; a value may be a string, number, boolean or a list of them (repeated parameter).",
 					"additionalProperties": map[string]any{"type": []string{"string", "number", "boolean", "array"},
 						"items": map[string]any{"type": []string{"string", "number", "boolean"}}}},
@@ -134,6 +142,10 @@ func (c *Call) Plan(_ context.Context, raw json.RawMessage) (*warden.Action, err
 		}
 		header.Set("Content-Type", contentType)
 	}
+	ops, note, err := requestOps(method, path, rawQuery, body, header.Get("Content-Type"))
+	if err != nil {
+		return nil, err
+	}
 	target := path
 	if rawQuery != "" {
 		target += "?" + rawQuery
@@ -142,12 +154,32 @@ func (c *Call) Plan(_ context.Context, raw json.RawMessage) (*warden.Action, err
 		Tool:       "http_call",
 		Backend:    b.Name,
 		Kind:       method,
-		Ops:        []warden.Op{{Verb: method, Object: path}},
-		Statement:  statement(method, target, body),
+		Ops:        ops,
+		Statement:  statement(method, target, body) + note,
 		Purpose:    args.Purpose,
 		ApprovalID: args.ApprovalID,
 		Plan:       &callPlan{backend: b, method: method, path: path, rawQuery: rawQuery, header: header, body: body},
 	}, nil
+}
+
+// requestOps are the operations a request performs, as policy and
+// approval rules judge them: its method on its path, and every method an
+// override parameter asks the server to treat it as (_method=DELETE in a
+// POST is judged as a DELETE too). note tells approvers about overrides.
+func requestOps(method, path, rawQuery string, body []byte, contentType string) ([]warden.Op, string, error) {
+	named, err := methodOverrides(method, rawQuery, body, contentType)
+	if err != nil {
+		return nil, "", err
+	}
+	ops := []warden.Op{{Verb: method, Object: path}}
+	for _, m := range named {
+		ops = append(ops, warden.Op{Verb: m, Object: path})
+	}
+	note := ""
+	if len(named) > 0 {
+		note = "\n\n(asks the server to treat it as " + strings.Join(named, ", ") + " too, by a method-override parameter)"
+	}
+	return ops, note, nil
 }
 
 // statement is the request as recorded and shown to approvers: the
@@ -264,7 +296,7 @@ func (c *Call) Execute(ctx context.Context, a *warden.Action) (*warden.Result, e
 	if !ok {
 		return nil, warden.Errorf(warden.Internal, "http_call: action carries no plan")
 	}
-	res, err := p.backend.do(ctx, p, c.Policy)
+	res, err := p.backend.do(ctx, p, c.Policy, c.Holds)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +305,7 @@ func (c *Call) Execute(ctx context.Context, a *warden.Action) (*warden.Result, e
 }
 
 // do sends the planned request and reads the response.
-func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer) (*CallResult, error) {
+func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer, holds func(context.Context, *warden.Action) string) (*CallResult, error) {
 	cctx, cancel := context.WithTimeout(ctx, time.Duration(b.cfg.Timeout))
 	defer cancel()
 	u := b.base
@@ -294,23 +326,54 @@ func (b *Backend) do(ctx context.Context, p *callPlan, pol warden.Authorizer) (*
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", "warden")
+	var notes []string
+	if b.jsonMask.Len() > 0 {
+		// Masking rules read JSON: ask for nothing else (read withholds
+		// whatever else comes back).
+		if acc := req.Header.Get("Accept"); !acceptsOnlyJSON(acc) {
+			if acc != "" {
+				notes = append(notes, fmt.Sprintf("Accept was sent as application/json, not %q: masking rules apply to this API and read JSON only", acc))
+			}
+			req.Header.Set("Accept", "application/json")
+		}
+	}
 	for k, v := range b.creds {
 		req.Header[k] = v
 	}
 	st := &redirects{}
-	client := &http.Client{Transport: b.client, CheckRedirect: b.checkRedirect(pol, st)}
+	client := &http.Client{Transport: b.client, CheckRedirect: b.checkRedirect(pol, holds, p, st)}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, b.failure(ctx, err)
 	}
 	defer resp.Body.Close()
-	res, err := b.read(resp, p.method)
+	res, err := b.read(resp, resp.Request.Method)
 	if err != nil {
 		return nil, b.failure(ctx, err)
 	}
+	for i, r := range st.followed {
+		st.followed[i] = b.secrets.scrubString(r)
+	}
 	res.Redirects = st.followed
-	res.Notes = append(st.notes, res.Notes...)
+	for _, n := range append(notes, st.notes...) {
+		res.Notes = append(res.Notes, b.secrets.scrubString(n))
+	}
 	return res, nil
+}
+
+// acceptsOnlyJSON reports whether every media range of an Accept value is
+// a JSON type (application/json, application/problem+json, ...).
+func acceptsOnlyJSON(accept string) bool {
+	if strings.TrimSpace(accept) == "" {
+		return false
+	}
+	for _, r := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(r))
+		if err != nil || !isJSONType(mt) {
+			return false
+		}
+	}
+	return true
 }
 
 // redirects is what checkRedirect saw during one call.
@@ -320,9 +383,11 @@ type redirects struct {
 }
 
 // checkRedirect follows a redirect only with follow_redirects: same_origin,
-// only under the base URL, and only when policy allows the caller the new
-// request; otherwise the 3xx is returned as it is.
-func (b *Backend) checkRedirect(pol warden.Authorizer, st *redirects) func(*http.Request, []*http.Request) error {
+// only under the base URL, and only when the whole decision made for the
+// agent's request allows the new one: policy grants its method and path
+// (and any method an override in its query or body names), and no
+// approval rule would hold it. Otherwise the 3xx is returned as it is.
+func (b *Backend) checkRedirect(pol warden.Authorizer, holds func(context.Context, *warden.Action) string, p *callPlan, st *redirects) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
 		if b.cfg.FollowRedirects != FollowSameOrigin {
 			return http.ErrUseLastResponse
@@ -333,28 +398,42 @@ func (b *Backend) checkRedirect(pol warden.Authorizer, st *redirects) func(*http
 		}
 		path, ok := b.agentPath(req.URL)
 		if !ok {
-			st.notes = append(st.notes, "redirect not followed: it leaves the API's base URL")
+			st.notes = append(st.notes, "redirect not followed: it leaves the API's base URL, or names a path warden refuses")
 			return http.ErrUseLastResponse
 		}
 		target := req.Method + " " + path
+		if req.URL.RawQuery != "" {
+			target += "?" + req.URL.RawQuery
+		}
 		if pol == nil {
 			st.notes = append(st.notes, "redirect to "+target+" not followed: no policy to judge it")
 			return http.ErrUseLastResponse
 		}
-		d := pol.Authorize(warden.CallerFrom(req.Context()), &warden.Action{
-			Tool: "http_call", Backend: b.Name, Kind: req.Method,
-			Ops: []warden.Op{{Verb: req.Method, Object: path}}, Statement: target,
-		})
-		if d.Effect != warden.Allow {
+		// 307 and 308 resend the body; 301, 302 and 303 turn the
+		// request into a GET without one.
+		var body []byte
+		if req.Method == p.method {
+			body = p.body
+		}
+		ops, _, err := requestOps(req.Method, path, req.URL.RawQuery, body, req.Header.Get("Content-Type"))
+		if err != nil {
+			st.notes = append(st.notes, "redirect to "+target+" not followed: "+warden.AsError(err).Message)
+			return http.ErrUseLastResponse
+		}
+		a := &warden.Action{Tool: "http_call", Backend: b.Name, Kind: req.Method, Ops: ops, Statement: target}
+		if d := pol.Authorize(warden.CallerFrom(req.Context()), a); d.Effect != warden.Allow {
 			st.notes = append(st.notes, "redirect to "+target+" not followed: "+strings.Join(d.Reasons, "; "))
 			return http.ErrUseLastResponse
 		}
-		// Send the canonical form policy judged.
+		if holds != nil {
+			if rule := holds(req.Context(), a); rule != "" {
+				st.notes = append(st.notes, fmt.Sprintf("redirect to %s not followed: approval rule %q would hold it; make that call yourself so it can be approved", target, rule))
+				return http.ErrUseLastResponse
+			}
+		}
+		// Send the canonical form that was judged.
 		req.URL.RawPath = b.basePath + path
 		req.URL.Path, _ = url.PathUnescape(req.URL.RawPath)
-		if req.URL.RawQuery != "" {
-			target += "?" + req.URL.RawQuery
-		}
 		st.followed = append(st.followed, target)
 		return nil
 	}

@@ -3,6 +3,7 @@ package http
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -158,6 +159,15 @@ func checkConfigHeader(name, value string) string {
 		return fmt.Sprintf("the value is shorter than %d characters; warden keeps credential values out of responses by exact replacement, which needs longer values", MinCredentialLength)
 	case !validHeaderValue(value):
 		return "the value contains a line break or control character"
+	}
+	if scheme, token, ok := strings.Cut(value, " "); ok && strings.EqualFold(scheme, "Basic") {
+		// Each part is scrubbed on its own: the password must be long
+		// enough for exact replacement too.
+		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(token))
+		_, pw, _ := strings.Cut(string(dec), ":")
+		if err != nil || len(pw) < MinCredentialLength {
+			return fmt.Sprintf("a Basic credential must be base64 of user:password with a password of at least %d characters", MinCredentialLength)
+		}
 	}
 	return ""
 }

@@ -61,5 +61,9 @@ func (b *Backend) failure(ctx context.Context, err error) error {
 	default:
 		msg = fmt.Sprintf("api %q could not be reached", name)
 	}
+	if s := err.Error(); b.secrets.scrubString(s) != s {
+		// The cause is recorded: it must not carry a credential either.
+		err = errors.New(b.secrets.scrubString(s))
+	}
 	return warden.Wrap(warden.Unavailable, err, msg)
 }

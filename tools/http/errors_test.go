@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/pem"
 	"net"
 	"net/http"
@@ -159,6 +160,8 @@ func TestValidate(t *testing.T) {
 		{"ContentHeader", whttp.Config{BaseURL: "https://b.internal", Headers: map[string]string{"Accept": "application/json"}}, "headers.Accept: Accept describes content"},
 		{"BadName", whttp.Config{BaseURL: "https://b.internal", Headers: map[string]string{"X Key": secret}}, "headers.X Key: not a valid header name"},
 		{"DuplicateName", whttp.Config{BaseURL: "https://b.internal", Headers: map[string]string{"Authorization": secret, "authorization": secret}}, "headers.authorization: the same header as Authorization"},
+		{"ShortBasicPassword", whttp.Config{BaseURL: "https://b.internal", Headers: map[string]string{"Authorization": "Basic " + base64.StdEncoding.EncodeToString([]byte("hunter2-user:pw1"))}}, "headers.Authorization: a Basic credential must be base64 of user:password with a password of at least 8"},
+		{"BasicNotBase64", whttp.Config{BaseURL: "https://b.internal", Headers: map[string]string{"Authorization": "Basic hunter2-hunter2!"}}, "headers.Authorization: a Basic credential must be base64"},
 		{"NegativeCap", whttp.Config{BaseURL: "https://b.internal", MaxResponseBytes: -1}, "max_response_bytes: must be positive"},
 		{"TinyTimeout", whttp.Config{BaseURL: "https://b.internal", Timeout: warden.Duration(time.Microsecond)}, "timeout: must be at least 1ms"},
 		{"FollowRedirects", whttp.Config{BaseURL: "https://b.internal", FollowRedirects: "always"}, `follow_redirects: unknown value "always"`},

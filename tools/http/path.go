@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/warden-mcp/warden"
 )
@@ -17,20 +20,36 @@ const pathRule = "http.path"
 
 // canonicalPath checks a path given by the agent (relative to the
 // backend's base URL) and returns it in the one form warden sends and
-// policy judges: percent-escapes of unreserved characters decoded, other
-// escapes in upper case, spaces and non-ASCII characters escaped.
+// policy judges. The form is decode-then-encode: every percent-escape is
+// decoded, then each character is written raw if it is unreserved or one
+// of : ! $ & ' ( ) * + , = (so %3A and : are the same path), and
+// percent-encoded otherwise, with upper-case hex. Two spellings a server
+// decodes to the same path therefore judge the same.
 //
-// Refused, with a reason the agent can act on: absolute URLs and anything
-// naming a host (a scheme, a leading //), backslashes (raw or %5C), `@`,
-// `;` path parameters, NUL and other control characters (raw or escaped),
-// encoded slashes (%2F), double encoding (%25XX), dot segments in any
-// spelling (., .., %2e%2e, .%2E, runs of dots, trailing spaces that some
-// servers strip, and invalid UTF-8 such as the overlong %C0%AE), Unicode
-// look-alikes of . / and \ (fullwidth full stop and solidus, one- and
-// two-dot leaders, ...), empty segments (//) except a trailing slash, `?`
-// and `#` (the query has its own argument).
-// Every refusal that protects the base URL is Denied (rule http.path);
-// merely malformed input is Invalid.
+// What a segment may contain is an allow-list; the rest is refused, with
+// a reason the agent can act on:
+//   - anything that names a host or leaves the base URL: absolute URLs, a
+//     leading //, backslashes (raw or %5C), `@`, dot segments in any
+//     spelling (., .., %2e%2e, runs of dots), empty segments (//) except a
+//     trailing slash;
+//   - anything servers, proxies and frameworks decode differently: `;`
+//     path parameters (raw or %3B), encoded slashes (%2F), encoded ? and #
+//     (%3F, %23), a literal % (%25, so double encoding in any depth),
+//     control characters (raw or escaped), invalid UTF-8 (overlong forms
+//     like %C0%AE), a segment ending in a dot or a space (Windows servers
+//     strip them);
+//   - non-ASCII characters other than letters, digits and combining marks
+//     on them (so no
+//     look-alike of / \ . ; or any other ASCII punctuation, by NFKC or by
+//     a legacy "best fit" mapping: fullwidth solidus, division and
+//     fraction slashes, one-dot leader, modifier-letter apostrophes, ...),
+//     and text that NFKC normalisation would change (fullwidth letters,
+//     ligatures, the Kelvin sign), since a server that normalises would
+//     read another path;
+//   - `?` and `#` raw: the query has its own argument.
+//
+// Every refusal that protects the base URL or the meaning of the path is
+// Denied (rule http.path); merely malformed input is Invalid.
 func canonicalPath(p string) (string, error) {
 	switch {
 	case p == "":
@@ -63,7 +82,7 @@ func canonicalPath(p string) (string, error) {
 		switch {
 		case c == '%':
 			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return "", warden.Errorf(warden.Invalid, "the path %q has a malformed percent-escape (%% must start %%XX; write a literal %% as %%25)", p)
+				return "", warden.Errorf(warden.Invalid, "the path %q has a malformed percent-escape (%% must start %%XX)", p)
 			}
 			d := unhex(p[i+1])<<4 | unhex(p[i+2])
 			switch {
@@ -73,14 +92,16 @@ func canonicalPath(p string) (string, error) {
 				return "", denyPath(p, `encoded backslashes (%5C) are refused: some servers read \ as /`)
 			case d < 0x20 || d == 0x7f:
 				return "", denyPath(p, "encoded control characters (%00, %0A, ...) are refused")
-			case d == '%' && i+4 < len(p) && isHex(p[i+3]) && isHex(p[i+4]):
-				return "", denyPath(p, "double percent-encoding (%25XX) is refused: a server that decodes twice would see another path")
-			case isUnreserved(d):
+			case d == '%':
+				return "", denyPath(p, "a literal % (%25) is refused: it is how double percent-encoding starts (%252F), which a server or proxy that decodes twice reads as another path; pass such values in the query")
+			case d == ';':
+				return "", denyPath(p, "; is refused in paths, encoded (%3B) or not: some servers strip ;parameters, which can hide a ..")
+			case d == '?' || d == '#':
+				return "", denyPath(p, "encoded ? and # (%3F, %23) are refused: a server or proxy that decodes the path would cut it there; pass such values in the query")
+			case isRawPathByte(d):
 				b.WriteByte(d)
 			default:
-				b.WriteByte('%')
-				b.WriteByte(upperHex[d>>4])
-				b.WriteByte(upperHex[d&15])
+				writeEscape(&b, d)
 			}
 			i += 2
 		case c == '@':
@@ -91,12 +112,10 @@ func canonicalPath(p string) (string, error) {
 			return "", warden.Errorf(warden.Invalid, "the path %q contains ?: pass the query in the query argument", p)
 		case c == '#':
 			return "", warden.Errorf(warden.Invalid, "the path %q contains #: fragments are not sent to servers", p)
-		case isUnreserved(c) || c == '/' || c == ':' || strings.IndexByte("!$&'()*+,=", c) >= 0:
+		case c == '/' || isRawPathByte(c):
 			b.WriteByte(c)
 		case c == ' ' || c >= utf8.RuneSelf:
-			b.WriteByte('%')
-			b.WriteByte(upperHex[c>>4])
-			b.WriteByte(upperHex[c&15])
+			writeEscape(&b, c)
 		default:
 			return "", warden.Errorf(warden.Invalid, "the path %q contains %q, which must be percent-encoded", p, c)
 		}
@@ -110,32 +129,76 @@ func canonicalPath(p string) (string, error) {
 			}
 			continue
 		}
-		if d, err := url.PathUnescape(s); err != nil || !utf8.ValidString(d) {
+		d, err := url.PathUnescape(s)
+		if err != nil || !utf8.ValidString(d) {
 			return "", denyPath(p, "percent-escapes must spell valid UTF-8 (overlong forms like %C0%AE, which old servers read as a dot, are refused)")
 		}
-		if d, _ := url.PathUnescape(s); strings.ContainsAny(d, lookalikes) {
-			return "", denyPath(p, "Unicode look-alikes of /, \\ and . are refused: a server that normalises Unicode would read them as path syntax")
-		}
-		if isDotSegment(s) {
+		if isDotSegment(d) {
 			return "", denyPath(p, "dot segments (. and .., encoded or not) are refused: they would leave the path")
+		}
+		if why := checkSegmentText(d); why != "" {
+			return "", denyPath(p, why)
 		}
 	}
 	return out, nil
 }
 
-// lookalikes are characters that Unicode normalisation (NFKC, or looser
-// "best fit" mappings) turns into '.', '/' or '\': fullwidth and small
-// forms, leaders, the ellipsis, division and fraction slashes.
-const lookalikes = "\uff0e\u2024\u2025\u2026\ufe52\uff0f\u2215\u2044\ufe68\uff3c\u29f5\u29f8\u29f9"
-
-// isDotSegment reports whether a canonical segment could be read as "."
-// or ".." by some server: only dots, possibly with trailing spaces, which
-// Windows servers strip ("..%20", "...").
-func isDotSegment(s string) bool {
-	d, err := url.PathUnescape(s)
-	if err != nil {
-		return true // cannot happen for a canonical segment; refuse
+// checkSegmentText says why a decoded segment is refused, or "".
+func checkSegmentText(d string) string {
+	base := false // the previous rune can carry a combining mark
+	for _, r := range d {
+		if unicode.IsMark(r) {
+			if !base {
+				// Best-fit conversions drop marks: ".\u0338." reads "..".
+				return fmt.Sprintf("the combining mark U+%04X follows a character that is not a letter or digit: servers that convert to a legacy code page drop it; pass such values in the query", r)
+			}
+			continue
+		}
+		base = unicode.IsLetter(r) || unicode.IsDigit(r)
+		if r < utf8.RuneSelf || allowedRune(r) {
+			continue
+		}
+		return fmt.Sprintf("the character %q (U+%04X) is refused: beyond ASCII, paths may hold only letters, marks and digits, "+
+			"because other characters include Unicode look-alikes of path syntax (/ . \\ ; ...) that servers which normalise Unicode "+
+			"or map it to a legacy code page read as that syntax; pass such values in the query", r, r)
 	}
+	if n := norm.NFKC.String(d); n != d {
+		return fmt.Sprintf("the segment %q changes under Unicode normalisation (NFKC) to %q, which a server that normalises would read instead; write it that way", d, n)
+	}
+	if last := d[len(d)-1]; last == '.' || last == ' ' {
+		return "a segment ending in a dot or a space is refused: some servers strip them, so it would name another path"
+	}
+	return ""
+}
+
+// allowedRune reports whether a non-ASCII rune may appear in a path:
+// letters, combining marks (after a letter or digit) and digits, except the letters that legacy
+// best-fit code-page mappings turn into ASCII punctuation (the spacing
+// modifier letters ʹ ʼ ˂ ˄ ˆ ˈ ˋ ˍ ˜ ..., and the click letters ǀ ǁ ǂ ǃ).
+func allowedRune(r rune) bool {
+	switch {
+	case r >= 0x2b0 && r <= 0x2ff, r >= 0x1c0 && r <= 0x1c3:
+		return false
+	}
+	return unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsDigit(r)
+}
+
+// isRawPathByte reports whether a canonical path carries c unescaped:
+// unreserved characters and the sub-delimiters servers agree on.
+func isRawPathByte(c byte) bool {
+	return isUnreserved(c) || strings.IndexByte(":!$&'()*+,=", c) >= 0
+}
+
+func writeEscape(b *strings.Builder, c byte) {
+	b.WriteByte('%')
+	b.WriteByte(upperHex[c>>4])
+	b.WriteByte(upperHex[c&15])
+}
+
+// isDotSegment reports whether a decoded segment could be read as "." or
+// ".." by some server: only dots, possibly with trailing spaces, which
+// Windows servers strip ("..%20", "...").
+func isDotSegment(d string) bool {
 	d = strings.TrimRight(d, " ")
 	return strings.Trim(d, ".") == ""
 }

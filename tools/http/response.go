@@ -12,22 +12,26 @@ import (
 	"unicode/utf8"
 )
 
-// CredentialMarker replaces a credential value wherever an upstream
-// echoes it, in a header or the body.
-const CredentialMarker = "[masked:credential]"
-
-var credentialMarker = []byte(CredentialMarker)
+// maxJSONDepth bounds the nesting of a JSON body returned as JSON: deeper
+// documents can break the agent's JSON parser (and with it the session),
+// so they are withheld (with masking rules) or returned as text.
+const maxJSONDepth = 64
 
 // read reads at most max_response_bytes of the body and builds the result:
 // credential echoes replaced, JSON parsed and masked, text as a string,
-// binary described.
+// binary described. With json_paths masking rules, only a body that
+// parses as JSON is returned; any other (XML, CSV, JSONP, text, cut or
+// too deep JSON) is withheld, so the rules cannot be escaped by asking
+// for another representation.
 func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) {
 	res := &CallResult{Status: resp.StatusCode, Headers: map[string]string{}}
 	b.responseHeaders(resp, res)
 	limit := b.cfg.MaxResponseBytes
-	// Read past the cap by the longest credential, so an echo that
-	// straddles the cap is still replaced whole.
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+int64(b.longest)+1))
+	// Read past the cap by the widest spelling of the longest
+	// credential (\u-escaped inside percent-escapes), so an echo that
+	// straddles the cap is seen whole and scrubbed.
+	margin := int64(12*b.secrets.longest + 64)
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+margin))
 	if err != nil {
 		return nil, err
 	}
@@ -35,35 +39,70 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 	if res.Bytes > limit {
 		res.Truncated, res.Bytes = true, limit
 	}
-	buf := b.redact(raw)
+	if method == "HEAD" || len(raw) == 0 {
+		res.BodyKind = "empty"
+		return res, nil
+	}
+	// clean: no credential is left under any decoding. A JSON document
+	// that is not clean can still be returned: each of its strings is
+	// scrubbed after parsing (JSON escapes are decoded then). Anything
+	// else that is not clean is withheld.
+	buf, clean := b.secrets.scrub(raw)
+	const unclean = "it contains one of the API's credentials in an encoding warden cannot cut out"
 	if res.Truncated {
 		buf = b.trimSecretPrefix(buf[:min(int64(len(buf)), limit)])
 	}
+	masked := b.jsonMask.Len() > 0
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	// The transport decodes gzip itself (and drops the header); any
+	// other coding leaves bytes warden cannot read, scrub or mask.
+	enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	coded := enc != "" && enc != "identity"
 	switch {
-	case len(buf) == 0 || method == "HEAD":
+	case len(buf) == 0:
 		res.BodyKind = "empty"
+	case coded && masked:
+		return withhold(res, fmt.Sprintf("it is encoded (%s), so masking rules cannot be applied to it", enc)), nil
+	case coded:
+		res.BodyKind, res.Body = "binary", fmt.Sprintf("body encoded as %s, %d bytes (not shown)", enc, res.Bytes)
 	case isJSONType(mt) || (mt == "" || isTextType(mt)) && looksLikeJSON(buf):
-		if !res.Truncated {
+		why := ""
+		switch {
+		case res.Truncated:
+			why = fmt.Sprintf("it was cut at max_response_bytes (%d bytes); ask for less (filters, paging)", limit)
+		case jsonDepth(buf) > maxJSONDepth:
+			why = fmt.Sprintf("it nests deeper than %d levels", maxJSONDepth)
+		default:
 			if v, ok := parseJSON(buf); ok {
+				if !clean {
+					v = b.redactValue(v)
+				}
 				res.BodyKind = "json"
-				res.Body, res.Masked = b.jsonMask.Apply(b.redactValue(v))
-				break
+				res.Body, res.Masked = b.jsonMask.Apply(v)
+				return res, nil
 			}
+			why = "it is not valid JSON"
 		}
-		if b.jsonMask.Len() > 0 {
-			// The json_paths rules cannot be applied to a document that
-			// does not parse; returning it as text would bypass them.
-			res.BodyKind = "withheld"
-			why := "it is not valid JSON"
-			if res.Truncated {
-				why = fmt.Sprintf("it was cut at max_response_bytes (%d bytes)", limit)
-			}
-			res.Notes = append(res.Notes, "the JSON body is withheld because masking rules apply to it and "+why+"; ask for less (filters, paging)")
-			break
+		switch {
+		case masked:
+			return withhold(res, "masking rules apply to it and "+why), nil
+		case !clean:
+			return withhold(res, unclean), nil
+		}
+		if !res.Truncated {
+			res.Notes = append(res.Notes, "the body is returned as text: "+why)
 		}
 		res.BodyKind, res.Body = "text", text(buf, res.Truncated)
+	case masked:
+		kind := mt
+		if kind == "" {
+			kind = "unlabelled"
+		}
+		return withhold(res, fmt.Sprintf("masking rules apply to this API and it is not JSON (%s); warden asked for application/json", kind)), nil
 	case isTextType(mt) || mt == "" && utf8.Valid(buf) && !bytes.ContainsRune(buf, 0):
+		if !clean {
+			return withhold(res, unclean), nil
+		}
 		res.BodyKind, res.Body = "text", text(buf, res.Truncated)
 	default:
 		if mt == "" {
@@ -78,6 +117,43 @@ func (b *Backend) read(resp *http.Response, method string) (*CallResult, error) 
 	return res, nil
 }
 
+// withhold returns res with its body withheld, and the reason.
+func withhold(res *CallResult, why string) *CallResult {
+	res.BodyKind, res.Body = "withheld", nil
+	res.Notes = append(res.Notes, "the body is withheld because "+why)
+	return res
+}
+
+// jsonDepth returns the deepest nesting of arrays and objects in buf,
+// reading at most one level past maxJSONDepth.
+func jsonDepth(buf []byte) int {
+	depth, deepest, inString := 0, 0, false
+	for i := 0; i < len(buf); i++ {
+		c := buf[i]
+		switch {
+		case inString:
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+			if depth > deepest {
+				if deepest = depth; deepest > maxJSONDepth {
+					return deepest
+				}
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // responseHeaders copies the allowlisted headers, never a credential
 // header, with credential echoes replaced; Location only as a path under
 // the API.
@@ -87,7 +163,7 @@ func (b *Backend) responseHeaders(resp *http.Response, res *CallResult) {
 		if len(vals) == 0 || b.creds.Get(name) != "" {
 			continue
 		}
-		v := string(b.redact([]byte(strings.Join(vals, ", "))))
+		v := strings.Join(vals, ", ")
 		if name == "Location" {
 			loc, err := resp.Request.URL.Parse(vals[0])
 			if err != nil {
@@ -95,55 +171,35 @@ func (b *Backend) responseHeaders(resp *http.Response, res *CallResult) {
 			}
 			p, ok := b.agentPath(loc)
 			if !ok {
-				res.Notes = append(res.Notes, "the Location header is withheld: it points outside the API's base URL")
+				res.Notes = append(res.Notes, "the Location header is withheld: it points outside the API's base URL, or to a path warden refuses")
 				continue
 			}
 			if loc.RawQuery != "" {
 				p += "?" + loc.RawQuery
 			}
-			v = string(b.redact([]byte(p)))
+			v = p
 		}
-		res.Headers[name] = v
+		res.Headers[name] = b.secrets.scrubString(v)
 	}
-}
-
-// redact replaces every credential value in buf; it returns buf itself
-// when there is none.
-func (b *Backend) redact(buf []byte) []byte {
-	for _, s := range b.secrets {
-		if bytes.Contains(buf, s) {
-			buf = bytes.ReplaceAll(buf, s, credentialMarker)
-		}
-	}
-	return buf
-}
-
-func (b *Backend) redactString(s string) string {
-	for _, sec := range b.secrets {
-		if strings.Contains(s, string(sec)) {
-			s = strings.ReplaceAll(s, string(sec), CredentialMarker)
-		}
-	}
-	return s
 }
 
 // redactValue replaces credential values in every string and key of a
 // parsed JSON document: the raw bytes were scrubbed already, but JSON
 // escapes (\u0041) can spell a credential that no byte search finds.
 func (b *Backend) redactValue(v any) any {
-	if len(b.secrets) == 0 {
+	if len(b.secrets.values) == 0 {
 		return v
 	}
 	switch t := v.(type) {
 	case string:
-		return b.redactString(t)
+		return b.secrets.scrubString(t)
 	case []any:
 		for i, e := range t {
 			t[i] = b.redactValue(e)
 		}
 	case map[string]any:
 		for k, e := range t {
-			if nk := b.redactString(k); nk != k {
+			if nk := b.secrets.scrubString(k); nk != k {
 				delete(t, k)
 				t[nk] = b.redactValue(e)
 				continue
@@ -155,9 +211,9 @@ func (b *Backend) redactValue(v any) any {
 }
 
 // trimSecretPrefix drops a tail of a cut body that begins a credential
-// value, so the cap never leaves part of one.
+// spelling, so the cap never leaves part of one.
 func (b *Backend) trimSecretPrefix(buf []byte) []byte {
-	for _, s := range b.secrets {
+	for _, s := range b.secrets.forms {
 		for n := min(len(s)-1, len(buf)); n > 0; n-- {
 			if bytes.HasSuffix(buf, s[:n]) {
 				buf = buf[:len(buf)-n]
