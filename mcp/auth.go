@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/mark3labs/mcp-go/server"
 	"github.com/warden-mcp/warden"
@@ -116,7 +115,7 @@ func bearerToken(r *http.Request) (string, bool) {
 // challenge (plus error="invalid_token" when a token was presented);
 // missing scopes get 403 insufficient_scope. The body is not read.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *warden.Error, tokenPresent bool) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0)) // not read, not drained
+	stopReading(w) // the body is not read, nor drained
 	id := s.refusals.record(r.Context(), r, nil, e)
 
 	status := http.StatusUnauthorized

@@ -98,12 +98,19 @@ func (s *Server) loopbackHost(host string) bool {
 }
 
 // refuseEdge answers and records a request refused before authentication.
-// The body is never read: the read deadline is set in the past, so the
-// server does not drain it either and closes the connection instead.
 func (s *Server) refuseEdge(w http.ResponseWriter, r *http.Request, status int, code string, e *warden.Error) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+	stopReading(w)
 	id := s.refusals.record(r.Context(), r, nil, e)
 	writeRefusal(w, status, code, e.Message, id)
+}
+
+// stopReading makes sure nothing more is read from a refused request's
+// connection: net/http would otherwise drain up to 256 KiB of an unread
+// body after the handler returns, with no deadline, for as long as a slow
+// client cares to trickle it. The connection closes after the answer.
+func stopReading(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	_ = http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
 }
 
 func writeRefusal(w http.ResponseWriter, status int, code, message, callID string) {
@@ -180,24 +187,25 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 	max := s.http.MaxRequestBytes
 	tooLarge := &warden.Error{Code: warden.Invalid, Rule: "http.max_request_bytes",
 		Message: fmt.Sprintf("the request body is larger than %d bytes (http.max_request_bytes)", max)}
-	rc := http.NewResponseController(w)
 	if r.ContentLength > max {
-		_ = rc.SetReadDeadline(time.Unix(1, 0)) // not read, not drained
+		stopReading(w) // not read, not drained
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	}
+	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(time.Duration(s.http.ReadTimeout)))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	var mbe *http.MaxBytesError
 	var ne net.Error
 	switch {
 	case errors.As(err, &mbe):
-		_ = rc.SetReadDeadline(time.Unix(1, 0))
+		stopReading(w)
 		return nil, http.StatusRequestEntityTooLarge, tooLarge
 	case errors.As(err, &ne) && ne.Timeout():
+		stopReading(w)
 		return nil, http.StatusRequestTimeout, &warden.Error{Code: warden.Invalid, Rule: "http.read_timeout",
 			Message: fmt.Sprintf("the request body did not arrive within %s (http.read_timeout)", time.Duration(s.http.ReadTimeout))}
 	case err != nil:
-		_ = rc.SetReadDeadline(time.Unix(1, 0))
+		stopReading(w)
 		return nil, http.StatusBadRequest, &warden.Error{Code: warden.Invalid, Rule: "http.body", Message: "the request body could not be read"}
 	}
 	// The body is in memory: no deadline on the connection while the call
