@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -574,6 +575,7 @@ func TestUnauthenticatedFloodIsBounded(t *testing.T) {
 	}
 	sem := make(chan struct{}, 8)
 	errs := make(chan error, flood)
+	var resets atomic.Int64
 	for i := 0; i < flood; i++ {
 		sem <- struct{}{}
 		go func(i int) {
@@ -585,7 +587,9 @@ func TestUnauthenticatedFloodIsBounded(t *testing.T) {
 			}
 			res, err := http.DefaultClient.Do(req)
 			if err != nil {
-				errs <- err
+				// warden answers without reading the body and closes:
+				// the client may still be writing it.
+				resets.Add(1)
 				return
 			}
 			res.Body.Close()
@@ -620,7 +624,7 @@ func TestUnauthenticatedFloodIsBounded(t *testing.T) {
 			individual++
 		}
 	}
-	t.Logf("%d refused requests of %d KiB: %d records, %d counted in summaries; the recording grew %d KiB", flood+1, len(body)>>10, len(calls), counted, grown>>10)
+	t.Logf("%d refused requests of %d KiB (%d cut while sending): %d records, %d counted in summaries; the recording grew %d KiB", flood+1, len(body)>>10, resets.Load(), len(calls), counted, grown>>10)
 	if individual+counted != flood+1 {
 		t.Errorf("recorded %d + counted %d refusals; want all %d accounted for", individual, counted, flood+1)
 	}
@@ -628,8 +632,8 @@ func TestUnauthenticatedFloodIsBounded(t *testing.T) {
 	if len(calls) > 2*21 {
 		t.Errorf("the flood left %d records; want at most %d", len(calls), 2*21)
 	}
-	if grown > 1<<20 {
-		t.Errorf("the recording grew by %d KiB for a flood of %d MiB of bodies; want under 1 MiB", grown>>10, flood*len(body)>>20)
+	if total := size(); grown > 1<<20 || total > 2<<20 {
+		t.Errorf("the recording grew by %d KiB to %d KiB for a flood of %d MiB of bodies; want it to grow under 1 MiB", grown>>10, total>>10, flood*len(body)>>20)
 	}
 	raw, err := os.ReadFile(store)
 	if err != nil {
@@ -793,4 +797,3 @@ func rawStdio(t *testing.T, config string, lines ...string) map[string]rpcRespon
 	}
 	return out
 }
-
