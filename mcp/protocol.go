@@ -29,8 +29,9 @@ import (
 //     (2026-07-28 requests stand alone and need no initialize).
 //   - A streamable HTTP request that names no session is answered 404
 //     (which tells a client its session expired) where the specification
-//     asks for 400; a DELETE that names none is answered 200. warden
-//     answers both 400.
+//     asks for 400; a DELETE that names none is answered 200, and a GET
+//     that names none opens a stream under a fresh id. warden answers all
+//     three 400.
 
 // requestTypes are the types mcp-go decodes each request warden serves
 // into (server/request_handler.go). Methods of capabilities warden does
@@ -171,7 +172,10 @@ func requireSession(next http.Handler) http.Handler {
 		switch {
 		case r.Header.Get(server.HeaderKeySessionID) != "":
 			next.ServeHTTP(w, r)
-		case r.Method == http.MethodDelete:
+		case (r.Method == http.MethodGet || r.Method == http.MethodDelete) && !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)):
+			// (mcp-go refuses both from 2026-07-28 clients itself.) A GET
+			// without a session would open a stream under a fresh id
+			// nobody can address.
 			writeMissingSession(w)
 		case r.Method == http.MethodPost:
 			// Only mcp-go knows whether the message needed one (an

@@ -536,6 +536,7 @@ func TestEventStreamsOutliveTimeouts(t *testing.T) {
 				default:
 				}
 			}
+			c.Close()
 			srv.stop(t)
 		})
 	}
@@ -675,6 +676,38 @@ func TestProtocolEdges(t *testing.T) {
 		}
 	})
 
+	t.Run("SSERefusesRequestsBeforeInitialize", func(t *testing.T) {
+		srv := launchServer(t, config, "sse")
+		stream := openSSE(t, srv.base)
+		post := func(body string) {
+			res := send(t, "POST", srv.base+stream.endpoint, nil, body)
+			if res.status != http.StatusAccepted {
+				t.Fatalf("POST %s = %d %q; want 202", stream.endpoint, res.status, res.body)
+			}
+		}
+		post(insertNote(1, "sse-before-init"))
+		if e := stream.response(t, "1"); e.Error == nil || !strings.Contains(e.Error.Message, "before initialize") {
+			t.Errorf("tools/call before initialize over SSE = %+v; want an error naming initialize", e)
+		}
+		post(`{"jsonrpc":"2.0","id":2,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+		if e := stream.response(t, "2"); e.Error != nil {
+			t.Fatalf("initialize = %+v", e)
+		}
+		post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+		post(insertNote(3, "sse-after-init"))
+		if e := stream.response(t, "3"); e.Error != nil {
+			t.Errorf("tools/call after initialize = %+v", e)
+		}
+		stream.close()
+		srv.stop(t)
+		if n := count(t, dsn, "SELECT count(*) FROM notes WHERE body = 'sse-before-init'"); n != 0 {
+			t.Errorf("the insert sent before initialize ran")
+		}
+		if n := count(t, dsn, "SELECT count(*) FROM notes WHERE body = 'sse-after-init'"); n != 1 {
+			t.Errorf("the insert after initialize ran %d times; want once", n)
+		}
+	})
+
 	malformed := []struct {
 		name, msg, want string
 	}{
@@ -713,6 +746,7 @@ func TestProtocolEdges(t *testing.T) {
 		}{
 			{"PostWithoutSession", "POST", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, [][2]string{proto}, http.StatusBadRequest},
 			{"DeleteWithoutSession", "DELETE", "", [][2]string{proto}, http.StatusBadRequest},
+			{"GetWithoutSession", "GET", "", [][2]string{proto}, http.StatusBadRequest},
 			{"PostWithUnknownSession", "POST", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, [][2]string{proto, {"Mcp-Session-Id", "mcp-session-00000000-0000-4000-8000-000000000000"}}, http.StatusNotFound},
 			{"GetWithUnknownSession", "GET", "", [][2]string{proto, {"Mcp-Session-Id", "made-up"}}, http.StatusNotFound},
 		} {
@@ -741,6 +775,70 @@ func TestProtocolEdges(t *testing.T) {
 		}
 	})
 	srv.stop(t)
+}
+
+// sseStream is a raw SSE session: the endpoint to post to and the
+// messages that arrive on the stream.
+type sseStream struct {
+	endpoint string
+	messages chan rpcResponse
+	close    context.CancelFunc
+}
+
+// openSSE opens GET /sse and reads its events until the test ends.
+func openSSE(t *testing.T, base string) *sseStream {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/sse", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sse = %v %v", res, err)
+	}
+	s := &sseStream{messages: make(chan rpcResponse, 16), close: cancel}
+	endpoint := make(chan string, 1)
+	go func() {
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event:"):
+				event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
+			case strings.HasPrefix(line, "data:") && event == "endpoint":
+				endpoint <- strings.TrimSpace(strings.TrimPrefix(line, "data:"))
+			case strings.HasPrefix(line, "data:"):
+				var r rpcResponse
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data:")), &r) == nil && len(r.ID) > 0 && (r.Result != nil || r.Error != nil) {
+					s.messages <- r
+				}
+			}
+		}
+	}()
+	select {
+	case s.endpoint = <-endpoint:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no endpoint event on the SSE stream")
+	}
+	return s
+}
+
+// response waits for the response with the given id.
+func (s *sseStream) response(t *testing.T, id string) rpcResponse {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-s.messages:
+			if string(r.ID) == id {
+				return r
+			}
+		case <-timeout:
+			t.Fatalf("no response %s on the SSE stream", id)
+		}
+	}
 }
 
 // rpcResponse is one JSON-RPC response.
