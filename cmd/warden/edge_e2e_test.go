@@ -185,6 +185,25 @@ func TestSessionsBelongToTheirSubject(t *testing.T) {
 				})
 			}
 
+			if transportName == "http" {
+				// Listening on her stream would deliver her messages to
+				// bob; deleting her session would end it.
+				for _, method := range []string{"GET", "DELETE"} {
+					t.Run("Bob"+method+"sHerSession", func(t *testing.T) {
+						h := [][2]string{auth, {"Mcp-Protocol-Version", mcp.ProtocolVersion20250618}, {"Mcp-Session-Id", aliceSID}}
+						if res := send(t, method, srv.base+"/mcp", h, ""); res.status != http.StatusForbidden {
+							t.Errorf("= %d %q; want 403", res.status, res.body)
+						}
+					})
+				}
+			}
+			t.Run("ForeignOriginGetsNoMetadata", func(t *testing.T) {
+				res := send(t, "GET", srv.base+"/.well-known/oauth-protected-resource/mcp", [][2]string{{"Origin", "https://evil.example"}}, "")
+				if res.status != http.StatusForbidden || res.header.Get("Access-Control-Allow-Origin") != "" {
+					t.Errorf("= %d, ACAO %q; want 403 without ACAO", res.status, res.header.Get("Access-Control-Allow-Origin"))
+				}
+			})
+
 			// Bob's own session works: the refusals above were not
 			// refusals of bob.
 			r := call(t, bob, "sql_query", map[string]any{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ('bob-own')"})
