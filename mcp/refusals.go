@@ -77,6 +77,24 @@ func (f *refusals) record(ctx context.Context, r *http.Request, caller *warden.C
 	return id
 }
 
+// run closes each window soon after it has passed, so a flood's count is
+// recorded even when no request follows it, until ctx is done.
+func (f *refusals) run(ctx context.Context) {
+	t := time.NewTicker(refusalWindow / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f.mu.Lock()
+			s := f.rollLocked(f.pipeline.Clock())
+			f.mu.Unlock()
+			f.write(ctx, s)
+		}
+	}
+}
+
 // flush records the current window's count, if any; called at shutdown.
 func (f *refusals) flush(ctx context.Context) {
 	f.mu.Lock()

@@ -329,6 +329,7 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener, transport strin
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	go s.refusals.run(base)
 	defer s.refusals.flush(context.WithoutCancel(ctx))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
