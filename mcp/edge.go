@@ -36,8 +36,12 @@ import (
 // reading is cut while a stream whose writes complete lives on.
 func (s *Server) edge(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if reason := s.crossSite(r); reason != "" {
-			s.refuseEdge(w, r, http.StatusForbidden, "origin_not_allowed", &warden.Error{Code: warden.Denied, Rule: "http.allowed_origins", Message: reason})
+		if rule, reason := s.crossSite(r); reason != "" {
+			code := "origin_not_allowed"
+			if rule == "http.host" {
+				code = "host_not_allowed"
+			}
+			s.refuseEdge(w, r, http.StatusForbidden, code, &warden.Error{Code: warden.Denied, Rule: rule, Message: reason})
 			return
 		}
 		origin := r.Header.Get("Origin") // allowed, when present
@@ -55,25 +59,25 @@ func (s *Server) edge(next http.Handler) http.Handler {
 	})
 }
 
-// crossSite returns why a request looks like a browser's from a page that
-// may not call warden, or "".
-func (s *Server) crossSite(r *http.Request) string {
+// crossSite returns the rule and the reason a request looks like a
+// browser's from a page that may not call warden, or "", "".
+func (s *Server) crossSite(r *http.Request) (rule, reason string) {
 	if local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok && isLoopback(local) && !s.loopbackHost(r.Host) {
-		return fmt.Sprintf("the Host header %q does not name this loopback server: requests must address it as localhost or a loopback address", clip(r.Host, clipLen))
+		return "http.host", fmt.Sprintf("the Host header %q does not name this loopback server: requests must address it as localhost or a loopback address", clip(r.Host, clipLen))
 	}
 	switch origins := r.Header.Values("Origin"); {
 	case len(origins) > 1:
-		return "the request carries more than one Origin header"
+		return "http.allowed_origins", "the request carries more than one Origin header"
 	case len(origins) == 1 && !slices.Contains(s.http.AllowedOrigins, origins[0]):
-		return fmt.Sprintf("origin %q may not call warden: browser pages are refused unless their origin is listed in http.allowed_origins", clip(origins[0], clipLen))
+		return "http.allowed_origins", fmt.Sprintf("origin %q may not call warden: browser pages are refused unless their origin is listed in http.allowed_origins", clip(origins[0], clipLen))
 	case len(origins) == 0:
 		switch site := r.Header.Get("Sec-Fetch-Site"); site {
 		case "", "none", "same-origin":
 		default:
-			return "a browser sent this request from another site without naming its origin"
+			return "http.allowed_origins", "a browser sent this request from another site without naming its origin"
 		}
 	}
-	return ""
+	return "", ""
 }
 
 // loopbackHost reports whether host (a Host header) names a loopback

@@ -101,7 +101,7 @@ func TestCrossSite(t *testing.T) {
 			for k, v := range tt.headers {
 				r.Header[k] = v
 			}
-			if got := s.crossSite(r); (got != "") != tt.refused {
+			if _, got := s.crossSite(r); (got != "") != tt.refused {
 				t.Errorf("crossSite(%s, Host %q, %v) = %q; want refused %v", tt.local, tt.host, tt.headers, got, tt.refused)
 			}
 		})
