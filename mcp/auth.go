@@ -63,9 +63,10 @@ func (s *Server) authenticate(transport string, next http.Handler) http.Handler 
 				return
 			}
 		}
-		if transport == "http" && key == "" {
+		if transport == "http" {
 			// A streamable HTTP session is bound to its subject as its id
-			// leaves warden, before the client can name it.
+			// leaves warden (in an initialize response), before the
+			// client can name it.
 			w = &headerHook{ResponseWriter: w, before: func(h http.Header) {
 				if id := h.Get(server.HeaderKeySessionID); id != "" {
 					s.tracker.bind("sid:"+id, caller)
