@@ -1,11 +1,9 @@
 package mcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -14,54 +12,89 @@ import (
 	"github.com/warden-mcp/warden"
 )
 
-// maxBody bounds a request body warden reads to describe a refused request.
-const maxBody = 4 << 20
-
-// authenticate establishes the caller of every HTTP request before MCP
-// sees it: a verified bearer token, or — only when no issuer is configured
-// and the operator explicitly allowed it on a loopback listener — the local
+// authenticate establishes the caller of every MCP request before MCP sees
+// it: a verified bearer token, or — only when no issuer is configured and
+// the operator explicitly allowed it on a loopback listener — the local
 // identity. A request without a valid token gets 401 with the MCP
-// WWW-Authenticate challenge; a request on another subject's session gets
-// 403. Every refusal is recorded.
-func (s *Server) authenticate(next http.Handler) http.Handler {
+// WWW-Authenticate challenge, and its body is never read. Then the body is
+// read, bounded (http.max_request_bytes, http.read_timeout), and the
+// session the request names is checked: it must be one warden issued to
+// this caller (403 for another subject's, 404 for one warden does not
+// know). Every refusal is recorded.
+func (s *Server) authenticate(transport string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.opts.Verifier == nil {
-			// Only reachable with allow_unauthenticated_loopback on a
-			// loopback listener; ServeHTTP refuses anything else.
-			next.ServeHTTP(w, r.WithContext(warden.WithCaller(r.Context(), s.opts.Identity.Caller())))
+		// Without a verifier, only reachable with
+		// allow_unauthenticated_loopback on a loopback listener;
+		// ServeHTTP refuses anything else.
+		caller := s.opts.Identity.Caller()
+		if s.opts.Verifier != nil {
+			token, present := bearerToken(r)
+			if !present {
+				s.refuse(w, r, &warden.Error{Code: warden.Unauthenticated, Rule: "identity",
+					Message: "missing bearer token: this server requires an OAuth access token"}, false)
+				return
+			}
+			var err error
+			if caller, err = s.opts.Verifier.Verify(r.Context(), token); err != nil {
+				s.refuse(w, r, warden.AsError(err), true)
+				return
+			}
+		}
+		ctx := warden.WithCaller(r.Context(), caller)
+		body, status, e := s.readBody(w, r)
+		if e != nil {
+			writeRefusal(w, status, "invalid_request", e.Message, s.refusals.record(ctx, r, caller, e))
 			return
 		}
-		token, present := bearerToken(r)
-		if !present {
-			s.refuse(w, r, nil, &warden.Error{Code: warden.Unauthenticated, Rule: "identity",
-				Message: "missing bearer token: this server requires an OAuth access token"}, false)
-			return
+		key := requestSessionKey(transport, r)
+		if key != "" {
+			switch owner := s.tracker.owner(key); {
+			case owner == nil:
+				e := &warden.Error{Code: warden.Invalid, Rule: "session",
+					Message: "this MCP session does not exist or has ended; start a new one (initialize)"}
+				writeRefusal(w, http.StatusNotFound, "session_not_found", e.Message, s.refusals.record(ctx, r, caller, e))
+				return
+			case !sameSubject(owner, caller):
+				e := &warden.Error{Code: warden.Denied, Rule: "session-binding",
+					Message: "this MCP session belongs to another subject; open your own session"}
+				tool, args := describeRequest(r, body)
+				call := s.opts.Pipeline.Refuse(ctx, tool, args, e)
+				writeRefusal(w, http.StatusForbidden, "access_denied", e.Message, call.ID)
+				return
+			}
 		}
-		caller, err := s.opts.Verifier.Verify(r.Context(), token)
-		if err != nil {
-			s.refuse(w, r, nil, warden.AsError(err), true)
-			return
+		if transport == "http" {
+			// A streamable HTTP session is bound to its subject as its id
+			// leaves warden (in an initialize response), before the
+			// client can name it.
+			w = &headerHook{ResponseWriter: w, before: func(h http.Header) {
+				if id := h.Get(server.HeaderKeySessionID); id != "" {
+					s.tracker.bind("sid:"+id, caller)
+				}
+			}}
 		}
-		if owner := s.tracker.owner(requestSessionKey(r)); owner != nil && !sameSubject(owner, caller) {
-			s.refuse(w, r, caller, &warden.Error{Code: warden.Denied, Rule: "session-binding",
-				Message: "this MCP session belongs to another subject; open your own session"}, true)
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(warden.WithCaller(r.Context(), caller)))
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// requestSessionKey is the tracker key of the protocol session a request
-// names: the Mcp-Session-Id header (streamable HTTP) or the sessionId query
-// parameter (SSE messages).
-func requestSessionKey(r *http.Request) string {
-	if id := r.Header.Get(server.HeaderKeySessionID); id != "" {
-		return "sid:" + id
+// requestSessionKey is the tracker key of the session the transport will
+// route r to, read exactly as mcp-go reads it: the Mcp-Session-Id header
+// (its first value, Header.Get) for streamable HTTP, the sessionId query
+// parameter (its first value, URL.Query().Get) for SSE. A session id
+// anywhere else is not what routes the request, so it is not what is
+// checked either.
+func requestSessionKey(transport string, r *http.Request) string {
+	var id string
+	switch transport {
+	case "http":
+		id = r.Header.Get(server.HeaderKeySessionID)
+	case "sse":
+		id = r.URL.Query().Get("sessionId")
 	}
-	if id := r.URL.Query().Get("sessionId"); id != "" {
-		return "sid:" + id
+	if id == "" {
+		return ""
 	}
-	return ""
+	return "sid:" + id
 }
 
 func sameSubject(a, b *warden.Caller) bool {
@@ -78,17 +111,13 @@ func bearerToken(r *http.Request) (string, bool) {
 	return strings.TrimSpace(token), true
 }
 
-// refuse answers a request that cannot be served and records the refusal.
-// Unauthenticated requests get 401 with the RFC 9728 challenge (plus
-// error="invalid_token" when a token was presented); missing scopes get
-// 403 insufficient_scope; another subject's session gets 403.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, caller *warden.Caller, e *warden.Error, tokenPresent bool) {
-	tool, args := describeRequest(r)
-	ctx := r.Context()
-	if caller != nil {
-		ctx = warden.WithCaller(ctx, caller)
-	}
-	call := s.opts.Pipeline.Refuse(ctx, tool, args, e)
+// refuse answers a request without a verified caller and records the
+// refusal compactly. Unauthenticated requests get 401 with the RFC 9728
+// challenge (plus error="invalid_token" when a token was presented);
+// missing scopes get 403 insufficient_scope. The body is not read.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *warden.Error, tokenPresent bool) {
+	stopReading(w) // the body is not read, nor drained
+	id := s.refusals.record(r.Context(), r, nil, e)
 
 	status := http.StatusUnauthorized
 	challenge := fmt.Sprintf(`Bearer resource_metadata=%q`, s.metadataURL(r))
@@ -107,23 +136,14 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, caller *warden.C
 	if status == http.StatusUnauthorized || code == "insufficient_scope" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": e.Message, "call_id": call.ID})
+	writeRefusal(w, status, code, e.Message, id)
 }
 
-// describeRequest names a refused request for the recording: the tool of
-// a tools/call, the JSON-RPC method of anything else, or the HTTP request
-// line. Arguments are kept only for tools/call.
-func describeRequest(r *http.Request) (string, json.RawMessage) {
-	if r.Method != http.MethodPost || r.Body == nil {
-		return "http:" + r.Method + " " + r.URL.Path, nil
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return "http:" + r.Method + " " + r.URL.Path, nil
-	}
+// describeRequest names a refused request of a verified caller for the
+// recording, from its already bounded body: the tool of a tools/call, the
+// JSON-RPC method of anything else, or the HTTP request line. Arguments
+// are kept only for tools/call.
+func describeRequest(r *http.Request, body []byte) (string, json.RawMessage) {
 	var msg struct {
 		Method string `json:"method"`
 		Params struct {
@@ -131,13 +151,13 @@ func describeRequest(r *http.Request) (string, json.RawMessage) {
 			Arguments json.RawMessage `json:"arguments"`
 		} `json:"params"`
 	}
-	if json.Unmarshal(body, &msg) != nil || msg.Method == "" {
-		return "http:" + r.Method + " " + r.URL.Path, nil
+	if len(body) == 0 || json.Unmarshal(body, &msg) != nil || msg.Method == "" {
+		return "http:" + r.Method + " " + clip(r.URL.Path, clipLen), nil
 	}
 	if msg.Method == "tools/call" && msg.Params.Name != "" {
-		return msg.Params.Name, msg.Params.Arguments
+		return clip(msg.Params.Name, clipLen), msg.Params.Arguments
 	}
-	return "rpc:" + msg.Method, nil
+	return "rpc:" + clip(msg.Method, clipLen), nil
 }
 
 // metadataPath is where RFC 9728 metadata for the MCP endpoint is served.

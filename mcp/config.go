@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/warden-mcp/warden"
 )
@@ -64,4 +67,104 @@ func (c *IdentityConfig) Caller() *warden.Caller {
 		Groups:  append([]string(nil), c.Local.Groups...),
 		Method:  "local",
 	}
+}
+
+// HTTPConfig is the `http` section of warden.yaml: the edges of the HTTP
+// transports (serve --transport http|sse). Every field has a safe default.
+type HTTPConfig struct {
+	// AllowedOrigins are the browser origins (scheme://host[:port]) that
+	// may call warden. A request carrying any other Origin is refused
+	// before it is authenticated or parsed. Default: none, so no web page
+	// can drive warden.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxRequestBytes bounds a request body; a larger one is refused
+	// before it is read (declared length) or as soon as it passes the
+	// limit (chunked). Default 4 MiB.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// ReadTimeout bounds reading a request's headers, and separately its
+	// body. Default 10s.
+	ReadTimeout warden.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds each write of a response: a client that stops
+	// reading is cut. Long-lived event streams live on as long as their
+	// writes complete. Default 30s.
+	WriteTimeout warden.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a kept-alive connection without a request.
+	// Default 2m.
+	IdleTimeout warden.Duration `yaml:"idle_timeout"`
+}
+
+// HTTP edge defaults.
+const (
+	DefaultMaxRequestBytes = 4 << 20
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
+	DefaultIdleTimeout     = 2 * time.Minute
+)
+
+// Validate checks the section and fills in defaults; paths are relative
+// to `http`.
+func (c *HTTPConfig) Validate() error {
+	var errs []error
+	for i, o := range c.AllowedOrigins {
+		canon, err := canonicalOrigin(o)
+		if err != nil {
+			errs = append(errs, warden.FieldErrorf(fmt.Sprintf("allowed_origins[%d]", i), "%v", err))
+			continue
+		}
+		c.AllowedOrigins[i] = canon
+	}
+	switch {
+	case c.MaxRequestBytes == 0:
+		c.MaxRequestBytes = DefaultMaxRequestBytes
+	case c.MaxRequestBytes < 1024:
+		errs = append(errs, warden.FieldErrorf("max_request_bytes", "%d is too small for an MCP request: use at least 1024", c.MaxRequestBytes))
+	}
+	for _, d := range []struct {
+		key string
+		v   *warden.Duration
+		def time.Duration
+	}{{"read_timeout", &c.ReadTimeout, DefaultReadTimeout}, {"write_timeout", &c.WriteTimeout, DefaultWriteTimeout}, {"idle_timeout", &c.IdleTimeout, DefaultIdleTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = warden.Duration(d.def)
+		case time.Duration(*d.v) < 100*time.Millisecond:
+			errs = append(errs, warden.FieldErrorf(d.key, "%s is too short: use at least 100ms", time.Duration(*d.v)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns the config with defaults filled in, for servers
+// built without a validated config.
+func (c *HTTPConfig) withDefaults() HTTPConfig {
+	var out HTTPConfig
+	if c != nil {
+		out = *c
+		out.AllowedOrigins = slices.Clone(c.AllowedOrigins)
+	}
+	_ = out.Validate()
+	return out
+}
+
+// canonicalOrigin is the serialized origin a browser sends (RFC 6454):
+// lower-case scheme and host, no default port, no path. "*" and "null" are
+// refused: the first would allow every page, the second every sandboxed
+// or file: page.
+func canonicalOrigin(s string) (string, error) {
+	if s == "*" || s == "null" {
+		return "", fmt.Errorf("%q is not allowed: name each origin, like https://app.example.com", s)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q is not an origin: use scheme://host[:port], like https://app.example.com", s)
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port == "" || (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		return u.Scheme + "://" + host, nil
+	}
+	return u.Scheme + "://" + host + ":" + port, nil
 }

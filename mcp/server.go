@@ -44,6 +44,8 @@ type Options struct {
 	// ShutdownGrace is how long in-flight HTTP calls may run after a
 	// shutdown signal before they are cancelled (default 10s).
 	ShutdownGrace time.Duration
+	// HTTP bounds the HTTP transports' edges (defaults when nil).
+	HTTP *HTTPConfig
 }
 
 // Server is warden's MCP server: one set of tools, one pipeline, any
@@ -53,6 +55,9 @@ type Server struct {
 	mcp     *server.MCPServer
 	specs   map[string]warden.ToolSpec
 	tracker *tracker
+	// http is Options.HTTP with defaults filled in.
+	http     HTTPConfig
+	refusals *refusals
 
 	schemaMu sync.Mutex
 	schemas  map[string]json.RawMessage
@@ -70,12 +75,15 @@ func New(opts Options) *Server {
 		opts.ShutdownGrace = 10 * time.Second
 	}
 	s := &Server{
-		opts:    opts,
-		specs:   map[string]warden.ToolSpec{},
-		schemas: map[string]json.RawMessage{},
-		tracker: newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
+		opts:     opts,
+		specs:    map[string]warden.ToolSpec{},
+		schemas:  map[string]json.RawMessage{},
+		tracker:  newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
+		http:     opts.HTTP.withDefaults(),
+		refusals: &refusals{pipeline: opts.Pipeline, rules: map[string]int{}},
 	}
 	hooks := &server.Hooks{}
+	hooks.AddOnRequestInitialization(s.checkRequest)
 	hooks.AddAfterInitialize(func(ctx context.Context, _ any, req *mcp.InitializeRequest, res *mcp.InitializeResult) {
 		s.tracker.initialized(ctx, req.Params.ClientInfo, res.ProtocolVersion)
 	})
@@ -245,7 +253,9 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, to
 // HTTPHandler returns the handler for an HTTP transport: "http" serves
 // streamable HTTP at /mcp, "sse" serves SSE at /sse with messages posted to
 // /message; both serve /healthz and, with issuers configured, RFC 9728
-// protected-resource metadata. Every MCP request is authenticated first.
+// protected-resource metadata. Every request passes the edge checks first
+// (origin, host, write deadlines); every MCP request is then
+// authenticated, its body bounded and its session checked.
 func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Context) error, error) {
 	switch {
 	case s.opts.Verifier != nil:
@@ -278,7 +288,7 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 			server.WithSessionIdleTTL(30*time.Minute),
 			server.WithStreamableHTTPLogger(s.opts.Log),
 		)
-		mux.Handle("/mcp", s.authenticate(sh))
+		mux.Handle("/mcp", s.authenticate("http", requireSession(sh)))
 		shutdown = sh.Shutdown
 	case "sse":
 		sse := server.NewSSEServer(s.mcp,
@@ -287,13 +297,13 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 			server.WithSSEContextFunc(ctxFunc),
 			server.WithKeepAlive(true),
 		)
-		mux.Handle("/sse", s.authenticate(sse))
-		mux.Handle("/message", s.authenticate(sse))
+		mux.Handle("/sse", s.authenticate("sse", sse))
+		mux.Handle("/message", s.authenticate("sse", sse))
 		shutdown = sse.Shutdown
 	default:
 		return nil, nil, fmt.Errorf("unknown transport %q (use stdio, http or sse)", transport)
 	}
-	return mux, shutdown, nil
+	return s.edge(mux), shutdown, nil
 }
 
 // ServeHTTP serves an HTTP transport on ln until ctx is done, then stops
@@ -309,11 +319,18 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener, transport strin
 	}
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
+	// No server-wide ReadTimeout or WriteTimeout: they would cut event
+	// streams and long calls. Headers must arrive within the read timeout;
+	// bodies are bounded by readBody and each write by edge.
 	hs := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: time.Duration(s.http.ReadTimeout),
+		IdleTimeout:       time.Duration(s.http.IdleTimeout),
+		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	go s.refusals.run(base)
+	defer s.refusals.flush(context.WithoutCancel(ctx))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -339,6 +356,10 @@ func (s *Server) ServeHTTP(ctx context.Context, ln net.Listener, transport strin
 	}
 	return err
 }
+
+// maxHeaderBytes bounds a request's header block; bearer tokens are the
+// largest thing in it.
+const maxHeaderBytes = 64 << 10
 
 func isLoopback(a net.Addr) bool {
 	tcp, ok := a.(*net.TCPAddr)

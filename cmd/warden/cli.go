@@ -385,6 +385,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Policy:   app.Policy,
 		Sessions: app.Store,
 		Identity: &cfg.Identity,
+		HTTP:     &cfg.HTTP,
 		Verifier: app.Verifier,
 		Version:  Version,
 		Log:      app.Log,

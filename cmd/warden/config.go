@@ -27,6 +27,8 @@ import (
 type Config struct {
 	Store    StoreConfig        `yaml:"store"`
 	Identity mcp.IdentityConfig `yaml:"identity"`
+	// HTTP bounds the edges of the HTTP transports.
+	HTTP     mcp.HTTPConfig     `yaml:"http"`
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
 	Masking  *mask.Config       `yaml:"masking"`
@@ -119,7 +121,7 @@ func (c *Config) validate() error {
 		}
 		c.Store.Keep = d
 	}
-	errs = append(errs, warden.Under("identity", c.Identity.Validate()))
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))

@@ -52,6 +52,9 @@ func TestParseConfigRejects(t *testing.T) {
 		want string
 	}{
 		{"UnknownTopLevelKey", goodConfig + "extra: 1\n", "extra: unknown key"},
+		{"WildcardOrigin", goodConfig + "http: {allowed_origins: ['*']}\n", `http.allowed_origins[0]: "*" is not allowed`},
+		{"UnknownHTTPKey", goodConfig + "http: {max_body: 5}\n", "http.max_body: unknown key"},
+		{"BadHTTPTimeout", goodConfig + "http: {read_timeout: forever}\n", `http.read_timeout: invalid duration "forever"`},
 		{"UnknownBackendKey", strings.Replace(goodConfig, "max_rows: 10", "max_rows: 10, maxrows: 5", 1), "backends.shop.maxrows: unknown key"},
 		{"UnknownGrantKey", strings.Replace(goodConfig, "actions: [select]", "actions: [select], colums: [a]", 1), "roles.analyst.grants[0].colums: unknown key"},
 		{"UnsetVariable", strings.Replace(goodConfig, "SHOP_DSN", "NOPE_DSN", 1), "backends.shop.dsn: environment variable NOPE_DSN is not set"},
