@@ -176,10 +176,11 @@ func (s *Service) checkAnswer(ctx context.Context, c *warden.Call, r *Rule, ans 
 // once): then the answer counts for nothing.
 func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *warden.Approval, ans *warden.Answer) (done bool, err error) {
 	action := ans.Action
-	if action == warden.AnswerAccept {
-		if v, ok := ans.Content[warden.ConfirmField].(bool); ok && !v {
-			action = warden.AnswerDecline // accepted the form with "run it" unticked
-		}
+	if action == warden.AnswerAccept && !confirms(ans.Content) {
+		// Accepted a form that does not say yes: the box unticked, left
+		// out, answered with a string or a number, or sent with fields
+		// warden did not ask for. Only an explicit yes approves.
+		action = warden.AnswerDecline
 	}
 	ch := warden.ApprovalChange{ID: appr.ID, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: c.Caller, At: s.now(), CallID: c.ID}
 	switch action {
@@ -207,6 +208,16 @@ func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *w
 	return true, &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
 		Message: fmt.Sprintf("the user %s this call when warden asked them to confirm it (approval rule %q); it did not run. "+
 			"Do not retry it unless the user asks you to.", verb, r.Name)}
+}
+
+// confirms reports whether a form's content is exactly the yes warden
+// asked for: one field, ConfirmField, holding the JSON boolean true.
+// Everything else, including "true", 1 and extra fields, is a no: a client
+// that fills in something other than the form warden sent did not show the
+// user that form.
+func confirms(content map[string]any) bool {
+	v, ok := content[warden.ConfirmField].(bool)
+	return ok && v && len(content) == 1
 }
 
 // review finds or creates the reviewers' request for c, and waits for a
