@@ -169,8 +169,8 @@ func TestMigratesVersion2(t *testing.T) {
 	s, err = recorder.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
-	if v := userVersion(t, path); v != 3 {
-		t.Errorf("user_version after Open = %d; want 3", v)
+	if v := userVersion(t, path); v != 4 {
+		t.Errorf("user_version after Open = %d; want 4", v)
 	}
 	must(t, s.CreateApproval(ctx, approvalRequest("a1", t0)))
 	if _, _, err := s.Session(ctx, "s1"); err != nil {

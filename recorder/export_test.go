@@ -182,3 +182,24 @@ func BulkAppend(s *Store, n int, rec func(i int) (kind, sessionID, callID, at, b
 	}
 	return nil
 }
+
+// Crash closes s as a killed process would leave it: the records written
+// since the last checkpoint stay unsigned.
+func Crash(s *Store) error {
+	if err := s.w.do(context.Background(), func(context.Context) error { s.w.wrote = false; return nil }); err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// MACKey returns the record MAC key of the store at dbPath.
+func MACKey(dbPath string) ([]byte, error) { return MACKeyFor(dbPath) }
+
+// Seed returns the signing key's seed of the store at dbPath.
+func Seed(dbPath string) ([]byte, error) {
+	k, err := loadKey(KeyPath(dbPath))
+	if err != nil {
+		return nil, err
+	}
+	return k.Seed(), nil
+}

@@ -27,9 +27,10 @@ var errClosed = errors.New("the recording store is closed")
 var errReadOnly = errors.New("the recording store was opened read-only")
 
 // schemaVersion is the PRAGMA user_version this package writes. Version 1
-// (no hash chain) and version 2 (no approvals table) are migrated when a
-// store is opened for writing, and still read when it is opened read-only.
-const schemaVersion = 3
+// (no hash chain), version 2 (no approvals table) and version 3 (no record
+// MACs, and key material in a secrets table) are migrated when a store is
+// opened for writing, and still read when it is opened read-only.
+const schemaVersion = 4
 
 // schema is version 2, the records; schemaApprovals (below) completes
 // version 3. Every record carries prev_hash and hash (see
@@ -54,16 +55,13 @@ CREATE TABLE records (
 	at         TEXT,
 	body       TEXT NOT NULL,
 	prev_hash  BLOB NOT NULL CHECK (length(prev_hash) = 32),
-	hash       BLOB NOT NULL CHECK (length(hash) = 32)
+	hash       BLOB NOT NULL CHECK (length(hash) = 32),
+	mac        BLOB
 );
 CREATE INDEX records_session ON records (session_id, seq);
 CREATE UNIQUE INDEX records_call ON records (call_id, kind) WHERE call_id IS NOT NULL;
 CREATE INDEX records_session_start ON records (at) WHERE kind = 'session_start';
 CREATE INDEX records_checkpoint ON records (at) WHERE kind = 'checkpoint';
-CREATE TABLE IF NOT EXISTS secrets (
-	name  TEXT PRIMARY KEY,
-	value BLOB NOT NULL
-);
 CREATE TABLE horizon (
 	id  INTEGER PRIMARY KEY CHECK (id = 1),
 	seq INTEGER NOT NULL
@@ -208,7 +206,9 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	s.w.macKey, s.w.headPath = macKey(s.w.key), HeadPath(path)
+	from, err := s.migrate(ctx)
+	if err != nil {
 		return fail(err)
 	}
 	s.version = schemaVersion
@@ -218,6 +218,11 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err := s.w.load(ctx); err != nil {
 		return fail(fmt.Errorf("reading the end of the chain: %w", err))
 	}
+	if err := s.w.vouch(ctx, s.w.headPath, from < 4); err != nil {
+		s.w.closeStatements()
+		return fail(err)
+	}
+	s.w.headSeq = s.w.seq
 	if err := s.read.PingContext(ctx); err != nil {
 		s.w.closeStatements()
 		return fail(fmt.Errorf("for reading: %w", err))
@@ -321,46 +326,72 @@ func checkpointKey(body string) string {
 	return cp.Key
 }
 
-// migrate applies the schema. It runs in a write transaction (BEGIN
-// IMMEDIATE) even when the schema is current, which doubles as the check
-// that the store is writable.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the schema, and returns the version the store had. It
+// runs in a write transaction (BEGIN IMMEDIATE) even when the schema is
+// current, which doubles as the check that the store is writable.
+func (s *Store) migrate(ctx context.Context) (from int, _ error) {
 	tx, err := s.w.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
 	defer tx.Rollback()
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
+		return 0, fmt.Errorf("reading schema version: %w", err)
 	}
 	switch version {
-	case schemaVersion, 2:
+	case schemaVersion:
+	case 2, 3:
+		var has int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'mac'`).Scan(&has); err != nil {
+			return 0, fmt.Errorf("adding record MACs: %w", err)
+		}
+		if has == 0 {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE records ADD COLUMN mac BLOB`); err != nil {
+				return 0, fmt.Errorf("adding record MACs: %w", err)
+			}
+		}
 	case 0:
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("applying schema: %w", err)
+			return 0, fmt.Errorf("applying schema: %w", err)
 		}
 	case 1:
 		if err := s.w.migrateV1(ctx, tx); err != nil {
-			return fmt.Errorf("migrating schema version 1 to %d: %w", schemaVersion, err)
+			return 0, fmt.Errorf("migrating schema version 1 to %d: %w", schemaVersion, err)
 		}
 	default:
-		return fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
+		return 0, fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
 	}
 	if version < 3 {
 		if _, err := tx.ExecContext(ctx, schemaApprovals); err != nil {
-			return fmt.Errorf("adding the approvals table: %w", err)
+			return 0, fmt.Errorf("adding the approvals table: %w", err)
+		}
+	}
+	moved := false
+	if version > 0 && version < 4 {
+		if moved, err = s.moveSecrets(ctx, tx); err != nil {
+			return 0, fmt.Errorf("moving key material out of the store: %w", err)
 		}
 	}
 	// Writing the version even when unchanged makes the writability check
 	// real: SQLite only fails a write on a read-only file when it writes.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
-	return nil
+	if moved {
+		// The secrets' pages were zeroed (secure_delete) in the WAL;
+		// VACUUM rewrites the file without them, and the checkpoint
+		// empties the WAL, so no copy of the file holds them.
+		for _, q := range []string{`VACUUM`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+			if _, err := s.w.db.ExecContext(ctx, q); err != nil {
+				return 0, fmt.Errorf("scrubbing moved key material from the store: %w", err)
+			}
+		}
+	}
+	return version, nil
 }
 
 // parseURL returns the absolute database path named by a store URL.
@@ -420,3 +451,6 @@ func dsn(path string, readOnly bool) string {
 	}
 	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
+
+// Version is the store's schema version (PRAGMA user_version).
+func (s *Store) Version() int { return s.version }

@@ -71,6 +71,11 @@ type request struct {
 type writer struct {
 	db  *sql.DB // exactly one connection
 	key ed25519.PrivateKey
+	// macKey keys the record MACs; headPath is the signed head, rewritten
+	// after every commit (see head.go).
+	macKey   []byte
+	headPath string
+	headSeq  int64 // the seq the head file names, as this writer last wrote it
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
 
@@ -106,7 +111,7 @@ func newWriter(db *sql.DB, opts Options, clock func() time.Time) *writer {
 	return w
 }
 
-const insertSQL = `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+const insertSQL = `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // prepare prepares the statements every write uses.
 func (w *writer) prepare(ctx context.Context) error {
@@ -394,11 +399,11 @@ func (w *writer) appendAlone(p *pending) error {
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := w.insert.ExecContext(context.Background(), f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:])
+		p.body, f.prevHash[:], hash[:], recordMAC(w.macKey, hash))
 	switch {
 	case err == nil:
 		w.seq, w.head, w.wrote = f.seq, hash, true
-		return nil
+		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
 		return errors.New(p.duplicate)
 	case isSeqConflict(err):
@@ -430,8 +435,24 @@ func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 		if isSeqConflict(err) {
 			return errMoved
 		}
+		return err
 	}
-	return err
+	return w.sealHead()
+}
+
+// sealHead rewrites the signed head to name the end of the chain, after a
+// commit and before anyone is told it is durable. If it fails, the records
+// are committed but reported as failed (so no call runs on them); the next
+// start vouches for them by their MACs.
+func (w *writer) sealHead() error {
+	if w.seq == w.headSeq || w.headPath == "" {
+		return nil
+	}
+	if err := writeHead(w.headPath, w.key, w.seq, w.head, formatTime(w.clock())); err != nil {
+		return err
+	}
+	w.headSeq = w.seq
+	return nil
 }
 
 // fieldsFor returns the hashed fields of p as the next record.
@@ -458,7 +479,7 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := ins.ExecContext(ctx, f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:])
+		p.body, f.prevHash[:], hash[:], recordMAC(w.macKey, hash))
 	if err != nil {
 		if p.duplicate != "" && isUniqueViolation(err) {
 			return refuse(errors.New(p.duplicate))

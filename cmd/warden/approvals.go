@@ -111,7 +111,7 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 	if fs.NArg() != 1 {
 		return usagef("approvals %s needs exactly one approval id", verb)
 	}
-	cfg, err := m.loadConfig(*config)
+	cfg, err := m.loadRecordingConfig(*config)
 	if err != nil {
 		return err
 	}

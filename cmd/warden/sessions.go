@@ -34,9 +34,11 @@ func (m *Main) sessions(ctx context.Context, args []string) error {
 	return usagef("unknown sessions subcommand %q (list, show ID, replay ID, verify or export)", args[0])
 }
 
-// openRecording opens the store the config names, read-only.
+// openRecording opens the store the config names, read-only. Only the
+// config's store and identity are read: the backends' secrets need not be
+// set.
 func (m *Main) openRecording(ctx context.Context, config string) (*recorder.Store, string, error) {
-	cfg, err := m.loadConfig(config)
+	cfg, err := m.loadRecordingConfig(config)
 	if err != nil {
 		return nil, "", err
 	}
@@ -122,6 +124,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 	pubkey := flags.String("pubkey", "", "verify against this Ed25519 public key (a file, or base64) instead of the key file beside the store")
 	printKey := flags.Bool("print-key", false, "print the public key of the store's signing key and exit")
 	export := flags.String("export", "", "verify this file written by `sessions export` instead of the store")
+	headFile := flags.String("head", "", "check the store against this signed head (default: the head file beside the signing key)")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
@@ -176,7 +179,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 		defer f.Close()
 		rep, err = recorder.VerifyExport(f, key)
 	} else {
-		rep, err = store.Verify(ctx, key)
+		rep, err = m.verifyStore(ctx, store, key, *pubkey != "", *headFile)
 	}
 	if err != nil {
 		var ce *recorder.ChainError
@@ -187,6 +190,54 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 	}
 	writeVerifyReport(m.Stdout, what, rep, keySource)
 	return nil
+}
+
+// verifyStore verifies the store against its signed head (headFile, or
+// the head beside the signing key) and, unless the key was given with
+// --pubkey, the record MACs, whose key is derived from the signing key
+// beside the store. A head is required once warden writes one (schema 4):
+// without it, nothing shows the newest records are all there.
+func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed25519.PublicKey, givenKey bool, headFile string) (*recorder.VerifyReport, error) {
+	opts := recorder.VerifyOptions{Key: key}
+	if !givenKey {
+		// With --pubkey the key file beside the store is not trusted,
+		// so neither are MACs keyed from it.
+		mk, err := recorder.MACKeyFor(store.Path())
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading the signing key: %w", err)
+		}
+		opts.MACKey = mk
+	}
+	if headFile == "" {
+		headFile = recorder.HeadPath(store.Path())
+	}
+	readHead := func() error {
+		h, err := recorder.ReadHead(headFile, key)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && store.Version() < 4:
+			return nil // a store from before heads: the report says so
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("there is no signed head at %s, so nothing shows that the newest records are all there: pass the head kept with the signing key with --head FILE", headFile)
+		case err != nil:
+			return err
+		}
+		opts.Head = h
+		return nil
+	}
+	if err := readHead(); err != nil {
+		return nil, err
+	}
+	rep, err := store.VerifyWith(ctx, opts)
+	var ce *recorder.ChainError
+	if errors.As(err, &ce) && ce.Tamper == recorder.Unvouched && opts.MACKey == nil && opts.Head != nil {
+		// A serving warden may have committed records after the head
+		// was read and before the store was: read the head again.
+		if err := readHead(); err != nil {
+			return nil, err
+		}
+		rep, err = store.VerifyWith(ctx, opts)
+	}
+	return rep, err
 }
 
 // writeVerifyReport says what a successful verification established.
@@ -211,6 +262,14 @@ func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, key
 	}
 	if rep.PrunedBefore > 0 {
 		fmt.Fprintf(w, "  records before %d were pruned by retention; checkpoint %d anchors the chain\n", rep.PrunedBefore, rep.PrunedBefore)
+	}
+	if rep.Head != nil {
+		fmt.Fprintf(w, "  the store reaches its signed head (record %d, written %s): no newer record was removed\n", rep.Head.Seq, warden.Printable(rep.Head.At))
+	} else if rep.Records > 0 && !rep.Partial {
+		fmt.Fprintln(w, "  no signed head (a store from before warden kept one): the removal of the newest records cannot be ruled out")
+	}
+	if rep.MACs > 0 {
+		fmt.Fprintf(w, "  %s checked with the key derived from the signing key\n", plural(rep.MACs, "record MAC"))
 	}
 	if rep.Unsigned > 0 {
 		fmt.Fprintf(w, "  %s after the last checkpoint (seq %d..%d): chained, not yet signed\n", plural(rep.Unsigned, "record"), rep.Last-rep.Unsigned+1, rep.Last)

@@ -1,0 +1,228 @@
+package recorder
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// The chain and its checkpoints show that records were not changed, but on
+// their own not that the newest ones were not removed, nor that the
+// records after the last checkpoint were not rewritten with recomputed
+// hashes: whoever can write the store can do both. Two things kept outside
+// the store close that gap.
+//
+// The head (PATH.head, beside the signing key) names the newest record
+// warden committed: its seq and hash, signed with the signing key over
+//
+//	"warden/head/v1" 0x00, seq uint64, at (uint32 length, bytes), hash
+//
+// warden rewrites it (a new file renamed over the old) after every commit,
+// before it reports the record durable. A store that ends before the
+// head, or holds another record at the head's seq, was shortened, rewritten
+// or swapped for an older copy.
+//
+// The record MAC (the mac column, from schema version 4) is
+// HMAC-SHA256(mac key, hash), the mac key derived from the signing key's
+// seed. It vouches for records committed after the head was last written
+// (a crash between the commit and the head), which nobody without the
+// signing key can forge. Public verification (--pubkey) does not need it:
+// the checkpoints and the head vouch for everything up to the head.
+//
+// warden never extends a chain whose end it cannot vouch for this way:
+// OpenWith refuses a store that fails these checks.
+
+const headDomain = "warden/head/v1\x00"
+
+// HeadPath is where the signed head of the store at dbPath is kept.
+func HeadPath(dbPath string) string { return dbPath + ".head" }
+
+// Head is the newest record warden vouches for.
+type Head struct {
+	Seq  int64
+	Hash [hashSize]byte
+	At   string
+	// Key is the key that signed the head.
+	Key ed25519.PublicKey
+}
+
+type headJSON struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+	At   string `json:"at"`
+	Key  string `json:"key"`
+	Sig  string `json:"sig"`
+}
+
+func headMessage(seq int64, at string, hash digest) []byte {
+	b := make([]byte, 0, len(headDomain)+8+4+len(at)+hashSize)
+	b = append(b, headDomain...)
+	b = binary.BigEndian.AppendUint64(b, uint64(seq))
+	b = appendString(b, at)
+	return append(b, hash[:]...)
+}
+
+// ReadHead reads and checks a head file. With a nil key, the head's own
+// key is used, which shows the file is intact, not who signed it.
+func ReadHead(path string, key ed25519.PublicKey) (*Head, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var h headJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("signed head %s cannot be read", path)
+	}
+	named, err := ParsePublicKey(h.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signed head %s: its key cannot be read", path)
+	}
+	if key == nil {
+		key = named
+	}
+	hash, herr := hex.DecodeString(h.Hash)
+	sig, serr := base64.StdEncoding.DecodeString(h.Sig)
+	if herr != nil || serr != nil || len(hash) != hashSize || h.Seq < 0 || !named.Equal(key) ||
+		!ed25519.Verify(key, headMessage(h.Seq, h.At, digest(hash)), sig) {
+		return nil, fmt.Errorf("signed head %s does not verify with key %s: it was altered, or it is not this store's", path, FormatPublicKey(key))
+	}
+	return &Head{Seq: h.Seq, Hash: digest(hash), At: h.At, Key: key}, nil
+}
+
+// writeHead replaces the head file with one naming seq and hash. The
+// file is written beside it and renamed over it, so a reader sees the old
+// head or the new one, never a mix.
+func writeHead(path string, key ed25519.PrivateKey, seq int64, hash digest, at string) error {
+	body, _ := json.Marshal(headJSON{ // cannot fail for these types
+		Seq: seq, Hash: hex.EncodeToString(hash[:]), At: at,
+		Key: FormatPublicKey(key.Public().(ed25519.PublicKey)),
+		Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, headMessage(seq, at, hash))),
+	})
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing the signed head: %w", err)
+	}
+	_, err = tmp.Write(append(body, '\n'))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing the signed head: %w", err)
+	}
+	return nil
+}
+
+// derive returns key material for purpose, derived from the signing key's
+// seed: nothing derived is stored anywhere, so a copy of the store reveals
+// none of it, and it is as safe as the key file itself.
+func derive(key ed25519.PrivateKey, purpose string, n int) []byte {
+	k, err := hkdf.Key(sha256.New, key.Seed(), nil, "warden/"+purpose, n)
+	if err != nil {
+		panic(err) // only for n beyond 255 hash lengths, a programming error
+	}
+	return k
+}
+
+// macKey is the key of the record MACs.
+func macKey(key ed25519.PrivateKey) []byte { return derive(key, "record-mac/v1", sha256.Size) }
+
+// recordMAC returns the MAC of a record with the given hash.
+func recordMAC(key []byte, hash digest) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(hash[:])
+	return m.Sum(nil)
+}
+
+// vouch checks, before this writer extends the chain, that its end is
+// what warden left: the store reaches the signed head and holds the
+// head's record there, and every record after the head carries a valid
+// MAC and links to the one before. migrated is true when this open
+// migrated a store from before heads existed, which has none yet. It then
+// signs the head at the end of the chain.
+func (w *writer) vouch(ctx context.Context, path string, migrated bool) error {
+	head, err := ReadHead(path, w.key.Public().(ed25519.PublicKey))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if w.seq > 0 && !migrated {
+			return fmt.Errorf("the signed head %s is missing, so warden cannot vouch that the store's newest records are all there "+
+				"(restore the file, and check the store with `warden sessions verify`); warden does not extend a chain it cannot vouch for", path)
+		}
+	case err != nil:
+		return fmt.Errorf("%w; warden does not extend a chain it cannot vouch for", err)
+	case w.seq < head.Seq:
+		return fmt.Errorf("the store ends at record %d, but the signed head %s names record %d (written %s): "+
+			"the newest records were removed, or an older copy of the store was put in its place; warden does not extend it",
+			w.seq, path, head.Seq, head.At)
+	default:
+		if err := w.checkTail(ctx, head); err != nil {
+			return fmt.Errorf("%w; warden does not extend a chain it cannot vouch for (see `warden sessions verify`)", err)
+		}
+	}
+	if w.seq == 0 {
+		return nil
+	}
+	return writeHead(path, w.key, w.seq, w.head, formatTime(w.clock()))
+}
+
+// checkTail checks the record at head.Seq and every record after it.
+func (w *writer) checkTail(ctx context.Context, head *Head) error {
+	rows, err := w.db.QueryContext(ctx, `SELECT seq, kind,
+			(session_id IS NOT NULL) | ((call_id IS NOT NULL) << 1) | ((at IS NOT NULL) << 2),
+			session_id, call_id, at, body, prev_hash, hash, mac FROM records WHERE seq >= ? ORDER BY seq`, head.Seq)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	src := &dbSource{rows: rows, withMAC: true}
+	var h hasher
+	prevSeq, prev := head.Seq, head.Hash
+	first := true
+	for {
+		r, err := src.next()
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			break
+		}
+		computed := h.hash(&r.fields)
+		switch {
+		case first && head.Seq > 0:
+			first = false
+			if r.seq != head.Seq || !bytes.Equal(r.hash, head.Hash[:]) || computed != head.Hash {
+				return fmt.Errorf("record %d is not the record the signed head names: the chain was rewritten", head.Seq)
+			}
+			continue
+		case r.seq != prevSeq+1:
+			return fmt.Errorf("record %d is missing after the signed head's record %d", prevSeq+1, head.Seq)
+		case r.prevHash != prev || !bytes.Equal(computed[:], r.hash):
+			return fmt.Errorf("record %d, after the signed head's record %d, does not match its hash or link: it was changed", r.seq, head.Seq)
+		case !hmac.Equal(r.mac, recordMAC(w.macKey, computed)):
+			return fmt.Errorf("record %d, after the signed head's record %d, has no valid MAC: warden did not write it", r.seq, head.Seq)
+		}
+		first = false
+		prevSeq, prev = r.seq, computed
+	}
+	if first && head.Seq > 0 {
+		return fmt.Errorf("record %d, which the signed head names, is missing", head.Seq)
+	}
+	return rows.Err()
+}
