@@ -96,7 +96,7 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// attack edits the closed store at path.
-		attack func(t *testing.T, path string)
+		attack  func(t *testing.T, path string)
 		crashed bool
 		// What verify says with the MAC key, and with the public key only.
 		seq, pubSeq   int64
@@ -336,4 +336,3 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 		}
 	})
 }
-

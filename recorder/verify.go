@@ -190,7 +190,7 @@ type row struct {
 	fields
 	body     []byte
 	hash     []byte
-	mac      []byte  // nil where the store has none
+	mac      []byte // nil where the store has none
 	computed digest // the hash of fields at fields.seq
 }
 

@@ -204,9 +204,11 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 		serve         string
 	}{
 		{
-			name:   "NewestRecordsDeleted",
-			attack: func(t *testing.T) { exec(t, `DROP TRIGGER records_no_delete`, fmt.Sprintf(`DELETE FROM records WHERE seq > %d`, last-4)) },
-			says:   "the newest records were removed", pubSays: "the newest records were removed",
+			name: "NewestRecordsDeleted",
+			attack: func(t *testing.T) {
+				exec(t, `DROP TRIGGER records_no_delete`, fmt.Sprintf(`DELETE FROM records WHERE seq > %d`, last-4))
+			},
+			says: "the newest records were removed", pubSays: "the newest records were removed",
 			serve: fmt.Sprintf("names record %d", last),
 		},
 		{
