@@ -336,3 +336,38 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 		}
 	})
 }
+
+// TestArgumentsAreRecordedOnce: a call that ran has its arguments in its
+// call_start only, and reads back whole; a call refused before it ran has
+// them in its only record.
+func TestArgumentsAreRecordedOnce(t *testing.T) {
+	ctx := context.Background()
+	s, path := openStore(t)
+	must(t, s.StartSession(ctx, session("s1", alice, t0)))
+	big := strings.Repeat("ARGUMENT-MARKER ", 4096)
+	ran := allowedCall("c1", "s1", alice, t0.Add(time.Second))
+	ran.Args = []byte(fmt.Sprintf(`{"database":"shop","sql":"SELECT 1","purpose":%q}`, big))
+	must(t, s.StartCall(ctx, ran))
+	must(t, s.FinishCall(ctx, finish(ran, &warden.Result{Structured: map[string]any{"rows": []any{1}}, Count: 1}, nil, time.Millisecond)))
+	refused := deniedCall("c2", "s1", alice, t0.Add(2*time.Second))
+	refused.Args = []byte(fmt.Sprintf(`{"database":"shop","sql":"SELECT * FROM payroll","purpose":%q}`, big))
+	must(t, s.FinishCall(ctx, finish(refused, nil, refused.Err, time.Millisecond)))
+
+	bodies := strings.Join(column(t, path, "body"), "\n")
+	if n := strings.Count(bodies, big); n != 2 {
+		t.Errorf("the arguments appear %d times in the records; want once per call (2)", n)
+	}
+	_, calls, err := s.Session(ctx, "s1")
+	must(t, err)
+	if len(calls) != 2 {
+		t.Fatalf("Session = %d calls; want 2", len(calls))
+	}
+	for i, c := range []*warden.Call{ran, refused} {
+		if string(calls[i].Args) != string(c.Args) || calls[i].Status != recorder.StatusFinished {
+			t.Errorf("call %s read back with %d bytes of arguments, status %s; want %d bytes, finished", c.ID, len(calls[i].Args), calls[i].Status, len(c.Args))
+		}
+	}
+	if calls[0].Statement == "" || calls[0].Backend != ran.Action.Backend {
+		t.Errorf("call c1 read back with action %q on %q; want the one its start recorded", calls[0].Statement, calls[0].Backend)
+	}
+}

@@ -137,6 +137,9 @@ type Store struct {
 	clock   func() time.Time
 	w       *writer // nil when read-only
 	read    *sql.DB // query_only connections
+	// started holds the ids of calls this store recorded the start of and
+	// not yet the finish: their finish need not repeat the arguments.
+	started sync.Map
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -124,13 +124,17 @@ func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
 	if err != nil {
 		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
 	}
+	s.started.Store(c.ID, struct{}{})
 	return nil
 }
 
 // FinishCall records the outcome of a call, whether it was denied, failed
 // or succeeded; a call refused before it ran has only this record. The
-// record is self-contained (it repeats what StartCall recorded) and is
-// committed before FinishCall returns nil. A call id can be finished once.
+// arguments and the action are recorded once per call: a call this store
+// started has them in its call_start record, and its call_finish says so
+// ("args_in": "call_start") instead of repeating them, so an agent cannot
+// double what its arguments cost the recording. The record is committed
+// before FinishCall returns nil. A call id can be finished once.
 //
 // If the result cannot be encoded as JSON, the call is recorded as an
 // internal error without its result, and FinishCall returns an error so the
@@ -140,6 +144,9 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 		return errors.New("recording call finish: call has no id")
 	}
 	body := callToJSON(c)
+	if _, started := s.started.LoadAndDelete(c.ID); started {
+		body.Args, body.Action, body.ArgsIn = nil, nil, kindCallStart
+	}
 	body.Outcome = c.Outcome()
 	body.EndedAt = formatTime(c.EndedAt)
 	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
@@ -344,6 +351,9 @@ type callJSON struct {
 	// approval it needed. Both only for calls an approval rule held.
 	Hash     string            `json:"hash,omitempty"`
 	Approval *callApprovalJSON `json:"approval,omitempty"`
+	// ArgsIn, on a call_finish, names the record that holds the call's
+	// arguments and action ("call_start"); without it, this record does.
+	ArgsIn string `json:"args_in,omitempty"`
 
 	Outcome    string          `json:"outcome,omitempty"`
 	Error      *errorJSON      `json:"error,omitempty"`
