@@ -226,3 +226,42 @@ func (w *writer) checkTail(ctx context.Context, head *Head) error {
 	}
 	return rows.Err()
 }
+
+// Reseal is the operator's way past a head warden refuses: after a power
+// loss left the head ahead of the database, or after the head file was
+// lost. It verifies the whole chain, its checkpoints with the signing key
+// beside the store and every record MAC, and only if all of that holds
+// writes a head naming the store's last record. It returns the report and
+// the head it replaced (nil if there was none or it did not verify). What
+// the old head named and the store no longer holds is not recoverable:
+// Reseal is a decision to accept the store's end as it is, which is why
+// warden never takes it on its own.
+func (s *Store) Reseal(ctx context.Context) (*VerifyReport, *Head, error) {
+	key, err := loadKey(KeyPath(s.path))
+	if err != nil {
+		return nil, nil, fmt.Errorf("resealing needs the signing key: %w", err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	old, _ := ReadHead(HeadPath(s.path), pub)
+	if s.version < 4 {
+		return nil, old, fmt.Errorf("store schema version %d has no record MACs: open it with warden serve once to migrate it", s.version)
+	}
+	rep, err := s.VerifyWith(ctx, VerifyOptions{Key: pub, MACKey: macKey(key)})
+	if err != nil {
+		return rep, old, err
+	}
+	if rep.Records == 0 {
+		return rep, old, errors.New("the store holds no records; there is nothing to seal")
+	}
+	var hash []byte
+	if err := s.read.QueryRowContext(ctx, `SELECT hash FROM records WHERE seq = ?`, rep.Last).Scan(&hash); err != nil {
+		return rep, old, err
+	}
+	if len(hash) != hashSize {
+		return rep, old, fmt.Errorf("record %d has a malformed hash", rep.Last)
+	}
+	if err := writeHead(HeadPath(s.path), key, rep.Last, digest(hash), formatTime(s.clock())); err != nil {
+		return rep, old, err
+	}
+	return rep, old, nil
+}

@@ -371,3 +371,46 @@ func TestArgumentsAreRecordedOnce(t *testing.T) {
 		t.Errorf("call c1 read back with action %q on %q; want the one its start recorded", calls[0].Statement, calls[0].Backend)
 	}
 }
+
+// TestResealAcceptsAVerifiedEndOnly: the operator's way past a refused
+// head accepts a store that verifies with the signing key and its MACs
+// (the newest records lost, as after a power loss), never one whose
+// records were rewritten.
+func TestResealAcceptsAVerifiedEndOnly(t *testing.T) {
+	ctx := context.Background()
+	reseal := func(path string) (*recorder.VerifyReport, *recorder.Head, error) {
+		s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+		must(t, err)
+		defer s.Close()
+		return s.Reseal(ctx)
+	}
+	t.Run("LostNewestRecords", func(t *testing.T) {
+		path, _ := fillStore(t)
+		exec(t, path, dropTriggers, `DELETE FROM records WHERE seq >= 20`)
+		if reopen(path) == nil {
+			t.Fatal("Open(shortened store) = nil; want a refusal")
+		}
+		rep, old, err := reseal(path)
+		if err != nil || old == nil || old.Seq != 26 || rep.Last != 19 {
+			t.Fatalf("Reseal = %+v, old %+v, %v; want records up to 19 accepted, the old head at 26", rep, old, err)
+		}
+		if err := reopen(path); err != nil {
+			t.Errorf("Open after Reseal = %v; want nil", err)
+		}
+	})
+	t.Run("RewrittenRecords", func(t *testing.T) {
+		path := crashedStore(t, 3)
+		exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, 'alice@example.com', 'mallory@example.com') WHERE seq = 11`)
+		db := rawDB(t, path)
+		must(t, recorder.Rechain(db, 11, nil))
+		db.Close()
+		before, err := os.ReadFile(recorder.HeadPath(path))
+		must(t, err)
+		_, _, err = reseal(path)
+		assertTamper(t, err, 11, recorder.Unvouched)
+		after, _ := os.ReadFile(recorder.HeadPath(path))
+		if !bytes.Equal(before, after) {
+			t.Error("a failed Reseal rewrote the head")
+		}
+	})
+}

@@ -60,7 +60,7 @@ Usage:
   warden sessions list   [--config ...] [--subject S] [--since 1h] [--until T] [--tool T] [--denied] [--limit N]
   warden sessions show   [--config ...] ID
   warden sessions replay [--config ...] [--json] ID
-  warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--print-key] [--export FILE]
+  warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--head FILE] [--print-key] [--export FILE] [--reseal]
   warden sessions export [--config ...] [--format jsonl] [--since 1h]
   warden approvals list    [--config ...] [--all | --status S]
   warden approvals show    [--config ...] ID

@@ -125,11 +125,18 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 	printKey := flags.Bool("print-key", false, "print the public key of the store's signing key and exit")
 	export := flags.String("export", "", "verify this file written by `sessions export` instead of the store")
 	headFile := flags.String("head", "", "check the store against this signed head (default: the head file beside the signing key)")
+	reseal := flags.Bool("reseal", false, "after a power loss or a lost head file: verify the chain and every record MAC with the signing key, then sign a new head at the store's last record")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {
 		return usagef("sessions verify takes no arguments, got %q", flags.Arg(0))
+	}
+	if *reseal {
+		if *pubkey != "" || *export != "" || *headFile != "" || *printKey {
+			return usagef("--reseal uses the signing key beside the store, and takes only --config")
+		}
+		return m.sessionsReseal(ctx, *config)
 	}
 	var key ed25519.PublicKey
 	keySource := ""
@@ -189,6 +196,27 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s does not verify: %w", what, err)
 	}
 	writeVerifyReport(m.Stdout, what, rep, keySource)
+	return nil
+}
+
+// sessionsReseal accepts the store's end as it is, once it verifies with
+// the signing key, and says what the head named before.
+func (m *Main) sessionsReseal(ctx context.Context, config string) error {
+	store, url, err := m.openRecording(ctx, config)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, old, err := store.Reseal(ctx)
+	if err != nil {
+		return fmt.Errorf("%s was not resealed: %w", url, err)
+	}
+	if old != nil && old.Seq > rep.Last {
+		fmt.Fprintf(m.Stdout, "the previous head named record %d (written %s); records %d..%d are gone and this accepts their loss\n",
+			old.Seq, warden.Printable(old.At), rep.Last+1, old.Seq)
+	}
+	fmt.Fprintf(m.Stdout, "resealed: %d records (seq %d..%d) verified with the signing key and their MACs; the signed head now names record %d\n",
+		rep.Records, rep.First, rep.Last, rep.Last)
 	return nil
 }
 
