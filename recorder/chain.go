@@ -161,7 +161,8 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// KeyPath is where the signing key of the store at dbPath is kept.
+// KeyPath is where the signing key of the store at dbPath is kept by
+// default (Options.KeyDir moves it).
 func KeyPath(dbPath string) string { return dbPath + ".key" }
 
 // loadKey reads a PKCS #8 PEM Ed25519 private key that only its owner may
@@ -242,7 +243,7 @@ func syncDir(dir string) error {
 // store, the key `warden sessions verify` trusts by default. It returns an
 // error wrapping fs.ErrNotExist if the store has no key file.
 func (s *Store) PublicKey() (ed25519.PublicKey, error) {
-	key, err := loadKey(KeyPath(s.path))
+	key, err := loadKey(s.KeyFile())
 	if err != nil {
 		return nil, err
 	}

@@ -193,7 +193,10 @@ func Crash(s *Store) error {
 }
 
 // MACKey returns the record MAC key of the store at dbPath.
-func MACKey(dbPath string) ([]byte, error) { return MACKeyFor(dbPath) }
+func MACKey(dbPath string) ([]byte, error) {
+	s := &Store{path: dbPath, keyBase: dbPath}
+	return s.MACKey()
+}
 
 // Seed returns the signing key's seed of the store at dbPath.
 func Seed(dbPath string) ([]byte, error) {

@@ -46,7 +46,8 @@ import (
 
 const headDomain = "warden/head/v1\x00"
 
-// HeadPath is where the signed head of the store at dbPath is kept.
+// HeadPath is where the signed head of the store at dbPath is kept by
+// default (Options.KeyDir moves it).
 func HeadPath(dbPath string) string { return dbPath + ".head" }
 
 // Head is the newest record warden vouches for.
@@ -237,12 +238,12 @@ func (w *writer) checkTail(ctx context.Context, head *Head) error {
 // Reseal is a decision to accept the store's end as it is, which is why
 // warden never takes it on its own.
 func (s *Store) Reseal(ctx context.Context) (*VerifyReport, *Head, error) {
-	key, err := loadKey(KeyPath(s.path))
+	key, err := loadKey(s.KeyFile())
 	if err != nil {
 		return nil, nil, fmt.Errorf("resealing needs the signing key: %w", err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	old, _ := ReadHead(HeadPath(s.path), pub)
+	old, _ := ReadHead(s.HeadFile(), pub)
 	if s.version < 4 {
 		return nil, old, fmt.Errorf("store schema version %d has no record MACs: open it with warden serve once to migrate it", s.version)
 	}
@@ -260,7 +261,7 @@ func (s *Store) Reseal(ctx context.Context) (*VerifyReport, *Head, error) {
 	if len(hash) != hashSize {
 		return rep, old, fmt.Errorf("record %d has a malformed hash", rep.Last)
 	}
-	if err := writeHead(HeadPath(s.path), key, rep.Last, digest(hash), formatTime(s.clock())); err != nil {
+	if err := writeHead(s.HeadFile(), key, rep.Last, digest(hash), formatTime(s.clock())); err != nil {
 		return rep, old, err
 	}
 	return rep, old, nil

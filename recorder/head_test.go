@@ -414,3 +414,39 @@ func TestResealAcceptsAVerifiedEndOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestKeyDirKeepsKeyAndHeadApart: with a key directory, nothing that
+// vouches for the store is beside it, so someone who can replace every
+// file in the store's directory (here: deleting the store for a fresh
+// one) is still caught.
+func TestKeyDirKeepsKeyAndHeadApart(t *testing.T) {
+	ctx := context.Background()
+	dir, keys := t.TempDir(), filepath.Join(t.TempDir(), "keys")
+	path := filepath.Join(dir, "warden.db")
+	opts := recorder.Options{KeyDir: keys}
+	s, err := recorder.OpenWith(ctx, "sqlite:"+path, opts)
+	must(t, err)
+	must(t, s.StartSession(ctx, session("s1", alice, t0)))
+	must(t, s.Close())
+	entries, err := os.ReadDir(dir)
+	must(t, err)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".key") || strings.HasSuffix(e.Name(), ".head") {
+			t.Errorf("%s is beside the store; want it in the key directory", e.Name())
+		}
+	}
+	for _, f := range []string{"warden.db.key", "warden.db.head"} {
+		if fi, err := os.Stat(filepath.Join(keys, f)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s in the key directory: %v; want mode 0600", f, err)
+		}
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+	if s, err := recorder.OpenWith(ctx, "sqlite:"+path, opts); err == nil {
+		s.Close()
+		t.Fatal("Open(store replaced by an empty one) = nil; want a refusal")
+	} else if !strings.Contains(err.Error(), "the store ends at record 0") {
+		t.Errorf("Open(store replaced by an empty one) = %v", err)
+	}
+}

@@ -119,6 +119,12 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// Clock stamps checkpoints and prune records (default time.Now).
 	Clock func() time.Time
+	// KeyDir is the directory of the signing key, the signed head and the
+	// secrets file (NAME.key, NAME.head, NAME.secrets, NAME the database
+	// file's name); default: beside the database. A directory that those
+	// who can write the store cannot write is what keeps them from
+	// replacing the head along with the store.
+	KeyDir string
 }
 
 // Default checkpoint cadence.
@@ -133,6 +139,7 @@ const (
 // pool that never takes the write lock.
 type Store struct {
 	path    string
+	keyBase string // the key, head and secrets files are keyBase + ".key", ".head", ".secrets"
 	version int
 	clock   func() time.Time
 	w       *writer // nil when read-only
@@ -174,7 +181,14 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, clock: opts.Clock, closed: make(chan struct{})}
+	s := &Store{path: path, keyBase: path, clock: opts.Clock, closed: make(chan struct{})}
+	if opts.KeyDir != "" {
+		dir, err := filepath.Abs(opts.KeyDir)
+		if err != nil {
+			return nil, fmt.Errorf("key directory: %w", err)
+		}
+		s.keyBase = filepath.Join(dir, filepath.Base(path))
+	}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -186,6 +200,9 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := createFile(path); err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.keyBase), 0o700); err != nil {
+		return nil, fmt.Errorf("opening store %s: key directory: %w", path, err)
 	}
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -209,7 +226,7 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
 	}
-	s.w.macKey, s.w.headPath = macKey(s.w.key), HeadPath(path)
+	s.w.macKey, s.w.headPath = macKey(s.w.key), s.HeadFile()
 	from, err := s.migrate(ctx)
 	if err != nil {
 		return fail(err)
@@ -305,7 +322,7 @@ func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 			return nil, err
 		}
 	}
-	path := KeyPath(s.path)
+	path := s.KeyFile()
 	key, err := loadKey(path)
 	switch {
 	case err == nil && signedBy != "" && FormatPublicKey(key.Public().(ed25519.PublicKey)) != signedBy:
@@ -457,3 +474,13 @@ func dsn(path string, readOnly bool) string {
 
 // Version is the store's schema version (PRAGMA user_version).
 func (s *Store) Version() int { return s.version }
+
+// KeyFile is the store's signing key file.
+func (s *Store) KeyFile() string { return s.keyBase + ".key" }
+
+// HeadFile is the store's signed head file.
+func (s *Store) HeadFile() string { return s.keyBase + ".head" }
+
+// SecretsFile is where the key material of a store from before version 4
+// was moved.
+func (s *Store) SecretsFile() string { return s.keyBase + ".secrets" }

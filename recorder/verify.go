@@ -107,15 +107,15 @@ type VerifyOptions struct {
 	// Records after it need a valid MAC (MACKey), or they fail as
 	// Unvouched.
 	Head *Head
-	// MACKey checks the record MACs; see MACKeyFor.
+	// MACKey checks the record MACs; see Store.MACKey.
 	MACKey []byte
 }
 
-// MACKeyFor returns the key that checks record MACs: derived from the
-// signing key kept beside the store at dbPath, which only its owner can
-// read. It returns an error wrapping fs.ErrNotExist without a key file.
-func MACKeyFor(dbPath string) ([]byte, error) {
-	key, err := loadKey(KeyPath(dbPath))
+// MACKey returns the key that checks record MACs: derived from the
+// store's signing key, which only its owner can read. It returns an error
+// wrapping fs.ErrNotExist without a key file.
+func (s *Store) MACKey() ([]byte, error) {
+	key, err := loadKey(s.KeyFile())
 	if err != nil {
 		return nil, err
 	}

@@ -431,7 +431,7 @@ var _ warden.Recorder = (*Store)(nil)
 // (PATH.secrets, mode 0600). Neither is in the store, so a copy of it
 // reveals no key. n is at most 32.
 func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) {
-	legacy, err := readSecrets(SecretsPath(s.path))
+	legacy, err := readSecrets(s.SecretsFile())
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +441,7 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 	var key ed25519.PrivateKey
 	if s.w != nil {
 		key = s.w.key
-	} else if key, err = loadKey(KeyPath(s.path)); err != nil {
+	} else if key, err = loadKey(s.KeyFile()); err != nil {
 		return nil, fmt.Errorf("secret %s is derived from the signing key: %w", name, err)
 	}
 	if n <= 0 || n > 32 {
@@ -450,8 +450,8 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 	return derive(key, "secret/v1/"+name, n), nil
 }
 
-// SecretsPath is where the key material a store kept before version 4 is
-// kept after its migration.
+// SecretsPath is where the key material a store at dbPath kept before
+// version 4 is kept after its migration, by default.
 func SecretsPath(dbPath string) string { return dbPath + ".secrets" }
 
 // readSecrets reads a secrets file: a JSON object of names and base64
@@ -506,7 +506,7 @@ func (s *Store) moveSecrets(ctx context.Context, tx *sql.Tx) (bool, error) {
 		return false, err
 	}
 	if len(found) > 0 {
-		path := SecretsPath(s.path)
+		path := s.SecretsFile()
 		have, err := readSecrets(path)
 		if err != nil {
 			return false, err

@@ -119,7 +119,7 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 	if err != nil {
 		return err
 	}
-	store, err := recorder.Open(ctx, cfg.Store.URL)
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return fmt.Errorf("open the recording store: %w", err)
 	}

@@ -166,6 +166,9 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 	if !filepath.IsAbs(p) {
 		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
 	}
+	if k := cfg.Store.Keys; k != "" && !filepath.IsAbs(k) {
+		cfg.Store.Keys = filepath.Join(filepath.Dir(path), k)
+	}
 	return cfg, nil
 }
 
@@ -195,7 +198,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorder.Open(ctx, cfg.Store.URL)
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/recorder"
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -44,7 +45,14 @@ type StoreConfig struct {
 	Retention string `yaml:"retention"`
 	// Keep is Retention parsed; 0 keeps records forever.
 	Keep time.Duration `yaml:"-"`
+	// Keys is the directory of the signing key, the signed head and the
+	// secrets file (default: beside the database). Relative to the config
+	// file.
+	Keys string `yaml:"keys"`
 }
+
+// Options are the recorder options the store config sets.
+func (c StoreConfig) Options() recorder.Options { return recorder.Options{KeyDir: c.Keys} }
 
 // DefaultRetention is how long records are kept when store.retention is
 // not set.

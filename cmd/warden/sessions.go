@@ -42,7 +42,9 @@ func (m *Main) openRecording(ctx context.Context, config string) (*recorder.Stor
 	if err != nil {
 		return nil, "", err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, recorder.Options{ReadOnly: true})
+	opts := cfg.Store.Options()
+	opts.ReadOnly = true
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("open the recording store: %w", err)
 	}
@@ -163,7 +165,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 			k, err := store.PublicKey()
 			switch {
 			case err == nil:
-				key, keySource = k, "the key file "+recorder.KeyPath(store.Path())
+				key, keySource = k, "the key file "+store.KeyFile()
 			case *printKey || !errors.Is(err, fs.ErrNotExist):
 				return fmt.Errorf("reading the signing key: %w", err)
 			}
@@ -230,14 +232,14 @@ func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed255
 	if !givenKey {
 		// With --pubkey the key file beside the store is not trusted,
 		// so neither are MACs keyed from it.
-		mk, err := recorder.MACKeyFor(store.Path())
+		mk, err := store.MACKey()
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("reading the signing key: %w", err)
 		}
 		opts.MACKey = mk
 	}
 	if headFile == "" {
-		headFile = recorder.HeadPath(store.Path())
+		headFile = store.HeadFile()
 	}
 	readHead := func() error {
 		h, err := recorder.ReadHead(headFile, key)

@@ -317,3 +317,42 @@ func TestRecordingCommandsNeedNoBackendSecrets(t *testing.T) {
 		t.Errorf("approvals show a-none = %d %q; want not found", code, stderr)
 	}
 }
+
+// TestKeysDirectoryFromConfig: store.keys puts the signing key and the
+// signed head in a directory of their own; sessions verify finds them
+// there, and a store deleted and replaced by a fresh one is refused.
+func TestKeysDirectoryFromConfig(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := e2eConfig(t, dsn, "5s")
+	data, err := os.ReadFile(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, []byte(strings.Replace(string(data), "store: sqlite:recording.db", "store: {url: sqlite:recording.db, keys: keys}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := launchServer(t, config, "http")
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
+	call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT id FROM orders WHERE id = 1"})
+	c.Close()
+	srv.stop(t)
+
+	dir := filepath.Dir(config)
+	for _, f := range []string{"recording.db.key", "recording.db.head"} {
+		if _, err := os.Stat(filepath.Join(dir, "keys", f)); err != nil {
+			t.Errorf("%s is not in the keys directory: %v", f, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s is beside the store", f)
+		}
+	}
+	if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config); code != 0 || !strings.Contains(out, "reaches its signed head") || !strings.Contains(out, "keys/recording.db.key") {
+		t.Errorf("verify = %d\n%s%s", code, out, stderr)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(storePath(config) + suffix)
+	}
+	if got := serveRefuses(t, config); !strings.Contains(got, "the store ends at record 0") {
+		t.Errorf("serve on a replaced store = %q; want a refusal", got)
+	}
+}
