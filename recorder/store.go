@@ -240,11 +240,13 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := s.w.vouch(ctx, s.w.headPath, from < 4); err != nil {
 		s.w.closeStatements()
+		s.w.headFile.close()
 		return fail(err)
 	}
 	s.w.headSeq = s.w.seq
 	if err := s.read.PingContext(ctx); err != nil {
 		s.w.closeStatements()
+		s.w.headFile.close()
 		return fail(fmt.Errorf("for reading: %w", err))
 	}
 	go s.w.loop()

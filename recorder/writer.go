@@ -75,7 +75,8 @@ type writer struct {
 	// after every commit (see head.go).
 	macKey   []byte
 	headPath string
-	headSeq  int64 // the seq the head file names, as this writer last wrote it
+	headFile *headWriter // nil until vouch opened it
+	headSeq  int64       // the seq the head file names, as this writer last wrote it
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
 
@@ -216,7 +217,7 @@ func (w *writer) close() error {
 	w.mu.Unlock()
 	<-w.stopped
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close())
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.close())
 }
 
 // loop is the writer goroutine.
@@ -445,10 +446,10 @@ func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 // are committed but reported as failed (so no call runs on them); the next
 // start vouches for them by their MACs.
 func (w *writer) sealHead() error {
-	if w.seq == w.headSeq || w.headPath == "" {
+	if w.seq == w.headSeq || w.headFile == nil {
 		return nil
 	}
-	if err := writeHead(w.headPath, w.key, w.seq, w.head, formatTime(w.clock())); err != nil {
+	if err := w.headFile.write(w.key, w.seq, w.head, formatTime(w.clock())); err != nil {
 		return err
 	}
 	w.headSeq = w.seq
