@@ -85,7 +85,7 @@ func TestChainVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify(untouched store) = %v; want nil", err)
 	}
-	want := recorder.VerifyReport{Records: 26, First: 1, Last: 26, Checkpoints: 3, LastCheckpoint: 26, Key: pub}
+	want := recorder.VerifyReport{Records: 26, First: 1, Last: 26, Checkpoints: 3, LastCheckpoint: 26, Key: pub, HeadEra: true}
 	if fmt.Sprint(*rep) != fmt.Sprint(want) {
 		t.Errorf("Verify report = %+v; want %+v", *rep, want)
 	}

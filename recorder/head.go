@@ -7,6 +7,7 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -301,4 +302,40 @@ func (s *Store) Reseal(ctx context.Context) (*VerifyReport, *Head, error) {
 		return rep, old, err
 	}
 	return rep, old, nil
+}
+
+// checkNoHeadEra refuses a store, about to be migrated to version 4 and
+// so taken to have no head, whose checkpoints show a warden that kept one:
+// any checkpoint marked "v": 2, or a newest checkpoint whose signature
+// does not verify as one from before (a "v": 2 removed).
+func (w *writer) checkNoHeadEra(ctx context.Context, tx *sql.Tx) error {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE kind = 'checkpoint' AND json_valid(body) AND json_extract(body, '$.v') IS NOT NULL`).Scan(&n); err != nil {
+		return err
+	}
+	refuse := errors.New("this store says it is from before warden kept a signed head, but its checkpoints show a warden that kept one: " +
+		"its version was lowered, and its head removed; warden does not extend a chain it cannot vouch for")
+	if n > 0 {
+		return refuse
+	}
+	var seq int64
+	var at sql.NullString
+	var body string
+	var prev []byte
+	err := tx.QueryRowContext(ctx, `SELECT seq, at, body, prev_hash FROM records WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1`).Scan(&seq, &at, &body, &prev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cp checkpointJSON
+	sig, serr := []byte(nil), jsonUnmarshal(body, &cp)
+	if serr == nil {
+		sig, serr = base64.StdEncoding.DecodeString(cp.Sig)
+	}
+	if serr != nil || len(prev) != hashSize || !ed25519.Verify(w.key.Public().(ed25519.PublicKey), checkpointMessage(1, seq, at.String, digest(prev)), sig) {
+		return refuse
+	}
+	return nil
 }

@@ -312,6 +312,7 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 			`CREATE TABLE secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL)`,
 			fmt.Sprintf(`INSERT INTO secrets VALUES ('masking.hash_key', x'%x')`, legacy),
 			`PRAGMA user_version = 3`)
+		legacyChain(t, path)
 		must(t, os.Remove(recorder.HeadPath(path)))
 		if !bytes.Contains(storeBytes(t, path), legacy) {
 			t.Fatal("the legacy key is not in the version 3 store; the test proves nothing")
@@ -449,4 +450,61 @@ func TestKeyDirKeepsKeyAndHeadApart(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "the store ends at record 0") {
 		t.Errorf("Open(store replaced by an empty one) = %v", err)
 	}
+}
+
+// legacyChain re-signs the store's checkpoints as a warden from before
+// signed heads did, with its own key: a genuine version 3 store.
+func legacyChain(t *testing.T, path string) {
+	t.Helper()
+	key, err := recorder.LoadKey(path)
+	must(t, err)
+	db := rawDB(t, path)
+	defer db.Close()
+	must(t, recorder.RechainAsLegacy(db, key))
+}
+
+// TestLoweredVersionDoesNotPassOffARemovedHead: someone who deletes the
+// newest records and the head, then lowers the store's version so that it
+// looks like one from before heads, is refused; a genuine store from
+// before heads is migrated.
+func TestLoweredVersionDoesNotPassOffARemovedHead(t *testing.T) {
+	downgrade := func(t *testing.T, path string) {
+		exec(t, path, dropTriggers, `DELETE FROM records WHERE seq >= 19`, `ALTER TABLE records DROP COLUMN mac`, `PRAGMA user_version = 3`)
+		must(t, os.Remove(recorder.HeadPath(path)))
+	}
+	t.Run("Refused", func(t *testing.T) {
+		path, pub := fillStore(t)
+		downgrade(t, path)
+		if err := reopen(path); err == nil || !strings.Contains(err.Error(), "its version was lowered") {
+			t.Errorf("Open(lowered version, no head) = %v; want a refusal", err)
+		}
+		rep, err := verify(t, path, pub)
+		if err != nil || !rep.HeadEra {
+			t.Errorf("Verify = %+v, %v; want the checkpoints to show a warden that kept a head", rep, err)
+		}
+	})
+	t.Run("VersionMarkStripped", func(t *testing.T) {
+		path, _ := fillStore(t)
+		downgrade(t, path)
+		exec(t, path, `UPDATE records SET body = json_remove(body, '$.v') WHERE kind = 'checkpoint'`)
+		db := rawDB(t, path)
+		must(t, recorder.Rechain(db, 1, nil))
+		db.Close()
+		if err := reopen(path); err == nil || !strings.Contains(err.Error(), "its version was lowered") {
+			t.Errorf("Open(lowered version, marks stripped) = %v; want a refusal", err)
+		}
+	})
+	t.Run("GenuineLegacyStoreMigrates", func(t *testing.T) {
+		path, pub := fillStore(t)
+		exec(t, path, `ALTER TABLE records DROP COLUMN mac`, `PRAGMA user_version = 3`)
+		legacyChain(t, path)
+		must(t, os.Remove(recorder.HeadPath(path)))
+		if err := reopen(path); err != nil {
+			t.Fatalf("Open(version 3 store) = %v", err)
+		}
+		if rep, err := strictVerify(t, path, true); err != nil || rep.Head == nil {
+			t.Errorf("Verify after migration = %+v, %v; want it to reach a new head", rep, err)
+		}
+		_ = pub
+	})
 }

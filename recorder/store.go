@@ -364,6 +364,12 @@ func (s *Store) migrate(ctx context.Context) (from int, _ error) {
 	switch version {
 	case schemaVersion:
 	case 2, 3:
+		// A store that says it is from before heads must not hold a
+		// checkpoint that says otherwise: someone lowered its version
+		// to pass off a removed head as a migration.
+		if err := s.w.checkNoHeadEra(ctx, tx); err != nil {
+			return 0, err
+		}
 		var has int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'mac'`).Scan(&has); err != nil {
 			return 0, fmt.Errorf("adding record MACs: %w", err)

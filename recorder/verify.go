@@ -94,6 +94,9 @@ type VerifyReport struct {
 	Head *Head
 	// MACs counts the record MACs checked (only with a MAC key).
 	MACs int64
+	// HeadEra is true when a checkpoint shows that the warden that wrote
+	// it kept a signed head: then a missing head means it was removed.
+	HeadEra bool
 }
 
 // VerifyOptions say what verification trusts. Nothing in them comes from
@@ -516,12 +519,15 @@ func (v *chainVerifier) checkpoint(r *row) error {
 				cp.Key, FormatPublicKey(v.key))}
 	}
 	sig, err := base64.StdEncoding.DecodeString(cp.Sig)
-	if err != nil || !ed25519.Verify(v.key, checkpointMessage(r.seq, r.at, r.prevHash), sig) {
+	if err != nil || (cp.V != 0 && cp.V != 2) || !ed25519.Verify(v.key, checkpointMessage(cp.V, r.seq, r.at, r.prevHash), sig) {
 		return &ChainError{Seq: r.seq, Tamper: BadSignature, Record: r.describe(),
 			Detail: fmt.Sprintf("is a checkpoint whose signature does not verify: %s were rewritten with recomputed hashes, or the checkpoint was altered", covered)}
 	}
 	v.rep.Checkpoints++
 	v.rep.LastCheckpoint = r.seq
+	if cp.V == 2 {
+		v.rep.HeadEra = true
+	}
 	v.signedPruneBefore = v.pruneBefore
 	return nil
 }

@@ -267,6 +267,12 @@ func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed255
 		}
 		rep, err = store.VerifyWith(ctx, opts)
 	}
+	if err == nil && opts.Head == nil && rep.HeadEra {
+		// The store's version says "from before heads"; its signed
+		// checkpoints say otherwise.
+		return rep, fmt.Errorf("its checkpoints were written by a warden that keeps a signed head, but there is none at %s (and its schema version, %d, was lowered): "+
+			"the head was removed, so nothing shows that the newest records are all there", headFile, store.Version())
+	}
 	return rep, err
 }
 

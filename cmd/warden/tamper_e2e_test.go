@@ -146,6 +146,10 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 	session(3)
 	full := filepath.Join(t.TempDir(), "full.db")
 	copyFiles(t, path, full)
+	head, err := os.ReadFile(path + ".head")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
 	if code != 0 {
@@ -230,6 +234,20 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 			serve: fmt.Sprintf("names record %d", last),
 		},
 		{
+			// The head goes too, and the store's version is lowered to
+			// pass it off as one from before heads.
+			name: "VersionLoweredAndHeadRemoved",
+			attack: func(t *testing.T) {
+				exec(t, `DROP TRIGGER records_no_delete`, fmt.Sprintf(`DELETE FROM records WHERE seq > %d`, last-4),
+					`ALTER TABLE records DROP COLUMN mac`, `PRAGMA user_version = 3`)
+				if err := os.Remove(path + ".head"); err != nil {
+					t.Fatal(err)
+				}
+			},
+			says: "the head was removed", pubSays: "the head was removed",
+			serve: "its version was lowered",
+		},
+		{
 			name:   "OlderCopySwappedIn",
 			attack: func(t *testing.T) { copyFiles(t, old, path) },
 			says:   "an older copy of the store", pubSays: "an older copy of the store",
@@ -238,6 +256,9 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			copyFiles(t, full, path)
+			if err := os.WriteFile(path+".head", head, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			tc.attack(t)
 			out, stderr, code := runWarden(t, "sessions", "verify", "--config", config)
 			if code != 1 || !strings.Contains(stderr, tc.says) {
@@ -255,6 +276,9 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 
 	t.Run("UneditedStoreStillVerifies", func(t *testing.T) {
 		copyFiles(t, full, path)
+		if err := os.WriteFile(path+".head", head, 0o600); err != nil {
+			t.Fatal(err)
+		}
 		if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config, "--pubkey", key); code != 0 {
 			t.Errorf("verify of the restored store = %d\n%s%s", code, out, stderr)
 		}
