@@ -198,13 +198,15 @@ func (w *writer) vouch(ctx context.Context, path string, migrated bool) error {
 	case errors.Is(err, fs.ErrNotExist):
 		if w.seq > 0 && !migrated {
 			return fmt.Errorf("the signed head %s is missing, so warden cannot vouch that the store's newest records are all there "+
-				"(restore the file, and check the store with `warden sessions verify`); warden does not extend a chain it cannot vouch for", path)
+				"(restore the file; if it is lost, `warden sessions verify --reseal` accepts the store's end once it verifies); "+
+				"warden does not extend a chain it cannot vouch for", path)
 		}
 	case err != nil:
 		return fmt.Errorf("%w; warden does not extend a chain it cannot vouch for", err)
 	case w.seq < head.Seq:
 		return fmt.Errorf("the store ends at record %d, but the signed head %s names record %d (written %s): "+
-			"the newest records were removed, or an older copy of the store was put in its place; warden does not extend it",
+			"the newest records were removed, or an older copy of the store was put in its place; warden does not extend it "+
+			"(if a power loss lost them, `warden sessions verify --reseal` accepts the store's end once it verifies)",
 			w.seq, path, head.Seq, head.At)
 	default:
 		if err := w.checkTail(ctx, head); err != nil {
