@@ -143,11 +143,19 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 	session(3)
 	old := filepath.Join(t.TempDir(), "old.db")
 	copyFiles(t, path, old)
+	oldHead, err := os.ReadFile(path + ".head")
+	if err != nil {
+		t.Fatal(err)
+	}
 	session(3)
 	full := filepath.Join(t.TempDir(), "full.db")
 	copyFiles(t, path, full)
 	head, err := os.ReadFile(path + ".head")
 	if err != nil {
+		t.Fatal(err)
+	}
+	savedHead := filepath.Join(t.TempDir(), "head")
+	if err := os.WriteFile(savedHead, head, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -273,6 +281,54 @@ func TestHandEditedRecordingIsCaught(t *testing.T) {
 			}
 		})
 	}
+
+	// Store and head rolled back together are consistent with each other:
+	// only a head kept apart catches that.
+	t.Run("StoreAndHeadRolledBackTogether", func(t *testing.T) {
+		copyFiles(t, old, path)
+		if err := os.WriteFile(path+".head", oldHead, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config); code != 0 {
+			t.Errorf("verify against the rolled-back head = %d; want 0 (they agree)\n%s%s", code, out, stderr)
+		}
+		out, stderr, code := runWarden(t, "sessions", "verify", "--config", config, "--pubkey", key, "--head", savedHead)
+		if code != 1 || !strings.Contains(stderr, "an older copy of the store") {
+			t.Errorf("verify --head SAVED = %d; want 1 naming an older copy\n%s%s", code, out, stderr)
+		}
+	})
+
+	// After a loss of the newest records (as a power loss can cause),
+	// the operator accepts the store's end with --reseal, which says
+	// what is gone; a rewritten store cannot be resealed.
+	t.Run("ResealAcceptsOnlyAVerifiedEnd", func(t *testing.T) {
+		copyFiles(t, full, path)
+		if err := os.WriteFile(path+".head", head, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		exec(t, `DROP TRIGGER records_no_update`,
+			fmt.Sprintf(`UPDATE records SET body = replace(body, '"outcome":"denied"', '"outcome":"ok"') WHERE seq > %d`, previousCheckpoint))
+		func() {
+			db, err := sqlOpen(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			recomputeHashes(t, db, previousCheckpoint+1)
+		}()
+		if out, stderr, code := runWarden(t, "sessions", "verify", "--reseal", "--config", config); code != 1 || !strings.Contains(stderr, "was not resealed") {
+			t.Errorf("reseal of a rewritten store = %d; want refused\n%s%s", code, out, stderr)
+		}
+		copyFiles(t, full, path)
+		exec(t, `DROP TRIGGER records_no_delete`, fmt.Sprintf(`DELETE FROM records WHERE seq > %d`, last-4))
+		out, stderr, code := runWarden(t, "sessions", "verify", "--reseal", "--config", config)
+		if code != 0 || !strings.Contains(out, fmt.Sprintf("records %d..%d are gone", last-3, last)) {
+			t.Fatalf("reseal = %d; want it to accept the end and name what is gone\n%s%s", code, out, stderr)
+		}
+		if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config, "--pubkey", key); code != 0 {
+			t.Errorf("verify after reseal = %d\n%s%s", code, out, stderr)
+		}
+	})
 
 	t.Run("UneditedStoreStillVerifies", func(t *testing.T) {
 		copyFiles(t, full, path)
