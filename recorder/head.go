@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 )
@@ -179,11 +180,26 @@ func derive(key ed25519.PrivateKey, purpose string, n int) []byte {
 // macKey is the key of the record MACs.
 func macKey(key ed25519.PrivateKey) []byte { return derive(key, "record-mac/v1", sha256.Size) }
 
-// recordMAC returns the MAC of a record with the given hash.
-func recordMAC(key []byte, hash digest) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(hash[:])
-	return m.Sum(nil)
+// macer computes record MACs, reusing one keyed HMAC: Reset keeps the
+// keyed state, so a MAC costs two SHA-256 blocks, not a new key schedule.
+type macer struct {
+	h   hash.Hash
+	buf [sha256.Size]byte
+}
+
+func newMacer(key []byte) *macer {
+	if key == nil {
+		return nil
+	}
+	return &macer{h: hmac.New(sha256.New, key)}
+}
+
+// mac returns the MAC of a record with the given hash, valid until the
+// next call.
+func (m *macer) mac(hash digest) []byte {
+	m.h.Reset()
+	m.h.Write(hash[:])
+	return m.h.Sum(m.buf[:0])
 }
 
 // vouch checks, before this writer extends the chain, that its end is
@@ -233,6 +249,7 @@ func (w *writer) checkTail(ctx context.Context, head *Head) error {
 	defer rows.Close()
 	src := &dbSource{rows: rows, withMAC: true}
 	var h hasher
+	m := newMacer(w.macKey)
 	prevSeq, prev := head.Seq, head.Hash
 	first := true
 	for {
@@ -255,7 +272,7 @@ func (w *writer) checkTail(ctx context.Context, head *Head) error {
 			return fmt.Errorf("record %d is missing after the signed head's record %d", prevSeq+1, head.Seq)
 		case r.prevHash != prev || !bytes.Equal(computed[:], r.hash):
 			return fmt.Errorf("record %d, after the signed head's record %d, does not match its hash or link: it was changed", r.seq, head.Seq)
-		case !hmac.Equal(r.mac, recordMAC(w.macKey, computed)):
+		case !hmac.Equal(r.mac, m.mac(computed)):
 			return fmt.Errorf("record %d, after the signed head's record %d, has no valid MAC: warden did not write it", r.seq, head.Seq)
 		}
 		first = false

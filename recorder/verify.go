@@ -229,6 +229,7 @@ type dbSource struct {
 	// withMAC: the query's last column is the record MAC.
 	withMAC bool
 	mac     sql.RawBytes
+	dest    []any
 }
 
 func (d *dbSource) next() (*row, error) {
@@ -237,11 +238,14 @@ func (d *dbSource) next() (*row, error) {
 	}
 	r := &row{}
 	var present int
-	dest := []any{&r.seq, &d.kind, &present, &d.sid, &d.cid, &d.at, &d.body, &d.prev, &d.hash}
-	if d.withMAC {
-		dest = append(dest, &d.mac)
+	if d.dest == nil {
+		d.dest = []any{nil, &d.kind, nil, &d.sid, &d.cid, &d.at, &d.body, &d.prev, &d.hash}
+		if d.withMAC {
+			d.dest = append(d.dest, &d.mac)
+		}
 	}
-	if err := d.rows.Scan(dest...); err != nil {
+	d.dest[0], d.dest[2] = &r.seq, &present
+	if err := d.rows.Scan(d.dest...); err != nil {
 		return nil, err
 	}
 	if d.mac != nil {
@@ -343,6 +347,7 @@ type chainVerifier struct {
 	partial bool
 	head    *Head
 	macKey  []byte
+	m       *macer
 
 	rep      VerifyReport
 	h        hasher
@@ -410,7 +415,10 @@ func (v *chainVerifier) run(src source) (*VerifyReport, error) {
 // whose hash and link already hold.
 func (v *chainVerifier) vouched(r *row) error {
 	if v.macKey != nil && r.mac != nil {
-		if !hmac.Equal(r.mac, recordMAC(v.macKey, r.computed)) {
+		if v.m == nil {
+			v.m = newMacer(v.macKey)
+		}
+		if !hmac.Equal(r.mac, v.m.mac(r.computed)) {
 			return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
 				Detail: "has a MAC that does not verify: warden did not write it as it is (it was changed or inserted, and its hashes recomputed)"}
 		}

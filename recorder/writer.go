@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -77,6 +78,7 @@ type writer struct {
 	headPath string
 	headFile *headWriter // nil until vouch opened it
 	headSeq  int64       // the seq the head file names, as this writer last wrote it
+	macer    *macer
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
 
@@ -400,7 +402,7 @@ func (w *writer) appendAlone(p *pending) error {
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := w.insert.ExecContext(context.Background(), f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:], recordMAC(w.macKey, hash))
+		p.body, f.prevHash[:], hash[:], w.mac(hash))
 	switch {
 	case err == nil:
 		w.seq, w.head, w.wrote = f.seq, hash, true
@@ -439,6 +441,15 @@ func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 		return err
 	}
 	return w.sealHead()
+}
+
+// mac returns the MAC of a record with the given hash, a fresh slice (the
+// driver may keep it until the statement ran).
+func (w *writer) mac(hash digest) []byte {
+	if w.macer == nil {
+		w.macer = newMacer(w.macKey)
+	}
+	return bytes.Clone(w.macer.mac(hash))
 }
 
 // sealHead rewrites the signed head to name the end of the chain, after a
@@ -480,7 +491,7 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := ins.ExecContext(ctx, f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:], recordMAC(w.macKey, hash))
+		p.body, f.prevHash[:], hash[:], w.mac(hash))
 	if err != nil {
 		if p.duplicate != "" && isUniqueViolation(err) {
 			return refuse(errors.New(p.duplicate))
