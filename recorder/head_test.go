@@ -2,6 +2,7 @@ package recorder_test
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -507,4 +508,30 @@ func TestLoweredVersionDoesNotPassOffARemovedHead(t *testing.T) {
 		}
 		_ = pub
 	})
+}
+
+// TestMigrationAuthenticatesApprovalRows: a version 3 store's approval
+// requests are taken as they are at migration and given their MACs, so a
+// request approved before the upgrade is still usable after it.
+func TestMigrationAuthenticatesApprovalRows(t *testing.T) {
+	ctx := context.Background()
+	s, path := openStore(t)
+	must(t, s.CreateApproval(ctx, approvalRequest("a1", t0)))
+	_, err := s.ChangeApproval(ctx, warden.ApprovalChange{ID: "a1", From: []warden.ApprovalStatus{warden.ApprovalPending},
+		To: warden.ApprovalApproved, By: bob, At: t0.Add(time.Minute)})
+	must(t, err)
+	must(t, s.Close())
+	exec(t, path, `ALTER TABLE records DROP COLUMN mac`, `ALTER TABLE approvals DROP COLUMN mac`, `DROP INDEX records_approval`, `PRAGMA user_version = 3`)
+	legacyChain(t, path)
+	must(t, os.Remove(recorder.HeadPath(path)))
+	s, err = recorder.Open(ctx, "sqlite:"+path)
+	must(t, err)
+	defer s.Close()
+	if a, err := s.Approval(ctx, "a1"); err != nil || a.Status != warden.ApprovalApproved {
+		t.Errorf("Approval after migration = %+v, %v; want approved", a, err)
+	}
+	exec(t, path, `DROP TRIGGER approvals_forward`, `UPDATE approvals SET body = json_set(body, '$.call_hash', 'other') WHERE id = 'a1'`)
+	if _, err := s.Approval(ctx, "a1"); !errors.Is(err, warden.ErrApprovalForged) {
+		t.Errorf("Approval after editing the row = %v; want ErrApprovalForged", err)
+	}
 }

@@ -67,8 +67,7 @@ CREATE TABLE horizon (
 	seq INTEGER NOT NULL
 );
 INSERT INTO horizon (id, seq) VALUES (1, 0);
-CREATE TRIGGER records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+` + recordsNoUpdate + `
 CREATE TRIGGER records_no_delete BEFORE DELETE ON records
 WHEN OLD.seq >= (SELECT seq FROM horizon)
 BEGIN SELECT RAISE(ABORT, 'records are append-only: only retention prunes, and only records before a checkpoint'); END;
@@ -79,6 +78,11 @@ BEGIN SELECT RAISE(ABORT, 'the prune horizon only moves forward, to a checkpoint
 CREATE TRIGGER horizon_no_delete BEFORE DELETE ON horizon
 BEGIN SELECT RAISE(ABORT, 'the prune horizon cannot be deleted'); END;
 `
+
+// recordsNoUpdate is the trigger that keeps records from being updated
+// (only migrations lift it, and put it back).
+const recordsNoUpdate = `CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;`
 
 // schemaApprovals is what version 3 adds: the approval requests' current
 // state. The state is operational (a waiting call polls it, a reviewer
@@ -94,7 +98,8 @@ CREATE TABLE IF NOT EXISTS approvals (
 	call_hash  TEXT NOT NULL,
 	created_at TEXT NOT NULL,
 	expires_at TEXT NOT NULL,
-	body       TEXT NOT NULL
+	body       TEXT NOT NULL,
+	mac        BLOB
 );
 CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (subject, call_hash, created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
@@ -103,6 +108,14 @@ WHEN NEW.id <> OLD.id OR NEW.subject <> OLD.subject OR NEW.call_hash <> OLD.call
   OR NOT (OLD.status = 'pending' AND NEW.status IN ('approved', 'denied', 'expired', 'used')
        OR OLD.status = 'approved' AND NEW.status IN ('used', 'expired'))
 BEGIN SELECT RAISE(ABORT, 'approval requests only move forward: pending to approved, denied, expired or used; approved to used or expired'); END;
+`
+
+// schemaV4 is what version 4 adds besides the record MACs: the index that
+// finds an approval request's newest record, which a decision is checked
+// against (approvalState).
+const schemaV4 = `
+CREATE INDEX IF NOT EXISTS records_approval ON records (json_extract(body, '$.id'), seq)
+WHERE kind IN ('approval_request', 'approval_change') AND json_valid(body);
 `
 
 // Options tune a store. The zero value is what warden serves with.
@@ -226,7 +239,7 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
 	}
-	s.w.macKey, s.w.headPath = macKey(s.w.key), s.HeadFile()
+	s.w.macKey, s.w.approvalKey, s.w.headPath = macKey(s.w.key), approvalKey(s.w.key), s.HeadFile()
 	from, err := s.migrate(ctx)
 	if err != nil {
 		return fail(err)
@@ -393,6 +406,11 @@ func (s *Store) migrate(ctx context.Context) (from int, _ error) {
 	if version < 3 {
 		if _, err := tx.ExecContext(ctx, schemaApprovals); err != nil {
 			return 0, fmt.Errorf("adding the approvals table: %w", err)
+		}
+	}
+	if version < 4 {
+		if err := s.migrateApprovals(ctx, tx); err != nil {
+			return 0, fmt.Errorf("authenticating approval requests: %w", err)
 		}
 	}
 	moved := false

@@ -255,7 +255,7 @@ func (d *dbSource) next() (*row, error) {
 	r.hasSession, r.hasCall, r.hasAt = present&1 != 0, present&2 != 0, present&4 != 0
 	r.sessionID, r.callID, r.at = string(d.sid), string(d.cid), string(d.at)
 	r.bodyHash = sha256.Sum256(d.body)
-	if r.kind == kindCheckpoint || r.kind == kindPrune {
+	if r.kind == kindCheckpoint || r.kind == kindPrune || r.kind == kindApprovalChange {
 		r.body = bytes.Clone(d.body)
 	}
 	copy(r.prevHash[:], d.prev) // a short prev_hash cannot match, as it must not

@@ -79,6 +79,8 @@ type writer struct {
 	headFile *headWriter // nil until vouch opened it
 	headSeq  int64       // the seq the head file names, as this writer last wrote it
 	macer    *macer
+	// approvalKey keys the approvals rows' MACs (approvals.go).
+	approvalKey []byte
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
 

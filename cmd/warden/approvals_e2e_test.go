@@ -976,3 +976,79 @@ func TestLocalIdentityReviewsOnlyWhenTheConfigSaysSo(t *testing.T) {
 		t.Errorf("retry after the approval = %v %q; want it to run", r.IsError, r.Text)
 	}
 }
+
+// TestApprovalsTableEditedByHandReleasesNothing: someone who can write the
+// store sets a held request to approved, or puts back the approved row of
+// a request already used. Neither runs the call (again): a row counts only
+// if warden's MAC over it verifies and the chain's newest record for it
+// names the same status.
+func TestApprovalsTableEditedByHandReleasesNothing(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := approvalsConfig(t, dsn, "0s", "")
+	bob := as(t, config, "bob@example.com", "dba")
+	alice := dial(t, "stdio", config, mcp.ProtocolVersion20251125, nil, nil)
+	total := func(id int) int {
+		return count(t, dsn, "SELECT (total * 100)::int FROM orders WHERE id = $1", id)
+	}
+	edit := func(q string, args ...any) {
+		t.Helper()
+		db, err := sqlOpen(storePath(config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(`DROP TRIGGER IF EXISTS approvals_forward`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	hold := func(id int) (map[string]any, string) {
+		t.Helper()
+		update := map[string]any{"database": "shop", "sql": fmt.Sprintf("UPDATE orders SET total = total + 1 WHERE id = %d", id)}
+		r := call(t, alice, "sql_query", update)
+		aid, _ := r.Body["approval_id"].(string)
+		if aid == "" {
+			t.Fatalf("update = %s; want held", r.Text)
+		}
+		update["approval_id"] = aid
+		return update, aid
+	}
+
+	t.Run("PendingSetToApproved", func(t *testing.T) {
+		before := total(5)
+		update, id := hold(5)
+		edit(`UPDATE approvals SET status = 'approved', body = json_set(body, '$.status', 'approved') WHERE id = ?`, id)
+		if r := call(t, alice, "sql_query", update); !r.IsError || total(5) != before || !strings.Contains(r.Text, "changed outside warden") {
+			t.Errorf("retry after a hand-made approval = %v %q, total %d → %d; want refused, unchanged", r.IsError, r.Text, before, total(5))
+		}
+	})
+
+	t.Run("UsedApprovalPutBack", func(t *testing.T) {
+		before := total(6)
+		update, id := hold(6)
+		if out, errOut, code := runWarden(t, "approvals", "approve", id, "--config", bob); code != 0 {
+			t.Fatalf("bob approving = %d %s%s", code, out, errOut)
+		}
+		var body string
+		var mac []byte
+		func() {
+			db, err := sqlOpen(storePath(config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.QueryRow(`SELECT body, mac FROM approvals WHERE id = ?`, id).Scan(&body, &mac); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		if r := call(t, alice, "sql_query", update); r.IsError || total(6) != before+100 {
+			t.Fatalf("retry after bob's approval = %v %q; want it to run once", r.IsError, r.Text)
+		}
+		edit(`UPDATE approvals SET status = 'approved', body = ?, mac = ? WHERE id = ?`, body, mac, id)
+		if r := call(t, alice, "sql_query", update); !r.IsError || total(6) != before+100 || !strings.Contains(r.Text, "changed outside warden") {
+			t.Errorf("retry with the approved row put back = %v %q, total %d → %d; want refused, run once", r.IsError, r.Text, before, total(6))
+		}
+	})
+}
