@@ -244,10 +244,8 @@ func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed255
 	readHead := func() error {
 		h, err := recorder.ReadHead(headFile, key)
 		switch {
-		case errors.Is(err, fs.ErrNotExist) && store.Version() < 4:
-			return nil // a store from before heads: the report says so
 		case errors.Is(err, fs.ErrNotExist):
-			return fmt.Errorf("there is no signed head at %s, so nothing shows that the newest records are all there: pass the head kept with the signing key with --head FILE", headFile)
+			return nil // only an empty store, or one from before heads, may have none: see below
 		case err != nil:
 			return err
 		}
@@ -267,7 +265,11 @@ func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed255
 		}
 		rep, err = store.VerifyWith(ctx, opts)
 	}
-	if err == nil && opts.Head == nil && rep.HeadEra {
+	switch {
+	case err != nil || opts.Head != nil || rep.Records == 0:
+	case store.Version() >= 4:
+		return rep, fmt.Errorf("there is no signed head at %s, so nothing shows that the newest records are all there: pass the head kept with the signing key with --head FILE", headFile)
+	case rep.HeadEra:
 		// The store's version says "from before heads"; its signed
 		// checkpoints say otherwise.
 		return rep, fmt.Errorf("its checkpoints were written by a warden that keeps a signed head, but there is none at %s (and its schema version, %d, was lowered): "+

@@ -436,3 +436,23 @@ func TestKeysDirectoryFromConfig(t *testing.T) {
 		t.Errorf("serve on a replaced store = %q; want a refusal", got)
 	}
 }
+
+// TestEmptyStoreVerifies: a warden that served nobody leaves a store with
+// no records and a head file with nothing in it yet; that verifies, and a
+// later start extends it.
+func TestEmptyStoreVerifies(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := e2eConfig(t, dsn, "5s")
+	launchServer(t, config, "http").stop(t)
+	if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config); code != 0 || !strings.Contains(out, "holds no records") {
+		t.Errorf("verify of an empty store = %d\n%s%s", code, out, stderr)
+	}
+	srv := launchServer(t, config, "http")
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
+	call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT id FROM orders WHERE id = 1"})
+	c.Close()
+	srv.stop(t)
+	if out, stderr, code := runWarden(t, "sessions", "verify", "--config", config); code != 0 || !strings.Contains(out, "reaches its signed head") {
+		t.Errorf("verify after the first session = %d\n%s%s", code, out, stderr)
+	}
+}
