@@ -175,6 +175,9 @@ var (
 	// ErrApprovalConflict: the request was not in a state the change can
 	// apply to (someone decided first, it expired, it was used).
 	ErrApprovalConflict = errors.New("the approval request was not in a state this change applies to")
+	// ErrApprovalForged: the stored request does not match what warden
+	// recorded (it was changed outside warden); it releases nothing.
+	ErrApprovalForged = errors.New("the approval request was changed outside warden")
 )
 
 // ApprovalStore keeps approval requests. Every creation and change is also

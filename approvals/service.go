@@ -160,7 +160,7 @@ func (s *Service) checkAnswer(ctx context.Context, c *warden.Call, r *Rule, ans 
 		return nil, "the client's requestState names no approval request; the answer was ignored", nil
 	}
 	if err != nil {
-		return nil, "", warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+		return nil, "", storeErr(err, st.ID)
 	}
 	if appr.Effective(s.now()) != warden.ApprovalPending || appr.Via != warden.ViaUser {
 		return nil, "the client's requestState was already used; the answer was ignored", nil
@@ -176,10 +176,11 @@ func (s *Service) checkAnswer(ctx context.Context, c *warden.Call, r *Rule, ans 
 // once): then the answer counts for nothing.
 func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *warden.Approval, ans *warden.Answer) (done bool, err error) {
 	action := ans.Action
-	if action == warden.AnswerAccept {
-		if v, ok := ans.Content[warden.ConfirmField].(bool); ok && !v {
-			action = warden.AnswerDecline // accepted the form with "run it" unticked
-		}
+	if action == warden.AnswerAccept && !confirms(ans.Content) {
+		// Accepted a form that does not say yes: the box unticked, left
+		// out, answered with a string or a number, or sent with fields
+		// warden did not ask for. Only an explicit yes approves.
+		action = warden.AnswerDecline
 	}
 	ch := warden.ApprovalChange{ID: appr.ID, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: c.Caller, At: s.now(), CallID: c.ID}
 	switch action {
@@ -207,6 +208,27 @@ func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *w
 	return true, &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
 		Message: fmt.Sprintf("the user %s this call when warden asked them to confirm it (approval rule %q); it did not run. "+
 			"Do not retry it unless the user asks you to.", verb, r.Name)}
+}
+
+// storeErr is a failure to read approval request id: one changed outside
+// warden is a denial the agent can act on (ask again), anything else the
+// store being unavailable.
+func storeErr(err error, id string) error {
+	if errors.Is(err, warden.ErrApprovalForged) {
+		return warden.Wrap(warden.Denied, err, fmt.Sprintf("approval request %s does not match what warden recorded (it was changed outside warden), so it releases nothing; "+
+			"call again without approval_id to request approval anew", id))
+	}
+	return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+}
+
+// confirms reports whether a form's content is exactly the yes warden
+// asked for: one field, ConfirmField, holding the JSON boolean true.
+// Everything else, including "true", 1 and extra fields, is a no: a client
+// that fills in something other than the form warden sent did not show the
+// user that form.
+func confirms(content map[string]any) bool {
+	v, ok := content[warden.ConfirmField].(bool)
+	return ok && v && len(content) == 1
 }
 
 // review finds or creates the reviewers' request for c, and waits for a
@@ -238,6 +260,8 @@ func (s *Service) resume(ctx context.Context, c *warden.Call, r *Rule, id, note 
 	switch {
 	case errors.Is(err, warden.ErrApprovalNotFound):
 		return deny("approval_id %q is not an approval request warden issued", id)
+	case errors.Is(err, warden.ErrApprovalForged):
+		return deny("approval request %q does not match what warden recorded (it was changed outside warden), so it releases nothing", id)
 	case err != nil:
 		return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
 	case !samePrincipal(appr.Requester, c.Caller):
@@ -309,7 +333,7 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 					// Decided meanwhile (an approval extends the expiry):
 					// look again rather than call it expired.
 					if appr, err = s.Store.Approval(ctx, appr.ID); err != nil {
-						return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+						return storeErr(err, appr.ID)
 					}
 					continue
 				}
@@ -343,7 +367,7 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 		case <-tick.C:
 			fresh, err := s.Store.Approval(ctx, appr.ID)
 			if err != nil {
-				return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
+				return storeErr(err, appr.ID)
 			}
 			appr = fresh
 		}
@@ -359,6 +383,8 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 	switch {
 	case errors.Is(err, warden.ErrApprovalNotFound):
 		return nil, warden.Errorf(warden.Invalid, "there is no approval request %q", id)
+	case errors.Is(err, warden.ErrApprovalForged):
+		return nil, warden.Wrap(warden.Denied, err, fmt.Sprintf("request %s does not match what warden recorded (it was changed outside warden); it cannot be decided", id))
 	case err != nil:
 		return nil, warden.Wrap(warden.Unavailable, err, "the approval store cannot be read")
 	}

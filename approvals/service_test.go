@@ -308,8 +308,14 @@ func (f *fixture) ask(c *warden.Call) *warden.Pending {
 	return e.Pending
 }
 
+// answer is the user's answer: an accept comes with the form ticked, as a
+// client showing warden's form sends it.
 func answer(state, action string) *warden.Interaction {
-	return &warden.Interaction{CanAsk: true, Answer: &warden.Answer{State: state, Action: action}}
+	a := &warden.Answer{State: state, Action: action}
+	if action == warden.AnswerAccept {
+		a.Content = map[string]any{warden.ConfirmField: true}
+	}
+	return &warden.Interaction{CanAsk: true, Answer: a}
 }
 
 func TestUserConfirmation(t *testing.T) {
@@ -367,6 +373,13 @@ func TestUserConfirmation(t *testing.T) {
 		{"DeclineRefuses", warden.AnswerDecline, nil, "declined"},
 		{"CancelRefuses", warden.AnswerCancel, nil, "cancelled"},
 		{"AcceptWithTheBoxUntickedRefuses", warden.AnswerAccept, map[string]any{warden.ConfirmField: false}, "declined"},
+		{"AcceptWithoutTheFieldRefuses", warden.AnswerAccept, map[string]any{}, "declined"},
+		{"AcceptWithoutContentRefuses", warden.AnswerAccept, nil, "declined"},
+		{"AcceptWithAStringRefuses", warden.AnswerAccept, map[string]any{warden.ConfirmField: "true"}, "declined"},
+		{"AcceptWithANumberRefuses", warden.AnswerAccept, map[string]any{warden.ConfirmField: float64(1)}, "declined"},
+		{"AcceptWithExtraFieldsRefuses", warden.AnswerAccept, map[string]any{warden.ConfirmField: true, "also": "delete more"}, "declined"},
+		{"DeclineWithTheBoxTickedRefuses", warden.AnswerDecline, map[string]any{warden.ConfirmField: true}, "declined"},
+		{"CapitalisedAcceptRefuses", "Accept", map[string]any{warden.ConfirmField: true}, "cancelled"},
 		{"UnknownActionRefuses", "maybe", nil, "cancelled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,12 @@ type LocalIdentity struct {
 	Subject string   `yaml:"subject"`
 	Email   string   `yaml:"email"`
 	Groups  []string `yaml:"groups"`
+	// Reviewer lets this identity decide approval requests with `warden
+	// approvals approve|deny` without a token: for single-user setups
+	// only, and refused with identity.oidc, where reviewers are verified.
+	// Off by default, so a config file that merely names a subject and
+	// points at the store makes nobody a reviewer.
+	Reviewer bool `yaml:"reviewer"`
 }
 
 // Validate checks the identity config; paths are relative to `identity`.
@@ -48,6 +54,9 @@ func (c *IdentityConfig) Validate() error {
 		if u, err := url.Parse(c.Resource); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, warden.FieldErrorf("resource", "must be an absolute http(s) URL, like https://warden.example.com/mcp"))
 		}
+	}
+	if c.Local != nil && c.Local.Reviewer && len(c.OIDC) > 0 {
+		errs = append(errs, warden.FieldErrorf("local.reviewer", "cannot be combined with oidc: with issuers configured a reviewer decides with a token (--token or WARDEN_TOKEN)"))
 	}
 	if len(c.OIDC) > 0 && c.AllowUnauthenticatedLoopback {
 		errs = append(errs, warden.FieldErrorf("allow_unauthenticated_loopback", "cannot be combined with oidc: with issuers configured every HTTP request needs a token"))

@@ -1,7 +1,11 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -131,8 +135,8 @@ func (s *Store) CreateApproval(ctx context.Context, a *warden.Approval) error {
 		return fmt.Errorf("encoding approval request: %w", err)
 	}
 	err = s.append(ctx, kindApprovalRequest, a.SessionID, "", body.CreatedAt, body, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO approvals (id, status, subject, call_hash, created_at, expires_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			a.ID, body.Status, a.Requester.Subject, a.CallHash, body.CreatedAt, body.ExpiresAt, text)
+		_, err := tx.ExecContext(ctx, `INSERT INTO approvals (id, status, subject, call_hash, created_at, expires_at, body, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			a.ID, body.Status, a.Requester.Subject, a.CallHash, body.CreatedAt, body.ExpiresAt, text, approvalMAC(s.w.approvalKey, a.ID, text))
 		if isUniqueViolation(err) || isPrimaryKeyViolation(err) {
 			return refuse(errors.New("an approval request with this id exists"))
 		}
@@ -149,15 +153,39 @@ func (s *Store) Approval(ctx context.Context, id string) (*warden.Approval, erro
 	if s.version < 3 { // a store from before approvals, read without migrating it
 		return nil, fmt.Errorf("approval %s: %w", id, warden.ErrApprovalNotFound)
 	}
-	var body string
-	err := s.read.QueryRowContext(ctx, `SELECT body FROM approvals WHERE id = ?`, id).Scan(&body)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("approval %s: %w", id, warden.ErrApprovalNotFound)
-	case err != nil:
-		return nil, fmt.Errorf("reading approval %s: %w", id, err)
+	if s.w == nil || s.version < 4 {
+		// Read-only (list, show: no key to check with), or a store from
+		// before the rows were authenticated, read without migrating it.
+		var body string
+		err := s.read.QueryRowContext(ctx, `SELECT body FROM approvals WHERE id = ?`, id).Scan(&body)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("approval %s: %w", id, warden.ErrApprovalNotFound)
+		case err != nil:
+			return nil, fmt.Errorf("reading approval %s: %w", id, err)
+		}
+		return decodeApproval(body)
 	}
-	return decodeApproval(body)
+	// The row and its newest record in one snapshot, so a change
+	// committed in between cannot look like a mismatch.
+	var a *warden.Approval
+	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		var body string
+		var mac []byte
+		err := tx.QueryRowContext(ctx, `SELECT body, mac FROM approvals WHERE id = ?`, id).Scan(&body, &mac)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("approval %s: %w", id, warden.ErrApprovalNotFound)
+		case err != nil:
+			return fmt.Errorf("reading approval %s: %w", id, err)
+		}
+		if err := s.checkApproval(ctx, tx, id, body, mac); err != nil {
+			return err
+		}
+		a, err = decodeApproval(body)
+		return err
+	})
+	return a, err
 }
 
 func decodeApproval(body string) (*warden.Approval, error) {
@@ -265,9 +293,9 @@ func (s *Store) ChangeApproval(ctx context.Context, c warden.ApprovalChange) (*w
 	}
 	err = s.append(ctx, kindApprovalChange, cur.SessionID, "", at, change, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-			UPDATE approvals SET status = ?, expires_at = ?, body = ?
+			UPDATE approvals SET status = ?, expires_at = ?, body = ?, mac = ?
 			WHERE id = ? AND status = ? AND (NOT ? OR expires_at > ?)`,
-			stored.Status, stored.ExpiresAt, text, c.ID, string(from), mustLive, at)
+			stored.Status, stored.ExpiresAt, text, approvalMAC(s.w.approvalKey, c.ID, text), c.ID, string(from), mustLive, at)
 		if err != nil {
 			return err
 		}
@@ -338,3 +366,160 @@ func (s *Store) ApprovalHistory(ctx context.Context, id string) ([]ApprovalEvent
 }
 
 var _ warden.ApprovalStore = (*Store)(nil)
+
+// The approvals table is the state a waiting call polls, and whoever can
+// write the store can write it: set a request to approved, or put back the
+// approved row of a request already used. So from version 4 on, a row
+// counts only if its mac (HMAC over its id and body, with a key derived
+// from the signing key) verifies and the newest approval record for it in
+// the chain, whose record MAC verifies too, names the same status. Both
+// are written in one transaction with the row, by warden only.
+
+// approvalMAC returns the MAC of an approvals row.
+func approvalMAC(key []byte, id, body string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("warden/approval/v1\x00"))
+	m.Write(appendString(nil, id))
+	m.Write([]byte(body))
+	return m.Sum(nil)
+}
+
+// approvalKey is the key of the approvals rows' MACs.
+func approvalKey(key ed25519.PrivateKey) []byte { return derive(key, "approval-mac/v1", sha256.Size) }
+
+// errApprovalForged is a row that does not match what warden wrote.
+var errApprovalForged = fmt.Errorf("does not match what warden recorded: %w", warden.ErrApprovalForged)
+
+// checkApproval checks row id, with the given body and mac, against its
+// MAC and the newest approval record in the chain.
+func (s *Store) checkApproval(ctx context.Context, tx *sql.Tx, id, body string, mac []byte) error {
+	if !hmac.Equal(mac, approvalMAC(s.w.approvalKey, id, body)) {
+		return fmt.Errorf("approval request %s %w", id, errApprovalForged)
+	}
+	var b approvalJSON
+	if err := jsonUnmarshal(body, &b); err != nil {
+		return fmt.Errorf("approval request %s %w", id, errApprovalForged)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, kind,
+			(session_id IS NOT NULL) | ((call_id IS NOT NULL) << 1) | ((at IS NOT NULL) << 2),
+			session_id, call_id, at, body, prev_hash, hash, mac FROM records
+		WHERE kind IN ('approval_request', 'approval_change') AND json_valid(body) AND json_extract(body, '$.id') = ?
+		ORDER BY seq DESC LIMIT 1`, id)
+	if err != nil {
+		return fmt.Errorf("reading the record of approval request %s: %w", id, err)
+	}
+	defer rows.Close()
+	r, err := (&dbSource{rows: rows, withMAC: true}).next()
+	if err != nil {
+		return fmt.Errorf("reading the record of approval request %s: %w", id, err)
+	}
+	if r == nil {
+		// Retention pruned the request's record; it was never decided
+		// since (a decision is a newer record). Pending, it releases
+		// nothing; anything else must have its record.
+		if b.Status == string(warden.ApprovalPending) {
+			return nil
+		}
+		return fmt.Errorf("approval request %s %w", id, errApprovalForged)
+	}
+	var h hasher
+	computed := h.hash(&r.fields)
+	want := ""
+	switch r.kind {
+	case kindApprovalRequest:
+		want = string(warden.ApprovalPending)
+	case kindApprovalChange:
+		var c approvalChangeJSON
+		if json.Unmarshal(r.body, &c) == nil {
+			want = c.To
+		}
+	}
+	if !bytes.Equal(computed[:], r.hash) || !hmac.Equal(r.mac, newMacer(s.w.macKey).mac(computed)) || want != b.Status {
+		return fmt.Errorf("approval request %s %w", id, errApprovalForged)
+	}
+	return rows.Err()
+}
+
+// migrateApprovals gives a store from before version 4 the approval
+// index and a MAC for every approvals row, trusting the rows as they are
+// (as the migration trusts the records it finds).
+func (s *Store) migrateApprovals(ctx context.Context, tx *sql.Tx) error {
+	var has int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('approvals') WHERE name = 'mac'`).Scan(&has); err != nil {
+		return err
+	}
+	if has == 0 {
+		if _, err := tx.ExecContext(ctx, `ALTER TABLE approvals ADD COLUMN mac BLOB`); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, schemaV4); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, body FROM approvals WHERE mac IS NULL`)
+	if err != nil {
+		return err
+	}
+	type row struct{ id, body string }
+	var todo []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.body); err != nil {
+			rows.Close()
+			return err
+		}
+		todo = append(todo, r)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	// The trigger refuses any update that does not move a request
+	// forward; this one only adds its MAC. schemaApprovals puts it back.
+	if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS approvals_forward`); err != nil {
+		return err
+	}
+	for _, r := range todo {
+		if _, err := tx.ExecContext(ctx, `UPDATE approvals SET mac = ? WHERE id = ?`, approvalMAC(s.w.approvalKey, r.id, r.body), r.id); err != nil {
+			return err
+		}
+	}
+	if _, err = tx.ExecContext(ctx, schemaApprovals); err != nil {
+		return err
+	}
+	// A decision is checked against its newest record, whose MAC must
+	// verify: the approval records found give theirs now.
+	type rec struct {
+		seq  int64
+		hash []byte
+	}
+	var recs []rec
+	rows, err = tx.QueryContext(ctx, `SELECT seq, hash FROM records WHERE mac IS NULL AND kind IN ('approval_request', 'approval_change')`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var r rec
+		if err := rows.Scan(&r.seq, &r.hash); err != nil {
+			rows.Close()
+			return err
+		}
+		recs = append(recs, r)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil || len(recs) == 0 {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS records_no_update`); err != nil {
+		return err
+	}
+	m := newMacer(s.w.macKey)
+	for _, r := range recs {
+		if len(r.hash) != hashSize {
+			return fmt.Errorf("record %d has a malformed hash", r.seq)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE records SET mac = ? WHERE seq = ?`, m.mac(digest(r.hash)), r.seq); err != nil {
+			return err
+		}
+	}
+	_, err = tx.ExecContext(ctx, recordsNoUpdate)
+	return err
+}

@@ -3,6 +3,7 @@ package recorder_test
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -155,6 +156,8 @@ func TestMigratesVersion2(t *testing.T) {
 	must(t, s.StartSession(ctx, session("s1", alice, t0)))
 	must(t, s.Close())
 	exec(t, path, `DROP TRIGGER approvals_forward`, `DROP TABLE approvals`, `PRAGMA user_version = 2`)
+	legacyChain(t, path) // as a warden from before signed heads signed it
+	must(t, os.Remove(recorder.HeadPath(path)))
 
 	r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
@@ -169,8 +172,8 @@ func TestMigratesVersion2(t *testing.T) {
 	s, err = recorder.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
-	if v := userVersion(t, path); v != 3 {
-		t.Errorf("user_version after Open = %d; want 3", v)
+	if v := userVersion(t, path); v != 4 {
+		t.Errorf("user_version after Open = %d; want 4", v)
 	}
 	must(t, s.CreateApproval(ctx, approvalRequest("a1", t0)))
 	if _, _, err := s.Session(ctx, "s1"); err != nil {

@@ -43,10 +43,18 @@ import (
 //
 // so it vouches for prev_hash, and through it for every record before it.
 // Verification needs the public key only.
+//
+// From schema version 4 on, a checkpoint's body also says "v": 2, and its
+// signature is over the same fields under "warden/checkpoint/v2": it
+// vouches that the warden that wrote it kept a signed head (head.go). A
+// store holding such a checkpoint is never taken for one from before
+// heads, whatever its user_version says, and the "v" cannot be removed
+// without breaking the signature.
 
 const (
-	recordDomain     = "warden/record/v1\x00"
-	checkpointDomain = "warden/checkpoint/v1\x00"
+	recordDomain       = "warden/record/v1\x00"
+	checkpointDomain   = "warden/checkpoint/v1\x00"
+	checkpointDomainV2 = "warden/checkpoint/v2\x00"
 )
 
 // hashSize is the length of a record hash.
@@ -93,10 +101,14 @@ func appendNullable(b []byte, s string, valid bool) []byte {
 	return appendString(append(b, 1), s)
 }
 
-// checkpointMessage is what a checkpoint's signature covers.
-func checkpointMessage(seq int64, at string, prev digest) []byte {
-	b := make([]byte, 0, len(checkpointDomain)+8+4+len(at)+hashSize)
-	b = append(b, checkpointDomain...)
+// checkpointMessage is what a checkpoint of the given version signs.
+func checkpointMessage(version int, seq int64, at string, prev digest) []byte {
+	domain := checkpointDomain
+	if version == 2 {
+		domain = checkpointDomainV2
+	}
+	b := make([]byte, 0, len(domain)+8+4+len(at)+hashSize)
+	b = append(b, domain...)
 	b = binary.BigEndian.AppendUint64(b, uint64(seq))
 	b = appendString(b, at)
 	return append(b, prev[:]...)
@@ -106,13 +118,16 @@ func checkpointMessage(seq int64, at string, prev digest) []byte {
 type checkpointJSON struct {
 	Key string `json:"key"`
 	Sig string `json:"sig"`
+	// V is 2 for a checkpoint written with a signed head; absent before.
+	V int `json:"v,omitempty"`
 }
 
 func signCheckpoint(key ed25519.PrivateKey, seq int64, at string, prev digest) string {
-	sig := ed25519.Sign(key, checkpointMessage(seq, at, prev))
+	sig := ed25519.Sign(key, checkpointMessage(2, seq, at, prev))
 	body, _ := json.Marshal(checkpointJSON{ // cannot fail for strings
 		Key: FormatPublicKey(key.Public().(ed25519.PublicKey)),
 		Sig: base64.StdEncoding.EncodeToString(sig),
+		V:   2,
 	})
 	return string(body)
 }
@@ -161,7 +176,8 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// KeyPath is where the signing key of the store at dbPath is kept.
+// KeyPath is where the signing key of the store at dbPath is kept by
+// default (Options.KeyDir moves it).
 func KeyPath(dbPath string) string { return dbPath + ".key" }
 
 // loadKey reads a PKCS #8 PEM Ed25519 private key that only its owner may
@@ -242,7 +258,7 @@ func syncDir(dir string) error {
 // store, the key `warden sessions verify` trusts by default. It returns an
 // error wrapping fs.ErrNotExist if the store has no key file.
 func (s *Store) PublicKey() (ed25519.PublicKey, error) {
-	key, err := loadKey(KeyPath(s.path))
+	key, err := loadKey(s.KeyFile())
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func TestChainVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify(untouched store) = %v; want nil", err)
 	}
-	want := recorder.VerifyReport{Records: 26, First: 1, Last: 26, Checkpoints: 3, LastCheckpoint: 26, Key: pub}
+	want := recorder.VerifyReport{Records: 26, First: 1, Last: 26, Checkpoints: 3, LastCheckpoint: 26, Key: pub, HeadEra: true}
 	if fmt.Sprint(*rep) != fmt.Sprint(want) {
 		t.Errorf("Verify report = %+v; want %+v", *rep, want)
 	}
@@ -129,7 +129,7 @@ func TestTamperingIsNamed(t *testing.T) {
 		if !hashed {
 			hash = bytes.Repeat([]byte{7}, 32)
 		}
-		mustExec(t, db, `INSERT INTO records VALUES (5, 'call_start', ?, ?, ?, ?, ?, ?)`, sid, cid, at, body, prev, hash)
+		mustExec(t, db, `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash) VALUES (5, 'call_start', ?, ?, ?, ?, ?, ?)`, sid, cid, at, body, prev, hash)
 	}
 	move := func(t *testing.T, path string, from, to int) {
 		// Moves record from to position to (from < to); the ones between
@@ -203,7 +203,7 @@ func TestTamperingIsNamed(t *testing.T) {
 			var prev []byte
 			must(t, db.QueryRow(`SELECT hash FROM records WHERE seq = 26`).Scan(&prev))
 			at, body := "2025-03-01T13:00:00.000000000Z", `{"before":9,"cutoff":"2025-03-01T13:00:00.000000000Z","records":8}`
-			mustExec(t, db, `INSERT INTO records VALUES (27, 'prune', NULL, NULL, ?, ?, ?, ?)`, at, body, prev,
+			mustExec(t, db, `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash) VALUES (27, 'prune', NULL, NULL, ?, ?, ?, ?)`, at, body, prev,
 				recorder.HashRecord(27, "prune", nil, nil, &at, body, prev))
 		}, 1, recorder.Deleted},
 		{"SwappedAdjacent", func(t *testing.T, path string) { move(t, path, 5, 6) }, 5, recorder.Reordered},
@@ -539,8 +539,8 @@ func TestMigratesVersion1(t *testing.T) {
 	must(t, s.StartSession(ctx, session("s2", bob, t0.Add(time.Hour))))
 	must(t, s.Close())
 
-	if got := userVersion(t, path); got != 3 {
-		t.Errorf("user_version = %d; want 3", got)
+	if got := userVersion(t, path); got != 4 {
+		t.Errorf("user_version = %d; want 4", got)
 	}
 	after := column(t, path, "body")
 	if len(after) != 5 || after[0] != before[0] || after[1] != before[1] {

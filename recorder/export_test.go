@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"database/sql"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -83,6 +85,20 @@ func HashRecord(seq int64, kind string, sessionID, callID, at *string, body stri
 // edit. With a key, it also re-signs every checkpoint from seq from on;
 // without one, checkpoints keep their old signatures.
 func Rechain(db *sql.DB, from int64, key ed25519.PrivateKey) error {
+	return rechain(db, from, key, signCheckpoint)
+}
+
+// RechainAsLegacy is Rechain signing checkpoints as a warden from before
+// signed heads did: a store as schema version 3 left it.
+func RechainAsLegacy(db *sql.DB, key ed25519.PrivateKey) error {
+	return rechain(db, 1, key, func(key ed25519.PrivateKey, seq int64, at string, prev digest) string {
+		sig := ed25519.Sign(key, checkpointMessage(1, seq, at, prev))
+		body, _ := json.Marshal(checkpointJSON{Key: FormatPublicKey(key.Public().(ed25519.PublicKey)), Sig: base64.StdEncoding.EncodeToString(sig)})
+		return string(body)
+	})
+}
+
+func rechain(db *sql.DB, from int64, key ed25519.PrivateKey, sign func(ed25519.PrivateKey, int64, string, digest) string) error {
 	for _, q := range []string{`DROP TRIGGER IF EXISTS records_no_update`, `DROP TRIGGER IF EXISTS records_no_delete`} {
 		if _, err := db.Exec(q); err != nil {
 			return err
@@ -119,7 +135,7 @@ func Rechain(db *sql.DB, from int64, key ed25519.PrivateKey) error {
 	}
 	for _, r := range recs {
 		if r.kind == kindCheckpoint && key != nil {
-			r.body = signCheckpoint(key, r.seq, r.at.String, digest(prev))
+			r.body = sign(key, r.seq, r.at.String, digest(prev))
 		}
 		h := HashRecord(r.seq, r.kind, str(r.sid), str(r.cid), str(r.at), r.body, prev)
 		if _, err := db.Exec(`UPDATE records SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?`, r.body, prev, h, r.seq); err != nil {
@@ -181,4 +197,28 @@ func BulkAppend(s *Store, n int, rec func(i int) (kind, sessionID, callID, at, b
 		}
 	}
 	return nil
+}
+
+// Crash closes s as a killed process would leave it: the records written
+// since the last checkpoint stay unsigned.
+func Crash(s *Store) error {
+	if err := s.w.do(context.Background(), func(context.Context) error { s.w.wrote = false; return nil }); err != nil {
+		return err
+	}
+	return s.Close()
+}
+
+// MACKey returns the record MAC key of the store at dbPath.
+func MACKey(dbPath string) ([]byte, error) {
+	s := &Store{path: dbPath, keyBase: dbPath}
+	return s.MACKey()
+}
+
+// Seed returns the signing key's seed of the store at dbPath.
+func Seed(dbPath string) ([]byte, error) {
+	k, err := loadKey(KeyPath(dbPath))
+	if err != nil {
+		return nil, err
+	}
+	return k.Seed(), nil
 }

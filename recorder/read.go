@@ -301,8 +301,9 @@ func foldSession(sum *SessionSummary, kind, body string) error {
 }
 
 // readCalls folds the call records of one session (all when sessionID is
-// "") into calls: a call_finish record is self-contained and wins; a call
-// with only a call_start is running.
+// "") into calls: a call_finish record wins, taking the arguments and the
+// action from the call_start when it says they are there; a call with only
+// a call_start is running.
 func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord, error) {
 	query := `SELECT seq, kind, body FROM records WHERE session_id = ? AND call_id IS NOT NULL AND kind IN ('call_start', 'call_finish') ORDER BY seq`
 	args := []any{sessionID}
@@ -338,7 +339,13 @@ func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord,
 				e.rec = callFromJSON(&b, StatusRunning)
 			}
 		case kindCallFinish:
-			e.rec = callFromJSON(&b, StatusFinished)
+			rec := callFromJSON(&b, StatusFinished)
+			if b.ArgsIn == kindCallStart {
+				// The arguments and action are in the call's start.
+				rec.Args, rec.Backend, rec.Kind, rec.Statement, rec.Purpose, rec.Functions, rec.Ops =
+					e.rec.Args, e.rec.Backend, e.rec.Kind, e.rec.Statement, e.rec.Purpose, e.rec.Functions, e.rec.Ops
+			}
+			e.rec = rec
 		}
 		return nil
 	})

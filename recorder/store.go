@@ -27,9 +27,10 @@ var errClosed = errors.New("the recording store is closed")
 var errReadOnly = errors.New("the recording store was opened read-only")
 
 // schemaVersion is the PRAGMA user_version this package writes. Version 1
-// (no hash chain) and version 2 (no approvals table) are migrated when a
-// store is opened for writing, and still read when it is opened read-only.
-const schemaVersion = 3
+// (no hash chain), version 2 (no approvals table) and version 3 (no record
+// MACs, and key material in a secrets table) are migrated when a store is
+// opened for writing, and still read when it is opened read-only.
+const schemaVersion = 4
 
 // schema is version 2, the records; schemaApprovals (below) completes
 // version 3. Every record carries prev_hash and hash (see
@@ -54,23 +55,19 @@ CREATE TABLE records (
 	at         TEXT,
 	body       TEXT NOT NULL,
 	prev_hash  BLOB NOT NULL CHECK (length(prev_hash) = 32),
-	hash       BLOB NOT NULL CHECK (length(hash) = 32)
+	hash       BLOB NOT NULL CHECK (length(hash) = 32),
+	mac        BLOB
 );
 CREATE INDEX records_session ON records (session_id, seq);
 CREATE UNIQUE INDEX records_call ON records (call_id, kind) WHERE call_id IS NOT NULL;
 CREATE INDEX records_session_start ON records (at) WHERE kind = 'session_start';
 CREATE INDEX records_checkpoint ON records (at) WHERE kind = 'checkpoint';
-CREATE TABLE IF NOT EXISTS secrets (
-	name  TEXT PRIMARY KEY,
-	value BLOB NOT NULL
-);
 CREATE TABLE horizon (
 	id  INTEGER PRIMARY KEY CHECK (id = 1),
 	seq INTEGER NOT NULL
 );
 INSERT INTO horizon (id, seq) VALUES (1, 0);
-CREATE TRIGGER records_no_update BEFORE UPDATE ON records
-BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+` + recordsNoUpdate + `
 CREATE TRIGGER records_no_delete BEFORE DELETE ON records
 WHEN OLD.seq >= (SELECT seq FROM horizon)
 BEGIN SELECT RAISE(ABORT, 'records are append-only: only retention prunes, and only records before a checkpoint'); END;
@@ -81,6 +78,11 @@ BEGIN SELECT RAISE(ABORT, 'the prune horizon only moves forward, to a checkpoint
 CREATE TRIGGER horizon_no_delete BEFORE DELETE ON horizon
 BEGIN SELECT RAISE(ABORT, 'the prune horizon cannot be deleted'); END;
 `
+
+// recordsNoUpdate is the trigger that keeps records from being updated
+// (only migrations lift it, and put it back).
+const recordsNoUpdate = `CREATE TRIGGER records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;`
 
 // schemaApprovals is what version 3 adds: the approval requests' current
 // state. The state is operational (a waiting call polls it, a reviewer
@@ -96,7 +98,8 @@ CREATE TABLE IF NOT EXISTS approvals (
 	call_hash  TEXT NOT NULL,
 	created_at TEXT NOT NULL,
 	expires_at TEXT NOT NULL,
-	body       TEXT NOT NULL
+	body       TEXT NOT NULL,
+	mac        BLOB
 );
 CREATE INDEX IF NOT EXISTS approvals_pending ON approvals (subject, call_hash, created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS approvals_status ON approvals (status, created_at);
@@ -105,6 +108,14 @@ WHEN NEW.id <> OLD.id OR NEW.subject <> OLD.subject OR NEW.call_hash <> OLD.call
   OR NOT (OLD.status = 'pending' AND NEW.status IN ('approved', 'denied', 'expired', 'used')
        OR OLD.status = 'approved' AND NEW.status IN ('used', 'expired'))
 BEGIN SELECT RAISE(ABORT, 'approval requests only move forward: pending to approved, denied, expired or used; approved to used or expired'); END;
+`
+
+// schemaV4 is what version 4 adds besides the record MACs: the index that
+// finds an approval request's newest record, which a decision is checked
+// against (approvalState).
+const schemaV4 = `
+CREATE INDEX IF NOT EXISTS records_approval ON records (json_extract(body, '$.id'), seq)
+WHERE kind IN ('approval_request', 'approval_change') AND json_valid(body);
 `
 
 // Options tune a store. The zero value is what warden serves with.
@@ -121,6 +132,12 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// Clock stamps checkpoints and prune records (default time.Now).
 	Clock func() time.Time
+	// KeyDir is the directory of the signing key, the signed head and the
+	// secrets file (NAME.key, NAME.head, NAME.secrets, NAME the database
+	// file's name); default: beside the database. A directory that those
+	// who can write the store cannot write is what keeps them from
+	// replacing the head along with the store.
+	KeyDir string
 }
 
 // Default checkpoint cadence.
@@ -135,10 +152,14 @@ const (
 // pool that never takes the write lock.
 type Store struct {
 	path    string
+	keyBase string // the key, head and secrets files are keyBase + ".key", ".head", ".secrets"
 	version int
 	clock   func() time.Time
 	w       *writer // nil when read-only
 	read    *sql.DB // query_only connections
+	// started holds the ids of calls this store recorded the start of and
+	// not yet the finish: their finish need not repeat the arguments.
+	started sync.Map
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -173,7 +194,14 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{path: path, clock: opts.Clock, closed: make(chan struct{})}
+	s := &Store{path: path, keyBase: path, clock: opts.Clock, closed: make(chan struct{})}
+	if opts.KeyDir != "" {
+		dir, err := filepath.Abs(opts.KeyDir)
+		if err != nil {
+			return nil, fmt.Errorf("key directory: %w", err)
+		}
+		s.keyBase = filepath.Join(dir, filepath.Base(path))
+	}
 	if s.clock == nil {
 		s.clock = time.Now
 	}
@@ -185,6 +213,9 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := createFile(path); err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(s.keyBase), 0o700); err != nil {
+		return nil, fmt.Errorf("opening store %s: key directory: %w", path, err)
 	}
 	db, err := sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -208,7 +239,9 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
 	}
-	if err := s.migrate(ctx); err != nil {
+	s.w.macKey, s.w.approvalKey, s.w.headPath = macKey(s.w.key), approvalKey(s.w.key), s.HeadFile()
+	from, err := s.migrate(ctx)
+	if err != nil {
 		return fail(err)
 	}
 	s.version = schemaVersion
@@ -218,8 +251,15 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err := s.w.load(ctx); err != nil {
 		return fail(fmt.Errorf("reading the end of the chain: %w", err))
 	}
+	if err := s.w.vouch(ctx, s.w.headPath, from < 4); err != nil {
+		s.w.closeStatements()
+		s.w.headFile.close()
+		return fail(err)
+	}
+	s.w.headSeq = s.w.seq
 	if err := s.read.PingContext(ctx); err != nil {
 		s.w.closeStatements()
+		s.w.headFile.close()
 		return fail(fmt.Errorf("for reading: %w", err))
 	}
 	go s.w.loop()
@@ -297,7 +337,7 @@ func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 			return nil, err
 		}
 	}
-	path := KeyPath(s.path)
+	path := s.KeyFile()
 	key, err := loadKey(path)
 	switch {
 	case err == nil && signedBy != "" && FormatPublicKey(key.Public().(ed25519.PublicKey)) != signedBy:
@@ -321,46 +361,83 @@ func checkpointKey(body string) string {
 	return cp.Key
 }
 
-// migrate applies the schema. It runs in a write transaction (BEGIN
-// IMMEDIATE) even when the schema is current, which doubles as the check
-// that the store is writable.
-func (s *Store) migrate(ctx context.Context) error {
+// migrate applies the schema, and returns the version the store had. It
+// runs in a write transaction (BEGIN IMMEDIATE) even when the schema is
+// current, which doubles as the check that the store is writable.
+func (s *Store) migrate(ctx context.Context) (from int, _ error) {
 	tx, err := s.w.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
 	defer tx.Rollback()
 	var version int
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
+		return 0, fmt.Errorf("reading schema version: %w", err)
 	}
 	switch version {
-	case schemaVersion, 2:
+	case schemaVersion:
+	case 2, 3:
+		// A store that says it is from before heads must not hold a
+		// checkpoint that says otherwise: someone lowered its version
+		// to pass off a removed head as a migration.
+		if err := s.w.checkNoHeadEra(ctx, tx); err != nil {
+			return 0, err
+		}
+		var has int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info('records') WHERE name = 'mac'`).Scan(&has); err != nil {
+			return 0, fmt.Errorf("adding record MACs: %w", err)
+		}
+		if has == 0 {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE records ADD COLUMN mac BLOB`); err != nil {
+				return 0, fmt.Errorf("adding record MACs: %w", err)
+			}
+		}
 	case 0:
 		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("applying schema: %w", err)
+			return 0, fmt.Errorf("applying schema: %w", err)
 		}
 	case 1:
 		if err := s.w.migrateV1(ctx, tx); err != nil {
-			return fmt.Errorf("migrating schema version 1 to %d: %w", schemaVersion, err)
+			return 0, fmt.Errorf("migrating schema version 1 to %d: %w", schemaVersion, err)
 		}
 	default:
-		return fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
+		return 0, fmt.Errorf("store schema version %d is not supported by this warden (want %d)", version, schemaVersion)
 	}
 	if version < 3 {
 		if _, err := tx.ExecContext(ctx, schemaApprovals); err != nil {
-			return fmt.Errorf("adding the approvals table: %w", err)
+			return 0, fmt.Errorf("adding the approvals table: %w", err)
+		}
+	}
+	if version < 4 {
+		if err := s.migrateApprovals(ctx, tx); err != nil {
+			return 0, fmt.Errorf("authenticating approval requests: %w", err)
+		}
+	}
+	moved := false
+	if version > 0 && version < 4 {
+		if moved, err = s.moveSecrets(ctx, tx); err != nil {
+			return 0, fmt.Errorf("moving key material out of the store: %w", err)
 		}
 	}
 	// Writing the version even when unchanged makes the writability check
 	// real: SQLite only fails a write on a read-only file when it writes.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store is not writable: %w", err)
+		return 0, fmt.Errorf("store is not writable: %w", err)
 	}
-	return nil
+	if moved {
+		// The secrets' pages were zeroed (secure_delete) in the WAL;
+		// VACUUM rewrites the file without them, and the checkpoint
+		// empties the WAL, so no copy of the file holds them.
+		for _, q := range []string{`VACUUM`, `PRAGMA wal_checkpoint(TRUNCATE)`} {
+			if _, err := s.w.db.ExecContext(ctx, q); err != nil {
+				return 0, fmt.Errorf("scrubbing moved key material from the store: %w", err)
+			}
+		}
+	}
+	return version, nil
 }
 
 // parseURL returns the absolute database path named by a store URL.
@@ -420,3 +497,16 @@ func dsn(path string, readOnly bool) string {
 	}
 	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
+
+// Version is the store's schema version (PRAGMA user_version).
+func (s *Store) Version() int { return s.version }
+
+// KeyFile is the store's signing key file.
+func (s *Store) KeyFile() string { return s.keyBase + ".key" }
+
+// HeadFile is the store's signed head file.
+func (s *Store) HeadFile() string { return s.keyBase + ".head" }
+
+// SecretsFile is where the key material of a store from before version 4
+// was moved.
+func (s *Store) SecretsFile() string { return s.keyBase + ".secrets" }

@@ -161,8 +161,8 @@ func TestOpen(t *testing.T) {
 		if _, _, err := s.Session(ctx, "s1"); err != nil {
 			t.Errorf("Session(s1) after reopen = %v; want nil", err)
 		}
-		if got := userVersion(t, path); got != 3 {
-			t.Errorf("user_version = %d; want 3", got)
+		if got := userVersion(t, path); got != 4 {
+			t.Errorf("user_version = %d; want 4", got)
 		}
 	})
 

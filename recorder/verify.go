@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/hmac"
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
@@ -33,6 +34,12 @@ const (
 	// records it covers were rewritten with recomputed hashes (or the
 	// checkpoint itself was altered).
 	BadSignature Tamper = "bad signature"
+	// Truncated: the store ends before the record the signed head names:
+	// the newest records were removed, or an older copy put in place.
+	Truncated Tamper = "truncated"
+	// Unvouched: a record after the signed head has no valid MAC, or no
+	// MAC key was given to check it: nothing vouches that warden wrote it.
+	Unvouched Tamper = "unvouched"
 )
 
 // ChainError is the first problem verification found. Seq names the
@@ -82,6 +89,40 @@ type VerifyReport struct {
 	// record's link is taken as given, and vouched for by the first
 	// checkpoint after it.
 	Partial bool
+	// Head is the signed head checked, if one was given: the store reaches
+	// it and holds its record.
+	Head *Head
+	// MACs counts the record MACs checked (only with a MAC key).
+	MACs int64
+	// HeadEra is true when a checkpoint shows that the warden that wrote
+	// it kept a signed head: then a missing head means it was removed.
+	HeadEra bool
+}
+
+// VerifyOptions say what verification trusts. Nothing in them comes from
+// the store: whoever can write it can change anything in it.
+type VerifyOptions struct {
+	// Key is the trusted public key; nil trusts the key the first
+	// checkpoint names (the report says so).
+	Key ed25519.PublicKey
+	// Head, when set, is the signed head the store must reach: a store
+	// that ends before it, or holds another record at its seq, fails.
+	// Records after it need a valid MAC (MACKey), or they fail as
+	// Unvouched.
+	Head *Head
+	// MACKey checks the record MACs; see Store.MACKey.
+	MACKey []byte
+}
+
+// MACKey returns the key that checks record MACs: derived from the
+// store's signing key, which only its owner can read. It returns an error
+// wrapping fs.ErrNotExist without a key file.
+func (s *Store) MACKey() ([]byte, error) {
+	key, err := loadKey(s.KeyFile())
+	if err != nil {
+		return nil, err
+	}
+	return macKey(key), nil
 }
 
 // Verify walks the whole chain in one read snapshot: every record's hash
@@ -90,22 +131,40 @@ type VerifyReport struct {
 // the key the first checkpoint names (the report says so). It returns a
 // *ChainError for the first problem found, naming the record; other errors
 // are failures to read.
+//
+// Verify checks the chain and its checkpoints only; VerifyWith also checks
+// the signed head and the record MACs, which is what shows that no record
+// was removed from the end or rewritten after the last checkpoint.
 func (s *Store) Verify(ctx context.Context, key ed25519.PublicKey) (*VerifyReport, error) {
+	return s.VerifyWith(ctx, VerifyOptions{Key: key})
+}
+
+// VerifyWith verifies the chain as Verify does, and against opts.Head and
+// opts.MACKey.
+func (s *Store) VerifyWith(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	if s.version < 2 {
 		return nil, fmt.Errorf("store schema version %d has no hash chain: open it with warden serve once to migrate it", s.version)
 	}
-	v := &chainVerifier{key: key}
+	v := &chainVerifier{key: opts.Key, head: opts.Head, macKey: opts.MACKey}
+	withMAC := s.version >= 4
+	if !withMAC {
+		v.macKey = nil
+	}
 	var rep *VerifyReport
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
+		mac := "NULL"
+		if withMAC {
+			mac = "mac"
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT seq, kind,
 			(session_id IS NOT NULL) | ((call_id IS NOT NULL) << 1) | ((at IS NOT NULL) << 2),
-			session_id, call_id, at, body, prev_hash, hash FROM records ORDER BY seq`)
+			session_id, call_id, at, body, prev_hash, hash, `+mac+` FROM records ORDER BY seq`)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		var verr error
-		rep, verr = v.run(&dbSource{rows: rows})
+		rep, verr = v.run(&dbSource{rows: rows, withMAC: true})
 		if verr != nil {
 			return verr
 		}
@@ -134,6 +193,7 @@ type row struct {
 	fields
 	body     []byte
 	hash     []byte
+	mac      []byte // nil where the store has none
 	computed digest // the hash of fields at fields.seq
 }
 
@@ -166,6 +226,10 @@ type source interface {
 type dbSource struct {
 	rows                                 *sql.Rows
 	sid, cid, at, body, prev, hash, kind sql.RawBytes
+	// withMAC: the query's last column is the record MAC.
+	withMAC bool
+	mac     sql.RawBytes
+	dest    []any
 }
 
 func (d *dbSource) next() (*row, error) {
@@ -174,14 +238,24 @@ func (d *dbSource) next() (*row, error) {
 	}
 	r := &row{}
 	var present int
-	if err := d.rows.Scan(&r.seq, &d.kind, &present, &d.sid, &d.cid, &d.at, &d.body, &d.prev, &d.hash); err != nil {
+	if d.dest == nil {
+		d.dest = []any{nil, &d.kind, nil, &d.sid, &d.cid, &d.at, &d.body, &d.prev, &d.hash}
+		if d.withMAC {
+			d.dest = append(d.dest, &d.mac)
+		}
+	}
+	d.dest[0], d.dest[2] = &r.seq, &present
+	if err := d.rows.Scan(d.dest...); err != nil {
 		return nil, err
+	}
+	if d.mac != nil {
+		r.mac = bytes.Clone(d.mac)
 	}
 	r.kind = kindName(d.kind)
 	r.hasSession, r.hasCall, r.hasAt = present&1 != 0, present&2 != 0, present&4 != 0
 	r.sessionID, r.callID, r.at = string(d.sid), string(d.cid), string(d.at)
 	r.bodyHash = sha256.Sum256(d.body)
-	if r.kind == kindCheckpoint || r.kind == kindPrune {
+	if r.kind == kindCheckpoint || r.kind == kindPrune || r.kind == kindApprovalChange {
 		r.body = bytes.Clone(d.body)
 	}
 	copy(r.prevHash[:], d.prev) // a short prev_hash cannot match, as it must not
@@ -271,6 +345,9 @@ func (e *exportSource) next() (*row, error) {
 type chainVerifier struct {
 	key     ed25519.PublicKey
 	partial bool
+	head    *Head
+	macKey  []byte
+	m       *macer
 
 	rep      VerifyReport
 	h        hasher
@@ -320,10 +397,49 @@ func (v *chainVerifier) run(src source) (*VerifyReport, error) {
 			Detail: fmt.Sprintf("was deleted: records %d..%d are missing, and no signed prune record (which retention writes, and a checkpoint signs at once) removed them",
 				from, v.rep.PrunedBefore-1)}
 	}
+	if h := v.head; h != nil {
+		if v.rep.Last < h.Seq {
+			return &v.rep, &ChainError{Seq: v.rep.Last + 1, Tamper: Truncated,
+				Detail: fmt.Sprintf("was deleted, and records up to %d with it: the chain ends at record %d, but the signed head (written %s) names record %d: "+
+					"the newest records were removed, or an older copy of the store was put in place", h.Seq, v.rep.Last, clean(h.At), h.Seq)}
+		}
+		v.rep.Head = h
+	}
 	if v.rep.Last > v.rep.LastCheckpoint {
 		v.rep.Unsigned = v.rep.Last - max(v.rep.LastCheckpoint, v.rep.First-1)
 	}
 	return &v.rep, nil
+}
+
+// vouched checks what the signed head and the record MACs say about r,
+// whose hash and link already hold.
+func (v *chainVerifier) vouched(r *row) error {
+	if v.macKey != nil && r.mac != nil {
+		if v.m == nil {
+			v.m = newMacer(v.macKey)
+		}
+		if !hmac.Equal(r.mac, v.m.mac(r.computed)) {
+			return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+				Detail: "has a MAC that does not verify: warden did not write it as it is (it was changed or inserted, and its hashes recomputed)"}
+		}
+		v.rep.MACs++
+	}
+	h := v.head
+	switch {
+	case h == nil || r.seq < h.Seq:
+	case r.seq == h.Seq:
+		if r.computed != h.Hash {
+			return &ChainError{Seq: r.seq, Tamper: Changed, Record: r.describe(),
+				Detail: fmt.Sprintf("is not the record the signed head (written %s) names: it, or records before it, were rewritten with recomputed hashes", clean(h.At))}
+		}
+	case v.macKey == nil:
+		return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+			Detail: fmt.Sprintf("comes after the signed head (record %d), and without the signing key its MAC cannot be checked: nothing vouches that warden wrote it", h.Seq)}
+	case r.mac == nil:
+		return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+			Detail: fmt.Sprintf("comes after the signed head (record %d) and has no MAC: warden did not write it", h.Seq)}
+	}
+	return nil
 }
 
 // check checks one record against the chain so far. It reports whether the
@@ -356,6 +472,9 @@ func (v *chainVerifier) check(r *row) (broken bool, err error) {
 	}
 	if !linkOK || !bytes.Equal(r.computed[:], r.hash) {
 		return true, nil
+	}
+	if err := v.vouched(r); err != nil {
+		return false, err
 	}
 	switch r.kind {
 	case kindCheckpoint:
@@ -408,12 +527,15 @@ func (v *chainVerifier) checkpoint(r *row) error {
 				cp.Key, FormatPublicKey(v.key))}
 	}
 	sig, err := base64.StdEncoding.DecodeString(cp.Sig)
-	if err != nil || !ed25519.Verify(v.key, checkpointMessage(r.seq, r.at, r.prevHash), sig) {
+	if err != nil || (cp.V != 0 && cp.V != 2) || !ed25519.Verify(v.key, checkpointMessage(cp.V, r.seq, r.at, r.prevHash), sig) {
 		return &ChainError{Seq: r.seq, Tamper: BadSignature, Record: r.describe(),
 			Detail: fmt.Sprintf("is a checkpoint whose signature does not verify: %s were rewritten with recomputed hashes, or the checkpoint was altered", covered)}
 	}
 	v.rep.Checkpoints++
 	v.rep.LastCheckpoint = r.seq
+	if cp.V == 2 {
+		v.rep.HeadEra = true
+	}
 	v.signedPruneBefore = v.pruneBefore
 	return nil
 }

@@ -3,11 +3,14 @@ package recorder
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -121,13 +124,17 @@ func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
 	if err != nil {
 		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
 	}
+	s.started.Store(c.ID, struct{}{})
 	return nil
 }
 
 // FinishCall records the outcome of a call, whether it was denied, failed
 // or succeeded; a call refused before it ran has only this record. The
-// record is self-contained (it repeats what StartCall recorded) and is
-// committed before FinishCall returns nil. A call id can be finished once.
+// arguments and the action are recorded once per call: a call this store
+// started has them in its call_start record, and its call_finish says so
+// ("args_in": "call_start") instead of repeating them, so an agent cannot
+// double what its arguments cost the recording. The record is committed
+// before FinishCall returns nil. A call id can be finished once.
 //
 // If the result cannot be encoded as JSON, the call is recorded as an
 // internal error without its result, and FinishCall returns an error so the
@@ -137,6 +144,9 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 		return errors.New("recording call finish: call has no id")
 	}
 	body := callToJSON(c)
+	if _, started := s.started.LoadAndDelete(c.ID); started {
+		body.Args, body.Action, body.ArgsIn = nil, nil, kindCallStart
+	}
 	body.Outcome = c.Outcome()
 	body.EndedAt = formatTime(c.EndedAt)
 	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
@@ -341,6 +351,9 @@ type callJSON struct {
 	// approval it needed. Both only for calls an approval rule held.
 	Hash     string            `json:"hash,omitempty"`
 	Approval *callApprovalJSON `json:"approval,omitempty"`
+	// ArgsIn, on a call_finish, names the record that holds the call's
+	// arguments and action ("call_start"); without it, this record does.
+	ArgsIn string `json:"args_in,omitempty"`
 
 	Outcome    string          `json:"outcome,omitempty"`
 	Error      *errorJSON      `json:"error,omitempty"`
@@ -411,36 +424,133 @@ func argsJSON(args json.RawMessage) json.RawMessage {
 
 var _ warden.Recorder = (*Store)(nil)
 
-// Secret returns the named secret kept in the store (for example the key
-// of the hash masking strategy), creating it from n random bytes the first
-// time it is asked for. Secrets are not records: they are not chained,
-// exported or replayed.
+// Secret returns the named key material (for example the key of the hash
+// masking strategy): n bytes derived from the signing key, or, for a store
+// migrated from before version 4, the value it kept in its secrets table,
+// which the migration moved to the secrets file beside the signing key
+// (PATH.secrets, mode 0600). Neither is in the store, so a copy of it
+// reveals no key. n is at most 32.
 func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) {
-	fresh := make([]byte, n)
-	if _, err := rand.Read(fresh); err != nil {
-		return nil, err
-	}
-	var v []byte
-	if w := s.w; w == nil {
-		// A read-only store can still hand out a secret it already has.
-		if err := s.read.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
-			return nil, fmt.Errorf("reading secret %s: %w", name, err)
-		}
-		return v, nil
-	}
-	err := s.w.do(ctx, func(ctx context.Context) error {
-		if _, err := s.w.db.ExecContext(ctx, `INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)`, name, fresh); err != nil {
-			return fmt.Errorf("storing secret %s: %w", name, err)
-		}
-		if err := s.w.db.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
-			return fmt.Errorf("reading secret %s: %w", name, err)
-		}
-		return nil
-	})
+	legacy, err := readSecrets(s.SecretsFile())
 	if err != nil {
 		return nil, err
 	}
-	return v, nil
+	if v, ok := legacy[name]; ok {
+		return v, nil
+	}
+	var key ed25519.PrivateKey
+	if s.w != nil {
+		key = s.w.key
+	} else if key, err = loadKey(s.KeyFile()); err != nil {
+		return nil, fmt.Errorf("secret %s is derived from the signing key: %w", name, err)
+	}
+	if n <= 0 || n > 32 {
+		return nil, fmt.Errorf("secret %s: %d bytes asked for; at most 32", name, n)
+	}
+	return derive(key, "secret/v1/"+name, n), nil
+}
+
+// SecretsPath is where the key material a store at dbPath kept before
+// version 4 is kept after its migration, by default.
+func SecretsPath(dbPath string) string { return dbPath + ".secrets" }
+
+// readSecrets reads a secrets file: a JSON object of names and base64
+// values, readable by its owner only. A missing file holds nothing.
+func readSecrets(path string) (map[string][]byte, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("secrets file %s is readable by others (mode %04o): chmod 600 it", path, perm)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string][]byte // encoding/json reads []byte as base64
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("secrets file %s cannot be read", path)
+	}
+	return m, nil
+}
+
+// moveSecrets moves the secrets table of a store from before version 4 to
+// the secrets file, inside the migration's transaction: the file is
+// written (and synced) first, then the rows are deleted with
+// secure_delete on, so their bytes are overwritten, and the table dropped.
+// It reports whether there was anything to move.
+func (s *Store) moveSecrets(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'secrets'`).Scan(&n); err != nil || n == 0 {
+		return false, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT name, value FROM secrets`)
+	if err != nil {
+		return false, err
+	}
+	found := map[string][]byte{}
+	for rows.Next() {
+		var name string
+		var v []byte
+		if err := rows.Scan(&name, &v); err != nil {
+			rows.Close()
+			return false, err
+		}
+		found[name] = v
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return false, err
+	}
+	if len(found) > 0 {
+		path := s.SecretsFile()
+		have, err := readSecrets(path)
+		if err != nil {
+			return false, err
+		}
+		for name, v := range have {
+			found[name] = v // a value already moved wins
+		}
+		data, _ := json.Marshal(found) // cannot fail for these types
+		if err := writePrivate(path, data); err != nil {
+			return false, err
+		}
+	}
+	for _, q := range []string{`PRAGMA secure_delete = ON`, `DELETE FROM secrets`, `DROP TABLE secrets`} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return false, err
+		}
+	}
+	return len(found) > 0, nil
+}
+
+// writePrivate writes data to path with mode 0600, replacing any file
+// there, synced with its directory.
+func writePrivate(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // jsonUnmarshal decodes a stored body.

@@ -1,6 +1,7 @@
 package recorder
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -71,6 +72,15 @@ type request struct {
 type writer struct {
 	db  *sql.DB // exactly one connection
 	key ed25519.PrivateKey
+	// macKey keys the record MACs; headPath is the signed head, rewritten
+	// after every commit (see head.go).
+	macKey   []byte
+	headPath string
+	headFile *headWriter // nil until vouch opened it
+	headSeq  int64       // the seq the head file names, as this writer last wrote it
+	macer    *macer
+	// approvalKey keys the approvals rows' MACs (approvals.go).
+	approvalKey []byte
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
 
@@ -106,7 +116,7 @@ func newWriter(db *sql.DB, opts Options, clock func() time.Time) *writer {
 	return w
 }
 
-const insertSQL = `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+const insertSQL = `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // prepare prepares the statements every write uses.
 func (w *writer) prepare(ctx context.Context) error {
@@ -211,7 +221,7 @@ func (w *writer) close() error {
 	w.mu.Unlock()
 	<-w.stopped
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close())
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.close())
 }
 
 // loop is the writer goroutine.
@@ -394,11 +404,11 @@ func (w *writer) appendAlone(p *pending) error {
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := w.insert.ExecContext(context.Background(), f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:])
+		p.body, f.prevHash[:], hash[:], w.mac(hash))
 	switch {
 	case err == nil:
 		w.seq, w.head, w.wrote = f.seq, hash, true
-		return nil
+		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
 		return errors.New(p.duplicate)
 	case isSeqConflict(err):
@@ -430,8 +440,33 @@ func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 		if isSeqConflict(err) {
 			return errMoved
 		}
+		return err
 	}
-	return err
+	return w.sealHead()
+}
+
+// mac returns the MAC of a record with the given hash, a fresh slice (the
+// driver may keep it until the statement ran).
+func (w *writer) mac(hash digest) []byte {
+	if w.macer == nil {
+		w.macer = newMacer(w.macKey)
+	}
+	return bytes.Clone(w.macer.mac(hash))
+}
+
+// sealHead rewrites the signed head to name the end of the chain, after a
+// commit and before anyone is told it is durable. If it fails, the records
+// are committed but reported as failed (so no call runs on them); the next
+// start vouches for them by their MACs.
+func (w *writer) sealHead() error {
+	if w.seq == w.headSeq || w.headFile == nil {
+		return nil
+	}
+	if err := w.headFile.write(w.key, w.seq, w.head, formatTime(w.clock())); err != nil {
+		return err
+	}
+	w.headSeq = w.seq
+	return nil
 }
 
 // fieldsFor returns the hashed fields of p as the next record.
@@ -458,7 +493,7 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := ins.ExecContext(ctx, f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:])
+		p.body, f.prevHash[:], hash[:], w.mac(hash))
 	if err != nil {
 		if p.duplicate != "" && isUniqueViolation(err) {
 			return refuse(errors.New(p.duplicate))

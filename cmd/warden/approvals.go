@@ -14,7 +14,8 @@ import (
 
 // approvals runs `warden approvals SUBCOMMAND`: list and show read the
 // store read-only; approve and deny decide a request as a reviewer, who is
-// the config's identity.local or the subject of a verified --token.
+// the subject of a verified --token, or identity.local where the config
+// explicitly makes it a reviewer.
 func (m *Main) approvals(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usagef("approvals needs a subcommand: list, show ID, approve ID or deny ID")
@@ -110,7 +111,7 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 	if fs.NArg() != 1 {
 		return usagef("approvals %s needs exactly one approval id", verb)
 	}
-	cfg, err := m.loadConfig(*config)
+	cfg, err := m.loadRecordingConfig(*config)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 	if err != nil {
 		return err
 	}
-	store, err := recorder.Open(ctx, cfg.Store.URL)
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return fmt.Errorf("open the recording store: %w", err)
 	}
@@ -138,7 +139,8 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 }
 
 // reviewer is who decides: the subject of a bearer token verified like any
-// other (--token, else $WARDEN_TOKEN), or the config's identity.local.
+// other (--token, else $WARDEN_TOKEN), or, only where the config says so
+// (identity.local.reviewer, never with identity.oidc), identity.local.
 func (m *Main) reviewer(ctx context.Context, cfg *Config, token string) (*warden.Caller, error) {
 	if token == "" {
 		token, _ = m.Getenv("WARDEN_TOKEN")
@@ -157,8 +159,16 @@ func (m *Main) reviewer(ctx context.Context, cfg *Config, token string) (*warden
 		}
 		return c, nil
 	}
-	if c := cfg.Identity.Caller(); c != nil {
-		return c, nil
+	switch local := cfg.Identity.Local; {
+	case len(cfg.Identity.OIDC) > 0:
+		return nil, errors.New("deciding needs a reviewer identity: pass --token (or set WARDEN_TOKEN) with a token from a configured identity.oidc issuer; " +
+			"with issuers configured, the local identity does not decide")
+	case local == nil:
+		return nil, errors.New("deciding needs a reviewer identity: pass --token (or set WARDEN_TOKEN) with a token from a configured issuer, " +
+			"or, in a single-user setup, configure identity.local with reviewer: true")
+	case !local.Reviewer:
+		return nil, fmt.Errorf("deciding needs a reviewer identity: identity.local (%s) is not a reviewer unless the config says so with identity.local.reviewer: true "+
+			"(single-user setups); otherwise pass --token with a token from a configured issuer", local.Subject)
 	}
-	return nil, errors.New("deciding needs a reviewer identity: pass --token (or set WARDEN_TOKEN) with a token from a configured issuer, or configure identity.local")
+	return cfg.Identity.Caller(), nil
 }

@@ -38,7 +38,7 @@ func approvalsConfig(t *testing.T, dsn, wait, webhook string) string {
 	cfg := fmt.Sprintf(`
 store: sqlite:recording.db
 identity:
-  local: {subject: alice@example.com, groups: [analysts]}
+  local: {subject: alice@example.com, groups: [analysts], reviewer: true}
   allow_unauthenticated_loopback: true
 backends:
   shop: {kind: postgres, dsn: "${E2E_DSN}", statement_timeout: 5s, max_rows: 50}
@@ -64,15 +64,16 @@ approvals:
 }
 
 // as writes a sibling of config (same store) whose identity.local is
-// subject in groups: another user of the same warden, or a reviewer.
+// subject in groups: another user of the same warden, or a reviewer (the
+// config under test lets the local identity review: a single-user setup).
 func as(t *testing.T, config, subject, groups string) string {
 	t.Helper()
 	data, err := os.ReadFile(config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.Replace(string(data), "local: {subject: alice@example.com, groups: [analysts]}",
-		fmt.Sprintf("local: {subject: %s, groups: [%s]}", subject, groups), 1)
+	cfg := strings.Replace(string(data), "local: {subject: alice@example.com, groups: [analysts]",
+		fmt.Sprintf("local: {subject: %s, groups: [%s]", subject, groups), 1)
 	path := filepath.Join(filepath.Dir(config), strings.Split(subject, "@")[0]+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -87,6 +88,10 @@ type user struct {
 	mu      sync.Mutex
 	answers []mcp.ElicitationResponseAction
 	asked   []string
+	// content, when set, is what the user's client sends as the form's
+	// content instead of {"confirm": true}; noContent sends none at all.
+	content   any
+	noContent bool
 }
 
 func answering(answers ...mcp.ElicitationResponseAction) *user { return &user{answers: answers} }
@@ -100,7 +105,11 @@ func (u *user) Elicit(_ context.Context, req mcp.ElicitationRequest) (*mcp.Elici
 		action, u.answers = u.answers[0], u.answers[1:]
 	}
 	res := &mcp.ElicitationResult{ElicitationResponse: mcp.ElicitationResponse{Action: action}}
-	if action == mcp.ElicitationResponseActionAccept {
+	switch {
+	case u.noContent:
+	case u.content != nil:
+		res.Content = u.content
+	case action == mcp.ElicitationResponseActionAccept:
 		res.Content = map[string]any{"confirm": true}
 	}
 	return res, nil
@@ -338,6 +347,54 @@ func TestApprovalByTheCallingUser(t *testing.T) {
 						}
 						if trail := approvalTrail(t, config, stmt, note); !slices.Equal(trail, []string{"pending/pending", "denied/denied/alice@example.com"}) {
 							t.Errorf("recorded = %v", trail)
+						}
+					})
+				}
+
+				// Only an explicit yes approves: an accept whose form is not
+				// exactly {"confirm": true}, or an action other than
+				// "accept", leaves the note in the database.
+				for _, tc := range []struct {
+					name      string
+					action    mcp.ElicitationResponseAction
+					content   any
+					noContent bool
+				}{
+					{"AcceptWithoutContent", accept, nil, true},
+					{"AcceptWithEmptyForm", accept, map[string]any{}, false},
+					{"AcceptWithConfirmFalse", accept, map[string]any{"confirm": false}, false},
+					{"AcceptWithConfirmString", accept, map[string]any{"confirm": "true"}, false},
+					{"AcceptWithConfirmNumber", accept, map[string]any{"confirm": 1}, false},
+					{"AcceptWithConfirmNull", accept, map[string]any{"confirm": nil}, false},
+					{"AcceptWithConfirmInAList", accept, map[string]any{"confirm": []any{true}}, false},
+					{"AcceptWithConfirmObject", accept, map[string]any{"confirm": map[string]any{"value": true}}, false},
+					{"AcceptWithExtraFields", accept, map[string]any{"confirm": true, "scope": "all"}, false},
+					{"AcceptWithOtherCase", accept, map[string]any{"Confirm": true}, false},
+					{"AcceptWithContentAString", accept, "confirm", false},
+					{"AcceptWithContentAList", accept, []any{true}, false},
+					{"AcceptWithContentTrue", accept, true, false},
+					{"ActionInCapitals", "ACCEPT", map[string]any{"confirm": true}, false},
+					{"ActionOk", "ok", map[string]any{"confirm": true}, false},
+					{"ActionEmpty", "", map[string]any{"confirm": true}, false},
+					{"DeclineWithConfirmTrue", decline, map[string]any{"confirm": true}, false},
+				} {
+					t.Run("NotAnExplicitYes/"+tc.name, func(t *testing.T) {
+						note := tc.name + " " + kind + version
+						addNote(t, dsn, note)
+						u := answering(tc.action)
+						u.content, u.noContent = tc.content, tc.noContent
+						r := run(t, u, nil, note)
+						if notes(t, dsn, note) != 1 {
+							t.Fatalf("the note was deleted after the answer %q %v", tc.action, tc.content)
+						}
+						if !r.IsError || !strings.Contains(r.Text, "Rule: approvals.confirm-note-deletes") {
+							t.Errorf("answer %q %v = %v %q; want a refusal naming the rule", tc.action, tc.content, r.IsError, r.Text)
+						}
+						if len(u.questions()) != 1 {
+							t.Errorf("the user was asked %d times; want once", len(u.questions()))
+						}
+						if trail := approvalTrail(t, config, stmt, note); !slices.Equal(trail, []string{"pending/pending", "denied/denied/alice@example.com"}) {
+							t.Errorf("recorded = %v; want the question then a denial", trail)
 						}
 					})
 				}
@@ -847,6 +904,28 @@ approvals:
 	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config); code != 1 || !strings.Contains(errOut, "needs a reviewer identity") {
 		t.Errorf("approve without an identity = %d %q; want refused", code, errOut)
 	}
+	// Someone who writes their own config, naming a dba as the local
+	// identity and pointing at the same store, is no reviewer: with an
+	// issuer configured only a verified token decides, and a config that
+	// says otherwise does not load.
+	local := filepath.Join(t.TempDir(), "local.yaml")
+	sameStore := strings.Replace(cfg, "store: sqlite:recording.db", "store: sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"), 1)
+	if err := os.WriteFile(local, []byte(strings.Replace(sameStore, "identity:\n", "identity:\n  local: {subject: bob@example.com, groups: [dba]}\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", local); code != 1 || !strings.Contains(errOut, "the local identity does not decide") {
+		t.Errorf("approve as a local identity beside an issuer = %d %q; want refused", code, errOut)
+	}
+	selfMade := filepath.Join(t.TempDir(), "reviewer.yaml")
+	if err := os.WriteFile(selfMade, []byte(strings.Replace(sameStore, "identity:\n", "identity:\n  local: {subject: bob@example.com, groups: [dba], reviewer: true}\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := runWarden(t, "approvals", "approve", id, "--config", selfMade); code != 1 || !strings.Contains(errOut, "identity.local.reviewer: cannot be combined with oidc") {
+		t.Errorf("approve with a local reviewer beside an issuer = %d %q; want the config refused", code, errOut)
+	}
+	if a, err := openRecording(t, config).Approval(context.Background(), id); err != nil || a.Status != "pending" {
+		t.Fatalf("after the refused decisions the request is %+v, %v; want pending", a, err)
+	}
 	if out, errOut, code := runWarden(t, "approvals", "approve", id, "--config", config, "--token", token("bob@example.com", "dba")); code != 0 {
 		t.Fatalf("approve with bob's token = %d %s%s", code, out, errOut)
 	}
@@ -858,4 +937,118 @@ approvals:
 	if err != nil || len(h) != 3 || h[1].By == nil || h[1].By.Subject != "bob@example.com" || h[1].By.Issuer != idp.Issuer() {
 		t.Errorf("history = %+v, %v; want bob, from the issuer, approving", h, err)
 	}
+}
+
+// TestLocalIdentityReviewsOnlyWhenTheConfigSaysSo: without an issuer, a
+// config whose identity.local names a dba does not make its writer a
+// reviewer; only identity.local.reviewer: true (a single-user setup) does.
+func TestLocalIdentityReviewsOnlyWhenTheConfigSaysSo(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	withFlag := approvalsConfig(t, dsn, "0s", "")
+	data, err := os.ReadFile(withFlag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(filepath.Dir(withFlag), "noflag.yaml")
+	if err := os.WriteFile(config, []byte(strings.Replace(string(data), ", reviewer: true}", "}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alice := dial(t, "stdio", config, mcp.ProtocolVersion20251125, nil, nil)
+	update := map[string]any{"database": "shop", "sql": "UPDATE orders SET status = 'held' WHERE id = 4"}
+	r := call(t, alice, "sql_query", update)
+	id, _ := r.Body["approval_id"].(string)
+	if id == "" {
+		t.Fatalf("update = %s; want held", r.Text)
+	}
+	held := func() int { return count(t, dsn, "SELECT count(*) FROM orders WHERE id = 4 AND status = 'held'") }
+	_, errOut, code := runWarden(t, "approvals", "approve", id, "--config", as(t, config, "bob@example.com", "dba"))
+	if code != 1 || !strings.Contains(errOut, "identity.local.reviewer: true") {
+		t.Errorf("a local dba approving without the opt-in = %d %q; want refused, naming the setting", code, errOut)
+	}
+	update["approval_id"] = id
+	if r := call(t, alice, "sql_query", update); !r.IsError || held() != 0 {
+		t.Fatalf("retry after a refused approval = %v %q; want it still held", r.IsError, r.Text)
+	}
+	if out, errOut, code := runWarden(t, "approvals", "approve", id, "--config", as(t, withFlag, "bob@example.com", "dba")); code != 0 {
+		t.Fatalf("a local dba approving with reviewer: true = %d %s%s", code, out, errOut)
+	}
+	if r := call(t, alice, "sql_query", update); r.IsError || held() != 1 {
+		t.Errorf("retry after the approval = %v %q; want it to run", r.IsError, r.Text)
+	}
+}
+
+// TestApprovalsTableEditedByHandReleasesNothing: someone who can write the
+// store sets a held request to approved, or puts back the approved row of
+// a request already used. Neither runs the call (again): a row counts only
+// if warden's MAC over it verifies and the chain's newest record for it
+// names the same status.
+func TestApprovalsTableEditedByHandReleasesNothing(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := approvalsConfig(t, dsn, "0s", "")
+	bob := as(t, config, "bob@example.com", "dba")
+	alice := dial(t, "stdio", config, mcp.ProtocolVersion20251125, nil, nil)
+	total := func(id int) int {
+		return count(t, dsn, "SELECT (total * 100)::int FROM orders WHERE id = $1", id)
+	}
+	edit := func(q string, args ...any) {
+		t.Helper()
+		db, err := sqlOpen(storePath(config))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(`DROP TRIGGER IF EXISTS approvals_forward`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	hold := func(id int) (map[string]any, string) {
+		t.Helper()
+		update := map[string]any{"database": "shop", "sql": fmt.Sprintf("UPDATE orders SET total = total + 1 WHERE id = %d", id)}
+		r := call(t, alice, "sql_query", update)
+		aid, _ := r.Body["approval_id"].(string)
+		if aid == "" {
+			t.Fatalf("update = %s; want held", r.Text)
+		}
+		update["approval_id"] = aid
+		return update, aid
+	}
+
+	t.Run("PendingSetToApproved", func(t *testing.T) {
+		before := total(5)
+		update, id := hold(5)
+		edit(`UPDATE approvals SET status = 'approved', body = json_set(body, '$.status', 'approved') WHERE id = ?`, id)
+		if r := call(t, alice, "sql_query", update); !r.IsError || total(5) != before || !strings.Contains(r.Text, "changed outside warden") {
+			t.Errorf("retry after a hand-made approval = %v %q, total %d → %d; want refused, unchanged", r.IsError, r.Text, before, total(5))
+		}
+	})
+
+	t.Run("UsedApprovalPutBack", func(t *testing.T) {
+		before := total(6)
+		update, id := hold(6)
+		if out, errOut, code := runWarden(t, "approvals", "approve", id, "--config", bob); code != 0 {
+			t.Fatalf("bob approving = %d %s%s", code, out, errOut)
+		}
+		var body string
+		var mac []byte
+		func() {
+			db, err := sqlOpen(storePath(config))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.QueryRow(`SELECT body, mac FROM approvals WHERE id = ?`, id).Scan(&body, &mac); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		if r := call(t, alice, "sql_query", update); r.IsError || total(6) != before+100 {
+			t.Fatalf("retry after bob's approval = %v %q; want it to run once", r.IsError, r.Text)
+		}
+		edit(`UPDATE approvals SET status = 'approved', body = ?, mac = ? WHERE id = ?`, body, mac, id)
+		if r := call(t, alice, "sql_query", update); !r.IsError || total(6) != before+100 || !strings.Contains(r.Text, "changed outside warden") {
+			t.Errorf("retry with the approved row put back = %v %q, total %d → %d; want refused, run once", r.IsError, r.Text, before, total(6))
+		}
+	})
 }

@@ -60,7 +60,7 @@ Usage:
   warden sessions list   [--config ...] [--subject S] [--since 1h] [--until T] [--tool T] [--denied] [--limit N]
   warden sessions show   [--config ...] ID
   warden sessions replay [--config ...] [--json] ID
-  warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--print-key] [--export FILE]
+  warden sessions verify [--config ...] [--pubkey FILE|BASE64] [--head FILE] [--print-key] [--export FILE] [--reseal]
   warden sessions export [--config ...] [--format jsonl] [--since 1h]
   warden approvals list    [--config ...] [--all | --status S]
   warden approvals show    [--config ...] ID
@@ -146,7 +146,17 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 func (m *Main) loadConfig(path string) (*Config, error) {
-	cfg, err := LoadConfig(path, m.Getenv)
+	return m.load(path, LoadConfig)
+}
+
+// loadRecordingConfig loads what the commands that work on the recording
+// need (store and identity), without the backends' secrets.
+func (m *Main) loadRecordingConfig(path string) (*Config, error) {
+	return m.load(path, LoadRecordingConfig)
+}
+
+func (m *Main) load(path string, load func(string, func(string) (string, bool)) (*Config, error)) (*Config, error) {
+	cfg, err := load(path, m.Getenv)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -155,6 +165,9 @@ func (m *Main) loadConfig(path string) (*Config, error) {
 	p := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
 	if !filepath.IsAbs(p) {
 		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
+	}
+	if k := cfg.Store.Keys; k != "" && !filepath.IsAbs(k) {
+		cfg.Store.Keys = filepath.Join(filepath.Dir(path), k)
 	}
 	return cfg, nil
 }
@@ -185,7 +198,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorder.Open(ctx, cfg.Store.URL)
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
@@ -250,8 +263,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	}
 	if len(cfg.Approvals) > 0 {
 		// The key that authenticates the requestState tokens warden
-		// hands clients; kept in the store so a restart does not void
-		// questions in flight.
+		// hands clients: derived from the signing key, outside the
+		// store, and the same after a restart, so questions in flight
+		// survive it.
 		key, err := store.Secret(ctx, "approvals.state_key", 32)
 		if err != nil {
 			app.Close()
@@ -276,7 +290,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 
 // provisionMasking gives each backend its column rules and builds the
 // value detectors. The hash strategy's key comes from the config or is
-// generated once and kept in the store.
+// derived from the signing key (never kept in the store).
 func (a *App) provisionMasking(ctx context.Context, cfg *Config) error {
 	m := cfg.Masking
 	if m == nil {

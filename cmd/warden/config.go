@@ -16,6 +16,7 @@ import (
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/recorder"
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -46,7 +47,14 @@ type StoreConfig struct {
 	Retention string `yaml:"retention"`
 	// Keep is Retention parsed; 0 keeps records forever.
 	Keep time.Duration `yaml:"-"`
+	// Keys is the directory of the signing key, the signed head and the
+	// secrets file (default: beside the database). Relative to the config
+	// file.
+	Keys string `yaml:"keys"`
 }
+
+// Options are the recorder options the store config sets.
+func (c StoreConfig) Options() recorder.Options { return recorder.Options{KeyDir: c.Keys} }
 
 // DefaultRetention is how long records are kept when store.retention is
 // not set.
@@ -99,28 +107,51 @@ func ParseConfig(data []byte, getenv func(string) (string, bool)) (*Config, erro
 	return cfg, nil
 }
 
-func (c *Config) validate() error {
-	var errs []error
-	if c.Store.URL == "" {
-		c.Store.URL = DefaultStore
+// LoadRecordingConfig reads only the sections the commands that work on
+// the recording need, store and identity, so `warden sessions ...` and
+// `warden approvals ...` run on a store and its config without the
+// backends' secrets: ${VAR}s in other sections are neither expanded nor
+// required, and those sections are not validated.
+func LoadRecordingConfig(path string, getenv func(string) (string, bool)) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
 	}
-	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
-		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config is not valid YAML: %w", err)
 	}
-	switch c.Store.Retention {
-	case "":
-		c.Store.Keep = DefaultRetention
-	case "forever":
-		c.Store.Keep = 0
-	default:
-		// Under an hour is almost certainly a slip (90s for 90d), and
-		// retention deletes the recording.
-		d, err := warden.ParseDuration(c.Store.Retention)
-		if err != nil || d < time.Hour {
-			errs = append(errs, warden.FieldErrorf("store.retention", "%q is not a retention: use a duration of at least 1h (90d, 2160h) or forever", c.Store.Retention))
+	if len(doc.Content) == 0 {
+		return nil, errors.New("config is empty")
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, errors.New("config is not a mapping")
+	}
+	kept := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if k := root.Content[i].Value; k == "store" || k == "identity" {
+			kept.Content = append(kept.Content, root.Content[i], root.Content[i+1])
 		}
-		c.Store.Keep = d
 	}
+	var errs []error
+	expand(kept, "", getenv, &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	cfg := &Config{}
+	decodeStrict(kept, reflect.ValueOf(cfg).Elem(), "", &errs)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := errors.Join(cfg.validateStore(), warden.Under("identity", cfg.Identity.Validate())); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (c *Config) validate() error {
+	errs := []error{c.validateStore()}
 	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
@@ -168,6 +199,32 @@ func (c *Config) validate() error {
 		errs = append(errs, warden.FieldErrorf("roles", "no roles configured: every call would be denied"))
 	}
 	errs = append(errs, warden.Under("roles", c.Roles.Validate(c.BackendKinds())))
+	return errors.Join(errs...)
+}
+
+// validateStore checks and completes `store`.
+func (c *Config) validateStore() error {
+	var errs []error
+	if c.Store.URL == "" {
+		c.Store.URL = DefaultStore
+	}
+	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
+		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
+	}
+	switch c.Store.Retention {
+	case "":
+		c.Store.Keep = DefaultRetention
+	case "forever":
+		c.Store.Keep = 0
+	default:
+		// Under an hour is almost certainly a slip (90s for 90d), and
+		// retention deletes the recording.
+		d, err := warden.ParseDuration(c.Store.Retention)
+		if err != nil || d < time.Hour {
+			errs = append(errs, warden.FieldErrorf("store.retention", "%q is not a retention: use a duration of at least 1h (90d, 2160h) or forever", c.Store.Retention))
+		}
+		c.Store.Keep = d
+	}
 	return errors.Join(errs...)
 }
 

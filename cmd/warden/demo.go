@@ -226,7 +226,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 
 	n++
 	step(n, "the recording: every call, allowed or not (`warden sessions list` / `show`)")
-	st, err := recorder.Open(ctx, cfg.Store.URL)
+	st, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return err
 	}

@@ -34,13 +34,17 @@ func (m *Main) sessions(ctx context.Context, args []string) error {
 	return usagef("unknown sessions subcommand %q (list, show ID, replay ID, verify or export)", args[0])
 }
 
-// openRecording opens the store the config names, read-only.
+// openRecording opens the store the config names, read-only. Only the
+// config's store and identity are read: the backends' secrets need not be
+// set.
 func (m *Main) openRecording(ctx context.Context, config string) (*recorder.Store, string, error) {
-	cfg, err := m.loadConfig(config)
+	cfg, err := m.loadRecordingConfig(config)
 	if err != nil {
 		return nil, "", err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, recorder.Options{ReadOnly: true})
+	opts := cfg.Store.Options()
+	opts.ReadOnly = true
+	store, err := recorder.OpenWith(ctx, cfg.Store.URL, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("open the recording store: %w", err)
 	}
@@ -122,11 +126,19 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 	pubkey := flags.String("pubkey", "", "verify against this Ed25519 public key (a file, or base64) instead of the key file beside the store")
 	printKey := flags.Bool("print-key", false, "print the public key of the store's signing key and exit")
 	export := flags.String("export", "", "verify this file written by `sessions export` instead of the store")
+	headFile := flags.String("head", "", "check the store against this signed head (default: the head file beside the signing key)")
+	reseal := flags.Bool("reseal", false, "after a power loss or a lost head file: verify the chain and every record MAC with the signing key, then sign a new head at the store's last record")
 	if err := parse(flags, args); err != nil {
 		return err
 	}
 	if flags.NArg() > 0 {
 		return usagef("sessions verify takes no arguments, got %q", flags.Arg(0))
+	}
+	if *reseal {
+		if *pubkey != "" || *export != "" || *headFile != "" || *printKey {
+			return usagef("--reseal uses the signing key beside the store, and takes only --config")
+		}
+		return m.sessionsReseal(ctx, *config)
 	}
 	var key ed25519.PublicKey
 	keySource := ""
@@ -153,7 +165,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 			k, err := store.PublicKey()
 			switch {
 			case err == nil:
-				key, keySource = k, "the key file "+recorder.KeyPath(store.Path())
+				key, keySource = k, "the key file "+store.KeyFile()
 			case *printKey || !errors.Is(err, fs.ErrNotExist):
 				return fmt.Errorf("reading the signing key: %w", err)
 			}
@@ -176,7 +188,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 		defer f.Close()
 		rep, err = recorder.VerifyExport(f, key)
 	} else {
-		rep, err = store.Verify(ctx, key)
+		rep, err = m.verifyStore(ctx, store, key, *pubkey != "", *headFile)
 	}
 	if err != nil {
 		var ce *recorder.ChainError
@@ -187,6 +199,83 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 	}
 	writeVerifyReport(m.Stdout, what, rep, keySource)
 	return nil
+}
+
+// sessionsReseal accepts the store's end as it is, once it verifies with
+// the signing key, and says what the head named before.
+func (m *Main) sessionsReseal(ctx context.Context, config string) error {
+	store, url, err := m.openRecording(ctx, config)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, old, err := store.Reseal(ctx)
+	if err != nil {
+		return fmt.Errorf("%s was not resealed: %w", url, err)
+	}
+	if old != nil && old.Seq > rep.Last {
+		fmt.Fprintf(m.Stdout, "the previous head named record %d (written %s); records %d..%d are gone and this accepts their loss\n",
+			old.Seq, warden.Printable(old.At), rep.Last+1, old.Seq)
+	}
+	fmt.Fprintf(m.Stdout, "resealed: %d records (seq %d..%d) verified with the signing key and their MACs; the signed head now names record %d\n",
+		rep.Records, rep.First, rep.Last, rep.Last)
+	return nil
+}
+
+// verifyStore verifies the store against its signed head (headFile, or
+// the head beside the signing key) and, unless the key was given with
+// --pubkey, the record MACs, whose key is derived from the signing key
+// beside the store. A head is required once warden writes one (schema 4):
+// without it, nothing shows the newest records are all there.
+func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed25519.PublicKey, givenKey bool, headFile string) (*recorder.VerifyReport, error) {
+	opts := recorder.VerifyOptions{Key: key}
+	if !givenKey {
+		// With --pubkey the key file beside the store is not trusted,
+		// so neither are MACs keyed from it.
+		mk, err := store.MACKey()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("reading the signing key: %w", err)
+		}
+		opts.MACKey = mk
+	}
+	if headFile == "" {
+		headFile = store.HeadFile()
+	}
+	readHead := func() error {
+		h, err := recorder.ReadHead(headFile, key)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil // only an empty store, or one from before heads, may have none: see below
+		case err != nil:
+			return err
+		}
+		opts.Head = h
+		return nil
+	}
+	if err := readHead(); err != nil {
+		return nil, err
+	}
+	rep, err := store.VerifyWith(ctx, opts)
+	var ce *recorder.ChainError
+	if errors.As(err, &ce) && ce.Tamper == recorder.Unvouched && opts.MACKey == nil && opts.Head != nil {
+		// A serving warden may have committed records after the head
+		// was read and before the store was: read the head again.
+		if err := readHead(); err != nil {
+			return nil, err
+		}
+		rep, err = store.VerifyWith(ctx, opts)
+	}
+	switch {
+	case err != nil || opts.Head != nil || rep.Records == 0:
+	case store.Version() >= 4:
+		return rep, fmt.Errorf("there is no signed head at %s, so nothing shows that the newest records are all there: pass the head kept with the signing key with --head FILE", headFile)
+	case rep.HeadEra:
+		// The store's version says "from before heads"; its signed
+		// checkpoints say otherwise.
+		return rep, fmt.Errorf("its checkpoints were written by a warden that keeps a signed head, but there is none at %s (and its schema version, %d, was lowered): "+
+			"the head was removed, so nothing shows that the newest records are all there", headFile, store.Version())
+	}
+	return rep, err
 }
 
 // writeVerifyReport says what a successful verification established.
@@ -211,6 +300,14 @@ func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, key
 	}
 	if rep.PrunedBefore > 0 {
 		fmt.Fprintf(w, "  records before %d were pruned by retention; checkpoint %d anchors the chain\n", rep.PrunedBefore, rep.PrunedBefore)
+	}
+	if rep.Head != nil {
+		fmt.Fprintf(w, "  the store reaches its signed head (record %d, written %s): no newer record was removed\n", rep.Head.Seq, warden.Printable(rep.Head.At))
+	} else if rep.Records > 0 && !rep.Partial {
+		fmt.Fprintln(w, "  no signed head (a store from before warden kept one): the removal of the newest records cannot be ruled out")
+	}
+	if rep.MACs > 0 {
+		fmt.Fprintf(w, "  %s checked with the key derived from the signing key\n", plural(rep.MACs, "record MAC"))
 	}
 	if rep.Unsigned > 0 {
 		fmt.Fprintf(w, "  %s after the last checkpoint (seq %d..%d): chained, not yet signed\n", plural(rep.Unsigned, "record"), rep.Last-rep.Unsigned+1, rep.Last)
