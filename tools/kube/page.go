@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -133,11 +132,4 @@ func (b *Backend) encodeTyped(obj k8sruntime.Object) ([]json.RawMessage, string,
 }
 
 // scrubCredentials replaces warden's own credential wherever it appears.
-func (b *Backend) scrubCredentials(out []byte) []byte {
-	for _, s := range b.secrets {
-		if bytes.Contains(out, s) {
-			out = bytes.ReplaceAll(out, s, []byte("[masked:credential]"))
-		}
-	}
-	return out
-}
+func (b *Backend) scrubCredentials(out []byte) []byte { return b.creds.scrub(out) }

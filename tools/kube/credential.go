@@ -1,0 +1,230 @@
+package kube
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// credentials are warden's own credentials for one cluster, in every form
+// they could come back in: kept out of every result, whatever
+// authenticates warden. They are collected
+//
+//   - from the config: a static token, the token file (read again when it
+//     changes, so a rotated token is masked before it is first sent), basic
+//     auth, a client key;
+//   - from the wire: the Authorization header of every request warden
+//     sends, as an exec plugin (EKS, GKE, AKS kubeconfigs) or an auth
+//     provider set it, seen below client-go's authentication layers.
+//
+// Each is masked raw and encoded: base64 and base64url (at every
+// alignment, so a copy inside a longer encoded value is found too),
+// percent-encoded, and as a JSON string would escape it.
+type credentials struct {
+	mu       sync.RWMutex
+	seen     map[string]bool
+	patterns [][]byte // JSON-escaped forms, searched in encoded results
+	plain    []string // raw and encoded forms, searched in decoded text
+
+	tokenFile string
+	fileMod   time.Time
+	fileSize  int64
+}
+
+// minCredential is the shortest value masked: shorter ones would mask
+// ordinary words wherever they appear.
+const minCredential = 8
+
+// credentialMarker replaces warden's credential wherever it appears.
+const credentialMarker = "[masked:credential]"
+
+func newCredentials(rc *rest.Config) *credentials {
+	c := &credentials{seen: map[string]bool{}, tokenFile: rc.BearerTokenFile}
+	c.add(rc.BearerToken)
+	c.readTokenFile()
+	if rc.Password != "" {
+		c.add(rc.Password)
+		c.add(rc.Username + ":" + rc.Password)
+	}
+	key := rc.KeyData
+	if len(key) == 0 && rc.KeyFile != "" {
+		key, _ = os.ReadFile(rc.KeyFile)
+	}
+	c.addKey(key)
+	return c
+}
+
+// addKey adds a PEM private key: whole, and each line of its body, so a
+// copy with other line breaks or escaping is still found.
+func (c *credentials) addKey(key []byte) {
+	if len(key) == 0 {
+		return
+	}
+	c.add(string(bytes.TrimSpace(key)))
+	for rest := key; ; {
+		var blk *pem.Block
+		blk, rest = pem.Decode(rest)
+		if blk == nil {
+			break
+		}
+		body := base64.StdEncoding.EncodeToString(blk.Bytes)
+		c.add(body)
+		for len(body) > 64 {
+			c.add(body[:64])
+			body = body[64:]
+		}
+		c.add(body)
+	}
+}
+
+// readTokenFile adds the token file's content when the file changed.
+func (c *credentials) readTokenFile() {
+	if c.tokenFile == "" {
+		return
+	}
+	fi, err := os.Stat(c.tokenFile)
+	if err != nil {
+		return
+	}
+	c.mu.RLock()
+	same := fi.ModTime().Equal(c.fileMod) && fi.Size() == c.fileSize
+	c.mu.RUnlock()
+	if same {
+		return
+	}
+	tok, err := os.ReadFile(c.tokenFile)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.fileMod, c.fileSize = fi.ModTime(), fi.Size()
+	c.mu.Unlock()
+	c.add(string(bytes.TrimSpace(tok)))
+}
+
+// observe adds the credential an Authorization header carries.
+func (c *credentials) observe(h string) {
+	c.mu.RLock()
+	known := c.seen[h]
+	c.mu.RUnlock()
+	if known {
+		return
+	}
+	scheme, v, _ := strings.Cut(h, " ")
+	v = strings.TrimSpace(v)
+	c.add(v)
+	if strings.EqualFold(scheme, "basic") {
+		if dec, err := base64.StdEncoding.DecodeString(v); err == nil {
+			c.add(string(dec))
+			if _, pw, ok := strings.Cut(string(dec), ":"); ok {
+				c.add(pw)
+			}
+		}
+	}
+	c.mu.Lock()
+	c.seen[h] = true
+	c.mu.Unlock()
+}
+
+// add records s and its encodings.
+func (c *credentials) add(s string) {
+	if len(s) < minCredential {
+		return
+	}
+	c.mu.RLock()
+	known := c.seen[s]
+	c.mu.RUnlock()
+	if known {
+		return
+	}
+	forms := []string{s, url.QueryEscape(s), url.PathEscape(s)}
+	raw := []byte(s)
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+		forms = append(forms, enc.EncodeToString(raw), strings.TrimRight(enc.EncodeToString(raw), "="))
+		// At offsets 1 and 2 within a longer value: the characters that
+		// depend on s alone.
+		for k := 1; k <= 2; k++ {
+			full := enc.EncodeToString(append(make([]byte, k), raw...))
+			lo, hi := (8*k+5)/6, 8*(k+len(raw))/6
+			forms = append(forms, full[lo:hi])
+		}
+		forms = append(forms, enc.EncodeToString(raw)[:8*len(raw)/6])
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[s] = true
+	for _, f := range forms {
+		if len(f) < minCredential {
+			continue
+		}
+		c.plain = append(c.plain, f)
+		q, _ := json.Marshal(f)
+		esc := q[1 : len(q)-1]
+		c.patterns = append(c.patterns, esc)
+		// Inside a JSON string inside a JSON string (an annotation
+		// holding JSON).
+		q2, _ := json.Marshal(string(esc))
+		if esc2 := q2[1 : len(q2)-1]; !bytes.Equal(esc2, esc) {
+			c.patterns = append(c.patterns, esc2)
+		}
+	}
+}
+
+// scrub replaces every form of the credentials in JSON text.
+func (c *credentials) scrub(out []byte) []byte {
+	c.readTokenFile()
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range c.patterns {
+		if bytes.Contains(out, p) {
+			out = bytes.ReplaceAll(out, p, []byte(credentialMarker))
+		}
+	}
+	return out
+}
+
+// scrubString is scrub for plain text (an error message).
+func (c *credentials) scrubString(s string) string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range c.plain {
+		s = strings.ReplaceAll(s, p, credentialMarker)
+	}
+	return s
+}
+
+// in reports whether decoded text carries a credential.
+func (c *credentials) in(s string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, p := range c.plain {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// observing records the Authorization header of every request, as the
+// layers above it (bearer token, token file, exec plugin, auth provider,
+// basic auth) set it.
+type observing struct {
+	next  http.RoundTripper
+	creds *credentials
+}
+
+func (o *observing) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		o.creds.observe(h)
+	}
+	return o.next.RoundTrip(r)
+}
