@@ -65,6 +65,8 @@ type Backend struct {
 	// creds are warden's own credentials, replaced wherever they would
 	// appear in a result (credential.go).
 	creds *credentials
+	// judge is the masking config, compiled (structure.go).
+	judge *judge
 	// key seals the continue tokens warden hands out.
 	key []byte
 
@@ -91,7 +93,7 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	rc.NegotiatedSerializer = serializer.NewCodecFactory(s).WithoutConversion()
 	rc.ContentType = runtime.ContentTypeJSON
 	rc.AcceptContentTypes = runtime.ContentTypeJSON
-	b := &Backend{Name: name, cfg: cfg, key: make([]byte, 32), creds: newCredentials(rc)}
+	b := &Backend{Name: name, cfg: cfg, key: make([]byte, 32), creds: newCredentials(rc), judge: newJudge(cfg.Masking)}
 	// Below client-go's authentication layers: sees the credential
 	// actually sent, whatever produced it.
 	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &observing{next: rt, creds: b.creds} })

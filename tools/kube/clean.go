@@ -1,71 +1,39 @@
 package kube
 
 import (
+	"bytes"
 	"encoding/json"
-	"fmt"
 
 	"github.com/warden-mcp/warden"
 )
 
 // lastApplied is the annotation kubectl apply keeps the whole applied
-// object in: for a Secret, its values in clear.
+// object in: dropped, it repeats the object.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// maskedSecret replaces every value of a Secret's data and stringData.
-var maskedSecret = json.RawMessage(`"[masked:secret]"`)
-
 // clean returns an object as kube_get shows it: without
-// metadata.managedFields and the last-applied annotation, with a Secret's
-// data and stringData values masked (their keys kept), and with any
-// appearance of warden's own credential replaced. Only the parts it
-// changes are decoded. The value detectors then run over every string of
-// the result in the pipeline (environment values, ConfigMap data).
-func (b *Backend) clean(raw []byte, r *resource) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, warden.Wrap(warden.Unavailable, err, fmt.Sprintf("cluster %q answered with something that is not an object", b.Name))
+// metadata.managedFields, with its free-form values judged by where they
+// sit (structure.go), then scanned by the value detectors (sc, when
+// configured) and with every form of warden's own credential replaced.
+// r says what the object is: the resource asked for, not the object's
+// own kind field.
+func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, warden.Errorf(warden.Unavailable, "cluster %q answered with something that is not an object", b.Name)
 	}
-	if md, ok := obj["metadata"]; ok {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(md, &m); err != nil {
-			return nil, warden.Wrap(warden.Unavailable, err, fmt.Sprintf("cluster %q answered with an object whose metadata is not an object", b.Name))
-		}
-		delete(m, "managedFields")
-		if ann, ok := m["annotations"]; ok {
-			var a map[string]json.RawMessage
-			if err := json.Unmarshal(ann, &a); err == nil {
-				delete(a, lastApplied)
-				if len(a) == 0 {
-					delete(m, "annotations")
-				} else {
-					m["annotations"], _ = json.Marshal(a)
-				}
-			} else {
-				delete(m, "annotations") // not what the API serves: shown as nothing, not as is
-			}
-		}
-		obj["metadata"], _ = json.Marshal(m)
-	}
-	if r.secret() {
-		for _, field := range []string{"data", "stringData"} {
-			v, ok := obj[field]
-			if !ok {
-				continue
-			}
-			var d map[string]json.RawMessage
-			if err := json.Unmarshal(v, &d); err != nil {
-				obj[field] = maskedSecret // never shown as is
-				continue
-			}
-			for k := range d {
-				d[k] = maskedSecret
-			}
-			obj[field], _ = json.Marshal(d)
-		}
-	}
+	w := &walker{j: b.judge, creds: b.creds, scrubber: sc, resource: r.name(), budget: maxDecoded, strict: b.judge.strict}
+	w.object(obj, r.gvr.Group, r.kind, 0)
 	out, err := json.Marshal(obj)
 	if err != nil {
 		return nil, warden.Wrap(warden.Internal, err, "an object could not be encoded")
+	}
+	if sc != nil {
+		if out, _, err = sc.ScrubJSON(out); err != nil {
+			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
+		}
 	}
 	return b.scrubCredentials(out), nil
 }

@@ -556,7 +556,7 @@ func TestTypedListsReadAsTheServersJSON(t *testing.T) {
 		if !r.typed() {
 			t.Fatalf("%s is not read as protobuf", res)
 		}
-		typed, _, err := b.page(context.Background(), r, func(rc *rest.RESTClient) *rest.Request {
+		typed, _, err := b.page(context.Background(), r, nil, func(rc *rest.RESTClient) *rest.Request {
 			return rc.Get().AbsPath(r.basePath()).Namespace("staging").Resource(r.gvr.Resource)
 		})
 		if err != nil {
@@ -571,7 +571,7 @@ func TestTypedListsReadAsTheServersJSON(t *testing.T) {
 			t.Fatalf("%s: %d objects as JSON, %d as protobuf (%v)", res, len(list.Items), len(typed), err)
 		}
 		for i := range typed {
-			cleaned, err := b.clean(list.Items[i], r)
+			cleaned, err := b.clean(list.Items[i], r, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
