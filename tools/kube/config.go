@@ -3,9 +3,9 @@ package kube
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
