@@ -12,6 +12,8 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/scheme"
 )
 
 // What an agent sees of an object is decided by where each value sits,
@@ -124,11 +126,7 @@ func (w *walker) object(obj map[string]any, group, kind string, depth int) {
 			}
 		}
 	case groupClass(group) < 2:
-		for k, v := range obj {
-			if k != "metadata" {
-				obj[k] = w.builtin(v, k, "")
-			}
-		}
+		w.builtin(obj, "", "")
 	default:
 		for k, v := range obj {
 			if k != "metadata" && k != "apiVersion" && k != "kind" {
@@ -524,12 +522,25 @@ func (w *walker) document(doc any, depth int) any {
 						return m
 					}
 				}
-				w.object(m, group, kind, depth)
-				return m
+				// A kind the cluster serves is masked as such; anything
+				// else that looks like one (a kubeconfig's v1 Config) by
+				// its keys' names.
+				if groupClass(group) == 2 || scheme.Scheme.Recognizes(schema.GroupVersionKind{Group: group, Version: version(av), Kind: kind}) {
+					w.object(m, group, kind, depth)
+					return m
+				}
 			}
 		}
 	}
 	return w.custom(doc, "", "", false, "", depth)
+}
+
+// version is the version of an apiVersion.
+func version(apiVersion string) string {
+	if _, v, ok := strings.Cut(apiVersion, "/"); ok {
+		return v
+	}
+	return apiVersion
 }
 
 // file judges a ConfigMap data value under key.

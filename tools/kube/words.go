@@ -108,6 +108,9 @@ func (j *judge) word(w string, p pending) (string, byte, pending) {
 	flagLike := len(w) > 1 && w[0] == '-' && !isNumber(w)
 	switch p {
 	case pendSecret:
+		if l := strings.ToLower(w); l == "bearer" || l == "basic" {
+			return w, 0, pendSecret // Authorization: Bearer X
+		}
 		if !flagLike && !trivial(w) {
 			out, q := maskValue(w)
 			return out, q, pendNone
