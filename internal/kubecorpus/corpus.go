@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -276,6 +277,32 @@ func plantCustom(ctx context.Context, admin *kubernetes.Clientset, ns string) er
 		err := admin.RESTClient().Post().AbsPath("/apis/corpus.example.com/v1/namespaces/" + ns + "/vaults").Body(vault).Do(ctx).Error()
 		return err == nil, nil
 	})
+}
+
+// Reads are the kube_get arguments that read every planted object in ns:
+// each object by name and each resource as a list, events also under
+// events.k8s.io.
+func Reads(ns string) []map[string]any {
+	var reads []map[string]any
+	seen := map[string]bool{}
+	places := make([]string, 0, len(Places))
+	for p := range Places {
+		places = append(places, p)
+	}
+	slices.Sort(places)
+	for _, place := range places {
+		rn := Places[place]
+		if key := rn[0] + "/" + rn[1]; !seen[key] {
+			seen[key] = true
+			reads = append(reads, map[string]any{"resource": rn[0], "namespace": ns, "name": rn[1]})
+		}
+		if !seen[rn[0]] {
+			seen[rn[0]] = true
+			reads = append(reads, map[string]any{"resource": rn[0], "namespace": ns})
+		}
+	}
+	return append(reads, map[string]any{"resource": "events.events.k8s.io", "namespace": ns},
+		map[string]any{"resource": "events.events.k8s.io", "namespace": ns, "name": "app.1"})
 }
 
 // Forms are the encodings a value is searched for in: raw, base64 and

@@ -46,26 +46,6 @@ func corpus(t *testing.T) string {
 	return corpusNS
 }
 
-// corpusReads are the calls that read every planted object: each object
-// by name and each resource as a list, under every name that serves it.
-func corpusReads(ns string) []map[string]any {
-	var reads []map[string]any
-	seen := map[string]bool{}
-	for _, place := range slices.Sorted(maps.Keys(kubecorpus.Places)) {
-		rn := kubecorpus.Places[place]
-		if key := rn[0] + "/" + rn[1]; !seen[key] {
-			seen[key] = true
-			reads = append(reads, map[string]any{"resource": rn[0], "namespace": ns, "name": rn[1]})
-		}
-		if !seen[rn[0]] {
-			seen[rn[0]] = true
-			reads = append(reads, map[string]any{"resource": rn[0], "namespace": ns})
-		}
-	}
-	return append(reads, map[string]any{"resource": "events.events.k8s.io", "namespace": ns},
-		map[string]any{"resource": "events.events.k8s.io", "namespace": ns, "name": "app.1"})
-}
-
 // TestPlantedSecretsNeverShow reads every object of the corpus, by name
 // and as lists, and judges each answer by outcome: no planted value, in
 // any encoding or inside any encoded layer, comes back; every harmless
@@ -87,7 +67,7 @@ func TestPlantedSecretsNeverShow(t *testing.T) {
 				f.tool.Scrubber = det
 			}
 			var all strings.Builder
-			for _, args := range corpusReads(ns) {
+			for _, args := range kubecorpus.Reads(ns) {
 				out, _ := f.ok(dev, args)
 				raw := out["raw"].(string)
 				all.WriteString(raw)
