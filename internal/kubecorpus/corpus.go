@@ -44,6 +44,8 @@ var Places = map[string][2]string{
 	"podAnnotation":      {"pods", "app"},
 	"deployEnv":          {"deployments.apps", "app"},
 	"deployKapp":         {"deployments.apps", "app"},
+	"deployTplAnnot":     {"deployments.apps", "app"},
+	"podCSIAttribute":    {"pods", "app"},
 	"statefulEnv":        {"statefulsets.apps", "app"},
 	"daemonEnv":          {"daemonsets.apps", "app"},
 	"replicaEnv":         {"replicasets.apps", "app"},
@@ -132,6 +134,8 @@ func Plant(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
 	podMeta := om
 	podMeta.Annotations = map[string]string{"example.com/db-password": Secret("podAnnotation"), "example.com/owner": "platform-team"}
 	pod := &corev1.Pod{ObjectMeta: podMeta, Spec: corev1.PodSpec{
+		Volumes: []corev1.Volume{{Name: "vault", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets.example.com",
+			VolumeAttributes: map[string]string{"password": Secret("podCSIAttribute"), "mountMode": "debug"}}}}},
 		InitContainers: []corev1.Container{container("init", corev1.EnvVar{Name: "API_TOKEN", Value: Secret("podInitEnv")})},
 		Containers: []corev1.Container{{
 			Name: "app", Image: "nginx:1.27", Env: append([]corev1.EnvVar{env("podEnv")}, harmlessEnv...),
@@ -162,8 +166,10 @@ func Plant(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
 		"stringData": map[string]string{"password": Secret("deployKapp")}})
 	depMeta := om
 	depMeta.Annotations = map[string]string{"kapp.k14s.io/original": string(kapp)}
+	depTpl := template("deployEnv")
+	depTpl.Annotations = map[string]string{"example.com/api-token": Secret("deployTplAnnot"), "example.com/owner": "platform-team"}
 	if _, err := admin.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{ObjectMeta: depMeta,
-		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: sel, Template: template("deployEnv")}}, metav1.CreateOptions{}); err != nil {
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: sel, Template: depTpl}}, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	if _, err := admin.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{ObjectMeta: om,

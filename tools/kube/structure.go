@@ -68,21 +68,7 @@ type walker struct {
 func (w *walker) object(obj map[string]any, group, kind string, depth int) {
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		delete(md, "managedFields")
-		if ann, ok := md["annotations"].(map[string]any); ok {
-			for k, v := range ann {
-				s, ok := v.(string)
-				if !ok || k == lastApplied {
-					delete(ann, k)
-					continue
-				}
-				ann[k] = w.annotation(k, s, depth)
-			}
-			if len(ann) == 0 {
-				delete(md, "annotations")
-			}
-		} else if _, ok := md["annotations"]; ok {
-			delete(md, "annotations") // not what the API serves: shown as nothing
-		}
+		w.annotations(md, depth)
 	}
 	switch {
 	case group == "" && kind == "Secret":
@@ -136,6 +122,36 @@ func (w *walker) object(obj map[string]any, group, kind string, depth int) {
 	}
 }
 
+// annotations judges the annotations of md, an object's or a pod
+// template's metadata.
+func (w *walker) annotations(md map[string]any, depth int) {
+	raw, ok := md["annotations"]
+	if !ok {
+		return
+	}
+	ann, ok := raw.(map[string]any)
+	if !ok {
+		delete(md, "annotations") // not what the API serves: shown as nothing
+		return
+	}
+	for k, v := range ann {
+		s, ok := v.(string)
+		if !ok || k == lastApplied {
+			delete(ann, k)
+			continue
+		}
+		ann[k] = w.annotation(k, s, depth)
+	}
+	if len(ann) == 0 {
+		delete(md, "annotations")
+	}
+}
+
+// settings are the built-in fields that map names to free-form values,
+// judged like environment variables: CSI volume attributes, flex volume
+// options, storage class parameters.
+var settings = set("volumeAttributes", "options", "parameters")
+
 // builtin walks a built-in object's fields: only the fields known to carry
 // free-form values are judged. container is the name of the container
 // being walked, if any.
@@ -148,6 +164,24 @@ func (w *walker) builtin(v any, key, container string) any {
 			}
 		}
 		for k, c := range t {
+			switch {
+			case k == "metadata" && key != "":
+				// A pod template's metadata (the object's own was judged
+				// by object).
+				if md, ok := c.(map[string]any); ok {
+					w.annotations(md, 0)
+				}
+				continue
+			case settings[k]:
+				if m, ok := c.(map[string]any); ok {
+					for n, v := range m {
+						if s, ok := v.(string); ok {
+							m[n] = w.envValue(n, s)
+						}
+					}
+					continue
+				}
+			}
 			switch k {
 			case "env":
 				w.env(c, container)
