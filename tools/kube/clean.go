@@ -3,6 +3,7 @@ package kube
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 
 	"github.com/warden-mcp/warden"
 )
@@ -18,6 +19,31 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // r says what the object is: the resource asked for, not the object's
 // own kind field.
 func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	out, err := b.judged(raw, r, sc)
+	if err != nil {
+		return nil, err
+	}
+	if sc != nil {
+		if out, _, err = sc.ScrubJSON(out); err != nil {
+			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
+		}
+	}
+	return b.scrubCredentials(out), nil
+}
+
+// judgedKeys are the keys the walker acts on in a built-in object other
+// than a Secret or a ConfigMap: one without any of them is returned as
+// it is, undecoded (a string value that happens to contain one only costs
+// a decode).
+var judgedKeys = [][]byte{[]byte(`"managedFields"`), []byte(`"annotations"`), []byte(`"env"`), []byte(`"command"`), []byte(`"args"`),
+	[]byte(`"httpHeaders"`), []byte(`"message"`), []byte(`"note"`), []byte(`"volumeAttributes"`), []byte(`"options"`), []byte(`"parameters"`)}
+
+// judged is raw with its values judged by where they sit (structure.go).
+func (b *Backend) judged(raw []byte, r *resource, sc warden.Scrubber) ([]byte, error) {
+	if groupClass(r.gvr.Group) < 2 && !(r.gvr.Group == "" && (r.kind == "Secret" || r.kind == "ConfigMap")) &&
+		!slices.ContainsFunc(judgedKeys, func(k []byte) bool { return bytes.Contains(raw, k) }) && json.Valid(raw) {
+		return raw, nil
+	}
 	var obj map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -30,12 +56,7 @@ func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMe
 	if err != nil {
 		return nil, warden.Wrap(warden.Internal, err, "an object could not be encoded")
 	}
-	if sc != nil {
-		if out, _, err = sc.ScrubJSON(out); err != nil {
-			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
-		}
-	}
-	return b.scrubCredentials(out), nil
+	return out, nil
 }
 
 // continueState is where the next page of a list starts: the page (one
