@@ -50,6 +50,26 @@ func (b *Backend) judged(raw []byte, r *resource, sc warden.Scrubber) ([]byte, e
 	if err := dec.Decode(&obj); err != nil || obj == nil {
 		return nil, warden.Errorf(warden.Unavailable, "cluster %q answered with something that is not an object", b.Name)
 	}
+	return b.walk(obj, r, sc)
+}
+
+// cleanObject is clean for an object already decoded (a typed list's
+// item, converted).
+func (b *Backend) cleanObject(obj map[string]any, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	out, err := b.walk(obj, r, sc)
+	if err != nil {
+		return nil, err
+	}
+	if sc != nil {
+		if out, _, err = sc.ScrubJSON(out); err != nil {
+			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
+		}
+	}
+	return b.scrubCredentials(out), nil
+}
+
+// walk judges obj in place and encodes it.
+func (b *Backend) walk(obj map[string]any, r *resource, sc warden.Scrubber) ([]byte, error) {
 	w := &walker{j: b.judge, creds: b.creds, scrubber: sc, resource: r.name(), budget: maxDecoded, strict: b.judge.strict}
 	w.object(obj, r.gvr.Group, r.kind, 0)
 	out, err := json.Marshal(obj)
