@@ -171,3 +171,37 @@ func TestMaskingConfigIsValidated(t *testing.T) {
 		t.Errorf("Validate() = %v; want ok", err)
 	}
 }
+
+// TestGrantsCannotBeSidestepped tries to read what a grant does not
+// cover by another verb, group or name for the same objects: each is
+// refused by warden before the cluster is asked.
+func TestGrantsCannotBeSidestepped(t *testing.T) {
+	ns := corpus(t)
+	f := newFixture(t, Config{},
+		&policy.Grant{Backend: "cluster", Namespaces: []string{ns}, Resources: []string{"secrets"}, Names: []string{"app"}},
+		&policy.Grant{Backend: "cluster", Namespaces: []string{ns}, Resources: []string{"events", "*.example.com"}},
+	)
+	if _, a := f.ok(dev, map[string]any{"resource": "secrets", "namespace": ns, "name": "app"}); a.Ops[0].Verb != "get" {
+		t.Fatalf("the granted get planned %v", a.Ops)
+	}
+	if _, a := f.ok(dev, map[string]any{"resource": "ev", "namespace": ns}); a.Ops[0].Object != "namespaces/"+ns+"/events" {
+		t.Errorf("ev planned %v; want the core events", a.Ops)
+	}
+	for _, tc := range []struct {
+		name string
+		args map[string]any
+		want string
+	}{
+		{"ListByFieldSelectorUnderANamesGrant", map[string]any{"resource": "secrets", "namespace": ns, "field_selector": "metadata.name=app"}, "no grant allows list namespaces/" + ns + "/secrets"},
+		{"AnotherNameOfTheSameKind", map[string]any{"resource": "secret", "namespace": ns, "name": "other"}, "no grant allows get namespaces/" + ns + "/secrets/other"},
+		{"TheSameObjectsUnderAnotherGroup", map[string]any{"resource": "events.events.k8s.io", "namespace": ns}, "no grant allows list namespaces/" + ns + "/events.events.k8s.io"},
+		{"ASubGroupOfAGlobbedGroup", map[string]any{"resource": "vaults", "namespace": ns}, "no grant allows list namespaces/" + ns + "/vaults.corpus.example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, e := f.run(dev, tc.args)
+			if e == nil || e.Code != warden.Denied || !strings.Contains(e.Message, tc.want) {
+				t.Errorf("kube_get(%v) = %v; want Denied %q", tc.args, e, tc.want)
+			}
+		})
+	}
+}
