@@ -21,7 +21,8 @@ import (
 //
 //   - from the config: a static token, the token file (read again when it
 //     changes, so a rotated token is masked before it is first sent), basic
-//     auth, a client key;
+//     auth, a client key, an auth provider's tokens and secrets, an exec
+//     plugin's secret environment;
 //   - from the wire: the Authorization header of every request warden
 //     sends, as an exec plugin (EKS, GKE, AKS kubeconfigs) or an auth
 //     provider set it, seen below client-go's authentication layers.
@@ -54,6 +55,23 @@ func newCredentials(rc *rest.Config) *credentials {
 	if rc.Password != "" {
 		c.add(rc.Password)
 		c.add(rc.Username + ":" + rc.Password)
+	}
+	// What a kubeconfig gives a plugin to authenticate with: an auth
+	// provider's tokens and client secret, an exec plugin's secret
+	// environment (the token it returns is seen on the wire).
+	if ap := rc.AuthProvider; ap != nil {
+		for k, v := range ap.Config {
+			if (*judge)(nil).secretName(k) {
+				c.add(v)
+			}
+		}
+	}
+	if ep := rc.ExecProvider; ep != nil {
+		for _, e := range ep.Env {
+			if (*judge)(nil).secretName(e.Name) {
+				c.add(e.Value)
+			}
+		}
 	}
 	key := rc.KeyData
 	if len(key) == 0 && rc.KeyFile != "" {

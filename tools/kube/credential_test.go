@@ -177,3 +177,24 @@ func TestBasicAuthCredentialsAreMasked(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginSecretsFromTheKubeconfigAreMasked: what a kubeconfig hands an
+// auth provider or an exec plugin is warden's credential too.
+func TestPluginSecretsFromTheKubeconfigAreMasked(t *testing.T) {
+	creds := newCredentials(&rest.Config{
+		AuthProvider: &clientcmdapi.AuthProviderConfig{Name: "oidc", Config: map[string]string{"client-secret": "oidc-client-secret-1", "refresh-token": "oidc-refresh-token-2", "idp-issuer-url": "https://issuer.example.com"}},
+		ExecProvider: &clientcmdapi.ExecConfig{Env: []clientcmdapi.ExecEnvVar{{Name: "AWS_SECRET_ACCESS_KEY", Value: "aws-secret-access-3"}, {Name: "AWS_REGION", Value: "eu-west-1"}}},
+	})
+	in := []byte(`{"a":"oidc-client-secret-1","b":"oidc-refresh-token-2","c":"aws-secret-access-3","d":"https://issuer.example.com","e":"eu-west-1"}`)
+	out := string(creds.scrub(in))
+	for _, s := range []string{"oidc-client-secret-1", "oidc-refresh-token-2", "aws-secret-access-3"} {
+		if strings.Contains(out, s) {
+			t.Errorf("scrub = %s; shows %q", out, s)
+		}
+	}
+	for _, s := range []string{"https://issuer.example.com", "eu-west-1"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("scrub = %s; hides the harmless %q", out, s)
+		}
+	}
+}
