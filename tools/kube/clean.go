@@ -3,6 +3,8 @@ package kube
 import (
 	"bytes"
 	"encoding/json"
+	"k8s.io/apimachinery/pkg/api/meta"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"slices"
 
 	"github.com/warden-mcp/warden"
@@ -23,12 +25,7 @@ func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMe
 	if err != nil {
 		return nil, err
 	}
-	if sc != nil {
-		if out, _, err = sc.ScrubJSON(out); err != nil {
-			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
-		}
-	}
-	return b.scrubCredentials(out), nil
+	return b.finish(out, sc)
 }
 
 // judgedKeys are the keys the walker acts on in a built-in object other
@@ -53,14 +50,39 @@ func (b *Backend) judged(raw []byte, r *resource, sc warden.Scrubber) ([]byte, e
 	return b.walk(obj, r, sc)
 }
 
-// cleanObject is clean for an object already decoded (a typed list's
-// item, converted).
-func (b *Backend) cleanObject(obj map[string]any, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
-	out, err := b.walk(obj, r, sc)
+// cleanTyped is clean for a typed list's item: converted to generic maps
+// for the walk, and encoded from its typed form when the walk changed
+// nothing (most objects; encoding the typed form is several times
+// cheaper).
+func (b *Backend) cleanTyped(item k8sruntime.Object, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	acc, err := meta.Accessor(item)
 	if err != nil {
-		return nil, err
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be read")
 	}
+	acc.SetManagedFields(nil)
+	obj, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(item)
+	if err != nil {
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be read")
+	}
+	w := b.walker(r, sc)
+	w.object(obj, r.gvr.Group, r.kind, 0)
+	var out []byte
+	if w.changed {
+		out, err = json.Marshal(obj)
+	} else {
+		out, err = json.Marshal(item)
+	}
+	if err != nil {
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be encoded")
+	}
+	return b.finish(out, sc)
+}
+
+// finish runs the value detectors (sc, when configured) over an encoded
+// object and replaces warden's own credential.
+func (b *Backend) finish(out []byte, sc warden.Scrubber) (json.RawMessage, error) {
 	if sc != nil {
+		var err error
 		if out, _, err = sc.ScrubJSON(out); err != nil {
 			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
 		}
@@ -68,9 +90,13 @@ func (b *Backend) cleanObject(obj map[string]any, r *resource, sc warden.Scrubbe
 	return b.scrubCredentials(out), nil
 }
 
+func (b *Backend) walker(r *resource, sc warden.Scrubber) *walker {
+	return &walker{j: b.judge, creds: b.creds, scrubber: sc, resource: r.name(), budget: maxDecoded, strict: b.judge.strict}
+}
+
 // walk judges obj in place and encodes it.
 func (b *Backend) walk(obj map[string]any, r *resource, sc warden.Scrubber) ([]byte, error) {
-	w := &walker{j: b.judge, creds: b.creds, scrubber: sc, resource: r.name(), budget: maxDecoded, strict: b.judge.strict}
+	w := b.walker(r, sc)
 	w.object(obj, r.gvr.Group, r.kind, 0)
 	out, err := json.Marshal(obj)
 	if err != nil {

@@ -101,12 +101,7 @@ func (b *Backend) encodeTyped(obj k8sruntime.Object, r *resource, sc warden.Scru
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(items); i += workers {
-				obj, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(items[i])
-				if err != nil {
-					errs[i] = warden.Wrap(warden.Internal, err, "an object could not be encoded")
-					continue
-				}
-				out[i], errs[i] = b.cleanObject(obj, r, sc)
+				out[i], errs[i] = b.cleanTyped(items[i], r, sc)
 			}
 		}()
 	}

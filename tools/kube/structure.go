@@ -62,16 +62,31 @@ type walker struct {
 	// strict is the backend's strict mode, off inside a copied document
 	// (its annotation or data key was revealed to get there).
 	strict bool
+	// changed is set by every write that changes the object: an object
+	// the walk left as it was can be encoded from its typed form.
+	changed bool
+}
+
+// keep returns new, noting whether it differs from old.
+func (w *walker) keep(old, new string) string {
+	if old != new {
+		w.changed = true
+	}
+	return new
 }
 
 // object masks obj, an object of group and kind, in place.
 func (w *walker) object(obj map[string]any, group, kind string, depth int) {
 	if md, ok := obj["metadata"].(map[string]any); ok {
-		delete(md, "managedFields")
+		if _, ok := md["managedFields"]; ok {
+			delete(md, "managedFields")
+			w.changed = true
+		}
 		w.annotations(md, depth)
 	}
 	switch {
 	case group == "" && kind == "Secret":
+		w.changed = true
 		for _, field := range []string{"data", "stringData"} {
 			v, ok := obj[field]
 			if !ok {
@@ -97,23 +112,24 @@ func (w *walker) object(obj map[string]any, group, kind string, depth int) {
 			for k, v := range d {
 				if s, ok := v.(string); ok {
 					if helm && k == "release" {
-						d[k] = w.helmRelease(s, depth)
+						d[k] = w.keep(s, w.helmRelease(s, depth))
 						continue
 					}
-					d[k] = w.file(k, s, depth)
+					d[k] = w.keep(s, w.file(k, s, depth))
 				}
 			}
 		}
 		if d, ok := obj["binaryData"].(map[string]any); ok {
 			for k, v := range d {
 				if s, ok := v.(string); ok {
-					d[k] = w.binary(k, s, depth)
+					d[k] = w.keep(s, w.binary(k, s, depth))
 				}
 			}
 		}
 	case groupClass(group) < 2:
 		w.builtin(obj, "", "")
 	default:
+		w.changed = true // custom resources are never encoded from a typed form
 		for k, v := range obj {
 			if k != "metadata" && k != "apiVersion" && k != "kind" {
 				obj[k] = w.custom(v, k, k, false, "", depth)
@@ -132,18 +148,21 @@ func (w *walker) annotations(md map[string]any, depth int) {
 	ann, ok := raw.(map[string]any)
 	if !ok {
 		delete(md, "annotations") // not what the API serves: shown as nothing
+		w.changed = true
 		return
 	}
 	for k, v := range ann {
 		s, ok := v.(string)
 		if !ok || k == lastApplied {
 			delete(ann, k)
+			w.changed = true
 			continue
 		}
-		ann[k] = w.annotation(k, s, depth)
+		ann[k] = w.keep(s, w.annotation(k, s, depth))
 	}
 	if len(ann) == 0 {
 		delete(md, "annotations")
+		w.changed = true
 	}
 }
 
@@ -176,7 +195,7 @@ func (w *walker) builtin(v any, key, container string) any {
 				if m, ok := c.(map[string]any); ok {
 					for n, v := range m {
 						if s, ok := v.(string); ok {
-							m[n] = w.envValue(n, s)
+							m[n] = w.keep(s, w.envValue(n, s))
 						}
 					}
 					continue
@@ -191,7 +210,8 @@ func (w *walker) builtin(v any, key, container string) any {
 				w.headers(c)
 			case "message", "note":
 				if s, ok := c.(string); ok {
-					t[k], _, _ = w.j.words(s, pendNone)
+					out, _, _ := w.j.words(s, pendNone)
+					t[k] = w.keep(s, out)
 				}
 			default:
 				t[k] = w.builtin(c, k, container)
@@ -221,7 +241,7 @@ func (w *walker) env(v any, container string) {
 		if !ok {
 			continue
 		}
-		e["value"] = w.envValue(name, val)
+		e["value"] = w.keep(val, w.envValue(name, val))
 	}
 }
 
@@ -253,7 +273,9 @@ func (w *walker) args(v any, container string) any {
 		if !ok {
 			continue
 		}
-		list[i], _, p = w.j.words(s, p)
+		var out string
+		out, _, p = w.j.words(s, p)
+		list[i] = w.keep(s, out)
 	}
 	return list
 }
@@ -273,7 +295,7 @@ func (w *walker) strictArgs(list []any) []any {
 		}
 		reveal = false
 		if !strings.HasPrefix(s, "-") {
-			list[i] = strictMarker
+			list[i] = w.keep(s, strictMarker)
 			continue
 		}
 		name, _, hasValue := strings.Cut(s, "=")
@@ -282,7 +304,7 @@ func (w *walker) strictArgs(list []any) []any {
 			reveal = w.j.revealed("flag", name) && !w.j.secretFlag(name)
 		case w.j.revealed("flag", name) && !w.j.secretFlag(name):
 		default:
-			list[i] = name + "=" + strictMarker
+			list[i] = w.keep(s, name+"="+strictMarker)
 		}
 	}
 	return list
@@ -306,11 +328,12 @@ func (w *walker) headers(v any) {
 		}
 		switch {
 		case headerSecret[strings.Join(components(name), "")] || w.j.secretName(name):
-			h["value"] = secretMarker
+			h["value"] = w.keep(val, secretMarker)
 		case w.strict && !w.j.revealed("header", name):
-			h["value"] = strictMarker
+			h["value"] = w.keep(val, strictMarker)
 		default:
-			h["value"], _, _ = w.j.words(val, pendNone)
+			out, _, _ := w.j.words(val, pendNone)
+			h["value"] = w.keep(val, out)
 		}
 	}
 }
