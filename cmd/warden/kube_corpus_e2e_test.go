@@ -54,7 +54,7 @@ store: sqlite:recording.db
 identity:
   local: {subject: alice, groups: [dev]}
 backends:
-  cluster: {kind: kubernetes, kubeconfig: %q, context: e2e}
+  cluster: {kind: kubernetes, kubeconfig: %q, context: e2e, masking: {secret_names: [pin], secret_flags: [-W]}}
 roles:
   dev:
     members: {groups: [dev]}
@@ -68,6 +68,9 @@ approvals:
 `, kubeconfig)
 	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if out, errOut, code := runWarden(t, "check", "--config", config); code != 0 || !strings.Contains(out, "masking: strict false, secret names pin, secret flags -W") {
+		t.Errorf("check = %d\n%s%s", code, out, errOut)
 	}
 	secrets := []string{token}
 	for place := range kubecorpus.Places {
