@@ -48,7 +48,7 @@ import (
 // maxDecoded bounds what one object's encoded layers decode to, and
 // maxDepth how deeply copies nest; beyond either the value is masked.
 const (
-	maxDecoded = 8 << 20
+	maxDecoded = 4 << 20
 	maxDepth   = 6
 )
 
