@@ -42,6 +42,9 @@ var Places = map[string][2]string{
 	"podProbeHeader":     {"pods", "app"},
 	"podJavaProp":        {"pods", "app"},
 	"podAnnotation":      {"pods", "app"},
+	"podInitArgs":        {"pods", "app"},
+	"svcAnnotationJSON":  {"services", "app"},
+	"crStatusWords":      {"vaults.corpus.example.com", "app"},
 	"deployEnv":          {"deployments.apps", "app"},
 	"deployKapp":         {"deployments.apps", "app"},
 	"deployTplAnnot":     {"deployments.apps", "app"},
@@ -136,7 +139,11 @@ func Plant(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
 	pod := &corev1.Pod{ObjectMeta: podMeta, Spec: corev1.PodSpec{
 		Volumes: []corev1.Volume{{Name: "vault", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets.example.com",
 			VolumeAttributes: map[string]string{"password": Secret("podCSIAttribute"), "mountMode": "debug"}}}}},
-		InitContainers: []corev1.Container{container("init", corev1.EnvVar{Name: "API_TOKEN", Value: Secret("podInitEnv")})},
+		InitContainers: []corev1.Container{func() corev1.Container {
+			c := container("init", corev1.EnvVar{Name: "API_TOKEN", Value: Secret("podInitEnv")})
+			c.Args = append(c.Args, "--vault-token="+Secret("podInitArgs"))
+			return c
+		}()},
 		Containers: []corev1.Container{{
 			Name: "app", Image: "nginx:1.27", Env: append([]corev1.EnvVar{env("podEnv")}, harmlessEnv...),
 			Command: []string{"sh", "-c", "mysql -u root -p" + Secret("podShellMysql") + " app"},
@@ -205,6 +212,12 @@ func Plant(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
 		return err
 	}
 
+	if _, err := admin.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "app", Annotations: map[string]string{
+		"example.com/backend-config": fmt.Sprintf(`{"upstream":"db.internal","auth":{"user":"svc","password":%q}}`, Secret("svcAnnotationJSON")),
+		"example.com/owner":          "platform-team"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 8443}}}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
 	velaApp, _ := json.Marshal(map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": map[string]any{"name": "x"},
 		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "x", "image": "nginx:1.27",
 			"env": []any{map[string]any{"name": "SECRET_KEY", "value": Secret("cmVelaEnv")}}}}}}}})
@@ -277,7 +290,8 @@ func plantCustom(ctx context.Context, admin *kubernetes.Clientset, ns string) er
 			"template": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": "x", "image": "nginx:1.27",
 				"env": []any{map[string]any{"name": "SECRET_KEY", "value": Secret("crEnv")}, map[string]any{"name": "LOG_LEVEL", "value": "debug"}}}}}},
 			"settings": "level: debug\nauth:\n  password: " + Secret("crYAMLString") + "\n",
-		}})
+		},
+		"status": map[string]any{"message": "probe ran: check --token " + Secret("crStatusWords") + " failed", "phase": "debug"}})
 	// The CRD's API is served once it is established.
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		err := admin.RESTClient().Post().AbsPath("/apis/corpus.example.com/v1/namespaces/" + ns + "/vaults").Body(vault).Do(ctx).Error()
