@@ -96,7 +96,7 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	b := &Backend{Name: name, cfg: cfg, key: make([]byte, 32), creds: newCredentials(rc), judge: newJudge(cfg.Masking)}
 	// Below client-go's authentication layers: sees the credential
 	// actually sent, whatever produced it.
-	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &observing{next: rt, creds: b.creds} })
+	rc.Wrap(b.creds.wrap)
 	if _, err := rand.Read(b.key); err != nil {
 		return nil, err
 	}

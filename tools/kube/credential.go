@@ -2,6 +2,11 @@ package kube
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -12,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 )
 
@@ -25,7 +31,8 @@ import (
 //     plugin's secret environment;
 //   - from the wire: the Authorization header of every request warden
 //     sends, as an exec plugin (EKS, GKE, AKS kubeconfigs) or an auth
-//     provider set it, seen below client-go's authentication layers.
+//     provider set it, seen below client-go's authentication layers; and
+//     the client key an exec plugin returns, as TLS asks for it.
 //
 // Each is masked raw and encoded: base64 and base64url (at every
 // alignment, so a copy inside a longer encoded value is found too),
@@ -230,6 +237,54 @@ func (c *credentials) in(s string) bool {
 		}
 	}
 	return false
+}
+
+// wrap puts observing under client-go's authentication layers, and, when
+// the client certificate comes from a plugin at handshake time (an exec
+// plugin that returns a certificate and key), records the key it hands
+// TLS.
+func (c *credentials) wrap(rt http.RoundTripper) http.RoundTripper {
+	for inner := rt; inner != nil; {
+		if t, ok := inner.(*http.Transport); ok {
+			if tc := t.TLSClientConfig; tc != nil && tc.GetClientCertificate != nil {
+				get := tc.GetClientCertificate
+				tc.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+					cert, err := get(cri)
+					if err == nil && cert != nil && cert.PrivateKey != nil {
+						c.addPrivateKey(cert.PrivateKey)
+					}
+					return cert, err
+				}
+			}
+			break
+		}
+		w, ok := inner.(utilnet.RoundTripperWrapper)
+		if !ok {
+			break
+		}
+		inner = w.WrappedRoundTripper()
+	}
+	return &observing{next: rt, creds: c}
+}
+
+// addPrivateKey adds a key as its PEM forms (PKCS#8, and SEC 1 or
+// PKCS#1 by its type); a key already added adds nothing.
+func (c *credentials) addPrivateKey(key crypto.PrivateKey) {
+	var blocks []*pem.Block
+	if der, err := x509.MarshalPKCS8PrivateKey(key); err == nil {
+		blocks = append(blocks, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	}
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if der, err := x509.MarshalECPrivateKey(k); err == nil {
+			blocks = append(blocks, &pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+		}
+	case *rsa.PrivateKey:
+		blocks = append(blocks, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	}
+	for _, b := range blocks {
+		c.addKey(pem.EncodeToMemory(b))
+	}
 }
 
 // observing records the Authorization header of every request, as the

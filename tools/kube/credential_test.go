@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -12,10 +13,13 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,6 +199,68 @@ func TestPluginSecretsFromTheKubeconfigAreMasked(t *testing.T) {
 	for _, s := range []string{"https://issuer.example.com", "eu-west-1"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("scrub = %s; hides the harmless %q", out, s)
+		}
+	}
+}
+
+// TestExecPluginClientKeyIsMasked: an exec plugin that returns a client
+// certificate and key (no token) authenticates in the TLS handshake; the
+// key it returned is masked in what the server sends back. (The test
+// apiserver asks no client certificate, so a TLS server that does stands
+// in for it.)
+func TestExecPluginClientKeyIsMasked(t *testing.T) {
+	cert, key := selfSignedKey(t)
+	blk, _ := pem.Decode(key)
+	body := base64.StdEncoding.EncodeToString(blk.Bytes)
+	echo, _ := json.Marshal(map[string]any{"kind": "ConfigMap", "data": map[string]string{"key": string(key), "b64": base64.StdEncoding.EncodeToString(key)}})
+	var sawCert atomic.Bool
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sawCert.Store(r.TLS != nil && len(r.TLS.PeerCertificates) > 0)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(echo)
+	}))
+	ts.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert}
+	ts.StartTLS()
+	defer ts.Close()
+	dir := t.TempDir()
+	plugin := filepath.Join(dir, "get-cert")
+	cred, _ := json.Marshal(map[string]any{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+		"status": map[string]string{"clientCertificateData": string(cert), "clientKeyData": string(key)}})
+	if err := os.WriteFile(plugin, []byte("#!/bin/sh\ncat <<'EOF'\n"+string(cred)+"\nEOF\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["c"] = &clientcmdapi.Cluster{Server: ts.URL, CertificateAuthorityData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw})}
+	kc.AuthInfos["w"] = &clientcmdapi.AuthInfo{Exec: &clientcmdapi.ExecConfig{APIVersion: "client.authentication.k8s.io/v1", Command: plugin, InteractiveMode: clientcmdapi.NeverExecInteractiveMode}}
+	kc.Contexts["ctx"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "w"}
+	kc.CurrentContext = "ctx"
+	path := filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Kubeconfig: path}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBackend("cluster", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	raw, err := do(context.Background(), b.self.Get().AbsPath("/api/v1/namespaces/x/configmaps/y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sawCert.Load() {
+		t.Fatal("the plugin's certificate was not presented")
+	}
+	out, err := b.clean(raw, &resource{gvr: corev1.SchemeGroupVersion.WithResource("configmaps"), kind: "ConfigMap"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{string(key), body} {
+		if kubecorpus.Reveals(string(out), s) {
+			t.Errorf("the answer reveals the plugin's client key: %s", out)
 		}
 	}
 }
