@@ -43,6 +43,8 @@ var Places = map[string][2]string{
 	"podJavaProp":        {"pods", "app"},
 	"podAnnotation":      {"pods", "app"},
 	"podInitArgs":        {"pods", "app"},
+	"podAnnotationB64":   {"pods", "app"},
+	"crB64Text":          {"vaults.corpus.example.com", "app"},
 	"svcAnnotationJSON":  {"services", "app"},
 	"crStatusWords":      {"vaults.corpus.example.com", "app"},
 	"deployEnv":          {"deployments.apps", "app"},
@@ -135,7 +137,8 @@ func Plant(ctx context.Context, admin *kubernetes.Clientset, ns string) error {
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "app"}}
 	om := metav1.ObjectMeta{Name: "app", Labels: map[string]string{"app": "app"}}
 	podMeta := om
-	podMeta.Annotations = map[string]string{"example.com/db-password": Secret("podAnnotation"), "example.com/owner": "platform-team"}
+	podMeta.Annotations = map[string]string{"example.com/db-password": Secret("podAnnotation"), "example.com/owner": "platform-team",
+		"example.com/env-file": base64.StdEncoding.EncodeToString([]byte("LOG_LEVEL=debug\nAPI_TOKEN=" + Secret("podAnnotationB64") + "\n"))}
 	pod := &corev1.Pod{ObjectMeta: podMeta, Spec: corev1.PodSpec{
 		Volumes: []corev1.Volume{{Name: "vault", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets.example.com",
 			VolumeAttributes: map[string]string{"password": Secret("podCSIAttribute"), "mountMode": "debug"}}}}},
@@ -284,6 +287,7 @@ func plantCustom(ctx context.Context, admin *kubernetes.Clientset, ns string) er
 		"spec": map[string]any{
 			"apiKey":      Secret("crKey"),
 			"color":       "blue",
+			"bootstrap":   base64.StdEncoding.EncodeToString(gz("run --password " + Secret("crB64Text"))),
 			"owner":       "widget-operator",
 			"port":        8443,
 			"credentials": map[string]any{"user": "admin", "value": Secret("crNested")},

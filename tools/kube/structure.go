@@ -461,8 +461,15 @@ func (w *walker) structured(s string, depth int) (any, bool) {
 	case len(t) >= 16 && !strings.ContainsAny(t, " \n\t:{"):
 		if raw, ok := w.decode(t); ok && utf8.Valid(raw) {
 			doc, ok := w.structured(string(raw), depth+1)
-			if ok && w.found(string(raw)) {
+			if w.found(string(raw)) {
 				return tooDeep{}, true // a finding masks the whole encoded value
+			}
+			if !ok {
+				// Encoded text: masked whole when anything in it is
+				// judged secret (password=X, --token X).
+				if _, changed := w.j.lines(string(raw)); changed {
+					return tooDeep{}, true
+				}
 			}
 			return doc, ok
 		}
