@@ -16,8 +16,9 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // clean returns an object as kube_get shows it: without
 // metadata.managedFields, with its free-form values judged by where they
-// sit (structure.go), then scanned by the value detectors (sc, when
-// configured) and with every form of warden's own credential replaced.
+// sit (structure.go; sc, when set, backs up the judgement of decoded
+// layers) and with every form of warden's own credential replaced. The
+// pipeline's value detectors then run over the whole result.
 // r says what the object is: the resource asked for, not the object's
 // own kind field.
 func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
@@ -80,14 +81,23 @@ func (b *Backend) cleanTyped(item k8sruntime.Object, r *resource, sc warden.Scru
 
 // finish runs the value detectors (sc, when configured) over an encoded
 // object and replaces warden's own credential.
-func (b *Backend) finish(out []byte, sc warden.Scrubber) (json.RawMessage, error) {
-	if sc != nil {
-		var err error
-		if out, _, err = sc.ScrubJSON(out); err != nil {
-			return nil, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
-		}
-	}
+func (b *Backend) finish(out []byte, _ warden.Scrubber) (json.RawMessage, error) {
 	return b.scrubCredentials(out), nil
+}
+
+// returnedSize is how long obj will be once the pipeline's value
+// detectors have run over it: what max_response_bytes counts. The
+// detectors are run here only to measure, so the pipeline's own pass
+// still finds (and records) what they mask.
+func returnedSize(obj []byte, sc warden.Scrubber) (int, error) {
+	if sc == nil {
+		return len(obj), nil
+	}
+	out, _, err := sc.ScrubJSON(obj)
+	if err != nil {
+		return 0, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
+	}
+	return len(out), nil
 }
 
 func (b *Backend) walker(r *resource, sc warden.Scrubber) *walker {

@@ -27,9 +27,10 @@ type Grants interface {
 type Get struct {
 	Backends Backends
 	Grants   Grants
-	// Scrubber, when set, runs the value detectors over each object as it
-	// is cleaned, so max_response_bytes counts what is returned (the
-	// pipeline runs them again over the whole result: a fixed point).
+	// Scrubber, when set, is the pipeline's value detectors: run over
+	// each object to measure it, so max_response_bytes counts what is
+	// returned once they have masked it (the pipeline's pass then masks
+	// and records), and to back up the judgement of decoded layers.
 	Scrubber warden.Scrubber
 }
 
@@ -271,9 +272,13 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 		if err != nil {
 			return nil, err
 		}
-		if len(obj) > b.cfg.MaxResponseBytes {
+		n, err := returnedSize(obj, g.Scrubber)
+		if err != nil {
+			return nil, err
+		}
+		if n > b.cfg.MaxResponseBytes {
 			return nil, warden.Errorf(warden.Invalid, "%s %s is %d bytes once masked, more than cluster %q returns in one call (max_response_bytes %d); it cannot be read through kube_get",
-				r.name(), p.name, len(obj), b.Name, b.cfg.MaxResponseBytes)
+				r.name(), p.name, n, b.Name, b.cfg.MaxResponseBytes)
 		}
 		res := &GetResult{Resource: r.name(), APIVersion: r.gvr.GroupVersion().String(), Kind: r.kind, Namespace: p.namespace, Object: obj, CallID: a.CallID}
 		return &warden.Result{Structured: res, Count: 1}, nil
@@ -315,11 +320,15 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 			return nil, b.apiError(ctx, err, what)
 		}
 		for _, obj := range items {
-			if size+len(obj) > b.cfg.MaxResponseBytes {
+			n, err := returnedSize(obj, g.Scrubber)
+			if err != nil {
+				return nil, err
+			}
+			if size+n > b.cfg.MaxResponseBytes {
 				res.Truncated = true
 				break
 			}
-			size += len(obj) + 1
+			size += n + 1
 			res.Items = append(res.Items, obj)
 		}
 		if res.Truncated {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/internal/kubetest"
+	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -127,6 +128,32 @@ func TestCapsCountWhatIsReturned(t *testing.T) {
 		}
 		if len(out["raw"].(string)) > limit+1000 {
 			t.Errorf("the list is %d bytes; the cap is %d", len(out["raw"].(string)), limit)
+		}
+	})
+	t.Run("CountsWhatTheDetectorsMask", func(t *testing.T) {
+		// The detectors run in the pipeline, after the tool: the cap
+		// still counts their output.
+		emails := map[string]string{}
+		for i := range 200 {
+			emails[fmt.Sprintf("contact%03d", i)] = fmt.Sprintf("a%d@b.io", i%10)
+		}
+		if _, err := admin.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "emails"}, Data: emails}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		det, err := mask.NewDetectors(mask.Config{Detectors: []string{mask.Email}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _ := newFixture(t, Config{}, grant).ok(dev, map[string]any{"resource": "configmaps", "namespace": ns, "name": "emails"})
+		plain := len(mustJSON(t, out["object"]))
+		scrubbed, _, _ := det.ScrubJSON(mustJSON(t, out["object"]))
+		if len(scrubbed) <= plain+1000 {
+			t.Fatalf("masking the emails does not make the object longer: %d, %d", plain, len(scrubbed))
+		}
+		g := newFixture(t, Config{MaxResponseBytes: len(scrubbed) - 500}, grant)
+		g.tool.Scrubber = det
+		if _, _, e := g.run(dev, map[string]any{"resource": "configmaps", "namespace": ns, "name": "emails"}); e == nil || !strings.Contains(e.Message, "max_response_bytes") {
+			t.Errorf("get of an object %d bytes once masked under a %d-byte cap = %v; want refused", len(scrubbed), len(scrubbed)-500, e)
 		}
 	})
 	t.Run("SmallObjectsStillCome", func(t *testing.T) {
