@@ -56,6 +56,8 @@ func TestWords(t *testing.T) {
 		{"--port=8080 --log-level debug", "--port=8080 --log-level debug"},
 		{"--token -v", "--token -v"},
 		{"--password=$(DB_PASSWORD)", "--password=$(DB_PASSWORD)"},
+		{"send Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", "send Bearer [masked:secret]"},
+		{"use Basic auth for the admin UI", "use Basic auth for the admin UI"},
 	} {
 		if got, _, _ := j.words(tc.in, pendNone); got != tc.want {
 			t.Errorf("words(%q) = %q; want %q", tc.in, got, tc.want)

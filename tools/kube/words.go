@@ -16,7 +16,8 @@ import (
 //     word after -p unless it is a port (ssh -p 22, docker -p 8080:80);
 //   - the password of -u/--user user:password (curl);
 //   - the word after a header name that says secret
-//     (Authorization: Bearer X, X-Api-Key: X) and after Bearer or Basic.
+//     (Authorization: Bearer X, X-Api-Key: X), and after Bearer or Basic
+//     when it is long enough to be a credential ("use Basic auth" stays).
 //
 // A value that opens a quote masks every word up to the one that closes
 // it. An args array is one stream of words: a flag that ends one element
@@ -36,6 +37,7 @@ const (
 	pendSecret
 	pendPort // after -p: masked unless a port
 	pendUser // after -u: the part after ':' masked
+	pendAuth // after Bearer or Basic: masked when it looks like a credential
 )
 
 var headerSecret = set("authorization", "proxyauthorization", "cookie", "setcookie")
@@ -120,6 +122,11 @@ func (j *judge) word(w string, p pending) (string, byte, pending) {
 			out, q := maskValue(w)
 			return out, q, pendNone
 		}
+	case pendAuth:
+		if !flagLike && len(strings.Trim(w, `"',;`)) >= minCredential {
+			out, q := maskValue(w)
+			return out, q, pendNone
+		}
 	case pendUser:
 		if user, pw, ok := strings.Cut(w, ":"); ok && pw != "" && !flagLike {
 			out, q := maskValue(pw)
@@ -168,7 +175,7 @@ func (j *judge) word(w string, p pending) (string, byte, pending) {
 		return w, 0, pendNone
 	}
 	if l := strings.ToLower(bare); l == "bearer" || l == "basic" {
-		return w, 0, pendSecret
+		return w, 0, pendAuth // "Bearer abc.def.ghi", not "use Basic auth"
 	}
 	return w, 0, pendNone
 }
