@@ -72,7 +72,7 @@ func (r *Rule) matches(a *warden.Action, kind string, est *estimate) bool {
 }
 
 func (r *Rule) matchOp(kind string, op warden.Op) bool {
-	if len(r.When) > 0 && !slices.ContainsFunc(r.When, func(w string) bool { return whenMatches(w, op) }) {
+	if len(r.When) > 0 && !slices.ContainsFunc(r.When, func(w string) bool { return whenMatches(w, op) || kind == "kubernetes" && kubeReads(w, op) }) {
 		return false
 	}
 	switch kind {
@@ -89,7 +89,8 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 		if !ok {
 			return true // fail closed: an object the rule cannot read is held
 		}
-		if len(r.Resources) > 0 && !policy.MatchGlobs(r.Resources, o.Resource) {
+		// The same objects under another group's name are held too.
+		if len(r.Resources) > 0 && !slices.ContainsFunc(policy.SameObjects(o.Resource), func(res string) bool { return policy.MatchResources(r.Resources, res) }) {
 			return false
 		}
 		// A list across all namespaces may read any namespace a
@@ -99,6 +100,14 @@ func (r *Rule) matchOp(kind string, op warden.Op) bool {
 		}
 	}
 	return true
+}
+
+// kubeReads: on Kubernetes, get and list return the same objects (a list
+// with the field selector metadata.name=X is a get of X), so a rule on
+// either holds both.
+func kubeReads(w string, op warden.Op) bool {
+	reads := []string{warden.VerbGet, warden.VerbList}
+	return slices.Contains(reads, w) && slices.Contains(reads, op.Verb)
 }
 
 func whenMatches(w string, op warden.Op) bool {

@@ -176,6 +176,8 @@ func TestRules(t *testing.T) {
 		{Name: "payments", Backend: "billing", When: []string{"POST", "DELETE"}, Paths: []string{"/v1/payments/**"}, Approvers: &user},
 		{Name: "secret-reads", Backend: "cluster", Resources: []string{"secrets"}, Approvers: &user},
 		{Name: "prod-lists", Backend: "cluster", When: []string{"list"}, Namespaces: []string{"prod-*"}, Approvers: &user},
+		{Name: "event-gets", Backend: "cluster", When: []string{"get"}, Resources: []string{"events"}, Approvers: &user},
+		{Name: "net", Backend: "cluster", Resources: []string{"*.networking.k8s.io"}, Approvers: &user},
 	}
 	f := newFixture(t, rules...)
 	sqlAction := func(ops ...warden.Op) *warden.Action {
@@ -205,7 +207,13 @@ func TestRules(t *testing.T) {
 		{"LetsPodsThrough", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "pods"}), 0, true, ""},
 		{"HoldsListsInMatchingNamespaces", kubeAction("list", warden.KubeObject{Namespace: "prod-eu", Resource: "pods"}), 0, true, "prod-lists"},
 		{"HoldsListsAcrossAllNamespacesUnderANamespaceRule", kubeAction("list", warden.KubeObject{Namespace: "*", Resource: "pods"}), 0, true, "prod-lists"},
-		{"LetsGetsInMatchingNamespacesThrough", kubeAction("get", warden.KubeObject{Namespace: "prod-eu", Resource: "pods", Name: "x"}), 0, true, ""},
+		{"HoldsGetsUnderAListRuleToo", kubeAction("get", warden.KubeObject{Namespace: "prod-eu", Resource: "pods", Name: "x"}), 0, true, "prod-lists"},
+		{"HoldsListsUnderAGetRule", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "events"}), 0, true, "event-gets"},
+		{"HoldsTheSameObjectsUnderAnotherGroup", kubeAction("get", warden.KubeObject{Namespace: "staging", Resource: "events.events.k8s.io", Name: "e"}), 0, true, "event-gets"},
+		{"HoldsListsOfTheOtherGroup", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "events.events.k8s.io"}), 0, true, "event-gets"},
+		{"GroupGlobHoldsItsGroup", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "ingresses.networking.k8s.io"}), 0, true, "net"},
+		{"GroupGlobHoldsTheOldNameOfItsObjects", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "ingresses.extensions"}), 0, true, "net"},
+		{"GroupGlobIsOneLabel", kubeAction("list", warden.KubeObject{Namespace: "staging", Resource: "widgets.evil.networking.k8s.io"}), 0, true, ""},
 		{"OtherBackendNotHeld", &warden.Action{Tool: "sql_query", Backend: "other", Kind: "delete", Ops: []warden.Op{{Verb: "delete", Object: "public.orders"}}}, 1, false, ""},
 	}
 	for _, tc := range cases {

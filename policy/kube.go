@@ -21,8 +21,10 @@ import (
 //
 // `resources` are plurals qualified by their group unless they are in the
 // core group (pods, secrets, deployments.apps,
-// ingresses.networking.k8s.io); globs per path.Match, so "*" is every
-// resource and "*.apps" every resource of group apps. `names` narrows a
+// ingresses.networking.k8s.io); globs per path.Match, one DNS label at a
+// time: "*" alone is every resource, "*.apps" every resource of group
+// apps, and "*.networking.k8s.io" every resource of that one group, never
+// of a group below it (widgets.evil.networking.k8s.io). `names` narrows a
 // grant to those objects (globs allowed), for get only: as with RBAC's
 // resourceNames, it never covers a list.
 
@@ -120,7 +122,7 @@ func coversKube(g *Grant, op warden.Op) bool {
 	if o.Namespaced() && !matchNamespace(g.Namespaces, o.Namespace) {
 		return false
 	}
-	if !MatchGlobs(g.Resources, o.Resource) {
+	if !MatchResources(g.Resources, o.Resource) {
 		return false
 	}
 	if len(g.Names) > 0 {
@@ -149,13 +151,65 @@ func MatchGlobs(patterns []string, s string) bool {
 	return false
 }
 
+// MatchResources reports whether a resource (plural.group) matches any of
+// patterns. A pattern is matched label by label, so a "*" stands for
+// exactly one DNS label and never for a dot; the pattern "*" alone
+// matches every resource.
+func MatchResources(patterns []string, resource string) bool {
+	labels := strings.Split(resource, ".")
+	for _, p := range patterns {
+		if p == "*" {
+			return true
+		}
+		pl := strings.Split(p, ".")
+		if len(pl) != len(labels) {
+			continue
+		}
+		ok := true
+		for i := range pl {
+			if m, _ := path.Match(pl[i], labels[i]); !m {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+// sameObjects are the built-in resources that more than one API group
+// serves from one store: the same objects under two names. An approval
+// rule on one name holds the other too.
+var sameObjects = [][]string{
+	{"events", "events.events.k8s.io"},
+	{"ingresses.networking.k8s.io", "ingresses.extensions"},
+	{"networkpolicies.networking.k8s.io", "networkpolicies.extensions"},
+	{"deployments.apps", "deployments.extensions"},
+	{"daemonsets.apps", "daemonsets.extensions"},
+	{"replicasets.apps", "replicasets.extensions"},
+	{"podsecuritypolicies.policy", "podsecuritypolicies.extensions"},
+}
+
+// SameObjects returns resource and every other name the API server
+// serves the same objects under (events and events.events.k8s.io).
+func SameObjects(resource string) []string {
+	for _, s := range sameObjects {
+		if slices.Contains(s, resource) {
+			return s
+		}
+	}
+	return []string{resource}
+}
+
 // Namespaces returns the namespace patterns in which caller may list
 // resource on a kubernetes backend, sorted: what kube_get expands a list
 // across all namespaces to. A "*" among them means every namespace.
 func (p *Policy) Namespaces(c *warden.Caller, backend, resource string) []string {
 	var out []string
 	for _, g := range p.grants(c, backend) {
-		if g.kind != "kubernetes" || g.ClusterScoped || len(g.Names) > 0 || !MatchGlobs(g.Resources, resource) {
+		if g.kind != "kubernetes" || g.ClusterScoped || len(g.Names) > 0 || !MatchResources(g.Resources, resource) {
 			continue
 		}
 		for _, ns := range g.Namespaces {

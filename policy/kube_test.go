@@ -86,6 +86,54 @@ func TestAuthorizeKube(t *testing.T) {
 	}
 }
 
+func TestResourceGlobMatchesOneLabel(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, resource string
+		want              bool
+	}{
+		{"*", "widgets.evil.networking.k8s.io", true},
+		{"*", "pods", true},
+		{"*.networking.k8s.io", "ingresses.networking.k8s.io", true},
+		{"*.networking.k8s.io", "widgets.evil.networking.k8s.io", false},
+		{"*.networking.k8s.io", "networking.k8s.io", false},
+		{"*.apps", "deployments.apps", true},
+		{"*.apps", "deployments.evil.apps", false},
+		{"*.apps", "deployments", false},
+		{"ingresses.*.k8s.io", "ingresses.networking.k8s.io", true},
+		{"ingresses.*.k8s.io", "ingresses.a.b.k8s.io", false},
+		{"pods", "pods.example.com", false},
+		{"*", "", true},
+		{"secret?", "secrets", true},
+		{"secret*", "secrets.example.com", false},
+	} {
+		if got := policy.MatchResources([]string{tc.pattern}, tc.resource); got != tc.want {
+			t.Errorf("MatchResources(%q, %q) = %v; want %v", tc.pattern, tc.resource, got, tc.want)
+		}
+	}
+	// Through Authorize: a grant on one group's resources does not reach
+	// a group below it that anyone can create with a CRD.
+	p, err := policy.New(policy.Config{"dev": {Members: policy.Members{Groups: []string{"dev"}}, Grants: []*policy.Grant{
+		{Backend: "cluster", Namespaces: []string{"staging"}, Resources: []string{"*.networking.k8s.io"}},
+	}}}, map[string]string{"cluster": "kubernetes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := &warden.Caller{Subject: "alice", Groups: []string{"dev"}}
+	for res, want := range map[string]warden.Effect{
+		"ingresses.networking.k8s.io":       warden.Allow,
+		"secrets.evil.networking.k8s.io":    warden.Deny,
+		"networkpolicies.networking.k8s.io": warden.Allow,
+	} {
+		d := p.Authorize(dev, &warden.Action{Backend: "cluster", Ops: []warden.Op{{Verb: "list", Object: "namespaces/staging/" + res}}})
+		if d.Effect != want {
+			t.Errorf("list %s under *.networking.k8s.io = %s; want %s", res, d.Effect, want)
+		}
+	}
+	if got := p.Namespaces(dev, "cluster", "secrets.evil.networking.k8s.io"); len(got) != 0 {
+		t.Errorf("Namespaces for a sub-group = %v; want none", got)
+	}
+}
+
 func TestKubeObjectRoundTrips(t *testing.T) {
 	for _, o := range []warden.KubeObject{
 		{Namespace: "staging", Resource: "pods"},

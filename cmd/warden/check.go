@@ -59,6 +59,17 @@ func (m *Main) check(args []string) error {
 				via += ", context " + k.Context
 			}
 			fmt.Fprintf(w, ": %s, impersonate %v, timeout %s, max_objects %d, max_response_bytes %d", via, k.Impersonate, k.Timeout, k.MaxObjects, k.MaxResponseBytes)
+			if m := k.Masking; m.Strict || len(m.SecretNames)+len(m.SecretFlags) > 0 {
+				fmt.Fprintf(w, ", masking: strict %v", m.Strict)
+				for _, l := range []struct {
+					what string
+					vals []string
+				}{{"secret names", m.SecretNames}, {"secret flags", m.SecretFlags}, {"reveal", m.Reveal}} {
+					if len(l.vals) > 0 {
+						fmt.Fprintf(w, ", %s %s", l.what, strings.Join(l.vals, " "))
+					}
+				}
+			}
 		}
 		fmt.Fprintln(w)
 	}

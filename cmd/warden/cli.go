@@ -240,11 +240,15 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		return nil, err
 	}
 	httpCall := &httptool.Call{Backends: app.HTTP, Policy: pol}
+	kubeGet := &kube.Get{Backends: app.Kube, Grants: pol}
+	if app.detectors != nil {
+		kubeGet.Scrubber = app.detectors // max_response_bytes counts masked objects
+	}
 	reg, err := warden.NewRegistry(
 		&sql.Query{Backends: app.Backends},
 		&sql.Schema{Backends: app.Backends, Grants: pol},
 		httpCall,
-		&kube.Get{Backends: app.Kube, Grants: pol},
+		kubeGet,
 	)
 	if err != nil {
 		app.Close()

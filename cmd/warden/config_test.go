@@ -80,6 +80,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"KubePlainHTTP", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, server: http://k, token_file: /nonexistent}\n", 1), "backends.k8s.server: must be an https:// URL"},
 		{"KubeMissingTokenFile", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, server: https://k, token_file: /nonexistent/token}\n", 1), "backends.k8s.token_file: cannot be read: no such file"},
 		{"KubeMissingKubeconfig", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, kubeconfig: /nonexistent/config}\n", 1), "backends.k8s.kubeconfig: cannot be read: no such file"},
+		{"KubeMaskingUnknownKey", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, in_cluster: true, masking: {strict: true, reveals: [x]}}\n", 1), "backends.k8s.masking.reveals: unknown key"},
+		{"KubeMaskingBadReveal", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, in_cluster: true, masking: {strict: true, reveal: [\"labels:x\"]}}\n", 1), `backends.k8s.masking.reveal[0]: "labels:x" is not a path`},
 		{"KubeUnknownKey", strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, in_cluster: true, namespace: x}\n", 1), "backends.k8s.namespace: unknown key"},
 		{"KubeGrantWithoutNamespaces", strings.Replace(strings.Replace(goodConfig, "backends:\n", "backends:\n  k8s: {kind: kubernetes, in_cluster: true}\n", 1),
 			"actions: [select]}", "actions: [select]}\n      - {backend: k8s, resources: [pods]}", 1), "roles.analyst.grants[1].namespaces: missing namespaces"},

@@ -119,7 +119,7 @@ approvals:
 			}
 		}
 	})
-	u := answering(accept)
+	u := answering(accept, accept) // a rule on get holds the list of the same Secrets too
 	cl := dial(t, "stdio", config, mcp.ProtocolVersion20251125, u, nil)
 	get := func(args map[string]any) result {
 		t.Helper()
@@ -206,8 +206,9 @@ approvals:
 		if r.IsError || !strings.Contains(r.Text, `"password":"[masked:`) {
 			t.Errorf("secret = %v %s", r.IsError, r.Text)
 		}
-		if q := u.questions(); len(q) != 1 || !strings.Contains(q[0], "get secrets staging/db") || !strings.Contains(q[0], "check the key names") {
-			t.Errorf("questions = %q; want one, naming the secret", q)
+		if q := u.questions(); len(q) != 2 || !strings.Contains(q[0], "list secrets in namespaces staging, team-a") ||
+			!strings.Contains(q[1], "get secrets staging/db") || !strings.Contains(q[1], "check the key names") {
+			t.Errorf("questions = %q; want two: the list, then the get naming the secret", q)
 		}
 	})
 	t.Run("ImpersonationLetsTheClusterRBACApply", func(t *testing.T) {

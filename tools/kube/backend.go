@@ -1,14 +1,12 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path"
 	"slices"
 	"strings"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/warden-mcp/warden"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -25,7 +22,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/restmapper"
 )
 
 // Backends is the set of configured clusters, by name.
@@ -66,10 +62,11 @@ type Backend struct {
 	typedRC     *rest.RESTClient
 	typedErr    error
 	cache       discovery.CachedDiscoveryInterfaceWithContext
-	mapper      meta.RESTMapperWithContext
-	// secrets are warden's own credentials (its bearer token), replaced
-	// wherever they would appear in a result.
-	secrets [][]byte
+	// creds are warden's own credentials, replaced wherever they would
+	// appear in a result (credential.go).
+	creds *credentials
+	// judge is the masking config, compiled (structure.go).
+	judge *judge
 	// key seals the continue tokens warden hands out.
 	key []byte
 
@@ -96,7 +93,10 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	rc.NegotiatedSerializer = serializer.NewCodecFactory(s).WithoutConversion()
 	rc.ContentType = runtime.ContentTypeJSON
 	rc.AcceptContentTypes = runtime.ContentTypeJSON
-	b := &Backend{Name: name, cfg: cfg, key: make([]byte, 32)}
+	b := &Backend{Name: name, cfg: cfg, key: make([]byte, 32), creds: newCredentials(rc), judge: newJudge(cfg.Masking)}
+	// Below client-go's authentication layers: sees the credential
+	// actually sent, whatever produced it.
+	rc.Wrap(b.creds.wrap)
 	if _, err := rand.Read(b.key); err != nil {
 		return nil, err
 	}
@@ -111,7 +111,7 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	b.httpClients = append(b.httpClients, selfHTTP)
 	if cfg.Impersonate {
 		ic := rest.CopyConfig(rc)
-		ic.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &impersonating{next: rt} }
+		ic.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &impersonating{next: rt} })
 		objHTTP, err := rest.HTTPClientFor(ic)
 		if err != nil {
 			return nil, fmt.Errorf("building the impersonating client: %w", err)
@@ -127,20 +127,7 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("building the discovery client: %w", err)
 	}
 	b.cache = memory.NewMemCacheClientWithContext(dc)
-	b.mapper = restmapper.NewShortcutExpanderWithContext(restmapper.NewDeferredDiscoveryRESTMapperWithContext(b.cache), b.cache, func(string) {})
-	b.addSecret([]byte(rc.BearerToken))
-	if rc.BearerTokenFile != "" {
-		if tok, err := os.ReadFile(rc.BearerTokenFile); err == nil {
-			b.addSecret(bytes.TrimSpace(tok))
-		}
-	}
 	return b, nil
-}
-
-func (b *Backend) addSecret(s []byte) {
-	if len(s) >= 8 {
-		b.secrets = append(b.secrets, s)
-	}
 }
 
 // Close releases the backend's idle connections.
@@ -181,7 +168,7 @@ func (r *resource) basePath() string {
 // deployments.apps, deployments.v1.apps, ingresses.networking.k8s.io, a
 // custom resource) into the cluster's resource, through discovery
 // (cached; asked again, at most every rediscoverEvery, for a name it does
-// not know).
+// not know), as resolve.go says.
 func (b *Backend) resolve(ctx context.Context, arg string) (*resource, error) {
 	if arg == "" {
 		return nil, warden.Errorf(warden.Invalid, "missing argument \"resource\" (like pods, deployments.apps)")
@@ -192,39 +179,16 @@ func (b *Backend) resolve(ctx context.Context, arg string) (*resource, error) {
 	arg = strings.ToLower(arg)
 	for attempt := 0; ; attempt++ {
 		r, err := b.lookup(ctx, arg)
-		if err == nil {
-			return r, nil
-		}
-		if !meta.IsNoMatchError(err) {
+		if err != nil {
 			return nil, b.unavailable(ctx, err)
+		}
+		if r != nil {
+			return r, nil
 		}
 		if attempt > 0 || !b.rediscover(ctx) {
 			return nil, warden.Errorf(warden.Invalid, "cluster %q has no resource %q (write it as kubectl does: pods, deploy, deployments.apps, ingresses.networking.k8s.io)", b.Name, arg)
 		}
 	}
-}
-
-func (b *Backend) lookup(ctx context.Context, arg string) (*resource, error) {
-	full, partial := schema.ParseResourceArg(arg)
-	var gvr schema.GroupVersionResource
-	var err error
-	if full != nil {
-		gvr, err = b.mapper.ResourceForWithContext(ctx, *full)
-	}
-	if full == nil || err != nil {
-		if gvr, err = b.mapper.ResourceForWithContext(ctx, partial.WithVersion("")); err != nil {
-			return nil, err
-		}
-	}
-	gvk, err := b.mapper.KindForWithContext(ctx, gvr)
-	if err != nil {
-		return nil, err
-	}
-	m, err := b.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
-	if err != nil {
-		return nil, err
-	}
-	return &resource{gvr: m.Resource, kind: gvk.Kind, namespaced: m.Scope.Name() == meta.RESTScopeNameNamespace}, nil
 }
 
 // rediscover drops the cached discovery, unless that was done a moment
@@ -237,9 +201,6 @@ func (b *Backend) rediscover(ctx context.Context) bool {
 	}
 	b.lastRefreshed = time.Now()
 	b.cache.InvalidateWithContext(ctx)
-	if r, ok := b.mapper.(interface{ ResetWithContext(context.Context) }); ok {
-		r.ResetWithContext(ctx)
-	}
 	return true
 }
 
@@ -307,7 +268,7 @@ func (b *Backend) apiError(ctx context.Context, err error, doing string) error {
 	if !errors.As(err, &status) {
 		return b.unavailable(ctx, err)
 	}
-	msg := status.Status().Message
+	msg := b.creds.scrubString(status.Status().Message)
 	switch {
 	case apierrors.IsNotFound(err):
 		return warden.Wrap(warden.Invalid, err, fmt.Sprintf("cluster %q: %s", b.Name, msg))

@@ -1,73 +1,118 @@
 package kube
 
 import (
+	"bytes"
 	"encoding/json"
-	"fmt"
+	"k8s.io/apimachinery/pkg/api/meta"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"slices"
 
 	"github.com/warden-mcp/warden"
 )
 
 // lastApplied is the annotation kubectl apply keeps the whole applied
-// object in: for a Secret, its values in clear.
+// object in: dropped, it repeats the object.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// maskedSecret replaces every value of a Secret's data and stringData.
-var maskedSecret = json.RawMessage(`"[masked:secret]"`)
-
 // clean returns an object as kube_get shows it: without
-// metadata.managedFields and the last-applied annotation, with a Secret's
-// data and stringData values masked (their keys kept), and with any
-// appearance of warden's own credential replaced. Only the parts it
-// changes are decoded. The value detectors then run over every string of
-// the result in the pipeline (environment values, ConfigMap data).
-func (b *Backend) clean(raw []byte, r *resource) (json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, warden.Wrap(warden.Unavailable, err, fmt.Sprintf("cluster %q answered with something that is not an object", b.Name))
+// metadata.managedFields, with its free-form values judged by where they
+// sit (structure.go; sc, when set, backs up the judgement of decoded
+// layers) and with every form of warden's own credential replaced. The
+// pipeline's value detectors then run over the whole result.
+// r says what the object is: the resource asked for, not the object's
+// own kind field.
+func (b *Backend) clean(raw []byte, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	out, err := b.judged(raw, r, sc)
+	if err != nil {
+		return nil, err
 	}
-	if md, ok := obj["metadata"]; ok {
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(md, &m); err != nil {
-			return nil, warden.Wrap(warden.Unavailable, err, fmt.Sprintf("cluster %q answered with an object whose metadata is not an object", b.Name))
-		}
-		delete(m, "managedFields")
-		if ann, ok := m["annotations"]; ok {
-			var a map[string]json.RawMessage
-			if err := json.Unmarshal(ann, &a); err == nil {
-				delete(a, lastApplied)
-				if len(a) == 0 {
-					delete(m, "annotations")
-				} else {
-					m["annotations"], _ = json.Marshal(a)
-				}
-			} else {
-				delete(m, "annotations") // not what the API serves: shown as nothing, not as is
-			}
-		}
-		obj["metadata"], _ = json.Marshal(m)
+	return b.finish(out, sc)
+}
+
+// judgedKeys are the keys the walker acts on in a built-in object other
+// than a Secret or a ConfigMap: one without any of them is returned as
+// it is, undecoded (a string value that happens to contain one only costs
+// a decode).
+var judgedKeys = [][]byte{[]byte(`"managedFields"`), []byte(`"annotations"`), []byte(`"env"`), []byte(`"command"`), []byte(`"args"`),
+	[]byte(`"httpHeaders"`), []byte(`"message"`), []byte(`"note"`), []byte(`"volumeAttributes"`), []byte(`"options"`), []byte(`"parameters"`)}
+
+// judged is raw with its values judged by where they sit (structure.go).
+func (b *Backend) judged(raw []byte, r *resource, sc warden.Scrubber) ([]byte, error) {
+	if groupClass(r.gvr.Group) < 2 && !(r.gvr.Group == "" && (r.kind == "Secret" || r.kind == "ConfigMap")) &&
+		!slices.ContainsFunc(judgedKeys, func(k []byte) bool { return bytes.Contains(raw, k) }) && json.Valid(raw) {
+		return raw, nil
 	}
-	if r.secret() {
-		for _, field := range []string{"data", "stringData"} {
-			v, ok := obj[field]
-			if !ok {
-				continue
-			}
-			var d map[string]json.RawMessage
-			if err := json.Unmarshal(v, &d); err != nil {
-				obj[field] = maskedSecret // never shown as is
-				continue
-			}
-			for k := range d {
-				d[k] = maskedSecret
-			}
-			obj[field], _ = json.Marshal(d)
-		}
+	var obj map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, warden.Errorf(warden.Unavailable, "cluster %q answered with something that is not an object", b.Name)
 	}
+	return b.walk(obj, r, sc)
+}
+
+// cleanTyped is clean for a typed list's item: converted to generic maps
+// for the walk, and encoded from its typed form when the walk changed
+// nothing (most objects; encoding the typed form is several times
+// cheaper).
+func (b *Backend) cleanTyped(item k8sruntime.Object, r *resource, sc warden.Scrubber) (json.RawMessage, error) {
+	acc, err := meta.Accessor(item)
+	if err != nil {
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be read")
+	}
+	acc.SetManagedFields(nil)
+	obj, err := k8sruntime.DefaultUnstructuredConverter.ToUnstructured(item)
+	if err != nil {
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be read")
+	}
+	w := b.walker(r, sc)
+	w.object(obj, r.gvr.Group, r.kind, 0)
+	var out []byte
+	if w.changed {
+		out, err = json.Marshal(obj)
+	} else {
+		out, err = json.Marshal(item)
+	}
+	if err != nil {
+		return nil, warden.Wrap(warden.Internal, err, "an object could not be encoded")
+	}
+	return b.finish(out, sc)
+}
+
+// finish runs the value detectors (sc, when configured) over an encoded
+// object and replaces warden's own credential.
+func (b *Backend) finish(out []byte, _ warden.Scrubber) (json.RawMessage, error) {
+	return b.scrubCredentials(out), nil
+}
+
+// returnedSize is how long obj will be once the pipeline's value
+// detectors have run over it: what max_response_bytes counts. The
+// detectors are run here only to measure, so the pipeline's own pass
+// still finds (and records) what they mask.
+func returnedSize(obj []byte, sc warden.Scrubber) (int, error) {
+	if sc == nil {
+		return len(obj), nil
+	}
+	out, _, err := sc.ScrubJSON(obj)
+	if err != nil {
+		return 0, warden.Wrap(warden.Internal, err, "an object could not be scanned for sensitive values")
+	}
+	return len(out), nil
+}
+
+func (b *Backend) walker(r *resource, sc warden.Scrubber) *walker {
+	return &walker{j: b.judge, creds: b.creds, scrubber: sc, resource: r.name(), budget: maxDecoded, strict: b.judge.strict}
+}
+
+// walk judges obj in place and encodes it.
+func (b *Backend) walk(obj map[string]any, r *resource, sc warden.Scrubber) ([]byte, error) {
+	w := b.walker(r, sc)
+	w.object(obj, r.gvr.Group, r.kind, 0)
 	out, err := json.Marshal(obj)
 	if err != nil {
 		return nil, warden.Wrap(warden.Internal, err, "an object could not be encoded")
 	}
-	return b.scrubCredentials(out), nil
+	return out, nil
 }
 
 // continueState is where the next page of a list starts: the page (one

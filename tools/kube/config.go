@@ -2,8 +2,10 @@ package kube
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +40,67 @@ type Config struct {
 	// MaxResponseBytes caps the objects one call returns, encoded
 	// (default 4 MiB); the rest is cut, with truncated set.
 	MaxResponseBytes int `yaml:"max_response_bytes"`
+	// Masking tunes how the free-form values of objects (environment
+	// values, command lines, annotations, ConfigMap data, custom
+	// resources) are judged; see structure.go.
+	Masking Masking `yaml:"masking"`
+}
+
+// Masking is a kubernetes backend's `masking` section.
+type Masking struct {
+	// SecretNames are more name components that say secret (pin,
+	// vault): environment variables, flags, annotation keys and keys in
+	// ConfigMap files and custom resources named with one are masked.
+	SecretNames []string `yaml:"secret_names"`
+	// SecretFlags are more command-line flags whose value is secret
+	// (-W, --vault-ticket).
+	SecretFlags []string `yaml:"secret_flags"`
+	// Strict masks every free-form value unless Reveal lists it.
+	Strict bool `yaml:"strict"`
+	// Reveal lists the free-form values strict mode shows, by path:
+	// env:NAME (an environment variable), flag:--NAME (a flag's value),
+	// args:CONTAINER (a container's whole command and args), header:NAME
+	// (an HTTP probe header), annotation:KEY, data:KEY (a ConfigMap key),
+	// field:RESOURCE:PATH (a custom resource's field, like
+	// widgets.example.com:spec.size). A * matches any run of characters.
+	// Values judged secret by their name stay masked.
+	Reveal []string `yaml:"reveal"`
+}
+
+// revealKinds are the paths Reveal entries may name.
+var revealKinds = []string{"env", "flag", "args", "header", "annotation", "data", "field"}
+
+var (
+	nameComponent = regexp.MustCompile(`^[a-z0-9]+$`)
+	flagName      = regexp.MustCompile(`^--?[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+)
+
+func (m *Masking) validate(add func(path, format string, args ...any)) {
+	for i, n := range m.SecretNames {
+		if !nameComponent.MatchString(n) {
+			add(fmt.Sprintf("masking.secret_names[%d]", i), "%q is not a name component: use lower-case letters and digits, like pin (names are split at _, -, . and camelCase)", n)
+		}
+	}
+	for i, f := range m.SecretFlags {
+		if !flagName.MatchString(f) {
+			add(fmt.Sprintf("masking.secret_flags[%d]", i), "%q is not a flag: write it with its dashes and without a value, like --vault-ticket or -W", f)
+		}
+	}
+	for i, r := range m.Reveal {
+		kind, name, ok := strings.Cut(r, ":")
+		if !ok || !slices.Contains(revealKinds, kind) || name == "" {
+			add(fmt.Sprintf("masking.reveal[%d]", i), "%q is not a path: use one of %s followed by ':' and a name", r, strings.Join(revealKinds, ", "))
+			continue
+		}
+		if kind == "field" {
+			if res, fp, ok := strings.Cut(name, ":"); !ok || res == "" || fp == "" {
+				add(fmt.Sprintf("masking.reveal[%d]", i), "%q: a field path is field:RESOURCE:PATH, like field:widgets.example.com:spec.size", r)
+			}
+		}
+	}
+	if len(m.Reveal) > 0 && !m.Strict {
+		add("masking.reveal", "reveal applies in strict mode; set strict: true or drop reveal")
+	}
 }
 
 // Defaults, applied by Validate.
@@ -99,6 +162,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err)
 		}
 	}
+	c.Masking.validate(add)
 	switch {
 	case c.Timeout == 0:
 		c.Timeout = warden.Duration(DefaultTimeout)

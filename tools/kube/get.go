@@ -27,6 +27,11 @@ type Grants interface {
 type Get struct {
 	Backends Backends
 	Grants   Grants
+	// Scrubber, when set, is the pipeline's value detectors: run over
+	// each object to measure it, so max_response_bytes counts what is
+	// returned once they have masked it (the pipeline's pass then masks
+	// and records), and to back up the judgement of decoded layers.
+	Scrubber warden.Scrubber
 }
 
 type getArgs struct {
@@ -263,9 +268,17 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 		if err != nil {
 			return nil, b.apiError(ctx, err, "get "+r.name()+" "+p.name)
 		}
-		obj, err := b.clean(raw, r)
+		obj, err := b.clean(raw, r, g.Scrubber)
 		if err != nil {
 			return nil, err
+		}
+		n, err := returnedSize(obj, g.Scrubber)
+		if err != nil {
+			return nil, err
+		}
+		if n > b.cfg.MaxResponseBytes {
+			return nil, warden.Errorf(warden.Invalid, "%s %s is %d bytes once masked, more than cluster %q returns in one call (max_response_bytes %d); it cannot be read through kube_get",
+				r.name(), p.name, n, b.Name, b.cfg.MaxResponseBytes)
 		}
 		res := &GetResult{Resource: r.name(), APIVersion: r.gvr.GroupVersion().String(), Kind: r.kind, Namespace: p.namespace, Object: obj, CallID: a.CallID}
 		return &warden.Result{Structured: res, Count: 1}, nil
@@ -286,7 +299,7 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 	size := 0
 	for i := start; i < len(pages) && len(res.Items) < p.limit; i++ {
 		ns, limit, cont := pages[i], strconv.Itoa(p.limit-len(res.Items)), token
-		items, next, err := b.page(ctx, r, func(rc *rest.RESTClient) *rest.Request {
+		items, next, err := b.page(ctx, r, g.Scrubber, func(rc *rest.RESTClient) *rest.Request {
 			req := rc.Get().AbsPath(r.basePath())
 			if ns != "" && ns != warden.AllNamespaces {
 				req = req.Namespace(ns)
@@ -307,11 +320,15 @@ func (g *Get) Execute(ctx context.Context, a *warden.Action) (*warden.Result, er
 			return nil, b.apiError(ctx, err, what)
 		}
 		for _, obj := range items {
-			if size+len(obj) > b.cfg.MaxResponseBytes {
+			n, err := returnedSize(obj, g.Scrubber)
+			if err != nil {
+				return nil, err
+			}
+			if size+n > b.cfg.MaxResponseBytes {
 				res.Truncated = true
 				break
 			}
-			size += len(obj) + 1
+			size += n + 1
 			res.Items = append(res.Items, obj)
 		}
 		if res.Truncated {

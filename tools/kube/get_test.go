@@ -542,13 +542,9 @@ func TestTruncatesAtTheByteCap(t *testing.T) {
 	}
 }
 
-// TestTypedListsReadAsTheServersJSON: built-in resources are listed as
-// protobuf and encoded to JSON by warden; what the agent gets must be what
-// the API server's own JSON says, cleaned the same way.
-func TestTypedListsReadAsTheServersJSON(t *testing.T) {
-	f := newFixture(t, Config{})
-	b := f.tool.Backends["cluster"]
-	for _, res := range []string{"pods", "deployments.apps", "configmaps"} {
+func typedMatchesJSON(t *testing.T, b *Backend, ns string, resources []string) {
+	t.Helper()
+	for _, res := range resources {
 		r, err := b.resolve(context.Background(), res)
 		if err != nil {
 			t.Fatal(err)
@@ -556,13 +552,13 @@ func TestTypedListsReadAsTheServersJSON(t *testing.T) {
 		if !r.typed() {
 			t.Fatalf("%s is not read as protobuf", res)
 		}
-		typed, _, err := b.page(context.Background(), r, func(rc *rest.RESTClient) *rest.Request {
-			return rc.Get().AbsPath(r.basePath()).Namespace("staging").Resource(r.gvr.Resource)
+		typed, _, err := b.page(context.Background(), r, nil, func(rc *rest.RESTClient) *rest.Request {
+			return rc.Get().AbsPath(r.basePath()).Namespace(ns).Resource(r.gvr.Resource)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := do(context.Background(), b.objects.Get().AbsPath(r.basePath()).Namespace("staging").Resource(r.gvr.Resource))
+		raw, err := do(context.Background(), b.objects.Get().AbsPath(r.basePath()).Namespace(ns).Resource(r.gvr.Resource))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -571,7 +567,7 @@ func TestTypedListsReadAsTheServersJSON(t *testing.T) {
 			t.Fatalf("%s: %d objects as JSON, %d as protobuf (%v)", res, len(list.Items), len(typed), err)
 		}
 		for i := range typed {
-			cleaned, err := b.clean(list.Items[i], r)
+			cleaned, err := b.clean(list.Items[i], r, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -583,6 +579,32 @@ func TestTypedListsReadAsTheServersJSON(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestTypedListsReadAsTheServersJSON: built-in resources are listed as
+// protobuf and encoded to JSON by warden; what the agent gets must be what
+// the API server's own JSON says, cleaned the same way.
+func TestTypedListsReadAsTheServersJSON(t *testing.T) {
+	corpusNS := corpus(t)
+	strict := Config{Masking: Masking{Strict: true, Reveal: []string{"env:LOG_LEVEL", "flag:--port", "annotation:example.com/owner"}}}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ns   string
+		res  []string
+	}{
+		{"Seed", Config{}, "staging", []string{"pods", "deployments.apps", "configmaps"}},
+		// Every typed resource of the corpus, masked: an object the walk
+		// changed is encoded from its maps, one it left as it was from its
+		// typed form, and both must say what the server's JSON, walked,
+		// says.
+		{"Corpus", Config{}, corpusNS, []string{"pods", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "replicasets.apps",
+			"jobs.batch", "cronjobs.batch", "replicationcontrollers", "podtemplates", "configmaps", "events", "events.events.k8s.io"}},
+		{"CorpusStrict", strict, corpusNS, []string{"pods", "deployments.apps", "jobs.batch", "configmaps", "events"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { typedMatchesJSON(t, newFixture(t, tc.cfg).tool.Backends["cluster"], tc.ns, tc.res) })
+	}
+	b := newFixture(t, Config{}).tool.Backends["cluster"]
 	for _, res := range []string{"secrets", "widgets.example.com"} {
 		if r, _ := b.resolve(context.Background(), res); r.typed() {
 			t.Errorf("%s is read as protobuf; want JSON (Secrets are masked in JSON, custom resources have no protobuf)", res)

@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,7 +43,7 @@ func (b *Backend) typedClient() (*rest.RESTClient, error) {
 
 // page reads one page of a list: the cleaned objects and the API server's
 // continue token.
-func (b *Backend) page(ctx context.Context, r *resource, build func(*rest.RESTClient) *rest.Request) ([]json.RawMessage, string, error) {
+func (b *Backend) page(ctx context.Context, r *resource, sc warden.Scrubber, build func(*rest.RESTClient) *rest.Request) ([]json.RawMessage, string, error) {
 	if r.typed() {
 		rc, err := b.typedClient()
 		if err != nil {
@@ -58,7 +57,7 @@ func (b *Backend) page(ctx context.Context, r *resource, build func(*rest.RESTCl
 			}
 			return nil, "", err
 		}
-		return b.encodeTyped(obj)
+		return b.encodeTyped(obj, r, sc)
 	}
 	raw, err := do(ctx, build(b.objects))
 	if err != nil {
@@ -75,16 +74,16 @@ func (b *Backend) page(ctx context.Context, r *resource, build func(*rest.RESTCl
 	}
 	out := make([]json.RawMessage, len(list.Items))
 	for i, item := range list.Items {
-		if out[i], err = b.clean(item, r); err != nil {
+		if out[i], err = b.clean(item, r, sc); err != nil {
 			return nil, "", err
 		}
 	}
 	return out, list.Metadata.Continue, nil
 }
 
-// encodeTyped cleans a typed list's objects as clean does and encodes
-// them to JSON, on every core.
-func (b *Backend) encodeTyped(obj k8sruntime.Object) ([]json.RawMessage, string, error) {
+// encodeTyped encodes a typed list's objects to JSON and cleans them, on
+// every core.
+func (b *Backend) encodeTyped(obj k8sruntime.Object, r *resource, sc warden.Scrubber) ([]json.RawMessage, string, error) {
 	la, err := meta.ListAccessor(obj)
 	if err != nil {
 		return nil, "", warden.Wrap(warden.Internal, err, "the list could not be read")
@@ -102,42 +101,18 @@ func (b *Backend) encodeTyped(obj k8sruntime.Object) ([]json.RawMessage, string,
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(items); i += workers {
-				acc, err := meta.Accessor(items[i])
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				acc.SetManagedFields(nil)
-				if ann := acc.GetAnnotations(); ann != nil {
-					delete(ann, lastApplied)
-					if len(ann) == 0 {
-						acc.SetAnnotations(nil)
-					}
-				}
-				enc, err := json.Marshal(items[i])
-				if err != nil {
-					errs[i] = err
-					continue
-				}
-				out[i] = b.scrubCredentials(enc)
+				out[i], errs[i] = b.cleanTyped(items[i], r, sc)
 			}
 		}()
 	}
 	wg.Wait()
 	for _, err := range errs {
 		if err != nil {
-			return nil, "", warden.Wrap(warden.Internal, err, "an object could not be encoded")
+			return nil, "", err
 		}
 	}
 	return out, la.GetContinue(), nil
 }
 
 // scrubCredentials replaces warden's own credential wherever it appears.
-func (b *Backend) scrubCredentials(out []byte) []byte {
-	for _, s := range b.secrets {
-		if bytes.Contains(out, s) {
-			out = bytes.ReplaceAll(out, s, []byte("[masked:credential]"))
-		}
-	}
-	return out
-}
+func (b *Backend) scrubCredentials(out []byte) []byte { return b.creds.scrub(out) }
