@@ -100,7 +100,15 @@ func (b *Backend) encodeTyped(obj k8sruntime.Object, r *resource, sc warden.Scru
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(items); i += workers {
+			// The pipeline recovers a panic only on its own goroutine; one
+			// here would take the process down. It fails the call instead.
+			i := w
+			defer func() {
+				if p := recover(); p != nil {
+					errs[i] = warden.Wrap(warden.Internal, fmt.Errorf("panic: %v", p), "an object of the list could not be cleaned")
+				}
+			}()
+			for ; i < len(items); i += workers {
 				out[i], errs[i] = b.cleanTyped(items[i], r, sc)
 			}
 		}()
