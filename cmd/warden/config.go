@@ -83,28 +83,11 @@ func LoadConfig(path string, getenv func(string) (string, bool)) (*Config, error
 
 // ParseConfig is LoadConfig on bytes.
 func ParseConfig(data []byte, getenv func(string) (string, bool)) (*Config, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config is not valid YAML: %w", err)
-	}
-	if len(doc.Content) == 0 {
-		return nil, errors.New("config is empty")
-	}
-	root := doc.Content[0]
-	var errs []error
-	expand(root, "", getenv, &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	cfg := &Config{}
-	decodeStrict(root, reflect.ValueOf(cfg).Elem(), "", &errs)
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := cfg.validate(); err != nil {
+	root, err := parseYAML(data)
+	if err != nil {
 		return nil, err
 	}
-	return cfg, nil
+	return decodeConfig(root, getenv, (*Config).validate)
 }
 
 // LoadRecordingConfig reads only the sections the commands that work on
@@ -117,14 +100,10 @@ func LoadRecordingConfig(path string, getenv func(string) (string, bool)) (*Conf
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config is not valid YAML: %w", err)
+	root, err := parseYAML(data)
+	if err != nil {
+		return nil, err
 	}
-	if len(doc.Content) == 0 {
-		return nil, errors.New("config is empty")
-	}
-	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
 		return nil, errors.New("config is not a mapping")
 	}
@@ -134,17 +113,37 @@ func LoadRecordingConfig(path string, getenv func(string) (string, bool)) (*Conf
 			kept.Content = append(kept.Content, root.Content[i], root.Content[i+1])
 		}
 	}
+	return decodeConfig(kept, getenv, func(c *Config) error {
+		return errors.Join(c.validateStore(), warden.Under("identity", c.Identity.Validate()))
+	})
+}
+
+// parseYAML returns the document's root node.
+func parseYAML(data []byte) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("config is not valid YAML: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil, errors.New("config is empty")
+	}
+	return doc.Content[0], nil
+}
+
+// decodeConfig expands ${VAR}s in root, decodes it strictly and validates
+// the result.
+func decodeConfig(root *yaml.Node, getenv func(string) (string, bool), validate func(*Config) error) (*Config, error) {
 	var errs []error
-	expand(kept, "", getenv, &errs)
+	expand(root, "", getenv, &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	cfg := &Config{}
-	decodeStrict(kept, reflect.ValueOf(cfg).Elem(), "", &errs)
+	decodeStrict(root, reflect.ValueOf(cfg).Elem(), "", &errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if err := errors.Join(cfg.validateStore(), warden.Under("identity", cfg.Identity.Validate())); err != nil {
+	if err := validate(cfg); err != nil {
 		return nil, err
 	}
 	return cfg, nil
