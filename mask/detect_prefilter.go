@@ -12,6 +12,8 @@ const (
 	fAssign      // '=' or ':', which introduce passwords
 	fSecretStart // the first byte of a token, a JWT or a PEM block
 	fSep         // ' ' or '-', which join digit groups
+	fB64         // a base64 or base64url character
+	fNL          // a line break
 )
 
 var fclass = func() (t [256]uint8) {
@@ -28,10 +30,16 @@ var fclass = func() (t [256]uint8) {
 	t[' '] = fSep
 	t['='] = fAssign
 	t[':'] = fAssign
-	for _, c := range "Agxe-" {
+	for _, c := range "ABgxe-" {
 		t[c] |= fSecretStart
 	}
 	t['-'] |= fSep
+	for c := range t {
+		if b64val[c] != 0xff {
+			t[c] |= fB64
+		}
+	}
+	t['\n'] |= fNL
 	return t
 }()
 
@@ -42,18 +50,42 @@ const (
 	minToken  = 15
 )
 
-// candidates returns the detectors that could find something in s.
-func candidates(s string) fired {
+// candidates returns the detectors that could find something in s, and
+// the layers s could hold.
+func candidates(s string) (fired, hint) {
 	n := len(s)
 	if n < minSecret {
-		return 0
+		return 0, 0
 	}
 	var acc uint8
-	digits := 0
+	digits, run, longest := 0, 0, 0
 	for i := 0; i < n; i++ {
 		c := fclass[s[i]]
 		acc |= c
 		digits += int(c & fDigit)
+		if c&fB64 != 0 {
+			run++
+			continue
+		}
+		longest, run = max(longest, run), 0
+	}
+	var hints hint
+	if max(longest, run) >= minRun {
+		hints |= hRun
+	}
+	if acc&(fNL|fAssign) == fNL|fAssign {
+		hints |= hYAML
+	}
+	if s[0] == 0x1f && s[1] == 0x8b {
+		hints |= hGzip
+	}
+	for i := 0; i < n; i++ {
+		if c := s[i]; c == '{' || c == '[' {
+			hints |= hDoc
+		} else if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
+			continue
+		}
+		break
 	}
 	var want fired
 	if acc&fAt != 0 {
@@ -68,7 +100,7 @@ func candidates(s string) fired {
 	if digits >= 13 || digits >= 9 && acc&fSep != 0 {
 		want |= digitChains(s)
 	}
-	return want
+	return want, hints
 }
 
 // digitChains returns bitCard when s has 13 digits joined by nothing or

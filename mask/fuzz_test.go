@@ -56,7 +56,10 @@ func checkFixedPoint(t *testing.T, d *Detectors, s string) {
 	// The prefilter may only skip a detector that would find nothing.
 	for _, k := range kinds {
 		for _, scan := range k.scans {
-			if start, end := scan(s, 0); start >= 0 && candidates(s)&k.bit == 0 {
+			if start, end := scan(s, 0); start >= 0 {
+				if want, _ := candidates(s); want&k.bit != 0 {
+					continue
+				}
 				t.Fatalf("candidates(%q) skips %s, which finds %q", s, k.name, s[start:end])
 			}
 		}
@@ -65,7 +68,8 @@ func checkFixedPoint(t *testing.T, d *Detectors, s string) {
 	// gives another the word boundary it lacked
 	// ("a@b.com4111111111111111": the card follows "com" until the address
 	// is masked). Those take a third pass; none may need the fallback.
-	if _, _, passes := d.scrubPasses(s); passes > maxPasses {
+	b := newBudget(len(s))
+	if _, _, passes := d.scrubAt(s, 0, &b); passes > maxPasses {
 		t.Fatalf("Scrub(%q) did not settle in %d passes", s, maxPasses)
 	}
 }
