@@ -254,8 +254,8 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 		return 0
 	}
 	if depth >= maxLayers {
-		if hints&hGzip != 0 {
-			return bitSecret // too deep to look inside: fail closed
+		if hints&hGzip != 0 || hints&hRun != 0 && gzipRun(s) {
+			return bitSecret // compressed, too deep to look inside: fail closed
 		}
 		return 0
 	}
@@ -292,6 +292,21 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 		}
 	}
 	return f
+}
+
+// gzipRun reports whether a base64 run in s starts with the gzip magic
+// ("H4sI").
+func gzipRun(s string) bool {
+	for lo := 0; ; {
+		start, end := nextRun(s, lo)
+		if start < 0 {
+			return false
+		}
+		if strings.HasPrefix(s[start:end], "H4sI") {
+			return true
+		}
+		lo = end
+	}
 }
 
 // findAny reports which enabled detectors find a span in s that is not
@@ -634,6 +649,54 @@ func (d *Detectors) judgeNode(n *yaml.Node, depth int, b *budget) fired {
 	return f
 }
 
+// aliasedSecret reports whether the YAML in s (or in a YAML or JSON
+// document held in one of its scalars) stores a value under a name that
+// says secret through an alias.
+func aliasedSecret(s string, depth int) (found bool) {
+	if depth >= maxLayers {
+		return false
+	}
+	defer func() {
+		if recover() != nil {
+			found = false
+		}
+	}()
+	var walk func(n *yaml.Node) bool
+	walk = func(n *yaml.Node) bool {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			return (yamlish(n.Value) || isJSONDoc(n.Value)) && strings.IndexByte(n.Value, '*') >= 0 && aliasedSecret(n.Value, depth+1)
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if v.Kind == yaml.AliasNode && k.Kind == yaml.ScalarNode {
+					if s, ok := scalarOf(v); ok {
+						if start, _ := keyedValue(keyRuleOf(k.Value), s); start >= 0 {
+							return true
+						}
+					}
+				}
+			}
+		}
+		for _, c := range n.Content {
+			if walk(c) {
+				return true
+			}
+		}
+		return false
+	}
+	dec := yaml.NewDecoder(strings.NewReader(s))
+	for {
+		var n yaml.Node
+		if dec.Decode(&n) != nil {
+			return false
+		}
+		if walk(&n) {
+			return true
+		}
+	}
+}
+
 // scalarOf returns the value of a non-null scalar, through an alias.
 func scalarOf(n *yaml.Node) (string, bool) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
@@ -716,6 +779,11 @@ func (d *Detectors) scrubYAML(s string, depth int, b *budget) (string, fired, in
 	g, ok := d.judgeYAML(out, depth+1, b)
 	if g != 0 {
 		return markerOf(f | g), f | g, passes
+	}
+	if f != 0 && d.enabled&bitSecret != 0 && strings.IndexByte(s, '*') >= 0 && aliasedSecret(s, depth+1) {
+		// "password: *pw": the text scan masked the alias, not the
+		// value it stands for.
+		return secretMarker, f | bitSecret, passes
 	}
 	if !ok && f != 0 {
 		// The text scan broke the document: judge what it was.

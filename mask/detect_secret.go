@@ -295,7 +295,70 @@ func keyedPassword(s string, j int) (int, int) {
 		}
 	}
 	start, end := passwordValue(s, j+1, true)
+	if start >= 0 && isBlockIndicator(s[start:end]) {
+		// "password: |" and the indented lines below: the value is
+		// the block.
+		end = blockEnd(s, end, indentBefore(s, ks))
+	}
 	return keyedSpan(s, rule, start, end)
+}
+
+// isBlockIndicator reports whether v introduces a YAML block scalar:
+// '|' or '>' with optional chomping and indentation indicators.
+func isBlockIndicator(v string) bool {
+	if v == "" || v[0] != '|' && v[0] != '>' {
+		return false
+	}
+	for i := 1; i < len(v); i++ {
+		if c := v[i]; c != '-' && c != '+' && !isDigit(c) {
+			return false
+		}
+	}
+	return len(v) <= 3
+}
+
+// indentBefore returns the indentation of the line holding i.
+func indentBefore(s string, i int) int {
+	ls := strings.LastIndexAny(s[:i], "\n\r") + 1
+	n := 0
+	for ls+n < i && (s[ls+n] == ' ' || s[ls+n] == '-' || s[ls+n] == '\t') {
+		n++
+	}
+	return n
+}
+
+// blockEnd returns the end of the block scalar whose indicator line ends
+// at end: the following lines that are blank or indented more than
+// indent.
+func blockEnd(s string, end, indent int) int {
+	last := end
+	for i := end; i < len(s); {
+		if s[i] == '\r' {
+			i++
+		}
+		if i >= len(s) || s[i] != '\n' {
+			break
+		}
+		ls := i + 1
+		le := strings.IndexAny(s[ls:], "\r\n")
+		if le < 0 {
+			le = len(s)
+		} else {
+			le += ls
+		}
+		n := 0
+		for ls+n < le && s[ls+n] == ' ' {
+			n++
+		}
+		if ls+n < le {
+			if n <= indent {
+				break
+			}
+			last = le
+		}
+		i = le
+	}
+	return last
 }
 
 // passwordValue returns the password value that starts at or after v
