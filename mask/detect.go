@@ -247,6 +247,7 @@ func (d *Detectors) Scrub(s string) (string, []string) {
 // passes the text scan took (the last one found nothing); fuzzing watches
 // it.
 func (d *Detectors) scrubAt(s string, depth int, b *budget) (string, fired, int) {
+	b.scanned += len(s)
 	if depth < maxLayers && len(s) >= minSecret {
 		if isJSONDoc(s) {
 			out, f := d.scrubEmbeddedJSON(s, depth, b)
@@ -263,18 +264,24 @@ func (d *Detectors) scrubAt(s string, depth int, b *budget) (string, fired, int)
 func (d *Detectors) scrubText(s string, depth int, b *budget) (string, fired, int) {
 	var all fired
 	for pass := 1; pass <= maxPasses; pass++ {
+		b.scanned += len(s)
 		want, hints := candidates(s)
 		want &= d.enabled
 		if depth >= maxLayers || d.enabled == 0 {
 			hints = 0
 		}
-		if want == 0 && hints&hRun == 0 {
+		if want == 0 && hints&(hRun|hEsc) == 0 {
 			return s, all, pass
 		}
 		out, f := d.pass(s, want)
 		if hints&hRun != 0 {
 			var g fired
 			out, g = d.replaceRuns(out, depth, b)
+			f |= g
+		}
+		if hints&hEsc != 0 {
+			var g fired
+			out, g = d.replaceEscaped(out, depth, b)
 			f |= g
 		}
 		if f == 0 {

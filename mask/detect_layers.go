@@ -53,10 +53,16 @@ const (
 	hDoc                   // starts like a JSON document
 	hYAML                  // has a line break and a ':'
 	hGzip                  // starts with the gzip magic
+	hEsc                   // has a '"' and a '\\': maybe an escaped JSON string
 )
 
-// budget bounds the bytes gzip may produce during one call.
-type budget struct{ inflate int }
+// budget bounds the bytes gzip may produce during one call. scanned
+// counts the bytes every layer looked at, so that fuzzing can check the
+// work stays linear in the input and what gzip produced.
+type budget struct {
+	inflate, inflated int
+	scanned           int
+}
 
 func newBudget(n int) budget { return budget{inflate: inflateBase + inflatePerByte*n} }
 
@@ -233,6 +239,7 @@ func (d *Detectors) decodedFires(run string, depth int, b *budget) fired {
 		return 0
 	}
 	s := unsafe.String(unsafe.SliceData(dec), len(dec))
+	b.scanned += len(run)
 	want, hints := candidates(s)
 	if f := d.findAny(s, want); f != 0 {
 		return f
@@ -246,6 +253,7 @@ func (d *Detectors) decodedFires(run string, depth int, b *budget) fired {
 // fires reports what s, a decoded layer at depth, holds: the detectors'
 // findings in its text, then in the layers inside it.
 func (d *Detectors) fires(s string, depth int, b *budget) fired {
+	b.scanned += len(s)
 	want, hints := candidates(s)
 	if f := d.findAny(s, want); f != 0 {
 		return f
@@ -291,7 +299,81 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 			f |= d.runFinding(s[start:end], depth, b)
 		}
 	}
+	if hints&hEsc != 0 {
+		for lo := 0; f == 0; {
+			start, end := nextEscaped(s, lo)
+			if start < 0 {
+				break
+			}
+			lo = end
+			if v, err := jsonString(s[start-1:end+1], true); err == nil {
+				f |= d.fires(v, depth+1, b)
+			}
+		}
+	}
 	return f
+}
+
+// nextEscaped returns the content [start, end) of the next JSON string
+// literal in s at or after i that has an escape in it: text that quotes
+// JSON ("payload: {\"token\": \"x\"}"), whose escapes hide what
+// the detectors read ("\n    token: x", "ada\u0040example.com").
+func nextEscaped(s string, i int) (int, int) {
+	for {
+		q := strings.IndexByte(s[i:], '"')
+		if q < 0 {
+			return -1, -1
+		}
+		start := i + q + 1
+		escaped := false
+		k := start
+		for k < len(s) && s[k] != '"' && s[k] != '\n' {
+			if s[k] == '\\' {
+				escaped = true
+				k++
+			}
+			k++
+		}
+		if k >= len(s) || s[k] != '"' {
+			return -1, -1
+		}
+		if escaped {
+			return start, k
+		}
+		i = k + 1
+	}
+}
+
+// replaceEscaped replaces the content of every escaped JSON string literal
+// in s whose decoded value has a finding by the marker of what was found.
+func (d *Detectors) replaceEscaped(s string, depth int, b *budget) (string, fired) {
+	var out strings.Builder
+	var all fired
+	copied := 0
+	for lo := 0; ; {
+		start, end := nextEscaped(s, lo)
+		if start < 0 {
+			break
+		}
+		lo = end + 1
+		v, err := jsonString(s[start-1:end+1], true)
+		if err != nil {
+			continue
+		}
+		f := d.fires(v, depth+1, b)
+		if f == 0 {
+			continue
+		}
+		all |= f
+		out.WriteString(s[copied:start])
+		out.WriteString(markerOf(f))
+		copied = end
+	}
+	if all == 0 {
+		return s, 0
+	}
+	out.WriteString(s[copied:])
+	return out.String(), all
 }
 
 // gzipRun reports whether a base64 run in s starts with the gzip magic
@@ -376,6 +458,7 @@ func (b *budget) gunzip(s string) (string, bool) {
 		return "", true
 	}
 	out, _ := io.ReadAll(io.LimitReader(r, int64(b.inflate)+1))
+	b.inflated += len(out)
 	if len(out) > b.inflate {
 		b.inflate = 0
 		return "", false
@@ -577,6 +660,7 @@ func (d *Detectors) judgeYAML(s string, depth int, b *budget) (f fired, ok bool)
 			f, ok = 0, false
 		}
 	}()
+	b.scanned += len(s)
 	dec := yaml.NewDecoder(strings.NewReader(s))
 	for {
 		var n yaml.Node

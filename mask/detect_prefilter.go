@@ -14,9 +14,11 @@ const (
 	fSep         // ' ' or '-', which join digit groups
 	fB64         // a base64 or base64url character
 	fNL          // a line break
+	fQuote       // '"'
+	fBackslash   // '\\'
 )
 
-var fclass = func() (t [256]uint8) {
+var fclass = func() (t [256]uint16) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = fDigit
 	}
@@ -40,6 +42,8 @@ var fclass = func() (t [256]uint8) {
 		}
 	}
 	t['\n'] |= fNL
+	t['"'] |= fQuote
+	t['\\'] |= fBackslash
 	return t
 }()
 
@@ -57,7 +61,7 @@ func candidates(s string) (fired, hint) {
 	if n < minSecret {
 		return 0, 0
 	}
-	var acc uint8
+	var acc uint16
 	digits, run, longest := 0, 0, 0
 	for i := 0; i < n; i++ {
 		c := fclass[s[i]]
@@ -75,6 +79,9 @@ func candidates(s string) (fired, hint) {
 	}
 	if acc&(fNL|fAssign) == fNL|fAssign {
 		hints |= hYAML
+	}
+	if acc&(fQuote|fBackslash) == fQuote|fBackslash {
+		hints |= hEsc
 	}
 	if s[0] == 0x1f && s[1] == 0x8b {
 		hints |= hGzip
