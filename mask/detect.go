@@ -248,24 +248,28 @@ func (d *Detectors) Scrub(s string) (string, []string) {
 // it.
 func (d *Detectors) scrubAt(s string, depth int, b *budget) (string, fired, int) {
 	b.scanned += len(s)
-	if depth < maxLayers && len(s) >= minSecret {
-		if isJSONDoc(s) {
+	want, hints := candidates(s)
+	if depth < maxLayers && d.enabled != 0 {
+		if hints&hDoc != 0 && isJSONDoc(s) {
 			out, f := d.scrubEmbeddedJSON(s, depth, b)
 			return out, f, 1
 		}
-		if yamlish(s) {
+		if hints&hYAML != 0 && yamlish(s) {
 			return d.scrubYAML(s, depth, b)
 		}
 	}
-	return d.scrubText(s, depth, b)
+	return d.scrubText(s, depth, b, want, hints)
 }
 
-// scrubText scrubs s as text: the detectors, then base64 runs.
-func (d *Detectors) scrubText(s string, depth int, b *budget) (string, fired, int) {
+// scrubText scrubs s as text: the detectors, then base64 runs and escaped
+// strings. want and hints are candidates(s).
+func (d *Detectors) scrubText(s string, depth int, b *budget, want fired, hints hint) (string, fired, int) {
 	var all fired
 	for pass := 1; pass <= maxPasses; pass++ {
+		if pass > 1 {
+			want, hints = candidates(s)
+		}
 		b.scanned += len(s)
-		want, hints := candidates(s)
 		want &= d.enabled
 		if depth >= maxLayers || d.enabled == 0 {
 			hints = 0

@@ -195,13 +195,18 @@ func (d *Detectors) replaceRuns(s string, depth int, b *budget) (string, fired) 
 // characters belong to something else, aligned on its end; a run with a
 // '/' is also decoded from after its last '/' (a path glued to a value).
 func (d *Detectors) runFinding(run string, depth int, b *budget) fired {
-	letter := false
-	for i := 0; i < len(run) && !letter; i++ {
-		letter = isLetter(run[i])
+	letter, word := false, isLetter(run[0])
+	for i := 0; i < len(run); i++ {
+		c := run[i]
+		letter = letter || isLetter(c)
+		word = word && (i == 0 || class[c]&cLower != 0)
 	}
-	if !letter {
+	if !letter || word {
 		// Base64 of anything with three or more text bytes in a row, or
 		// of gzip, has a letter: the first of each quad of text is one.
+		// It is not a word ("Lovelace", "delivered"), either: a quad of
+		// text in lower case needs its first byte in 'h'-'~', and text
+		// whose every third byte is there is not what is stored.
 		return 0
 	}
 	if f := d.decodedFires(run, depth, b); f != 0 {
@@ -856,7 +861,8 @@ func anyObjectFires(v any) bool {
 // survived (a block scalar, an escape, an alias, a value named secret
 // on a line the text rules do not read as a key).
 func (d *Detectors) scrubYAML(s string, depth int, b *budget) (string, fired, int) {
-	out, f, passes := d.scrubText(s, depth, b)
+	want, hints := candidates(s)
+	out, f, passes := d.scrubText(s, depth, b, want, hints)
 	if passes > maxPasses {
 		return out, f, passes
 	}

@@ -1,5 +1,7 @@
 package mask
 
+import "strings"
+
 // Most strings in a result hold nothing to mask, and most are short, so
 // Scrub first decides in one cheap loop which detectors could possibly
 // match and runs only those. Each test below is necessary for its
@@ -7,26 +9,26 @@ package mask
 
 const (
 	fDigit = 1 << iota
-	fLetter
+	fLower
 	fAt
 	fAssign      // '=' or ':', which introduce passwords
 	fSecretStart // the first byte of a token, a JWT or a PEM block
 	fSep         // ' ' or '-', which join digit groups
-	fB64         // a base64 or base64url character
-	fNL          // a line break
-	fQuote       // '"'
-	fBackslash   // '\\'
+	fUpper
+	fRare // '\n' or '\\': a YAML document or an escaped string, maybe
+
+	fLetter = fLower | fUpper
 )
 
-var fclass = func() (t [256]uint16) {
+var fclass = func() (t [256]uint8) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = fDigit
 	}
 	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = fLetter
+		t[c] = fUpper
 	}
 	for c := 'a'; c <= 'z'; c++ {
-		t[c] = fLetter
+		t[c] = fLower
 	}
 	t['@'] = fAt
 	t[' '] = fSep
@@ -36,14 +38,34 @@ var fclass = func() (t [256]uint16) {
 		t[c] |= fSecretStart
 	}
 	t['-'] |= fSep
+	t['\n'] = fRare
+	t['\\'] = fRare
+	return t
+}()
+
+// Classes of decodableRun.
+const (
+	rB64    = 1 << iota // a base64 or base64url character
+	rLetter             // a letter
+	rUpper              // a capital
+	rOdd                // a digit, '+', '/', '-' or '_': not in a word
+)
+
+var rclass = func() (t [256]uint8) {
 	for c := range t {
 		if b64val[c] != 0xff {
-			t[c] |= fB64
+			t[c] = rB64
 		}
 	}
-	t['\n'] |= fNL
-	t['"'] |= fQuote
-	t['\\'] |= fBackslash
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] |= rLetter | rUpper
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] |= rLetter
+	}
+	for _, c := range "0123456789+/-_" {
+		t[c] |= rOdd
+	}
 	return t
 }()
 
@@ -61,38 +83,30 @@ func candidates(s string) (fired, hint) {
 	if n < minSecret {
 		return 0, 0
 	}
-	var acc uint16
-	digits, run, longest := 0, 0, 0
+	var acc uint8
+	digits := 0
 	for i := 0; i < n; i++ {
 		c := fclass[s[i]]
 		acc |= c
 		digits += int(c & fDigit)
-		if c&fB64 != 0 {
-			run++
-			continue
-		}
-		longest, run = max(longest, run), 0
 	}
 	var hints hint
-	if max(longest, run) >= minRun {
+	if n >= minRun && acc&fLetter != 0 && acc&(fDigit|fUpper) != 0 && decodableRun(s) {
 		hints |= hRun
 	}
-	if acc&(fNL|fAssign) == fNL|fAssign {
-		hints |= hYAML
-	}
-	if acc&(fQuote|fBackslash) == fQuote|fBackslash {
-		hints |= hEsc
+	if acc&fRare != 0 {
+		if acc&fAssign != 0 && strings.IndexByte(s, '\n') >= 0 {
+			hints |= hYAML
+		}
+		if strings.IndexByte(s, '\\') >= 0 && strings.IndexByte(s, '"') >= 0 {
+			hints |= hEsc
+		}
 	}
 	if s[0] == 0x1f && s[1] == 0x8b {
 		hints |= hGzip
 	}
-	for i := 0; i < n; i++ {
-		if c := s[i]; c == '{' || c == '[' {
-			hints |= hDoc
-		} else if c == ' ' || c == '\t' || c == '\r' || c == '\n' {
-			continue
-		}
-		break
+	if c := s[0]; c == '{' || c == '[' || c <= ' ' && strings.TrimLeft(s, " \t\r\n") != "" && strings.IndexByte("{[", strings.TrimLeft(s, " \t\r\n")[0]) >= 0 {
+		hints |= hDoc
 	}
 	var want fired
 	if acc&fAt != 0 {
@@ -108,6 +122,26 @@ func candidates(s string) (fired, hint) {
 		want |= digitChains(s)
 	}
 	return want, hints
+}
+
+// decodableRun reports whether s has a run of minRun base64 characters
+// with a letter in it that is not a word (it has a digit or symbol, or a
+// capital after its first byte): what runFinding decodes.
+func decodableRun(s string) bool {
+	run, letter, odd := 0, false, false
+	for i := 0; i < len(s); i++ {
+		c := rclass[s[i]]
+		if c&rB64 == 0 {
+			run, letter, odd = 0, false, false
+			continue
+		}
+		letter = letter || c&rLetter != 0
+		odd = odd || c&rOdd != 0 || c&rUpper != 0 && run > 0
+		if run++; run >= minRun && letter && odd {
+			return true
+		}
+	}
+	return false
 }
 
 // digitChains returns bitCard when s has 13 digits joined by nothing or
