@@ -19,7 +19,8 @@ kubetools:
 test: kubetools
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
-	# The detectors' fuzz targets, briefly: no panic, no detected value survives.
+	# The detectors' fuzz targets, briefly: no panic, no detected value survives
+	# (FuzzScrubLayers: under encoding layers, with output and work bounded).
 	# Budgets are execution counts (about 10s each here), not durations: with a
 	# duration, Go 1.26's fuzz coordinator can report "context deadline
 	# exceeded" at the deadline with no failing input (go.dev/issue/75804,
@@ -27,6 +28,7 @@ test: kubetools
 	$(GO) test -run '^$$' -fuzz '^FuzzScrub$$' -fuzztime 300000x ./mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubFragments$$' -fuzztime 40000x ./mask/
 	$(GO) test -run '^$$' -fuzz '^FuzzScrubJSON$$' -fuzztime 80000x ./mask/
+	$(GO) test -run '^$$' -fuzz '^FuzzScrubLayers$$' -fuzztime 25000x ./mask/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/

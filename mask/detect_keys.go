@@ -16,6 +16,10 @@ const (
 	keyNone keyRule = iota
 	// keySecret: every non-empty value is a secret.
 	keySecret
+	// keyNamed: as keySecret, for a short name ("token", "secret") that
+	// in prose and code is also a word: "Token = x" with blanks around
+	// '=' is not an assignment of a secret.
+	keyNamed
 	// keyAuthz: an Authorization header; the scheme ("Bearer ") stays,
 	// the credentials after it are the secret.
 	keyAuthz
@@ -104,7 +108,7 @@ func keyRuleOf(key string) keyRule {
 	}
 	for _, s := range secretKeyExact {
 		if foldEqual(key, s) {
-			return keySecret
+			return keyNamed
 		}
 	}
 	if _, ok := foldSuffix(key, "authorization"); ok {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -245,6 +246,30 @@ func (d *Detectors) decodedFires(run string, depth int, b *budget) fired {
 	}
 	s := unsafe.String(unsafe.SliceData(dec), len(dec))
 	b.scanned += len(run)
+	if !isGzip(s) && !utf8.ValidString(s) {
+		// Binary: only its text is read, so that bytes that happen to
+		// spell "x@y.io" or "pwd=" amid others are not a finding.
+		for i := 0; i < len(s); {
+			j := i
+			for j < len(s) && textByte(s[j]) {
+				j++
+			}
+			if j-i >= minSecret {
+				island := s[i:j]
+				want, hints := candidates(island)
+				if f := d.findAny(island, want); f != 0 {
+					return f
+				}
+				if hints != 0 {
+					if f := d.fires(strings.Clone(island), depth+1, b); f != 0 {
+						return f
+					}
+				}
+			}
+			i = j + 1
+		}
+		return 0
+	}
 	want, hints := candidates(s)
 	if f := d.findAny(s, want); f != 0 {
 		return f
@@ -259,6 +284,20 @@ func (d *Detectors) decodedFires(run string, depth int, b *budget) fired {
 // findings in its text, then in the layers inside it.
 func (d *Detectors) fires(s string, depth int, b *budget) fired {
 	b.scanned += len(s)
+	if !isGzip(s) && !utf8.ValidString(s) {
+		var f fired
+		for i := 0; i < len(s) && f == 0; {
+			j := i
+			for j < len(s) && textByte(s[j]) {
+				j++
+			}
+			if j-i >= minSecret {
+				f |= d.fires(s[i:j], depth, b)
+			}
+			i = j + 1
+		}
+		return f
+	}
 	want, hints := candidates(s)
 	if f := d.findAny(s, want); f != 0 {
 		return f
@@ -380,6 +419,12 @@ func (d *Detectors) replaceEscaped(s string, depth int, b *budget) (string, fire
 	out.WriteString(s[copied:])
 	return out.String(), all
 }
+
+func isGzip(s string) bool { return len(s) >= 2 && s[0] == 0x1f && s[1] == 0x8b }
+
+// textByte reports whether c is printable ASCII, a tab or a line break:
+// what the text in binary data is made of.
+func textByte(c byte) bool { return c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
 
 // gzipRun reports whether a base64 run in s starts with the gzip magic
 // ("H4sI").

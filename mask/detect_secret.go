@@ -257,7 +257,7 @@ func assignedPassword(s string, j int) (int, int) {
 		k--
 	}
 	_, rule := secretKeyAt(s, k)
-	if rule == keyNone {
+	if rule == keyNone || rule == keyNamed && (k < j || j+1 < len(s) && s[j+1] == ' ') {
 		return -1, -1
 	}
 	start, end := passwordValue(s, j+1, false)
