@@ -349,10 +349,13 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 			if start < 0 {
 				break
 			}
-			lo = end
-			if v, err := jsonString(s[start-1:end+1], true); err == nil {
-				f |= d.fires(v, depth+1, b)
+			v, err := jsonString(s[start-1:end+1], true)
+			if err != nil {
+				lo = start
+				continue
 			}
+			lo = end + 1
+			f |= d.fires(v, depth+1, b)
 		}
 	}
 	return f
@@ -378,13 +381,20 @@ func nextEscaped(s string, i int) (int, int) {
 			}
 			k++
 		}
-		if k >= len(s) || s[k] != '"' {
+		if k >= len(s) {
 			return -1, -1
+		}
+		if s[k] == '\n' {
+			i = k // a literal does not span lines
+			continue
 		}
 		if escaped {
 			return start, k
 		}
-		i = k + 1
+		// Not a literal with escapes, or not a literal at all (a quote
+		// in prose pairs every later one wrongly): the closing quote
+		// may open the next.
+		i = k
 	}
 }
 
@@ -399,11 +409,12 @@ func (d *Detectors) replaceEscaped(s string, depth int, b *budget) (string, fire
 		if start < 0 {
 			break
 		}
-		lo = end + 1
 		v, err := jsonString(s[start-1:end+1], true)
 		if err != nil {
+			lo = start
 			continue
 		}
+		lo = end + 1
 		f := d.fires(v, depth+1, b)
 		if f == 0 {
 			continue
