@@ -306,8 +306,11 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 		return 0
 	}
 	if depth >= maxLayers {
-		if hints&hGzip != 0 || hints&hRun != 0 && gzipRun(s) {
+		if hints&hGzip != 0 {
 			return bitSecret // compressed, too deep to look inside: fail closed
+		}
+		if hints&hRun != 0 {
+			return d.lastRuns(s)
 		}
 		return 0
 	}
@@ -437,18 +440,34 @@ func isGzip(s string) bool { return len(s) >= 2 && s[0] == 0x1f && s[1] == 0x8b 
 // what the text in binary data is made of.
 func textByte(c byte) bool { return c >= 0x20 && c < 0x7f || c == '\t' || c == '\n' || c == '\r' }
 
-// gzipRun reports whether a base64 run in s starts with the gzip magic
-// ("H4sI").
-func gzipRun(s string) bool {
+// lastRuns judges the base64 runs of s, a layer at maxLayers: their
+// content is read as text but not decoded further; content that holds
+// another layer (gzip, a document, base64) fails closed.
+func (d *Detectors) lastRuns(s string) fired {
 	for lo := 0; ; {
 		start, end := nextRun(s, lo)
 		if start < 0 {
-			return false
-		}
-		if strings.HasPrefix(s[start:end], "H4sI") {
-			return true
+			return 0
 		}
 		lo = end
+		run := s[start:end]
+		if !decodableRun(run) {
+			continue
+		}
+		dec := string(decodeB64(nil, run))
+		if isGzip(dec) {
+			return bitSecret
+		}
+		if !utf8.ValidString(dec) {
+			continue // binary, not text
+		}
+		want, hints := candidates(dec)
+		if f := d.findAny(dec, want); f != 0 {
+			return f
+		}
+		if hints&(hRun|hDoc) != 0 {
+			return bitSecret
+		}
 	}
 }
 
