@@ -213,15 +213,17 @@ func (d *Detectors) runFinding(run string, depth int, b *budget) fired {
 	if f := d.decodedFires(run, depth, b); f != 0 {
 		return f
 	}
-	n := 0
-	for i := 0; i < len(run); i++ {
-		if b64val[run[i]] != 0xff {
-			n++
+	if strings.HasSuffix(run, "=") {
+		n := 0
+		for i := 0; i < len(run); i++ {
+			if b64val[run[i]] != 0xff {
+				n++
+			}
 		}
-	}
-	if r := n % 4; r != 0 && strings.HasSuffix(run, "=") && n > minRun {
-		if f := d.decodedFires(run[r:], depth, b); f != 0 {
-			return f
+		if r := n % 4; r != 0 && n > minRun {
+			if f := d.decodedFires(run[r:], depth, b); f != 0 {
+				return f
+			}
 		}
 	}
 	if k := strings.LastIndexByte(run, '/'); k >= 0 && len(run)-k-1 >= minRun {
@@ -556,21 +558,32 @@ func isJSONDoc(s string) bool {
 	return json.Valid(unsafe.Slice(unsafe.StringData(t), len(t)))
 }
 
-// yamlish reports whether s could be a YAML document with structure: a
-// line break and a "key:" followed by a blank or the end of a line.
+// yamlish reports whether s could be a YAML document with structure: it
+// has a line break, and a line that starts (after indentation and "- ")
+// with a key of word characters, '.', '-', '/' or quotes, a ':', and a
+// blank or the end of the line. Prose ("Call before delivery: ...") is
+// left to the text scan.
 func yamlish(s string) bool {
 	if strings.IndexByte(s, '\n') < 0 {
 		return false
 	}
-	for i := strings.IndexByte(s, ':'); i >= 0; {
-		if i+1 == len(s) || s[i+1] == ' ' || s[i+1] == '\n' || s[i+1] == '\r' || s[i+1] == '\t' {
+	for ls := 0; ls < len(s); {
+		i := ls
+		for i < len(s) && (s[i] == ' ' || s[i] == '-' && i+1 < len(s) && s[i+1] == ' ') {
+			i++
+		}
+		k := i
+		for k < len(s) && (isKeyByte(s[k]) || s[k] == '/' || s[k] == '"' || s[k] == '\'') {
+			k++
+		}
+		if k > i && k < len(s) && s[k] == ':' && (k+1 == len(s) || s[k+1] == ' ' || s[k+1] == '\n' || s[k+1] == '\r') {
 			return true
 		}
-		k := strings.IndexByte(s[i+1:], ':')
-		if k < 0 {
-			break
+		nl := strings.IndexByte(s[k:], '\n')
+		if nl < 0 {
+			return false
 		}
-		i += k + 1
+		ls = k + nl + 1
 	}
 	return false
 }
