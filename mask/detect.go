@@ -140,7 +140,7 @@ const (
 )
 
 var kinds = [...]*kind{
-	{name: SecretToken, bit: bitSecret, marker: markerFor(SecretToken), scans: []scanner{nextPEM, nextSecret}},
+	{name: SecretToken, bit: bitSecret, marker: markerFor(SecretToken), scans: []scanner{nextPEM, nextAWSSecret, nextSecret}},
 	{name: IBAN, bit: bitIBAN, marker: markerFor(IBAN), scans: []scanner{nextIBAN}, wholeValue: true},
 	{name: CreditCard, bit: bitCard, marker: markerFor(CreditCard), scans: []scanner{nextCard}, wholeValue: true},
 	{name: USSSN, bit: bitSSN, marker: markerFor(USSSN), scans: []scanner{nextSSN}, wholeValue: true},

@@ -505,8 +505,11 @@ func (d *Detectors) findAny(s string, want fired) fired {
 func scanKind(bit fired, si int, s string, lo int) (int, int) {
 	switch bit {
 	case bitSecret:
-		if si == 0 {
+		switch si {
+		case 0:
 			return nextPEM(s, lo)
+		case 1:
+			return nextAWSSecret(s, lo)
 		}
 		return nextSecret(s, lo)
 	case bitIBAN:

@@ -44,6 +44,8 @@ var plantedCorpus = []planted{
 	{"Email", "contact: " + email, []string{email}},
 	{"AWSCredentialsFile", "[default]\naws_access_key_id = " + awsID + "\naws_secret_access_key = " + awsSecret + "\n", []string{awsID, awsSecret}},
 	{"AWSEnv", "export AWS_ACCESS_KEY_ID=" + awsID + " AWS_SECRET_ACCESS_KEY=" + awsSecret, []string{awsID, awsSecret}},
+	{"AWSCredentialsCSV", "User name,Password,Access key ID,Secret access key,Console login link\nci,," + awsID + "," + awsSecret + ",https://console\n", []string{awsID, awsSecret}},
+	{"AWSPairInText", "keys " + awsID + " / " + awsSecret, []string{awsID, awsSecret}},
 	{"AWSJSON", `{"AccessKeyId": "` + awsID + `", "SecretAccessKey": "` + awsSecret + `", "Expiration": "2026-12-03T10:00:00Z"}`, []string{awsID, awsSecret}},
 	{"Kubeconfig", "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: " + kubeToken +
 		"\n    client-certificate-data: " + certData +
@@ -246,7 +248,12 @@ func TestScrubLeavesHarmlessValuesAlone(t *testing.T) {
 
 func TestScrubKeepsWhatIsNotSecretInPlace(t *testing.T) {
 	d := mustDetectors(t, Config{Detectors: allKinds})
-	kubeconfig := plantedCorpus[5].text
+	var kubeconfig string
+	for _, p := range plantedCorpus {
+		if p.name == "Kubeconfig" {
+			kubeconfig = p.text
+		}
+	}
 	out, _ := d.Scrub(kubeconfig)
 	for _, keep := range []string{"client-certificate-data: " + certData, "name: admin", "kind: Config"} {
 		if !strings.Contains(out, keep) {

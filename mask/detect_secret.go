@@ -179,6 +179,65 @@ func jwt(s string, j int) (int, int) {
 	return j, end
 }
 
+// awsPairWindow is how far after an AWS access key id its secret access
+// key is looked for when no name says what it is.
+const awsPairWindow = 128
+
+// nextAWSSecret finds an AWS secret access key that follows its access key
+// id without a name (the console's credentials.csv, "AKIA... wJalr..."):
+// 40 characters of letters, digits, '/' and '+', with upper and lower case,
+// within awsPairWindow bytes after an AKIA or ASIA key id. Named keys
+// (aws_secret_access_key = ...) are found by nextSecret anyway. It runs
+// before nextSecret, which masks the key id it needs.
+func nextAWSSecret(s string, lo int) (int, int) {
+	from := max(0, lo-awsPairWindow-20)
+	for {
+		k := indexAWSKey(s, from)
+		if k < 0 {
+			return -1, -1
+		}
+		from = k + 20
+		limit := min(len(s), from+awsPairWindow)
+		for i := max(from, lo); i < limit; i++ {
+			if !awsSecretByte(s[i]) || i > 0 && awsSecretByte(s[i-1]) {
+				continue
+			}
+			end := i
+			upper, lower := false, false
+			for end < len(s) && awsSecretByte(s[end]) {
+				upper = upper || class[s[end]]&cUpper != 0
+				lower = lower || class[s[end]]&cLower != 0
+				end++
+			}
+			if end-i == 40 && upper && lower && (end == len(s) || s[end] != '=') {
+				return i, end
+			}
+			i = end
+		}
+	}
+}
+
+// indexAWSKey returns the index of the first AWS access key id in s at or
+// after from, or -1.
+func indexAWSKey(s string, from int) int {
+	for from < len(s) {
+		a, b := strings.Index(s[from:], "AKIA"), strings.Index(s[from:], "ASIA")
+		if a < 0 || b >= 0 && b < a {
+			a = b
+		}
+		if a < 0 {
+			return -1
+		}
+		if start, _ := awsKey(s, from+a); start >= 0 {
+			return start
+		}
+		from += a + 1
+	}
+	return -1
+}
+
+func awsSecretByte(c byte) bool { return isAlnum(c) || c == '/' || c == '+' }
+
 // nextPEM finds a PEM private key: from "-----BEGIN <label>-----", where
 // the label contains PRIVATE KEY, through the matching END line, or to the
 // end of the string when that is missing (a truncated body). It runs
