@@ -221,17 +221,19 @@ func nextAWSSecret(s string, lo int) (int, int) {
 // after from, or -1.
 func indexAWSKey(s string, from int) int {
 	for from < len(s) {
-		a, b := strings.Index(s[from:], "AKIA"), strings.Index(s[from:], "ASIA")
-		if a < 0 || b >= 0 && b < a {
-			a = b
-		}
+		// One pass for both prefixes: searching each separately to the
+		// end of s, once per call, would be quadratic.
+		a := strings.IndexByte(s[from:], 'A')
 		if a < 0 {
 			return -1
 		}
-		if start, _ := awsKey(s, from+a); start >= 0 {
-			return start
+		a += from
+		if a+4 <= len(s) && (s[a+1:a+4] == "KIA" || s[a+1:a+4] == "SIA") {
+			if start, _ := awsKey(s, a); start >= 0 {
+				return start
+			}
 		}
-		from += a + 1
+		from = a + 1
 	}
 	return -1
 }
@@ -513,12 +515,8 @@ func urlPassword(s string, j int) (int, int) {
 		return -1, -1
 	}
 	a := j + 3
-	e := a // the end of the URL: nothing in userinfo is blank or quoted
-	for e < len(s) && e-a < maxUserinfo && strings.IndexByte(" \t\r\n\"'<>\\`", s[e]) < 0 {
-		e++
-	}
 	p := a // the end of the authority as a parser reads it
-	for p < e && strings.IndexByte("/?#", s[p]) < 0 {
+	for p < len(s) && strings.IndexByte("/?# \t\r\n\"'<>\\`", s[p]) < 0 {
 		p++
 	}
 	var start, end int
@@ -530,17 +528,29 @@ func urlPassword(s string, j int) (int, int) {
 		start, end = a+colon+1, a+at
 	} else {
 		colon := userColon(s[a:p])
-		if colon < 0 || p == e {
+		if colon < 0 || p == len(s) || strings.IndexByte("/?#", s[p]) < 0 {
 			return -1, -1
 		}
 		if port := s[a+colon+1 : p]; port != "" && len(port) <= 5 && digitRun(port, 0) == len(port) {
 			return -1, -1
 		}
-		at := strings.IndexByte(s[p:e], '@')
+		// The '@' that ends the userinfo: before a blank, a quote, the
+		// next URL ("://") or maxUserinfo bytes, so that text with many
+		// URLs is scanned once.
+		at := -1
+		for e := p; e < len(s) && e-a < maxUserinfo; e++ {
+			c := s[e]
+			if c == '@' {
+				at = e
+				break
+			}
+			if strings.IndexByte(" \t\r\n\"'<>\\`", c) >= 0 || c == ':' && strings.HasPrefix(s[e:], "://") {
+				break
+			}
+		}
 		if at < 0 {
 			return -1, -1
 		}
-		at += p
 		if at+1 >= len(s) || !isAlnum(s[at+1]) && s[at+1] != '[' {
 			return -1, -1
 		}
