@@ -288,6 +288,11 @@ func (d *Detectors) scrubText(s string, depth int, b *budget, want fired, hints 
 			out, g = d.replaceEscaped(out, depth, b)
 			f |= g
 		}
+		if depth < maxLayers {
+			var g fired
+			out, g = d.replaceCopiedObjects(out)
+			f |= g
+		}
 		if f == 0 {
 			return s, all, pass
 		}

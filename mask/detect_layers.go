@@ -338,6 +338,11 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 			f |= g
 		}
 	}
+	if f == 0 && d.enabled&bitSecret != 0 {
+		if start, _ := copiedObject(s, 0); start >= 0 {
+			return bitSecret
+		}
+	}
 	if hints&hRun != 0 {
 		for lo := 0; f == 0; {
 			start, end := nextRun(s, lo)
@@ -364,6 +369,64 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 		}
 	}
 	return f
+}
+
+// maxObjectTries bounds how many '{' in one text are tried as the start
+// of a JSON object, so that text of many braces is not decoded from each.
+const maxObjectTries = 8
+
+// copiedObject finds, at or after lo in text that is not itself a JSON
+// document, an embedded JSON object that is a secret as a whole
+// (objectFires: a Kubernetes Secret with data, quoted in an error
+// message or a log line after a prefix) and returns its span.
+func copiedObject(s string, lo int) (int, int) {
+	if strings.IndexByte(s[lo:], '{') < 0 || !strings.Contains(s[lo:], `"kind"`) && !(strings.Contains(s[lo:], `"name"`) && strings.Contains(s[lo:], `"value"`)) {
+		return -1, -1
+	}
+	for tries := 0; tries < maxObjectTries; tries++ {
+		k := strings.IndexByte(s[lo:], '{')
+		if k < 0 {
+			return -1, -1
+		}
+		start := lo + k
+		dec := json.NewDecoder(strings.NewReader(s[start:]))
+		dec.UseNumber()
+		var v any
+		if dec.Decode(&v) != nil {
+			lo = start + 1
+			continue
+		}
+		end := start + int(dec.InputOffset())
+		if anyObjectFires(v) {
+			return start, end
+		}
+		lo = end
+	}
+	return -1, -1
+}
+
+// replaceCopiedObjects replaces the embedded JSON objects of s that are
+// secrets as a whole by the secret marker.
+func (d *Detectors) replaceCopiedObjects(s string) (string, fired) {
+	if d.enabled&bitSecret == 0 {
+		return s, 0
+	}
+	var out strings.Builder
+	copied := 0
+	for lo := 0; lo < len(s); {
+		start, end := copiedObject(s, lo)
+		if start < 0 {
+			break
+		}
+		out.WriteString(s[copied:start])
+		out.WriteString(secretMarker)
+		copied, lo = end, end
+	}
+	if copied == 0 {
+		return s, 0
+	}
+	out.WriteString(s[copied:])
+	return out.String(), bitSecret
 }
 
 // nextEscaped returns the content [start, end) of the next JSON string

@@ -69,6 +69,9 @@ var plantedCorpus = []planted{
 	{"EnvPair", `[{"name":"LOG_LEVEL","value":"debug"},{"name":"DB_PASSWORD","value":"` + plainPass + `"}]`, []string{plainPass}},
 	{"CopiedSecret", `{"apiVersion":"v1","data":{"settings":"` + base64.StdEncoding.EncodeToString([]byte("opaque-"+plainPass)) + `"},"kind":"Secret","metadata":{"name":"app"}}`,
 		[]string{plainPass}},
+	{"CopiedSecretInError", `Error from server (BadRequest): error when creating "s.yaml": {"apiVersion":"v1","data":{"settings":"` +
+		base64.StdEncoding.EncodeToString([]byte("opaque-"+plainPass)) + `"},"kind":"Secret"} (rejected)`, []string{plainPass}},
+	{"EnvPairInLog", `level=info msg="starting" env=[{"name":"DB_PASSWORD","value":"` + plainPass + `"}] pid=7`, []string{plainPass}},
 }
 
 // encodings are the forms a stored value takes on its way to a result.
@@ -206,6 +209,7 @@ var falsePositives = []string{
 	"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  LOG_LEVEL: debug\n",
 	`{"kind":"Secret","data":{"password":"[masked:secret]"}}`,
 	`{"metadata":{"resourceVersion":"48213577","uid":"f47ac10b-58cc-4372-a567-0e02b2c3d479","generation":3}}`,
+	`created: {"kind":"ConfigMap","data":{"LOG_LEVEL":"debug"}} and {"kind":"Secret","data":{}} env=[{"name":"LOG_LEVEL","value":"debug"}]`,
 	"hello world, this is fine", "Zürich, 2 items, €1,234.50",
 	"42", "1234", "+1 415 555 2671",
 	"sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==",
