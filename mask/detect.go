@@ -288,7 +288,9 @@ func (d *Detectors) scrubText(s string, depth int, b *budget, want fired, hints 
 			out, g = d.replaceEscaped(out, depth, b)
 			f |= g
 		}
-		if depth < maxLayers {
+		if depth < maxLayers && want&bitSecret != 0 {
+			// (A JSON object has a ':', which makes secret_token a
+			// candidate.)
 			var g fired
 			out, g = d.replaceCopiedObjects(out)
 			f |= g
