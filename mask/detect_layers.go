@@ -14,18 +14,25 @@ import (
 
 // Detectors look through encodings. A value can hold a secret in base64
 // or base64url (a ConfigMap's binaryData, a registry auth, a kubeconfig's
-// client-key-data), gzip inside base64 (the Helm release driver), or an
-// embedded JSON or YAML document (an annotation that copies an object, a
-// kubeconfig kept in a ConfigMap). Before the detectors give up on a value
-// they decode those layers, and a finding inside masks the whole encoded
-// value: a base64 run is replaced by one marker, and so is an embedded YAML
-// document whose finding the text scan could not remove in place. Embedded
-// JSON is scrubbed member by member, as ScrubJSON does.
+// client-key-data), gzip inside base64 (the Helm release driver), a JSON
+// string quoted with escapes in text, or an embedded JSON or YAML document
+// (an annotation that copies an object, a kubeconfig kept in a ConfigMap,
+// an object quoted in an error message). Before the detectors give up on a
+// value they decode those layers, and a finding inside masks the whole
+// encoded value: a base64 run or an escaped literal is replaced by one
+// marker, and so is an embedded YAML document whose finding the text scan
+// could not remove in place, and a quoted object that is a Secret. Embedded
+// JSON is scrubbed member by member, as ScrubJSON does. Decoded binary is
+// read only for its text (runs of printable ASCII), so that bytes that
+// happen to spell "x@y.io" amid others are no finding.
 //
 // Work is bounded: every layer but gzip is smaller than the one around it,
-// a value is decoded at most maxLayers deep, and gzip may produce at most
-// inflateBase + inflatePerByte bytes per input byte over one call, beyond
-// which what cannot be inspected is masked.
+// a value is decoded at most maxLayers deep (at the limit, base64 content
+// is read as text, and content that holds yet another layer is masked),
+// and gzip may produce at most inflateBase + inflatePerByte bytes per input
+// byte over one call, beyond which what cannot be inspected is masked.
+// Layers are judged with fires (does anything inside fire?); only the
+// outermost value is rewritten.
 
 const (
 	// maxLayers bounds the decoding depth: each base64 decoding, each
@@ -52,7 +59,7 @@ type hint uint8
 const (
 	hRun  hint = 1 << iota // a run of minRun base64 characters
 	hDoc                   // starts like a JSON document
-	hYAML                  // has a line break and a ':'
+	hYAML                  // has a line break and a ':' or '='
 	hGzip                  // starts with the gzip magic
 	hEsc                   // has a '"' and a '\\': maybe an escaped JSON string
 )
