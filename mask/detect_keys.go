@@ -31,19 +31,22 @@ const (
 // secretKeySuffixes are the names whose normalized form (lower case, without
 // '_', '-', '.' and blanks) ends a key that names a secret: db_password,
 // PGPASSWORD, aws_secret_access_key, clientSecret, client-key-data,
-// x-api-key, refresh-token. client-certificate-data is not among them: a
-// certificate is public.
+// x-api-key, refresh-token, x-amz-security-token, Azure's AccountKey and
+// SharedAccessKey, a presigned URL's X-Amz-Signature, Set-Cookie.
+// client-certificate-data is not among them: a certificate is public.
 var secretKeySuffixes = [...]string{
 	"password", "passwd", "pwd", "passphrase",
 	"clientsecret", "secretkey", "secretaccesskey", "privatekey", "clientkeydata",
 	"apikey", "apitoken", "accesstoken", "refreshtoken", "idtoken", "authtoken",
 	"bearertoken", "sessiontoken", "identitytoken", "registrytoken", "basicauth",
+	"securitytoken", "accountkey", "sharedaccesskey", "amzsignature", "setcookie",
 }
 
 // secretKeyExact are names that count only as the whole key: "token" and
 // "secret" as the end of a longer name too often name something else
-// (page_token, existingSecret holds the name of a Secret).
-var secretKeyExact = [...]string{"token", "secret", "credential", "credentials"}
+// (page_token, existingSecret holds the name of a Secret); "sig" is an
+// Azure SAS token's signature, "cookie" a session.
+var secretKeyExact = [...]string{"token", "secret", "credential", "credentials", "sig", "cookie"}
 
 // keyLast marks the last bytes of every name above, so most keys are
 // rejected at their last byte.
