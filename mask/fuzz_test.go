@@ -137,6 +137,8 @@ func FuzzScrubJSON(f *testing.F) {
 		`{"a": "ada@example.com", "ada@example.com": [1, "4111 1111 1111 1111", null]}`,
 		`"123-45-6789"`, `[{"password": "x"}, {"pwd" : 5}, "\u0040\"\\"]`,
 		`{"q":"ada\u0040example.com \ud83d\ude00 \u2028"}`, `{}`, `[]`, `1e3`,
+		`{"4111111111111111": 4111111111111111, "a": "{\"kind\":\"Secret\",\"data\":{\"k\":\"dg==\"}}", "token": "x"}`,
+		`["ZGF0YTogcGFzc3dvcmQ9aHVudGVyMg==", "k: |\n  v\npassword: *a\n"]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -154,6 +156,9 @@ func FuzzScrubJSON(f *testing.F) {
 		}
 		if !json.Valid(out) {
 			t.Fatalf("ScrubJSON(%q) = %q; not valid JSON", raw, out)
+		}
+		if again, f, err := d.ScrubJSON(out); err != nil || string(again) != string(out) || f != nil {
+			t.Fatalf("ScrubJSON(%q) = %q; ScrubJSON of that = %q, %q, %v; want a fixed point", raw, out, again, f, err)
 		}
 		if !utf8.Valid(raw) {
 			return // decoding replaces invalid bytes, scrubbing keeps them
