@@ -624,7 +624,7 @@ func (b *budget) gunzip(s string) (string, bool) {
 
 // isJSONDoc reports whether s is a JSON object or array.
 func isJSONDoc(s string) bool {
-	t := strings.TrimSpace(s)
+	t := strings.Trim(s, " \t\r\n") // JSON's blanks, not Unicode's
 	if len(t) < 2 || !(t[0] == '{' && t[len(t)-1] == '}' || t[0] == '[' && t[len(t)-1] == ']') {
 		return false
 	}
@@ -964,7 +964,11 @@ func scalarOf(n *yaml.Node) (string, bool) {
 func (d *Detectors) scrubEmbeddedJSON(s string, depth int, b *budget) (string, fired) {
 	out, f, err := d.scrubJSON([]byte(s), depth+1, b)
 	if err != nil {
-		return s, 0 // isJSONDoc said valid: unreachable
+		// isJSONDoc said valid; should they ever disagree, read it
+		// as text rather than pass it unread.
+		want, hints := candidates(s)
+		out, f, _ := d.scrubText(s, depth, b, want, hints)
+		return out, f
 	}
 	if d.enabled&bitSecret != 0 {
 		dec := json.NewDecoder(bytes.NewReader(out))
