@@ -315,8 +315,18 @@ func (d *Detectors) fires(s string, depth int, b *budget) fired {
 		return 0
 	}
 	if depth >= maxLayers {
-		if hints&hGzip != 0 {
-			return bitSecret // compressed, too deep to look inside: fail closed
+		// Too deep to look inside: what still holds a layer the text
+		// scan cannot read (compressed, a document, escaped strings)
+		// fails closed; base64 is read as text once more.
+		switch {
+		case hints&hGzip != 0,
+			hints&hDoc != 0 && isJSONDoc(s),
+			hints&hYAML != 0 && yamlish(s):
+			return bitSecret
+		case hints&hEsc != 0:
+			if start, _ := nextEscaped(s, 0); start >= 0 {
+				return bitSecret
+			}
 		}
 		if hints&hRun != 0 {
 			return d.lastRuns(s)
@@ -537,8 +547,13 @@ func (d *Detectors) lastRuns(s string) fired {
 		if f := d.findAny(dec, want); f != 0 {
 			return f
 		}
-		if hints&(hRun|hDoc) != 0 {
+		if hints&(hRun|hDoc) != 0 || hints&hYAML != 0 && yamlish(dec) {
 			return bitSecret
+		}
+		if hints&hEsc != 0 {
+			if start, _ := nextEscaped(dec, 0); start >= 0 {
+				return bitSecret
+			}
 		}
 	}
 }
