@@ -122,8 +122,8 @@ func nextRun(s string, i int) (int, int) {
 	for i < len(s) {
 		c := s[i]
 		if c == '[' && strings.HasPrefix(s[i:], markerPrefix) {
-			if k := strings.IndexByte(s[i:], ']'); k > 0 {
-				i += k + 1
+			if k := markerLen(s[i:]); k > 0 {
+				i += k
 				continue
 			}
 		}
@@ -168,6 +168,21 @@ func nextRun(s string, i int) (int, int) {
 		}
 	}
 	return -1, -1
+}
+
+// markerLen returns the length of the marker s starts with ("[masked:"
+// and a detector name or "unencodable", then ']'), or 0: text that only
+// looks like the start of one is not skipped.
+func markerLen(s string) int {
+	for k := len(markerPrefix); k < len(s) && k < len(markerPrefix)+24; k++ {
+		switch c := s[k]; {
+		case c == ']':
+			return k + 1
+		case c != '_' && (c < 'a' || c > 'z'):
+			return 0
+		}
+	}
+	return 0
 }
 
 // replaceRuns replaces every base64 run of s whose decoded content has a

@@ -615,8 +615,8 @@ func userColon(userinfo string) int {
 			return i
 		case '[':
 			if strings.HasPrefix(userinfo[i:], markerPrefix) {
-				if j := strings.IndexByte(userinfo[i:], ']'); j >= 0 {
-					i += j
+				if k := markerLen(userinfo[i:]); k > 0 {
+					i += k - 1
 				}
 			}
 		}
