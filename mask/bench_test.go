@@ -1,9 +1,13 @@
 package mask
 
 import (
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 )
 
@@ -93,6 +97,55 @@ func BenchmarkScrubJSON(b *testing.B) {
 			for b.Loop() {
 				if _, _, err := d.ScrubJSON(raw); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkScrubLayers scrubs values that hold encoded layers: ConfigMap
+// binaryData-like base64 values, and a Helm release (base64 of gzip of
+// JSON whose manifest is YAML), none of which holds a finding, so every
+// layer is decoded and scanned to the end.
+func BenchmarkScrubLayers(b *testing.B) {
+	d := mustDetectors(b, Config{Detectors: allKinds})
+	cells := resultCells(0)
+	var blobs []string
+	for i := 0; i+10 <= len(cells); i += 10 {
+		blobs = append(blobs, base64.StdEncoding.EncodeToString([]byte(strings.Join(cells[i:i+10], "\n"))))
+	}
+	var manifest strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&manifest, "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-%d\n  labels: {app: web, tier: frontend}\nspec:\n  replicas: 3\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx@sha256:3b5e4a8f1c2d9e0b7a6f5c4d3e2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a09\n        args: [--port=8080, --log-level=info]\n        env:\n        - {name: LOG_LEVEL, value: debug}\n", i)
+	}
+	release, err := json.Marshal(map[string]any{"name": "web", "version": 7, "manifest": manifest.String(), "info": map[string]any{"status": "deployed"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var gzipped bytes.Buffer
+	w := gzip.NewWriter(&gzipped)
+	_, _ = w.Write(release)
+	_ = w.Close()
+	helm := base64.StdEncoding.EncodeToString(gzipped.Bytes())
+	for _, bc := range []struct {
+		name   string
+		values []string
+	}{
+		{"Base64Values", blobs},
+		{"HelmRelease", []string{helm}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			total := 0
+			for _, v := range bc.values {
+				total += len(v)
+			}
+			b.SetBytes(int64(total))
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, v := range bc.values {
+					if _, fired := d.Scrub(v); fired != nil {
+						b.Fatalf("Scrub fired %q", fired)
+					}
 				}
 			}
 		})

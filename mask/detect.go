@@ -140,7 +140,7 @@ const (
 )
 
 var kinds = [...]*kind{
-	{name: SecretToken, bit: bitSecret, marker: markerFor(SecretToken), scans: []scanner{nextPEM, nextSecret}},
+	{name: SecretToken, bit: bitSecret, marker: markerFor(SecretToken), scans: []scanner{nextPEM, nextAWSSecret, nextSecret}},
 	{name: IBAN, bit: bitIBAN, marker: markerFor(IBAN), scans: []scanner{nextIBAN}, wholeValue: true},
 	{name: CreditCard, bit: bitCard, marker: markerFor(CreditCard), scans: []scanner{nextCard}, wholeValue: true},
 	{name: USSSN, bit: bitSSN, marker: markerFor(USSSN), scans: []scanner{nextSSN}, wholeValue: true},
@@ -168,7 +168,7 @@ const fallback = "[masked]"
 
 // detectsWhole reports whether the detector finds v itself as one span.
 func (k *kind) detectsWhole(v string) bool {
-	if candidates(v)&k.bit == 0 {
+	if want, _ := candidates(v); want&k.bit == 0 {
 		return false
 	}
 	start, end := k.scans[0](v, 0)
@@ -227,32 +227,74 @@ const maxPasses = 4
 
 // Scrub returns s with every detected span replaced by the detector's
 // marker ("[masked:email]"), and the names of the detectors that fired,
-// sorted and unique. Allowlisted spans are left as they are. The result is
-// a fixed point: scrubbing it again changes nothing and fires nothing. When
-// nothing is detected, s itself is returned without allocating.
+// sorted and unique. Allowlisted spans are left as they are. Encoded
+// layers are looked through (detect_layers.go): a base64 run whose content
+// holds a finding is replaced whole, an embedded JSON document is scrubbed
+// member by member, an embedded YAML document whose finding cannot be
+// masked in place is replaced whole. The result is a fixed point:
+// scrubbing it again changes nothing and fires nothing. When nothing is
+// detected, s itself is returned without allocating.
 func (d *Detectors) Scrub(s string) (string, []string) {
-	out, f := d.scrub(s)
+	b := newBudget(len(s))
+	out, f, _ := d.scrubAt(s, 0, &b)
 	if f == 0 {
 		return out, nil
 	}
 	return out, f.names()
 }
 
-func (d *Detectors) scrub(s string) (string, fired) {
-	out, all, _ := d.scrubPasses(s)
-	return out, all
+// scrubAt scrubs s, a value at layer depth, and also reports how many
+// passes the text scan took (the last one found nothing); fuzzing watches
+// it.
+func (d *Detectors) scrubAt(s string, depth int, b *budget) (string, fired, int) {
+	b.scanned += len(s)
+	want, hints := candidates(s)
+	if depth < maxLayers && d.enabled != 0 {
+		if hints&hDoc != 0 && isJSONDoc(s) {
+			out, f := d.scrubEmbeddedJSON(s, depth, b)
+			return out, f, 1
+		}
+		if hints&hYAML != 0 && yamlish(s) {
+			return d.scrubYAML(s, depth, b)
+		}
+	}
+	return d.scrubText(s, depth, b, want, hints)
 }
 
-// scrubPasses is scrub, also reporting how many passes it took (the last
-// one found nothing); fuzzing watches it.
-func (d *Detectors) scrubPasses(s string) (string, fired, int) {
+// scrubText scrubs s as text: the detectors, then base64 runs and escaped
+// strings. want and hints are candidates(s).
+func (d *Detectors) scrubText(s string, depth int, b *budget, want fired, hints hint) (string, fired, int) {
 	var all fired
 	for pass := 1; pass <= maxPasses; pass++ {
-		want := candidates(s) & d.enabled
-		if want == 0 {
+		if pass > 1 {
+			want, hints = candidates(s)
+		}
+		b.scanned += len(s)
+		want &= d.enabled
+		if depth >= maxLayers || d.enabled == 0 {
+			hints = 0
+		}
+		if want == 0 && hints&(hRun|hEsc) == 0 {
 			return s, all, pass
 		}
 		out, f := d.pass(s, want)
+		if hints&hRun != 0 {
+			var g fired
+			out, g = d.replaceRuns(out, depth, b)
+			f |= g
+		}
+		if hints&hEsc != 0 {
+			var g fired
+			out, g = d.replaceEscaped(out, depth, b)
+			f |= g
+		}
+		if depth < maxLayers && want&bitSecret != 0 {
+			// (A JSON object has a ':', which makes secret_token a
+			// candidate.)
+			var g fired
+			out, g = d.replaceCopiedObjects(out)
+			f |= g
+		}
 		if f == 0 {
 			return s, all, pass
 		}

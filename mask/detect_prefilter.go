@@ -1,5 +1,7 @@
 package mask
 
+import "strings"
+
 // Most strings in a result hold nothing to mask, and most are short, so
 // Scrub first decides in one cheap loop which detectors could possibly
 // match and runs only those. Each test below is necessary for its
@@ -7,11 +9,15 @@ package mask
 
 const (
 	fDigit = 1 << iota
-	fLetter
+	fLower
 	fAt
 	fAssign      // '=' or ':', which introduce passwords
 	fSecretStart // the first byte of a token, a JWT or a PEM block
 	fSep         // ' ' or '-', which join digit groups
+	fUpper
+	fRare // '\n' or '\\': a YAML document or an escaped string, maybe
+
+	fLetter = fLower | fUpper
 )
 
 var fclass = func() (t [256]uint8) {
@@ -19,19 +25,47 @@ var fclass = func() (t [256]uint8) {
 		t[c] = fDigit
 	}
 	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = fLetter
+		t[c] = fUpper
 	}
 	for c := 'a'; c <= 'z'; c++ {
-		t[c] = fLetter
+		t[c] = fLower
 	}
 	t['@'] = fAt
 	t[' '] = fSep
 	t['='] = fAssign
 	t[':'] = fAssign
-	for _, c := range "Agxe-" {
+	for _, c := range "ABgxe-" {
 		t[c] |= fSecretStart
 	}
 	t['-'] |= fSep
+	t['\n'] = fRare
+	t['\\'] = fRare
+	return t
+}()
+
+// Classes of decodableRun.
+const (
+	rB64    = 1 << iota // a base64 or base64url character
+	rLetter             // a letter
+	rUpper              // a capital
+	rOdd                // a digit, '+', '/', '-' or '_': not in a word
+)
+
+var rclass = func() (t [256]uint8) {
+	for c := range t {
+		if b64val[c] != 0xff {
+			t[c] = rB64
+		}
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] |= rLetter | rUpper
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] |= rLetter
+	}
+	for _, c := range "0123456789+/-_" {
+		t[c] |= rOdd
+	}
 	return t
 }()
 
@@ -42,11 +76,12 @@ const (
 	minToken  = 15
 )
 
-// candidates returns the detectors that could find something in s.
-func candidates(s string) fired {
+// candidates returns the detectors that could find something in s, and
+// the layers s could hold.
+func candidates(s string) (fired, hint) {
 	n := len(s)
 	if n < minSecret {
-		return 0
+		return 0, 0
 	}
 	var acc uint8
 	digits := 0
@@ -54,6 +89,24 @@ func candidates(s string) fired {
 		c := fclass[s[i]]
 		acc |= c
 		digits += int(c & fDigit)
+	}
+	var hints hint
+	if n >= minRun && acc&fLetter != 0 && acc&(fDigit|fUpper) != 0 && decodableRun(s) {
+		hints |= hRun
+	}
+	if acc&fRare != 0 {
+		if acc&fAssign != 0 && strings.IndexByte(s, '\n') >= 0 {
+			hints |= hYAML
+		}
+		if strings.IndexByte(s, '\\') >= 0 && strings.IndexByte(s, '"') >= 0 {
+			hints |= hEsc
+		}
+	}
+	if s[0] == 0x1f && s[1] == 0x8b {
+		hints |= hGzip
+	}
+	if c := s[0]; c == '{' || c == '[' || c <= ' ' && strings.TrimLeft(s, " \t\r\n") != "" && strings.IndexByte("{[", strings.TrimLeft(s, " \t\r\n")[0]) >= 0 {
+		hints |= hDoc
 	}
 	var want fired
 	if acc&fAt != 0 {
@@ -68,7 +121,27 @@ func candidates(s string) fired {
 	if digits >= 13 || digits >= 9 && acc&fSep != 0 {
 		want |= digitChains(s)
 	}
-	return want
+	return want, hints
+}
+
+// decodableRun reports whether s has a run of minRun base64 characters
+// with a letter in it that is not a word (it has a digit or symbol, or a
+// capital after its first byte): what runFinding decodes.
+func decodableRun(s string) bool {
+	run, letter, odd := 0, false, false
+	for i := 0; i < len(s); i++ {
+		c := rclass[s[i]]
+		if c&rB64 == 0 {
+			run, letter, odd = 0, false, false
+			continue
+		}
+		letter = letter || c&rLetter != 0
+		odd = odd || c&rOdd != 0 || c&rUpper != 0 && run > 0
+		if run++; run >= minRun && letter && odd {
+			return true
+		}
+	}
+	return false
 }
 
 // digitChains returns bitCard when s has 13 digits joined by nothing or

@@ -12,7 +12,7 @@ const secretMarker = "[masked:" + SecretToken + "]"
 
 // secretTrigger marks the bytes at which some secret_token form can start
 // or, for passwords, be introduced.
-var secretTrigger = [256]bool{'A': true, 'g': true, 'x': true, 'e': true, '=': true, ':': true}
+var secretTrigger = [256]bool{'A': true, 'B': true, 'g': true, 'x': true, 'e': true, '=': true, ':': true}
 
 // nextSecret finds a credential:
 //   - AWS access key ids: AKIA or ASIA and 16 upper-case letters or digits;
@@ -22,11 +22,17 @@ var secretTrigger = [256]bool{'A': true, 'g': true, 'x': true, 'e': true, '=': t
 //     letters, digits or '-';
 //   - JWTs (and JWEs): three or more dot-separated base64url segments
 //     whose first decodes to a JSON object with an "alg" member;
-//   - passwords: only the value, in key=value form where the key ends in
-//     password, passwd or pwd, any case ("password=x", "PGPASSWORD=x",
-//     "Pwd={x}", "?password=x&"), in key: value form when the key is quoted
-//     or starts a YAML line ("\"password\": \"x\"", "  password: x"), and
-//     in URLs ("postgres://app:x@db/shop").
+//   - HTTP credentials after their scheme: "Bearer " and a token of 16 or
+//     more token68 characters that are not all letters, "Basic " and
+//     base64 of user:password;
+//   - passwords and other values named secret (keyRuleOf: password,
+//     passwd, pwd, aws_secret_access_key, client_secret, token,
+//     client-key-data, api_key, a registry auth, Authorization, ...): only
+//     the value, in key=value form, any case ("password=x",
+//     "PGPASSWORD=x", "Pwd={x}", "?password=x&",
+//     "aws_secret_access_key = x"), in key: value form when the key is
+//     quoted or starts a YAML line ("\"password\": \"x\"", "  token: x"),
+//     and in URLs ("postgres://app:x@db/shop", "redis://u:pa/ss@cache").
 //
 // Tokens must not continue a word. PEM private keys are found before all
 // of these, by nextPEM.
@@ -46,6 +52,10 @@ func nextSecret(s string, lo int) (int, int) {
 		case 'A':
 			if next == 'K' || next == 'S' {
 				start, end = awsKey(s, j)
+			}
+		case 'B':
+			if next == 'e' || next == 'a' {
+				start, end = authScheme(s, j)
 			}
 		case 'g':
 			if next == 'h' || next == 'i' {
@@ -169,6 +179,67 @@ func jwt(s string, j int) (int, int) {
 	return j, end
 }
 
+// awsPairWindow is how far after an AWS access key id its secret access
+// key is looked for when no name says what it is.
+const awsPairWindow = 128
+
+// nextAWSSecret finds an AWS secret access key that follows its access key
+// id without a name (the console's credentials.csv, "AKIA... wJalr..."):
+// 40 characters of letters, digits, '/' and '+', with upper and lower case,
+// within awsPairWindow bytes after an AKIA or ASIA key id. Named keys
+// (aws_secret_access_key = ...) are found by nextSecret anyway. It runs
+// before nextSecret, which masks the key id it needs.
+func nextAWSSecret(s string, lo int) (int, int) {
+	from := max(0, lo-awsPairWindow-20)
+	for {
+		k := indexAWSKey(s, from)
+		if k < 0 {
+			return -1, -1
+		}
+		from = k + 20
+		limit := min(len(s), from+awsPairWindow)
+		for i := max(from, lo); i < limit; i++ {
+			if !awsSecretByte(s[i]) || i > 0 && awsSecretByte(s[i-1]) {
+				continue
+			}
+			end := i
+			upper, lower := false, false
+			for end < len(s) && awsSecretByte(s[end]) {
+				upper = upper || class[s[end]]&cUpper != 0
+				lower = lower || class[s[end]]&cLower != 0
+				end++
+			}
+			if end-i == 40 && upper && lower && (end == len(s) || s[end] != '=') {
+				return i, end
+			}
+			i = end
+		}
+	}
+}
+
+// indexAWSKey returns the index of the first AWS access key id in s at or
+// after from, or -1.
+func indexAWSKey(s string, from int) int {
+	for from < len(s) {
+		// One pass for both prefixes: searching each separately to the
+		// end of s, once per call, would be quadratic.
+		a := strings.IndexByte(s[from:], 'A')
+		if a < 0 {
+			return -1
+		}
+		a += from
+		if a+4 <= len(s) && (s[a+1:a+4] == "KIA" || s[a+1:a+4] == "SIA") {
+			if start, _ := awsKey(s, a); start >= 0 {
+				return start
+			}
+		}
+		from = a + 1
+	}
+	return -1
+}
+
+func awsSecretByte(c byte) bool { return isAlnum(c) || c == '/' || c == '+' }
+
 // nextPEM finds a PEM private key: from "-----BEGIN <label>-----", where
 // the label contains PRIVATE KEY, through the matching END line, or to the
 // end of the string when that is missing (a truncated body). It runs
@@ -211,31 +282,30 @@ func pemKey(s string, j int) (int, int) {
 // isKeyByte reports whether c can be part of a configuration key.
 func isKeyByte(c byte) bool { return isWord(c) || c == '.' || c == '-' }
 
-// passwordKey reports whether the key ending at k (exclusive) names a
-// password, and where it starts.
-func passwordKey(s string, k int) (int, bool) {
-	// Every suffix ends in "rd" or "wd": a cheap first test, as ':' and
-	// '=' are common in results (and in markers, after "masked").
-	if k < 2 || s[k-1]|0x20 != 'd' || (s[k-2]|0x20 != 'r' && s[k-2]|0x20 != 'w') {
-		return k, false
+// secretKeyAt returns where the key ending at k (exclusive) starts and
+// what its name makes of its value.
+func secretKeyAt(s string, k int) (int, keyRule) {
+	// Most ':' and '=' follow no secret name: reject on the last byte.
+	if k == 0 || !keyLast[s[k-1]|0x20] {
+		return k, keyNone
 	}
 	ks := k
 	for ks > 0 && isKeyByte(s[ks-1]) {
 		ks--
 	}
-	key := s[ks:k]
-	for _, suffix := range [...]string{"password", "passwd", "pwd"} {
-		if len(key) >= len(suffix) && strings.EqualFold(key[len(key)-len(suffix):], suffix) {
-			return ks, true
-		}
-	}
-	return ks, false
+	return ks, keyRuleOf(s[ks:k])
 }
 
-// isPasswordKey reports whether an object key names a password.
-func isPasswordKey(key string) bool {
-	_, ok := passwordKey(key, len(key))
-	return ok
+// keyedSpan narrows a value span to what rule r masks of it.
+func keyedSpan(s string, r keyRule, start, end int) (int, int) {
+	if start < 0 {
+		return -1, -1
+	}
+	a, b := keyedValue(r, s[start:end])
+	if a < 0 {
+		return -1, -1
+	}
+	return start + a, start + b
 }
 
 // assignedPassword matches the value of key=value at '=' j.
@@ -247,10 +317,12 @@ func assignedPassword(s string, j int) (int, int) {
 	for k > 0 && (s[k-1] == ' ' || s[k-1] == '\t') {
 		k--
 	}
-	if _, ok := passwordKey(s, k); !ok {
+	_, rule := secretKeyAt(s, k)
+	if rule == keyNone || rule == keyNamed && (k < j || j+1 < len(s) && s[j+1] == ' ') {
 		return -1, -1
 	}
-	return passwordValue(s, j+1, false)
+	start, end := passwordValue(s, j+1, false)
+	return keyedSpan(s, rule, start, end)
 }
 
 // keyedPassword matches the value of a "key": value or YAML key: value
@@ -264,8 +336,8 @@ func keyedPassword(s string, j int) (int, int) {
 			k--
 		}
 	}
-	ks, ok := passwordKey(s, k)
-	if !ok {
+	ks, rule := secretKeyAt(s, k)
+	if rule == keyNone {
 		return -1, -1
 	}
 	if !quoted {
@@ -283,7 +355,71 @@ func keyedPassword(s string, j int) (int, int) {
 			return -1, -1
 		}
 	}
-	return passwordValue(s, j+1, true)
+	start, end := passwordValue(s, j+1, true)
+	if start >= 0 && isBlockIndicator(s[start:end]) {
+		// "password: |" and the indented lines below: the value is
+		// the block.
+		end = blockEnd(s, end, indentBefore(s, ks))
+	}
+	return keyedSpan(s, rule, start, end)
+}
+
+// isBlockIndicator reports whether v introduces a YAML block scalar:
+// '|' or '>' with optional chomping and indentation indicators.
+func isBlockIndicator(v string) bool {
+	if v == "" || v[0] != '|' && v[0] != '>' {
+		return false
+	}
+	for i := 1; i < len(v); i++ {
+		if c := v[i]; c != '-' && c != '+' && !isDigit(c) {
+			return false
+		}
+	}
+	return len(v) <= 3
+}
+
+// indentBefore returns the indentation of the line holding i.
+func indentBefore(s string, i int) int {
+	ls := strings.LastIndexAny(s[:i], "\n\r") + 1
+	n := 0
+	for ls+n < i && (s[ls+n] == ' ' || s[ls+n] == '-' || s[ls+n] == '\t') {
+		n++
+	}
+	return n
+}
+
+// blockEnd returns the end of the block scalar whose indicator line ends
+// at end: the following lines that are blank or indented more than
+// indent.
+func blockEnd(s string, end, indent int) int {
+	last := end
+	for i := end; i < len(s); {
+		if s[i] == '\r' {
+			i++
+		}
+		if i >= len(s) || s[i] != '\n' {
+			break
+		}
+		ls := i + 1
+		le := strings.IndexAny(s[ls:], "\r\n")
+		if le < 0 {
+			le = len(s)
+		} else {
+			le += ls
+		}
+		n := 0
+		for ls+n < le && s[ls+n] == ' ' {
+			n++
+		}
+		if ls+n < le {
+			if n <= indent {
+				break
+			}
+			last = le
+		}
+		i = le
+	}
+	return last
 }
 
 // passwordValue returns the password value that starts at or after v
@@ -364,7 +500,13 @@ func bareValueEnds(s string, k int, colon bool) bool {
 	return false
 }
 
-// urlPassword matches the password of a URL's userinfo at "://" j.
+// urlPassword matches the password of a URL's userinfo at "://" j. A
+// password may contain '/', '?' or '#' unencoded ("redis://u:pa/ss@h"):
+// when the authority up to the first of them has no '@', the userinfo runs
+// on to the first '@' within maxUserinfo bytes that a host follows, unless
+// what follows the colon is a port ("http://h:8080/a@b"). A password that
+// starts with up to five digits and a '/' therefore passes as a port, and
+// one that contains an '@' before a '/' is masked only up to that '@'.
 func urlPassword(s string, j int) (int, int) {
 	if j == 0 || j+3 > len(s) || s[j+1] != '/' || s[j+2] != '/' {
 		return -1, -1
@@ -373,20 +515,91 @@ func urlPassword(s string, j int) (int, int) {
 		return -1, -1
 	}
 	a := j + 3
-	e := a
-	for e < len(s) && strings.IndexByte("/?# \t\r\n\"'<>\\`", s[e]) < 0 {
-		e++
+	p := a // the end of the authority as a parser reads it
+	for p < len(s) && strings.IndexByte("/?# \t\r\n\"'<>\\`", s[p]) < 0 {
+		p++
 	}
-	at := strings.LastIndexByte(s[a:e], '@')
-	if at < 0 {
-		return -1, -1
+	var start, end int
+	if at := strings.LastIndexByte(s[a:p], '@'); at >= 0 {
+		colon := userColon(s[a : a+at])
+		if colon < 0 {
+			return -1, -1
+		}
+		start, end = a+colon+1, a+at
+	} else {
+		colon := userColon(s[a:p])
+		if colon < 0 || p == len(s) || strings.IndexByte("/?#", s[p]) < 0 {
+			return -1, -1
+		}
+		if port := s[a+colon+1 : p]; port != "" && len(port) <= 5 && digitRun(port, 0) == len(port) {
+			return -1, -1
+		}
+		// The '@' that ends the userinfo: before a blank, a quote, the
+		// next URL ("://") or maxUserinfo bytes, so that text with many
+		// URLs is scanned once.
+		at := -1
+		for e := p; e < len(s) && e-a < maxUserinfo; e++ {
+			c := s[e]
+			if c == '@' {
+				at = e
+				break
+			}
+			if strings.IndexByte(" \t\r\n\"'<>\\`", c) >= 0 || c == ':' && strings.HasPrefix(s[e:], "://") {
+				break
+			}
+		}
+		if at < 0 {
+			return -1, -1
+		}
+		if at+1 >= len(s) || !isAlnum(s[at+1]) && s[at+1] != '[' {
+			return -1, -1
+		}
+		start, end = a+colon+1, at
 	}
-	colon := userColon(s[a : a+at])
-	if colon < 0 {
-		return -1, -1
-	}
-	start, end := a+colon+1, a+at
 	if end <= start || s[start:end] == secretMarker {
+		return -1, -1
+	}
+	return start, end
+}
+
+// maxUserinfo bounds how far a URL's userinfo is looked for, so that
+// scanning stays linear in text of many "://".
+const maxUserinfo = 512
+
+// authScheme matches the credentials of "Bearer <token>" or "Basic
+// <base64 of user:password>" at 'B' j.
+func authScheme(s string, j int) (int, int) {
+	if alnumBefore(s, j) {
+		return -1, -1
+	}
+	var basic bool
+	switch {
+	case strings.HasPrefix(s[j:], "Bearer "):
+	case strings.HasPrefix(s[j:], "Basic "):
+		basic = true
+	default:
+		return -1, -1
+	}
+	start := strings.IndexByte(s[j:], ' ') + j + 1
+	end, letters := start, true
+	for end < len(s) && (isAlnum(s[end]) || strings.IndexByte("-._~+/", s[end]) >= 0) {
+		letters = letters && isLetter(s[end])
+		end++
+	}
+	if end > start && s[end-1] == '.' {
+		end-- // a sentence's full stop
+	}
+	for end < len(s) && s[end] == '=' {
+		end++
+	}
+	if end < len(s) && isWord(s[end]) {
+		return -1, -1
+	}
+	if basic {
+		if !basicCredentials(s[start:end]) {
+			return -1, -1
+		}
+	} else if end-start < 16 || letters {
 		return -1, -1
 	}
 	return start, end
@@ -402,8 +615,8 @@ func userColon(userinfo string) int {
 			return i
 		case '[':
 			if strings.HasPrefix(userinfo[i:], markerPrefix) {
-				if j := strings.IndexByte(userinfo[i:], ']'); j >= 0 {
-					i += j
+				if k := markerLen(userinfo[i:]); k > 0 {
+					i += k - 1
 				}
 			}
 		}

@@ -296,9 +296,9 @@ func TestScrubValue(t *testing.T) {
 	got, fired := d.ScrubValue(in)
 
 	want := map[string]any{
-		"ada@example.com": map[string]any{"email": mEmail, "age": json.Number("36"), "ok": true, "none": nil, "db_password": mSecret, "pwd_hint": "pet"},
-		"items":           []any{map[string]any{"card": mCard}, "plain", json.Number("4111111111111111"), []any{mSSN}},
-		"n":               json.Number("1.5"),
+		mEmail:  map[string]any{"email": mEmail, "age": json.Number("36"), "ok": true, "none": nil, "db_password": mSecret, "pwd_hint": "pet"},
+		"items": []any{map[string]any{"card": mCard}, "plain", mCard, []any{mSSN}},
+		"n":     json.Number("1.5"),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ScrubValue(%s) = %#v; want %#v", doc, got, want)
@@ -342,13 +342,16 @@ func TestScrubJSON(t *testing.T) {
 		name, in, want string
 		fired          []string
 	}{
-		{"KeepsLayoutAndKeys", `{"sql": "select 1 -- ada@example.com", "ada@example.com": 1,  "n":[1, 2.5e3, true, null]}`,
-			`{"sql": "select 1 -- ` + mEmail + `", "ada@example.com": 1,  "n":[1, 2.5e3, true, null]}`, []string{Email}},
+		{"KeepsLayoutScrubsKeys", `{"sql": "select 1 -- ada@example.com", "ada@example.com": 1,  "n":[1, 2.5e3, true, null]}`,
+			`{"sql": "select 1 -- ` + mEmail + `", "` + mEmail + `": 1,  "n":[1, 2.5e3, true, null]}`, []string{Email}},
 		{"DecodesEscapes", `{"q":"ada\u0040example.com \"x\" <b>"}`, `{"q":"` + mEmail + ` \"x\" <b>"}`, []string{Email}},
 		{"ReencodesControlCharacters", "[\"4111111111111111\\n\\u0001\\t\"]", `["` + mCard + `\n\u0001\t"]`, []string{CreditCard}},
 		{"ScrubsTopLevelString", `"123-45-6789"`, `"` + mSSN + `"`, []string{USSSN}},
 		{"ScrubsNestedArrays", `[[["postgres://u:pw@db/x"]]]`, `[[["postgres://u:` + mSecret + `@db/x"]]]`, []string{SecretToken}},
-		{"KeepsNumbers", `{"card": 4111111111111111}`, `{"card": 4111111111111111}`, noneFired},
+		{"MasksCardNumbers", `{"card": 4111111111111111, "c2": 4.111111111111111e15, "c3": -5500000000000004.0}`,
+			`{"card": "` + mCard + `", "c2": "` + mCard + `", "c3": "` + mCard + `"}`, []string{CreditCard}},
+		{"KeepsOtherNumbers", `{"ms": 1717171717174, "big": 4111111111111112, "f": 4111111111111111.5, "e": 1e300}`,
+			`{"ms": 1717171717174, "big": 4111111111111112, "f": 4111111111111111.5, "e": 1e300}`, noneFired},
 		{"MasksPasswordValues", `{"user":"u", "Password" : "hunter2", "k": ["password", "x"], "pwd": 5, "passwords": "x"}`,
 			`{"user":"u", "Password" : "` + mSecret + `", "k": ["password", "x"], "pwd": 5, "passwords": "x"}`, []string{SecretToken}},
 		{"KeepsEmptyObject", `{}`, `{}`, noneFired},

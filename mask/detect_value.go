@@ -3,6 +3,8 @@ package mask
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/warden-mcp/warden"
@@ -11,62 +13,114 @@ import (
 // unencodable replaces a value ScrubValue cannot walk or encode.
 const unencodable = "[masked:unencodable]"
 
-// ScrubValue scrubs every string in a decoded JSON value (map[string]any,
-// []any, string, json.Number, float64, bool, nil, json.RawMessage) and
-// returns the new value and the detectors that fired, sorted and unique.
-// Object keys are kept as they are; numbers and booleans are not
-// scrubbed. With secret_token, a string under a key that names a password
-// ({"password": "x"}, {"PGPASSWORD": "x"}) is masked whole, as
-// "password=x" is in text. Maps and slices are copied only where
-// something changed; the input is never modified. Values of other types
-// are encoded to JSON and, when something is detected, returned scrubbed
-// as a json.RawMessage; a value that cannot be encoded becomes
-// "[masked:unencodable]", so nothing passes unscanned.
+// ScrubValue scrubs every string and object key in a decoded JSON value
+// (map[string]any, []any, string, json.Number, float64, bool, nil,
+// json.RawMessage) and returns the new value and the detectors that
+// fired, sorted and unique. A number that holds a finding (a card number
+// stored as a number) becomes the scrubbed string ("[masked:credit_card]");
+// other numbers and booleans are kept. A key with a finding is scrubbed
+// too; when two keys of one object scrub to the same text, that member's
+// value is "[masked]" (which of them it held would depend on map order).
+// With secret_token, a string under a key that names a secret
+// ({"password": "x"}, {"PGPASSWORD": "x"}, {"aws_secret_access_key": "x"},
+// {"token": "x"}; keyRuleOf) is masked whole, as "password=x" is in text.
+// Maps and slices are copied only where something changed; the input is
+// never modified. Values of other types are encoded to JSON and, when
+// something is detected, returned scrubbed as a json.RawMessage; a value
+// that cannot be encoded becomes "[masked:unencodable]", so nothing passes
+// unscanned.
 func (d *Detectors) ScrubValue(v any) (any, []string) {
-	out, f, _ := d.scrubValue(v)
+	b := newBudget(0)
+	out, f, _ := d.scrubValue(v, &b)
 	return out, f.names()
 }
 
 // scrubValue is ScrubValue; changed reports whether out is not v.
-func (d *Detectors) scrubValue(v any) (out any, f fired, changed bool) {
+func (d *Detectors) scrubValue(v any, b *budget) (out any, f fired, changed bool) {
 	switch x := v.(type) {
-	case nil, bool, float64, float32, int, int64, int32, uint, uint64, uint32, json.Number:
+	case nil, bool:
 		return v, 0, false
+	case json.Number:
+		return d.scrubNumber(string(x), v)
+	case float64:
+		return d.scrubNumber(strconv.FormatFloat(x, 'f', -1, 64), v)
+	case float32:
+		return d.scrubNumber(strconv.FormatFloat(float64(x), 'f', -1, 32), v)
+	case int:
+		return d.scrubNumber(strconv.FormatInt(int64(x), 10), v)
+	case int64:
+		return d.scrubNumber(strconv.FormatInt(x, 10), v)
+	case int32:
+		return d.scrubNumber(strconv.FormatInt(int64(x), 10), v)
+	case uint:
+		return d.scrubNumber(strconv.FormatUint(uint64(x), 10), v)
+	case uint64:
+		return d.scrubNumber(strconv.FormatUint(x, 10), v)
+	case uint32:
+		return d.scrubNumber(strconv.FormatUint(uint64(x), 10), v)
 	case string:
-		s, f := d.scrub(x)
+		s, f, _ := d.scrubAt(x, 0, b)
 		if f == 0 {
 			return v, 0, false
 		}
 		return s, f, true
 	case map[string]any:
-		var out map[string]any
+		type member struct {
+			key string
+			val any
+		}
+		var changes map[string]member // by original key
 		var all fired
+		keysChanged := false
 		for k, e := range x {
-			ne, f, changed := d.scrubValue(e)
-			if str, ok := e.(string); ok && isPasswordKey(k) && d.maskPassword(str) {
-				ne, f, changed = secretMarker, f|bitSecret, true
+			ne, f, changed := d.scrubValue(e, b)
+			if str, ok := e.(string); ok && d.keyedFires(k, str) {
+				ne, f, changed = d.keyedMask(k, str), f|bitSecret, true
+			}
+			nk, kf, _ := d.scrubAt(k, 0, b)
+			if kf != 0 {
+				f |= kf
+				changed, keysChanged = true, true
 			}
 			if !changed {
 				continue
 			}
 			all |= f
-			if out == nil {
-				out = make(map[string]any, len(x))
-				for k2, e2 := range x {
-					out[k2] = e2
-				}
+			if changes == nil {
+				changes = make(map[string]member)
 			}
-			out[k] = ne
+			changes[k] = member{nk, ne}
 		}
-		if out == nil {
+		if changes == nil {
 			return v, 0, false
+		}
+		out := make(map[string]any, len(x))
+		if !keysChanged {
+			for k, e := range x {
+				out[k] = e
+			}
+			for k, m := range changes {
+				out[k] = m.val
+			}
+			return out, all, true
+		}
+		for k, e := range x {
+			m, ok := changes[k]
+			if !ok {
+				m = member{k, e}
+			}
+			if _, dup := out[m.key]; dup {
+				out[m.key] = fallback
+				continue
+			}
+			out[m.key] = m.val
 		}
 		return out, all, true
 	case []any:
 		var out []any
 		var all fired
 		for i, e := range x {
-			ne, f, changed := d.scrubValue(e)
+			ne, f, changed := d.scrubValue(e, b)
 			if !changed {
 				continue
 			}
@@ -81,11 +135,11 @@ func (d *Detectors) scrubValue(v any) (out any, f fired, changed bool) {
 		}
 		return out, all, true
 	case json.RawMessage:
-		out, f, err := d.scrubJSON(x)
+		out, f, err := d.scrubJSON(x, 0, b)
 		if err != nil {
 			// Not JSON, so encoding it later fails anyway; make sure
 			// what fails carries no detected value.
-			s, f := d.scrub(string(x))
+			s, f, _ := d.scrubAt(string(x), 0, b)
 			if f == 0 {
 				return v, 0, false
 			}
@@ -100,7 +154,7 @@ func (d *Detectors) scrubValue(v any) (out any, f fired, changed bool) {
 		if err != nil {
 			return unencodable, 0, true
 		}
-		out, f, err := d.scrubJSON(raw)
+		out, f, err := d.scrubJSON(raw, 0, b)
 		if err != nil {
 			return unencodable, 0, true
 		}
@@ -111,20 +165,44 @@ func (d *Detectors) scrubValue(v any) (out any, f fired, changed bool) {
 	}
 }
 
-// ScrubJSON scrubs every string value in a JSON document, such as a call's
-// recorded arguments, and returns valid JSON with the same structure, key
-// order and formatting; object keys, numbers and literals are copied as
-// they are, and string values are scrubbed as ScrubValue does. When nothing is detected it returns raw itself. Invalid JSON
-// is an Invalid *warden.Error, with no output.
+// scrubNumber scrubs a number written as num: v itself, or the scrubbed
+// text when it holds a finding.
+func (d *Detectors) scrubNumber(num string, v any) (any, fired, bool) {
+	digits, ok := integerDigits(num)
+	if !ok {
+		return v, 0, false
+	}
+	out, f := d.pass(digits, d.enabled)
+	if f == 0 {
+		return v, 0, false
+	}
+	return out, f, true
+}
+
+// keyedMask is what a string named secret by key becomes: the marker, in
+// place of the part keyedValue says is secret ("Bearer [masked:...]").
+func (d *Detectors) keyedMask(key, value string) string {
+	start, end := keyedValue(keyRuleOf(key), value)
+	return value[:start] + secretMarker + value[end:]
+}
+
+// ScrubJSON scrubs every string, object key and number in a JSON
+// document, such as a call's recorded arguments or a tool's result, and
+// returns valid JSON with the same structure, key order and formatting
+// wherever nothing was found; members are scrubbed as ScrubValue does
+// them (a number with a finding becomes a string). When nothing is
+// detected it returns raw itself. Invalid JSON is an Invalid
+// *warden.Error, with no output.
 func (d *Detectors) ScrubJSON(raw []byte) ([]byte, []string, error) {
-	out, f, err := d.scrubJSON(raw)
+	b := newBudget(len(raw))
+	out, f, err := d.scrubJSON(raw, 0, &b)
 	if err != nil {
 		return nil, nil, err
 	}
 	return out, f.names(), nil
 }
 
-func (d *Detectors) scrubJSON(raw []byte) ([]byte, fired, error) {
+func (d *Detectors) scrubJSON(raw []byte, depth int, b *budget) ([]byte, fired, error) {
 	if !json.Valid(raw) {
 		return nil, 0, warden.Errorf(warden.Invalid, "the document is not valid JSON")
 	}
@@ -134,13 +212,40 @@ func (d *Detectors) scrubJSON(raw []byte) ([]byte, fired, error) {
 	var out []byte // nil until something changes
 	var all fired
 	copied := 0
-	passwordEnd := -1 // end of the last key if it names a password
-	for i := 0; i < len(raw); {
+	replace := func(start, end int, s string) {
+		if out == nil {
+			out = make([]byte, 0, len(raw)+64)
+		}
+		out = append(out, raw[copied:start]...)
+		out = appendJSONString(out, s)
+		copied = end
+	}
+	// numbers scrubs the numbers in raw[lo:hi], which holds no string.
+	numbers := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			if c := raw[i]; c != '-' && !isDigit(c) {
+				continue
+			}
+			end := i
+			for end < hi && strings.IndexByte("+-.eE0123456789", raw[end]) >= 0 {
+				end++
+			}
+			if v, f, changed := d.scrubNumber(doc[i:end], nil); changed {
+				all |= f
+				replace(i, end, v.(string))
+			}
+			i = end
+		}
+	}
+	key, keyEnd := "", -1 // the last key, and where it ended
+	i := 0
+	for i < len(raw) {
 		q := bytes.IndexByte(raw[i:], '"')
 		if q < 0 {
 			break
 		}
 		start := i + q
+		numbers(i, start)
 		// The document is valid, so the string ends at the first quote
 		// not escaped by a backslash.
 		end, escaped := start+1, false
@@ -158,48 +263,29 @@ func (d *Detectors) scrubJSON(raw []byte) ([]byte, fired, error) {
 			return nil, 0, err
 		}
 		if isKey(raw, end) {
-			passwordEnd = -1
-			if isPasswordKey(s) {
-				passwordEnd = end
+			key, keyEnd = s, end
+			if scrubbed, f, _ := d.scrubAt(s, depth, b); f != 0 {
+				all |= f
+				replace(start, end, scrubbed)
 			}
 			continue
 		}
-		scrubbed, f := d.scrub(s)
-		if passwordEnd >= 0 && onlyColon(raw[passwordEnd:start]) && d.maskPassword(s) {
-			scrubbed, f = secretMarker, f|bitSecret
+		scrubbed, f, _ := d.scrubAt(s, depth, b)
+		if keyEnd >= 0 && onlyColon(raw[keyEnd:start]) && d.keyedFires(key, s) {
+			scrubbed, f = d.keyedMask(key, s), f|bitSecret
 		}
-		passwordEnd = -1
+		keyEnd = -1
 		if f == 0 {
 			continue
 		}
 		all |= f
-		if out == nil {
-			out = make([]byte, 0, len(raw)+64)
-		}
-		out = append(out, raw[copied:start]...)
-		out = appendJSONString(out, scrubbed)
-		copied = end
+		replace(start, end, scrubbed)
 	}
+	numbers(i, len(raw))
 	if out == nil {
 		return raw, 0, nil
 	}
 	return append(out, raw[copied:]...), all, nil
-}
-
-// maskPassword reports whether value, found under an object key that
-// names a password, is to be masked: {"password": "x"} is the JSON form of
-// password=x.
-func (d *Detectors) maskPassword(value string) bool {
-	if d.enabled&bitSecret == 0 || value == "" || value == secretMarker {
-		return false
-	}
-	for i := range d.run {
-		if d.run[i].bit == bitSecret {
-			_, allowed := d.run[i].allow[value]
-			return !allowed
-		}
-	}
-	return false
 }
 
 // jsonString returns the value of the JSON string literal q.
