@@ -590,6 +590,7 @@ func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*
 		return ""
 	}
 	a.addOp(warden.Op{Verb: verb, Object: a.judgedAs(name), Unfiltered: unfiltered})
+	a.castOps(name)
 	if inh && a.cat != nil {
 		for _, child := range a.cat.descendants(name) {
 			if a.cat.partitionRoot[child] == "" {
@@ -767,6 +768,7 @@ func (a *analyzer) relationOps(verbs []string, name string, inh bool) {
 	for _, v := range verbs {
 		a.op(v, a.judgedAs(name))
 	}
+	a.castOps(name)
 	if !inh || a.cat == nil {
 		return
 	}
@@ -961,11 +963,23 @@ func (a *analyzer) typeName(t *pg_query.TypeName) {
 		return
 	}
 	if len(parts) != 1 {
-		a.qualifyParts(parts, nil)
+		a.castOps(a.qualifyParts(parts, nil))
 		return
 	}
 	if name := a.qualify("", parts[0], a.typeSchema); name != "" {
 		t.Names = []*pg_query.Node{pg_query.MakeStrNode(name[:len(name)-len(parts[0])-1]), pg_query.MakeStrNode(parts[0])}
+		a.castOps(name)
+	}
+}
+
+// castOps judges the user-defined cast functions a statement may run
+// implicitly by touching a type or relation (see names.castFuncs).
+func (a *analyzer) castOps(typeOrRelation string) {
+	if a.cat == nil {
+		return
+	}
+	for _, fn := range a.cat.castFuncs[typeOrRelation] {
+		a.op(warden.VerbExecute, fn)
 	}
 }
 

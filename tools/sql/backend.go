@@ -114,6 +114,14 @@ type names struct {
 	children, parents map[string][]string
 	partitionRoot     map[string]string
 
+	// castFuncs are the user-defined functions of casts (pg_cast.castfunc
+	// outside pg_catalog) that a statement may run implicitly, by the
+	// type they convert ("schema.type") and by each relation with a
+	// column or row type they convert. PostgreSQL picks casts by type,
+	// which the binder does not infer, so touching such a type or
+	// relation counts as calling every such function.
+	castFuncs map[string][]string
+
 	// analyses caches Analyze results for this snapshot: the same text
 	// resolved against the same names always analyses the same way.
 	mu       sync.Mutex
@@ -238,7 +246,7 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		typeNames:  map[string]map[string]bool{},
 		types:      map[uint32]string{},
 		children:   map[string][]string{}, parents: map[string][]string{},
-		partitionRoot: map[string]string{},
+		partitionRoot: map[string]string{}, castFuncs: map[string][]string{},
 	}
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -276,6 +284,9 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		return nil, err
 	}
 	if err := loadInheritance(ctx, tx, n); err != nil {
+		return nil, err
+	}
+	if err := loadCastFuncs(ctx, tx, n); err != nil {
 		return nil, err
 	}
 	rows, err := tx.Query(ctx, `SELECT oid, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type`)
@@ -334,6 +345,42 @@ func loadInheritance(ctx context.Context, tx pgx.Tx, n *names) error {
 		n.partitionRoot[part] = root
 	}
 	return nil
+}
+
+// loadCastFuncs loads the user-defined cast functions by type and by the
+// relations whose columns (or row type) they convert.
+func loadCastFuncs(ctx context.Context, tx pgx.Tx, n *names) error {
+	rows, err := tx.Query(ctx, `
+		WITH uc AS (
+			SELECT t.oid AS typ, tn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) t.typname AS typname,
+			       pn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname AS fn
+			FROM pg_catalog.pg_cast c
+			JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+			JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+			JOIN pg_catalog.pg_type t ON t.oid IN (c.castsource, c.casttarget)
+			JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+			WHERE pn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'
+			  -- A cast runs only on values of its types: key it by the
+			  -- types that are not built in, or by both when both are.
+			  AND (tn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog' OR NOT EXISTS (
+			       SELECT 1 FROM pg_catalog.pg_type u JOIN pg_catalog.pg_namespace un ON un.oid = u.typnamespace
+			       WHERE u.oid IN (c.castsource, c.casttarget) AND un.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')))
+		SELECT typname, fn FROM uc
+		UNION
+		SELECT rn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) r.relname, uc.fn
+		FROM pg_catalog.pg_class r
+		JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+		JOIN uc ON uc.typ IN (a.atttypid, r.reltype)`)
+	if err != nil {
+		return err
+	}
+	var key, fn string
+	_, err = pgx.ForEachRow(rows, []any{&key, &fn}, func() error {
+		n.castFuncs[key] = append(n.castFuncs[key], fn)
+		return nil
+	})
+	return err
 }
 
 // unavailable reports a backend failure without connection details.
