@@ -570,7 +570,7 @@ func TestCancellingTheCallCancelsTheQuery(t *testing.T) {
 		_, err := c.CallTool(ctx, req)
 		done <- err
 	}()
-	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query = 'SELECT pg_sleep(30)' AND state = 'active'"
+	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query = 'SELECT pg_catalog.pg_sleep(30)' AND state = 'active'"
 	waitFor(t, 20*time.Second, func() bool { return count(t, dsn, active) == 1 })
 	cancel()
 	if err := <-done; err == nil {
@@ -668,7 +668,7 @@ func TestShutdownFinishesInFlightCalls(t *testing.T) {
 	go func() {
 		results <- call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT pg_sleep(1.5), 42 AS answer"})
 	}()
-	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query LIKE 'SELECT pg_sleep(1.5)%' AND state = 'active'"
+	active := "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'warden' AND query LIKE 'SELECT pg_catalog.pg_sleep(1.5)%' AND state = 'active'"
 	waitFor(t, 20*time.Second, func() bool { return count(t, dsn, active) == 1 })
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -298,7 +298,7 @@ func (a *analyzer) maskExpr(r *mask.Rule, col string) string {
 			a.hashParams = max(a.nparams, 0) + 1
 		}
 		inner, outer := "$"+strconv.Itoa(a.hashParams)+"::pg_catalog.bytea", "$"+strconv.Itoa(a.hashParams+1)+"::pg_catalog.bytea"
-		mac := "pg_catalog.sha256(" + outer + " OPERATOR(pg_catalog.||) pg_catalog.sha256(" + inner + " OPERATOR(pg_catalog.||) pg_catalog.convert_to(" + v + ", 'UTF8')))"
+		mac := "pg_catalog.sha256(" + outer + " OPERATOR(pg_catalog.||) pg_catalog.sha256(" + inner + " OPERATOR(pg_catalog.||) pg_catalog.textsend(" + v + ")))"
 		return "CASE WHEN " + col + " IS NULL THEN NULL ELSE 'hash:' OPERATOR(pg_catalog.||) pg_catalog.translate(pg_catalog.encode(pg_catalog.substring(" + mac + ", 1, 12), 'base64'), '+/', '-_') END"
 	}
 	n, m, ok := r.Ends()
@@ -306,12 +306,38 @@ func (a *analyzer) maskExpr(r *mask.Rule, col string) string {
 		// A strategy this code does not know: mask the whole value.
 		return "CASE WHEN " + col + " IS NULL THEN NULL ELSE " + quote(mask.Redacted) + "::pg_catalog.text END"
 	}
+	return keepEndsExpr(v, n, m)
+}
+
+// asciiAlnum and asciiStars translate ASCII letters and digits to '*'.
+var (
+	asciiAlnum = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	asciiStars = strings.Repeat("*", len(asciiAlnum))
+)
+
+// keepEndsExpr is mask.keepEnds in SQL: keep the first n and last m letters
+// and digits of v, star the others, keep separators; redact a value with
+// no more than n+m letters and digits. An all-ASCII value (the common case)
+// takes a fast path: two anchored regular expressions find where the kept
+// ends stop, and translate stars the middle; a global regexp_replace costs
+// several times more per row.
+func keepEndsExpr(v string, n, m int) string {
+	ends := func(s string, k int) string { // length of the shortest prefix of s holding k letters or digits
+		if k == 0 {
+			return "0"
+		}
+		return "pg_catalog.length(pg_catalog.substring(" + s + ", '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(k) + "}'))"
+	}
+	head, tail := ends(v, n), ends("pg_catalog.reverse("+v+")", m)
+	middle := "pg_catalog.substr(" + v + ", " + head + " OPERATOR(pg_catalog.+) 1, pg_catalog.length(" + v + ") OPERATOR(pg_catalog.-) " + head + " OPERATOR(pg_catalog.-) " + tail + ")"
+	fast := "pg_catalog.\"left\"(" + v + ", " + head + ") OPERATOR(pg_catalog.||) pg_catalog.translate(" + middle + ", " + quote(asciiAlnum) + ", " + quote(asciiStars) + ") OPERATOR(pg_catalog.||) pg_catalog.\"right\"(" + v + ", " + tail + ")"
 	prefix := "pg_catalog.substring(" + v + ", '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(n) + "}')"
 	rest := "pg_catalog.substr(" + v + ", pg_catalog.length(" + prefix + ") OPERATOR(pg_catalog.+) 1)"
-	return "CASE WHEN " + col + " IS NULL THEN NULL" +
-		" WHEN pg_catalog.length(pg_catalog.regexp_replace(" + v + ", '" + sepClass + "', '', 'g')) OPERATOR(pg_catalog.<=) " + strconv.Itoa(n+m) +
-		" THEN " + quote(mask.Redacted) +
-		" ELSE " + prefix + " OPERATOR(pg_catalog.||) pg_catalog.regexp_replace(" + rest + ", '" + alnumClass + "(?=(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(m) + "})', '*', 'g') END"
+	general := prefix + " OPERATOR(pg_catalog.||) pg_catalog.regexp_replace(" + rest + ", '" + alnumClass + "(?=(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(m) + "})', '*', 'g')"
+	return "CASE WHEN " + v + " IS NULL THEN NULL" +
+		" WHEN " + v + " OPERATOR(pg_catalog.!~) '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(n+m+1) + "}' THEN " + quote(mask.Redacted) +
+		" WHEN pg_catalog.octet_length(" + v + ") OPERATOR(pg_catalog.=) pg_catalog.length(" + v + ") THEN " + fast +
+		" ELSE " + general + " END"
 }
 
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
