@@ -86,3 +86,39 @@ func TestBindRewritesIntoTheStatementThatRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSendsTheBackendNothing: once the catalog snapshot is loaded,
+// planning needs no backend at all (it used to prepare the statement on
+// it, before policy ran, which told an ungranted caller about columns and
+// masks). Masking refusals wait until execution, after policy.
+func TestPlanSendsTheBackendNothing(t *testing.T) {
+	dsn := pgtest.New(t, `CREATE TABLE customers (id int PRIMARY KEY, name text, card text);
+INSERT INTO customers VALUES (1, 'Ada', '4111 1111 1111 1111');`)
+	b := newTestBackend(t, Config{DSN: dsn})
+	cols := mask.Columns{"public.customers.card": {Strategy: "last4"}}
+	if err := cols.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b.SetMasking(cols, mask.NewMasker([]byte("0123456789abcdef0123456789abcdef")))
+	q := &Query{Backends: Backends{"db": b}}
+	ctx := callerContext(t)
+	if _, err := b.catalog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.pool.Close() // from here on, any use of the backend fails
+	for _, sql := range []string{
+		"SELECT no_such_column FROM customers",
+		"SELECT card FROM customers WHERE card LIKE '4%'",
+		"UPDATE customers SET name = 'x' WHERE card LIKE '4111%'",
+	} {
+		a, err := q.Plan(ctx, queryArgsJSON(t, sql))
+		if err != nil {
+			t.Errorf("Plan(%q) with the backend closed = %v; want a plan", sql, err)
+			continue
+		}
+		if strings.HasPrefix(sql, "UPDATE") {
+			_, err := q.Execute(ctx, a)
+			wantError(t, "Execute(masked target read)", err, "denied", "masked")
+		}
+	}
+}
