@@ -36,6 +36,9 @@ CREATE FUNCTION public.wrapped_text(public.wrapped) RETURNS text LANGUAGE sql AS
 CREATE CAST (public.wrapped AS text) WITH FUNCTION public.wrapped_text(public.wrapped) AS IMPLICIT;
 CREATE TABLE boxes (id int, w public.wrapped);
 INSERT INTO boxes VALUES (1, row(1));
+-- A domain whose CHECK runs user code.
+CREATE FUNCTION public.leak_check(text) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '%', (SELECT secret FROM public.hidden); END $$;
+CREATE DOMAIN public.checked AS text CHECK (public.leak_check(VALUE));
 -- A function PostgreSQL 17's grammar turns into syntax an older server reads as a call.
 CREATE FUNCTION public.json_scalar(int) RETURNS text LANGUAGE sql AS $$ SELECT secret FROM public.hidden $$;
 -- An inheritance child without a grant.
@@ -99,6 +102,7 @@ func TestBinderRunsOnlyJudgedCode(t *testing.T) {
 		{"CastWithUserFunction", "SELECT w::text FROM boxes", "public.wrapped_text"},
 		{"ImplicitCastWithUserFunction", "SELECT 'x' || w FROM boxes", "public.wrapped_text"},
 		{"CastLiteralToUserType", "SELECT row(1)::wrapped::text", "public.wrapped_text"},
+		{"DomainCheckWithUserFunction", "SELECT 'x'::checked", "public.leak_check"},
 		{"JSONScalarSyntax", "SELECT json_scalar(1)", "SQL/JSON"},
 		{"JSONObjectSyntax", "SELECT JSON_OBJECT('a': 1)", "SQL/JSON"},
 		{"StatActivity", "SELECT * FROM pg_stat_get_activity(NULL)", "pg_stat_get_activity"},

@@ -114,10 +114,11 @@ type names struct {
 	children, parents map[string][]string
 	partitionRoot     map[string]string
 
-	// castFuncs are the user-defined functions of casts (pg_cast.castfunc
-	// outside pg_catalog) that a statement may run implicitly, by the
-	// type they convert ("schema.type") and by each relation with a
-	// column or row type they convert. PostgreSQL picks casts by type,
+	// castFuncs are the user-defined functions that a statement may run
+	// implicitly through a type: cast functions (pg_cast.castfunc outside
+	// pg_catalog) and functions in a domain's CHECK constraints, by the
+	// type ("schema.type") and by each relation with a column or row of
+	// that type. PostgreSQL picks casts by type,
 	// which the binder does not infer, so touching such a type or
 	// relation counts as calling every such function.
 	castFuncs map[string][]string
@@ -364,7 +365,19 @@ func loadCastFuncs(ctx context.Context, tx pgx.Tx, n *names) error {
 			  -- types that are not built in, or by both when both are.
 			  AND (tn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog' OR NOT EXISTS (
 			       SELECT 1 FROM pg_catalog.pg_type u JOIN pg_catalog.pg_namespace un ON un.oid = u.typnamespace
-			       WHERE u.oid IN (c.castsource, c.casttarget) AND un.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')))
+			       WHERE u.oid IN (c.castsource, c.casttarget) AND un.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'))
+			UNION
+			-- A domain's CHECK constraints run on every value coerced to it.
+			SELECT t.oid, tn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) t.typname,
+			       pn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname
+			FROM pg_catalog.pg_constraint k
+			JOIN pg_catalog.pg_type t ON t.oid = k.contypid
+			JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+			JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
+			     AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+			JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+			JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+			WHERE pn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')
 		SELECT typname, fn FROM uc
 		UNION
 		SELECT rn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) r.relname, uc.fn
