@@ -58,6 +58,8 @@ INSERT INTO customers VALUES
   (1, 'Ada', '%s', '%s', '%s', %s, '%s', 'zebra-7731-quartz', 'GB'),
   (2, 'Grace', '%s', '%s', '%s', %s, NULL, 'otter-4410-maple', 'US'),
   (3, 'Linus', NULL, NULL, NULL, NULL, NULL, NULL, 'FI');
+CREATE UNIQUE INDEX customers_email ON customers (email);
+CREATE TABLE refs (email text REFERENCES customers (email));
 CREATE TABLE vip_customers (tier text) INHERITS (customers);
 INSERT INTO vip_customers VALUES (4, 'Vera', 'vera@example.org', '%s', NULL, 1, NULL, NULL, 'DE', 'gold');
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, total numeric(10,2), note text);
@@ -93,7 +95,8 @@ roles:
     grants:
       - {backend: shop, tables: [%s], actions: [select]}
       - {backend: shop, tables: [public.sink], actions: [select, insert, delete]}
-      - {backend: shop, tables: [public.customers], actions: [update]}
+      - {backend: shop, tables: [public.customers], actions: [update, insert]}
+      - {backend: shop, tables: [public.refs], actions: [insert, select]}
 masking:
   hash_key: "0123456789abcdef0123456789abcdef-e2e"
   columns:
@@ -371,6 +374,15 @@ var adversarialCorpus = []string{
 	"UPDATE customers SET name = 'Ada' FROM orders o WHERE o.customer_id = customers.id AND customers.salary > 1000",
 	"UPDATE customers SET name = 'Ada' WHERE id = 1 RETURNING name",
 	"SELECT name FROM customers ORDER BY id",
+	// Constraint verdicts: a unique index or a foreign key on a masked
+	// column tells whether a guessed value exists.
+	"INSERT INTO customers (id, email) VALUES (98, 'ada.lovelace@' || 'example.com')",
+	"INSERT INTO customers (id, email) VALUES (98, 'ada.lovelace@' || 'example.com') ON CONFLICT DO NOTHING RETURNING id",
+	"INSERT INTO customers VALUES (98, 'X', 'ada.lovelace@' || 'example.com')",
+	"UPDATE customers SET email = 'ada.lovelace@' || 'example.com' WHERE id = 3",
+	"INSERT INTO refs (email) VALUES ('ada.lovelace@' || 'example.com')",
+	"INSERT INTO customers (id, name) VALUES (97, 'Zoe') RETURNING id, name",
+	"SELECT count(*) FROM refs",
 	// Through functions that read a table by name or run SQL text.
 	"SELECT query_to_xml('SELECT card_number FROM public.customers', true, false, '')",
 	"SELECT table_to_xml('public.customers', true, false, '')",

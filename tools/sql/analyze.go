@@ -609,6 +609,7 @@ func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList, false, false)
+	a.guardWrittenColumns(name, targetNames(s.Cols))
 	if oc := s.OnConflictClause; oc != nil && oc.Action == pg_query.OnConflictAction_ONCONFLICT_UPDATE {
 		a.op(warden.VerbUpdate, a.judgedAs(name))
 	}
@@ -625,6 +626,7 @@ func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList, s.WhereClause == nil, s.Relation.GetInh())
+	a.guardWrittenColumns(name, targetNames(s.TargetList))
 	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
 		a.walkChildren(s, c, "relation", "with_clause", "returning_list")
 		a.walkReturning(s.ReturningList, c)
@@ -645,6 +647,7 @@ func (a *analyzer) mergeStmt(s *pg_query.MergeStmt, c frame) {
 	c.ddl = false
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList, false, s.Relation.GetInh())
+	a.guardWrittenColumns(name, nil)
 	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
 		a.walkChildren(s, c, "relation", "with_clause", "returning_list")
 		a.walkReturning(s.ReturningList, c)

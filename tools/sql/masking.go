@@ -48,6 +48,12 @@ type maskCatalog struct {
 	viewDefs map[string]string
 	// missing lists masking rules whose column does not exist.
 	missing []string
+	// oracles are the columns a write must not set, by relation and
+	// column, with the reason: a masked column under a unique index or
+	// exclusion constraint, or a column whose foreign key references a
+	// masked column. Whether such a write fails tells whether a raw
+	// value exists.
+	oracles map[string]map[string]string
 }
 
 // rules are the masking rules that apply to reading relation name: its
@@ -176,6 +182,9 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 	}); err != nil {
 		return err
 	}
+	if err := loadOracles(ctx, tx, n); err != nil {
+		return err
+	}
 	sensitive := func(rel string) bool {
 		_, isView := mc.viewDefs[rel]
 		return isView || len(n.rules(rel, true)) > 0
@@ -189,6 +198,93 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 		}
 	}
 	return nil
+}
+
+// loadOracles finds the columns whose writes would reveal masked values
+// through a constraint's verdict.
+func loadOracles(ctx context.Context, tx pgx.Tx, n *names) error {
+	mc := n.mask
+	mc.oracles = map[string]map[string]string{}
+	add := func(rel, col, why string) {
+		if mc.oracles[rel] == nil {
+			mc.oracles[rel] = map[string]string{}
+		}
+		mc.oracles[rel][col] = why
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT n.nspname, c.relname, a.attname, ic.relname
+		FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])
+		WHERE i.indisunique OR i.indisexclusion`)
+	if err != nil {
+		return err
+	}
+	var schema, rel, col, index string
+	if _, err := pgx.ForEachRow(rows, []any{&schema, &rel, &col, &index}, func() error {
+		if n.rules(schema+"."+rel, false)[col] != nil {
+			add(schema+"."+rel, col, "the unique index "+index+" would tell whether the masked value exists")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	rows, err = tx.Query(ctx, `
+		SELECT sn.nspname, s.relname, sa.attname, rn.nspname, r.relname, ra.attname
+		FROM pg_catalog.pg_constraint k
+		JOIN pg_catalog.pg_class s ON s.oid = k.conrelid
+		JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace
+		JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+		JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+		CROSS JOIN LATERAL unnest(k.conkey, k.confkey) AS u(sk, rk) -- the multi-array form exists only unqualified
+		JOIN pg_catalog.pg_attribute sa ON sa.attrelid = k.conrelid AND sa.attnum OPERATOR(pg_catalog.=) u.sk
+		JOIN pg_catalog.pg_attribute ra ON ra.attrelid = k.confrelid AND ra.attnum OPERATOR(pg_catalog.=) u.rk
+		WHERE k.contype = 'f'`)
+	if err != nil {
+		return err
+	}
+	var rschema, rrel, rcol string
+	_, err = pgx.ForEachRow(rows, []any{&schema, &rel, &col, &rschema, &rrel, &rcol}, func() error {
+		if n.rules(rschema+"."+rrel, false)[rcol] != nil {
+			add(schema+"."+rel, col, "its foreign key to the masked column "+rschema+"."+rrel+"."+rcol+" would tell whether a value exists there")
+		}
+		return nil
+	})
+	return err
+}
+
+// guardWrittenColumns refuses (after policy) a write that sets a column
+// whose constraint would reveal a masked value; nil columns means all.
+func (a *analyzer) guardWrittenColumns(name string, columns []string) {
+	if a.cat == nil || a.cat.mask == nil || name == "" {
+		return
+	}
+	oracles := a.cat.mask.oracles[name]
+	if len(oracles) == 0 {
+		return
+	}
+	if columns == nil {
+		columns = a.cat.mask.columns[name]
+	}
+	for _, col := range columns {
+		if why, ok := oracles[col]; ok && a.refusal == nil {
+			a.refusal = &warden.Error{Code: warden.Denied, Rule: ruleMasking, Message: fmt.Sprintf(
+				"this statement writes %s.%s, and %s: whether the write succeeds would reveal a masked value; leave that column out", name, col, why)}
+		}
+	}
+}
+
+// targetNames are the column names a list of ResTargets sets.
+func targetNames(list []*pg_query.Node) []string {
+	var out []string
+	for _, n := range list {
+		if rt := n.GetResTarget(); rt != nil {
+			out = append(out, rt.Name)
+		}
+	}
+	return out
 }
 
 // maskRelation returns the node that replaces a read of relation name when
