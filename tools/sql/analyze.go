@@ -107,8 +107,52 @@ func bind(sql string, names Names, nparams int) (*Analysis, error) {
 	if err != nil {
 		return nil, refused("warden cannot print this statement back as SQL, so it is refused")
 	}
+	// The judge and the executor must read the same statement: parse the
+	// text that will run and require the very tree that was judged, so a
+	// deparser that prints something PostgreSQL reads differently fails
+	// closed instead of running unjudged.
+	again, err := pg_query.Parse(text)
+	if err != nil || !sameTree(tree, again) {
+		return nil, refused("warden cannot print this statement back as SQL that reads the same, so it is refused; simplify it")
+	}
 	res.Text = text
 	return res, nil
+}
+
+// sameTree reports whether two parse results are equal but for source
+// positions.
+func sameTree(a, b *pg_query.ParseResult) bool {
+	a, b = proto.Clone(a).(*pg_query.ParseResult), proto.Clone(b).(*pg_query.ParseResult)
+	clearLocations(a.ProtoReflect())
+	clearLocations(b.ProtoReflect())
+	return proto.Equal(a, b)
+}
+
+// clearLocations zeroes every source position in m. It also reads a type
+// named pg_catalog.X as X: the deparser prints some built-in types
+// unqualified (void, and the SQL-standard spellings), and on a connection
+// whose search_path is pg_catalog, where warden creates no temporary
+// types, the server reads X as pg_catalog.X.
+func clearLocations(m protoreflect.Message) {
+	if tn, ok := m.Interface().(*pg_query.TypeName); ok && len(tn.Names) == 2 && tn.Names[0].GetString_().GetSval() == "pg_catalog" {
+		tn.Names = tn.Names[1:]
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.Int32Kind && (strings.HasSuffix(string(fd.Name()), "location") || fd.Name() == "stmt_len"):
+			m.Clear(fd)
+		case fd.Kind() != protoreflect.MessageKind:
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				clearLocations(l.Get(i).Message())
+			}
+		case fd.IsMap():
+		default:
+			clearLocations(v.Message())
+		}
+		return true
+	})
 }
 
 func syntaxError(err error) *warden.Error {

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 )
@@ -119,6 +121,34 @@ INSERT INTO customers VALUES (1, 'Ada', '4111 1111 1111 1111');`)
 		if strings.HasPrefix(sql, "UPDATE") {
 			_, err := q.Execute(ctx, a)
 			wantError(t, "Execute(masked target read)", err, "denied", "masked")
+		}
+	}
+}
+
+// TestSameTreeIgnoresOnlyPositions: the check that the text that runs
+// parses to the judged tree tells real differences from moved positions.
+func TestSameTreeIgnoresOnlyPositions(t *testing.T) {
+	parse := func(sql string) *pg_query.ParseResult {
+		tree, err := pg_query.Parse(sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+	cases := []struct {
+		a, b string
+		same bool
+	}{
+		{"SELECT a FROM t WHERE b = 1", "SELECT   a  FROM t  WHERE b = 1", true},
+		{"SELECT 'x'::pg_catalog.void", "SELECT 'x'::void", true},
+		{"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 2", false},
+		{"SELECT lower(a) FROM t", "SELECT public.lower(a) FROM t", false},
+		{"SELECT a FROM public.t", "SELECT a FROM t", false},
+		{"SELECT a OPERATOR(pg_catalog.=) b", "SELECT a = b", false},
+	}
+	for _, tc := range cases {
+		if got := sameTree(parse(tc.a), parse(tc.b)); got != tc.same {
+			t.Errorf("sameTree(%q, %q) = %v; want %v", tc.a, tc.b, got, tc.same)
 		}
 	}
 }
