@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden/internal/pgtest"
+	"github.com/warden-mcp/warden/mask"
 )
 
 // Masking is judged by outcome, not by whether warden printed "refused".
@@ -515,6 +517,22 @@ func TestMaskingAnswersWithMaskedValues(t *testing.T) {
 	body, _ := json.Marshal(r.Body["columns"])
 	if !strings.Contains(string(body), `"mask":"last4 (public.customers.card_number)","masked":true,"name":"card_number"`) {
 		t.Errorf("columns = %s; want card_number annotated as masked with last4", body)
+	}
+	// The hash key's pads are bound parameters; a plan, which prints bound
+	// values, must not show them.
+	inner, outer := mask.NewMasker([]byte("0123456789abcdef0123456789abcdef-e2e")).HMACPads()
+	for _, sql := range []string{
+		"EXPLAIN (VERBOSE, COSTS OFF) SELECT secret_code FROM customers WHERE secret_code = 'x'",
+		"EXPLAIN (ANALYZE, VERBOSE, COSTS OFF, TIMING OFF) SELECT secret_code FROM customers WHERE secret_code = 'x'",
+		"EXPLAIN (GENERIC_PLAN) SELECT secret_code FROM customers",
+	} {
+		r := call(t, c, "sql_query", map[string]any{"database": "shop", "sql": sql})
+		body, _ := json.Marshal(r.Body)
+		for _, pad := range [][]byte{inner, outer} {
+			if strings.Contains(r.Text+string(body), hex.EncodeToString(pad[:16])) {
+				t.Errorf("%s shows the hash key's pad: %s", sql, body)
+			}
+		}
 	}
 	r = call(t, c, "sql_schema", map[string]any{"database": "shop", "table": "customers"})
 	body, _ = json.Marshal(r.Body)
