@@ -430,6 +430,16 @@ func keepEndsExpr(v string, n, m int) string {
 	prefix := "pg_catalog.substring(" + v + ", '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(n) + "}')"
 	rest := "pg_catalog.substr(" + v + ", pg_catalog.length(" + prefix + ") OPERATOR(pg_catalog.+) 1)"
 	general := prefix + " OPERATOR(pg_catalog.||) pg_catalog.regexp_replace(" + rest + ", '" + alnumClass + "(?=(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(m) + "})', '*', 'g')"
+	if n == 0 && m > 0 { // left(v, -0) would be '', not v
+		// One regular expression on the reversed value finds the kept
+		// tail and, by matching at all, that there is more to hide.
+		t := "pg_catalog.\"substring\"(pg_catalog.reverse(" + v + "), '^((?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(m) + "})" + sepClass + "*" + alnumClass + "')"
+		fast = "COALESCE(pg_catalog.translate(pg_catalog.\"left\"(" + v + ", OPERATOR(pg_catalog.-) pg_catalog.length(" + t + ")), " + quote(asciiAlnum) + ", " + quote(asciiStars) + ") OPERATOR(pg_catalog.||) pg_catalog.reverse(" + t + "), " + quote(mask.Redacted) + ")"
+		return "CASE WHEN " + v + " IS NULL THEN NULL" +
+			" WHEN pg_catalog.octet_length(" + v + ") OPERATOR(pg_catalog.=) pg_catalog.length(" + v + ") THEN " + fast +
+			" WHEN " + v + " OPERATOR(pg_catalog.!~) '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(n+m+1) + "}' THEN " + quote(mask.Redacted) +
+			" ELSE " + general + " END"
+	}
 	return "CASE WHEN " + v + " IS NULL THEN NULL" +
 		" WHEN " + v + " OPERATOR(pg_catalog.!~) '^(?:" + sepClass + "*" + alnumClass + "){" + strconv.Itoa(n+m+1) + "}' THEN " + quote(mask.Redacted) +
 		" WHEN pg_catalog.octet_length(" + v + ") OPERATOR(pg_catalog.=) pg_catalog.length(" + v + ") THEN " + fast +
