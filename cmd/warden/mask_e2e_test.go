@@ -61,6 +61,7 @@ INSERT INTO customers VALUES
   (2, 'Grace', '%s', '%s', '%s', %s, NULL, 'otter-4410-maple', 'US'),
   (3, 'Linus', NULL, NULL, NULL, NULL, NULL, NULL, 'FI');
 CREATE UNIQUE INDEX customers_email ON customers (email);
+CREATE UNIQUE INDEX customers_ssn ON customers (lower(ssn));
 CREATE TABLE refs (email text REFERENCES customers (email));
 CREATE TABLE vip_customers (tier text) INHERITS (customers);
 INSERT INTO vip_customers VALUES (4, 'Vera', 'vera@example.org', '%s', NULL, 1, NULL, NULL, 'DE', 'gold');
@@ -382,6 +383,7 @@ var adversarialCorpus = []string{
 	"INSERT INTO customers (id, email) VALUES (98, 'ada.lovelace@' || 'example.com') ON CONFLICT DO NOTHING RETURNING id",
 	"INSERT INTO customers VALUES (98, 'X', 'ada.lovelace@' || 'example.com')",
 	"UPDATE customers SET email = 'ada.lovelace@' || 'example.com' WHERE id = 3",
+	"UPDATE customers SET ssn = '078-05-112' || '0' WHERE id = 3",
 	"INSERT INTO refs (email) VALUES ('ada.lovelace@' || 'example.com')",
 	"INSERT INTO customers (id, name) VALUES (97, 'Zoe') RETURNING id, name",
 	"SELECT count(*) FROM refs",

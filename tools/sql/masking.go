@@ -217,7 +217,12 @@ func loadOracles(ctx context.Context, tx pgx.Tx, n *names) error {
 		JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
 		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND (a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[])
+		     -- columns used in an expression or a partial index's predicate
+		     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+		                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = i.indexrelid
+		                  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = i.indrelid
+		                  AND d.refobjsubid OPERATOR(pg_catalog.=) a.attnum))
 		WHERE i.indisunique OR i.indisexclusion`)
 	if err != nil {
 		return err
