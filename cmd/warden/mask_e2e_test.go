@@ -79,10 +79,11 @@ CREATE VIEW customer_cards AS SELECT id, card_number AS card FROM customers;
 CREATE VIEW cards_of_cards AS SELECT id, card FROM customer_cards;
 CREATE VIEW customer_shouting AS SELECT id, upper(secret_code) AS code, lower(email) AS mail FROM customers;
 CREATE MATERIALIZED VIEW customer_mv AS SELECT id, email, card_number FROM customers;
+ANALYZE customers;
 `, r.email1, r.card1, r.ssn1, r.salary1, r.phone1, r.email2, r.card2, r.ssn2, r.salary2, r.vipCard, r.childPayload, r.payCard)
 }
 
-const maskTables = "public.customers, public.orders, public.vip_customers, public.events, public.events_private, public.payments, public.customer_cards, public.cards_of_cards, public.customer_shouting, public.customer_mv"
+const maskTables = "pg_catalog.pg_stats, public.customers, public.orders, public.vip_customers, public.events, public.events_private, public.payments, public.customer_cards, public.cards_of_cards, public.customer_shouting, public.customer_mv"
 
 func maskConfigFor(t *testing.T, dsn string, extra string) string {
 	t.Helper()
@@ -387,6 +388,9 @@ var adversarialCorpus = []string{
 	"INSERT INTO refs (email) VALUES ('ada.lovelace@' || 'example.com')",
 	"INSERT INTO customers (id, name) VALUES (97, 'Zoe') RETURNING id, name",
 	"SELECT count(*) FROM refs",
+	// Planner statistics sample raw values.
+	"SELECT attname, most_common_vals FROM pg_stats WHERE tablename = 'customers' ORDER BY attname",
+	"SELECT histogram_bounds FROM pg_stats WHERE tablename = 'customers' AND attname = 'salary'",
 	// Through functions that read a table by name or run SQL text.
 	"SELECT query_to_xml('SELECT card_number FROM public.customers', true, false, '')",
 	"SELECT table_to_xml('public.customers', true, false, '')",

@@ -292,6 +292,13 @@ func targetNames(list []*pg_query.Node) []string {
 	return out
 }
 
+// statisticsRelations hold samples of column values; on a backend with
+// masking rules they would hand out raw masked values whatever the grants.
+var statisticsRelations = map[string]bool{
+	"pg_catalog.pg_stats": true, "pg_catalog.pg_stats_ext": true, "pg_catalog.pg_stats_ext_exprs": true,
+	"pg_catalog.pg_statistic": true, "pg_catalog.pg_statistic_ext_data": true,
+}
+
 // maskRelation returns the node that replaces a read of relation name when
 // masking covers it: the masking subquery of a table, or the inlined,
 // masked definition of a view. It returns nil when nothing covers it.
@@ -301,6 +308,10 @@ func (a *analyzer) maskRelation(rv *pg_query.RangeVar, name string) *pg_query.No
 	}
 	if def, ok := a.cat.mask.viewDefs[name]; ok {
 		return a.inlineView(rv, name, def)
+	}
+	if statisticsRelations[name] && a.refusal == nil {
+		a.refusal = &warden.Error{Code: warden.Denied, Rule: ruleMasking, Message: fmt.Sprintf(
+			"%s is refused on a database with masked columns: planner statistics hold sampled raw values (most common values, histograms)", name)}
 	}
 	rules := a.cat.rules(name, rv.Inh)
 	if len(rules) == 0 {
