@@ -54,6 +54,11 @@ type maskCatalog struct {
 	// masked column. Whether such a write fails tells whether a raw
 	// value exists.
 	oracles map[string]map[string]string
+	// keyedBy maps partitioned tables whose partition key uses a masked
+	// column to that column: which partition holds a row is a function
+	// of the raw value, so a partition may be read only through its
+	// partitioned table.
+	keyedBy map[string]string
 }
 
 // rules are the masking rules that apply to reading relation name: its
@@ -185,6 +190,9 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 	if err := loadOracles(ctx, tx, n); err != nil {
 		return err
 	}
+	if err := loadMaskedPartitionKeys(ctx, tx, n); err != nil {
+		return err
+	}
 	sensitive := func(rel string) bool {
 		_, isView := mc.viewDefs[rel]
 		return isView || len(n.rules(rel, true)) > 0
@@ -258,6 +266,55 @@ func loadOracles(ctx context.Context, tx pgx.Tx, n *names) error {
 		return nil
 	})
 	return err
+}
+
+// loadMaskedPartitionKeys finds the partitioned tables partitioned by a
+// masked column (directly or in a key expression).
+func loadMaskedPartitionKeys(ctx context.Context, tx pgx.Tx, n *names) error {
+	mc := n.mask
+	mc.keyedBy = map[string]string{}
+	rows, err := tx.Query(ctx, `
+		SELECT n.nspname, c.relname, a.attname
+		FROM pg_catalog.pg_partitioned_table p
+		JOIN pg_catalog.pg_class c ON c.oid = p.partrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = p.partrelid AND (a.attnum OPERATOR(pg_catalog.=) ANY (p.partattrs::pg_catalog.int2[])
+		     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+		                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = p.partrelid
+		                  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = p.partrelid
+		                  AND d.refobjsubid OPERATOR(pg_catalog.=) a.attnum AND d.deptype = 'a'))`)
+	if err != nil {
+		return err
+	}
+	var schema, rel, col string
+	_, err = pgx.ForEachRow(rows, []any{&schema, &rel, &col}, func() error {
+		if n.rules(schema+"."+rel, false)[col] != nil {
+			mc.keyedBy[schema+"."+rel] = col
+		}
+		return nil
+	})
+	return err
+}
+
+// guardPartitionRead refuses (after policy) reading a partition directly
+// when its table is partitioned by a masked column: the rows a partition
+// holds tell the range of their raw values.
+func (a *analyzer) guardPartitionRead(name string) {
+	if a.cat == nil || a.cat.mask == nil || a.refusal != nil {
+		return
+	}
+	if col, ok := a.cat.mask.keyedBy[name]; ok && a.explaining {
+		a.refusal = &warden.Error{Code: warden.Denied, Rule: ruleMasking, Message: fmt.Sprintf(
+			"EXPLAIN of %s is refused: it is partitioned by the masked column %s, and a plan shows rows per partition, which would reveal the ranges of raw values", name, col)}
+		return
+	}
+	for _, parent := range a.cat.ancestors(name) {
+		if col, ok := a.cat.mask.keyedBy[parent]; ok {
+			a.refusal = &warden.Error{Code: warden.Denied, Rule: ruleMasking, Message: fmt.Sprintf(
+				"%s is a partition of %s, which is partitioned by the masked column %s: which rows a partition holds would reveal their raw values; read %s instead", name, parent, col, parent)}
+			return
+		}
+	}
 }
 
 // guardWrittenColumns refuses (after policy) a write that sets a column
