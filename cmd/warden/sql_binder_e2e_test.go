@@ -196,6 +196,8 @@ func TestLegitimateAnalyticsAreAnswered(t *testing.T) {
 		{"SELECT count(*) FROM orders2 o WHERE EXISTS (SELECT 1 FROM items i WHERE i.id = o.id)", nil, `[[2]]`},
 		{"SELECT id, CASE WHEN amount > 9 THEN 'big' ELSE 'small' END FROM orders2 ORDER BY id", nil, `[[1,"big"],[2,"big"],[3,"small"],[4,"small"]]`},
 		{"SELECT x FROM generate_series(1, 3) AS x", nil, `[[1],[2],[3]]`},
+		{"SELECT * FROM unnest(ARRAY[1, 2], ARRAY['a', 'b']) AS t(x, y) ORDER BY x", nil, `[[1,"a"],[2,"b"]]`},
+		{"SELECT n, o FROM unnest(ARRAY[5, 6]) WITH ORDINALITY AS u(n, o)", nil, `[[5,1],[6,2]]`},
 		{"SELECT jsonb_path_query_array(tags, '$.k') FROM orders2 WHERE id = 2", nil, `[[[2]]]`},
 		{"SELECT tags ? 'k', tags @> '{\"k\": 1}' FROM orders2 WHERE id = 1", nil, `[[true,true]]`},
 		{"SELECT 'happy'::text || ' ' || 1::text", nil, `[["happy 1"]]`},

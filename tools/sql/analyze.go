@@ -335,7 +335,14 @@ func (a *analyzer) walk(m proto.Message, c frame) {
 			a.fail(refused("%s is masked and is read here in a way warden cannot mask; read it in a FROM clause", a.relationName(n)))
 		}
 	case *pg_query.FuncCall:
+		multiUnnest := len(n.Args) > 1 && len(n.Funcname) == 1 && n.Funcname[0].GetString_().GetSval() == "unnest"
 		a.call(&n.Funcname)
+		if multiUnnest && len(n.Funcname) == 2 && n.Funcname[0].GetString_().GetSval() == "pg_catalog" {
+			// unnest(a, b, ...) in FROM is grammar PostgreSQL recognises
+			// only unqualified; on a pg_catalog-only search_path it is
+			// pg_catalog's, as judged.
+			n.Funcname = n.Funcname[1:]
+		}
 		a.walkChildren(n, c, "funcname")
 	case *pg_query.A_Expr:
 		switch n.Kind {
