@@ -118,6 +118,7 @@ masking:
       public.events_private.payload: redact
       public.payments.card: last4
       public.cards_by_prefix.card: last4
+      public.customer_shouting.id: redact
 %s`, dsn, maskTables, extra)
 	path := filepath.Join(t.TempDir(), "warden.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -369,6 +370,7 @@ var adversarialCorpus = []string{
 	"SELECT * FROM cards_of_cards ORDER BY id",
 	"SELECT count(*) FROM cards_of_cards WHERE card LIKE '4%'",
 	"SELECT code, mail FROM customer_shouting ORDER BY id",
+	"SELECT id, mail FROM customer_shouting cs ORDER BY cs.mail",
 	"SELECT count(*) FROM customer_shouting WHERE mail LIKE 'ada%'",
 	"SELECT * FROM customer_mv ORDER BY id",
 	"SELECT count(*) FROM customer_mv WHERE card_number LIKE '4111%'",
@@ -523,6 +525,7 @@ func TestMaskingAnswersWithMaskedValues(t *testing.T) {
 		{"PartitionInheritsRules", "SELECT card FROM payments_1", `[["**** **** **** 9424"]]`},
 		{"ParentMasksChildRule", "SELECT payload FROM events ORDER BY id", `[["[masked]"],["[masked]"]]`},
 		{"ViewInlined", "SELECT card FROM cards_of_cards WHERE id = 2", `[["**** **** **** 0004"]]`},
+		{"ViewWithItsOwnRule", "SELECT id, mail FROM customer_shouting s ORDER BY s.mail LIMIT 1", `[["[masked]","***@example.com"]]`},
 		{"MaterializedViewInlined", "SELECT email FROM customer_mv WHERE id = 2", `[["***@example.com"]]`},
 	}
 	for _, tc := range cases {

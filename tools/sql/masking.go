@@ -363,8 +363,20 @@ func (a *analyzer) maskRelation(rv *pg_query.RangeVar, name string) *pg_query.No
 	if a.cat == nil || a.cat.mask == nil {
 		return nil
 	}
+	var inlined *pg_query.Node_RangeSubselect
 	if def, ok := a.cat.mask.viewDefs[name]; ok {
-		return a.inlineView(rv, name, def)
+		// A view may also carry rules of its own: they are applied over
+		// the inlined definition.
+		inlined = a.inlineView(&pg_query.RangeVar{Relname: rv.Relname}, name, def)
+		if inlined == nil || len(a.cat.mask.own[name]) == 0 {
+			if inlined != nil && rv.Alias != nil {
+				if len(rv.Alias.Colnames) == 0 {
+					rv.Alias.Colnames = inlined.RangeSubselect.Alias.Colnames
+				}
+				inlined.RangeSubselect.Alias = rv.Alias
+			}
+			return inlined
+		}
 	}
 	if statisticsRelations[name] && a.refusal == nil {
 		a.refusal = &warden.Error{Code: warden.Denied, Rule: ruleMasking, Message: fmt.Sprintf(
@@ -399,6 +411,9 @@ func (a *analyzer) maskRelation(rv *pg_query.RangeVar, name string) *pg_query.No
 	if err != nil || len(tree.Stmts) != 1 || tree.Stmts[0].Stmt.GetSelectStmt() == nil {
 		a.fail(warden.Errorf(warden.Internal, "cannot build the masking subquery of %s", name))
 		return nil
+	}
+	if inlined != nil {
+		tree.Stmts[0].Stmt.GetSelectStmt().FromClause = []*pg_query.Node{{Node: inlined}}
 	}
 	return subselect(tree.Stmts[0].Stmt, rv, nil)
 }
