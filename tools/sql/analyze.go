@@ -607,7 +607,7 @@ func (a *analyzer) with(w *pg_query.WithClause, c frame) frame {
 // selectStmt walks a SELECT (or VALUES, or set operation) and reports
 // whether it creates a table (SELECT ... INTO).
 func (a *analyzer) selectStmt(s *pg_query.SelectStmt, c frame) bool {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false
 	from := c
 	c = a.with(s.WithClause, c)
 	from.scope = c.scope
@@ -661,7 +661,7 @@ func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*
 }
 
 func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList, false, false)
 	a.guardWrittenColumns(name, targetNames(s.Cols))
@@ -678,7 +678,7 @@ func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
 }
 
 func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList, s.WhereClause == nil, s.Relation.GetInh())
 	a.guardWrittenColumns(name, targetNames(s.TargetList))
@@ -689,7 +689,7 @@ func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
 }
 
 func (a *analyzer) deleteStmt(s *pg_query.DeleteStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList, s.WhereClause == nil, s.Relation.GetInh())
 	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
@@ -699,7 +699,7 @@ func (a *analyzer) deleteStmt(s *pg_query.DeleteStmt, c frame) {
 }
 
 func (a *analyzer) mergeStmt(s *pg_query.MergeStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
 	name := a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList, false, s.Relation.GetInh())
 	a.guardWrittenColumns(name, nil)
