@@ -22,9 +22,8 @@ import (
 // Analyze refuses the statement as Invalid rather than guess.
 type Names interface {
 	// RelationSchema returns the schema an unqualified relation (table,
-	// view, sequence) name resolves to. Analyze also uses it for other
-	// unqualified objects that live in a schema (types, indexes, new
-	// functions).
+	// view, sequence) name resolves to. Analyze also uses it for the
+	// objects a DDL statement creates (types, indexes, new functions).
 	RelationSchema(name string) string
 	// FunctionSchema returns the schema an unqualified function name
 	// resolves to.
