@@ -55,7 +55,8 @@ func (r maskRaw) values() []string {
 
 func maskSchemaFor(r maskRaw) string {
 	return fmt.Sprintf(`
-CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text, card_number text, ssn text, salary integer, phone text, secret_code text, country text);
+CREATE TABLE customers (id bigint PRIMARY KEY, name text, email text, card_number text, ssn text, salary integer, phone text, secret_code text, country text,
+  card_md5 text GENERATED ALWAYS AS (md5(card_number)) STORED);
 INSERT INTO customers VALUES
   (1, 'Ada', '%s', '%s', '%s', %s, '%s', 'zebra-7731-quartz', 'GB'),
   (2, 'Grace', '%s', '%s', '%s', %s, NULL, 'otter-4410-maple', 'US'),
@@ -64,7 +65,7 @@ CREATE UNIQUE INDEX customers_email ON customers (email);
 CREATE UNIQUE INDEX customers_ssn ON customers (lower(ssn));
 CREATE TABLE refs (email text REFERENCES customers (email));
 CREATE TABLE vip_customers (tier text) INHERITS (customers);
-INSERT INTO vip_customers VALUES (4, 'Vera', 'vera@example.org', '%s', NULL, 1, NULL, NULL, 'DE', 'gold');
+INSERT INTO vip_customers (id, name, email, card_number, ssn, salary, phone, secret_code, country, tier) VALUES (4, 'Vera', 'vera@example.org', '%s', NULL, 1, NULL, NULL, 'DE', 'gold');
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, total numeric(10,2), note text);
 INSERT INTO orders VALUES (10, 1, 25.00, 'first'), (11, 2, 13.50, 'second'), (12, 1, 7.25, '4111');
 CREATE TABLE sink (id serial PRIMARY KEY, v text);
@@ -187,6 +188,8 @@ var adversarialCorpus = []string{
 	// Plain reads, for the baseline.
 	"SELECT * FROM customers ORDER BY id",
 	"SELECT card_number, email, ssn, salary, phone, secret_code FROM customers ORDER BY id",
+	"SELECT id, card_md5 FROM customers ORDER BY id",
+	"SELECT count(*) FROM customers WHERE card_md5 = md5('4111 1111 1111 111' || '1')",
 	"SELECT c.* FROM customers c ORDER BY 1",
 	"TABLE customers",
 	// Counts and existence driven by masked values.
@@ -399,6 +402,7 @@ var adversarialCorpus = []string{
 	// column tells whether a guessed value exists.
 	"INSERT INTO customers (id, email) VALUES (98, 'ada.lovelace@' || 'example.com')",
 	"INSERT INTO customers (id, email) VALUES (98, 'ada.lovelace@' || 'example.com') ON CONFLICT DO NOTHING RETURNING id",
+	"INSERT INTO customers (id, name, email) VALUES (98, 'X', 'ada.lovelace@' || 'example.com')",
 	"INSERT INTO customers VALUES (98, 'X', 'ada.lovelace@' || 'example.com')",
 	"UPDATE customers SET email = 'ada.lovelace@' || 'example.com' WHERE id = 3",
 	"UPDATE customers SET ssn = '078-05-112' || '0' WHERE id = 3",

@@ -161,6 +161,9 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 		mc.own[rel][col] = b.masks[key]
 	}
 	n.mask = mc
+	if err := loadGeneratedFromMasked(ctx, tx, n); err != nil {
+		return err
+	}
 	// Views that read a masked relation (or its parent, whose reads
 	// reach the masked child) are inlined, transitively. Their definitions
 	// are printed on this connection, whose search_path is pg_catalog, so
@@ -204,6 +207,44 @@ func (b *Backend) loadMaskCatalog(ctx context.Context, tx pgx.Tx, n *names) erro
 				mc.viewDefs[e.view], changed = e.def, true
 			}
 		}
+	}
+	return nil
+}
+
+// loadGeneratedFromMasked masks generated columns computed from a masked
+// column (card_md5 GENERATED ALWAYS AS (md5(card_number))): PostgreSQL
+// computed them from the raw value when the row was written, so they are
+// redacted unless a rule of their own says otherwise.
+func loadGeneratedFromMasked(ctx context.Context, tx pgx.Tx, n *names) error {
+	rows, err := tx.Query(ctx, `
+		SELECT n.nspname, c.relname, g.attname, s.attname
+		FROM pg_catalog.pg_attrdef ad
+		JOIN pg_catalog.pg_attribute g ON g.attrelid = ad.adrelid AND g.attnum = ad.adnum AND g.attgenerated OPERATOR(pg_catalog.<>) ''
+		JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
+		     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = ad.adrelid
+		JOIN pg_catalog.pg_attribute s ON s.attrelid = ad.adrelid AND s.attnum OPERATOR(pg_catalog.=) d.refobjsubid`)
+	if err != nil {
+		return err
+	}
+	type gen struct{ rel, col, source string }
+	var gens []gen
+	var schema, rel, col, source string
+	if _, err := pgx.ForEachRow(rows, []any{&schema, &rel, &col, &source}, func() error {
+		gens = append(gens, gen{schema + "." + rel, col, source})
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, g := range gens {
+		if n.rules(g.rel, false)[g.source] == nil || n.rules(g.rel, false)[g.col] != nil {
+			continue
+		}
+		if n.mask.own[g.rel] == nil {
+			n.mask.own[g.rel] = map[string]*mask.Rule{}
+		}
+		n.mask.own[g.rel][g.col] = &mask.Rule{Strategy: "redact"}
 	}
 	return nil
 }
