@@ -2,6 +2,7 @@ package mask
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -19,21 +20,23 @@ import (
 	"github.com/warden-mcp/warden"
 )
 
-// Rule masks one table column wherever its values end up in a result.
-// In warden.yaml it is either a strategy name (`last4`) or a mapping
-// (`{strategy: last4, on_expression: deny, allow_filter: true}`).
+// Rule masks one table column. In warden.yaml it is either a strategy
+// name (`last4`) or a mapping (`{strategy: last4}`).
+//
+// For PostgreSQL backends the strategy is applied at the source: the
+// statement that runs reads the column only through a subquery that
+// masks it, so everything computed from it (expressions, filters, joins,
+// counts) is computed over masked values.
 type Rule struct {
-	// Strategy is how a value read straight from the column is masked:
-	// redact, last4, email, hash, null, or partial(n,m).
+	// Strategy is how the column's values are masked: redact, last4,
+	// email, hash, null, or partial(n,m).
 	Strategy string `yaml:"strategy"`
-	// OnExpression says what happens to a value computed from the column
-	// (upper(card), card || '', string_agg(card), row_to_json(t)):
-	// "redact" (default) masks the whole output, "deny" refuses the call.
+	// OnExpression and AllowFilter are no longer supported: with masking
+	// at the source a value computed from the column, or a filter on it,
+	// only ever sees masked values. They are kept so that a configuration
+	// naming them fails with an explanation instead of "unknown field".
 	OnExpression string `yaml:"on_expression"`
-	// AllowFilter lets the column be used in WHERE, JOIN, GROUP BY, ORDER
-	// BY, HAVING and windows. Off by default: a filter reads the column one
-	// bit at a time.
-	AllowFilter bool `yaml:"allow_filter"`
+	AllowFilter  bool   `yaml:"allow_filter"`
 
 	partialN, partialM int
 }
@@ -56,14 +59,32 @@ func (r *Rule) Validate() error {
 	default:
 		return warden.FieldErrorf("strategy", "unknown strategy %q (redact, last4, email, hash, null, partial(n,m))", s)
 	}
-	switch r.OnExpression {
-	case "":
-		r.OnExpression = "redact"
-	case "redact", "deny":
-	default:
-		return warden.FieldErrorf("on_expression", "unknown value %q (redact or deny)", r.OnExpression)
+	if r.partialN > 255 || r.partialM > 255 {
+		return warden.FieldErrorf("strategy", "partial(n,m) keeps at most 255 characters at each end")
+	}
+	if r.OnExpression != "" {
+		return warden.FieldErrorf("on_expression", "is no longer supported: masking is applied before the statement runs, so expressions over the column compute over masked values; remove it")
+	}
+	if r.AllowFilter {
+		return warden.FieldErrorf("allow_filter", "is no longer supported: masking is applied before the statement runs, so filters compare masked values (a filter on a hash-masked column can match a hash the agent has seen); remove it")
 	}
 	return nil
+}
+
+// Ends reports how many letters and digits the strategy keeps at the
+// start and at the end (last4: 0 and 4; partial(n,m): n and m); ok is
+// false for the other strategies.
+func (r *Rule) Ends() (n, m int, ok bool) {
+	switch {
+	case r.Strategy == "last4":
+		return 0, 4, true
+	case partialRE.MatchString(r.Strategy):
+		mm := partialRE.FindStringSubmatch(r.Strategy)
+		n, _ = strconv.Atoi(mm[1])
+		m, _ = strconv.Atoi(mm[2])
+		return n, m, true
+	}
+	return 0, 0, false
 }
 
 // Columns is the column rules of one backend, by "schema.table.column".
@@ -91,6 +112,7 @@ func (c Columns) Validate() error {
 
 // Masker applies column strategies; the hash strategy needs a key.
 type Masker struct {
+	key []byte
 	// macs holds keyed HMACs: hmac.New derives the pads from the key,
 	// which costs more than hashing a short value, so they are reused.
 	macs sync.Pool
@@ -99,7 +121,7 @@ type Masker struct {
 // NewMasker returns a masker whose hash strategy is keyed with key.
 func NewMasker(key []byte) *Masker {
 	k := append([]byte(nil), key...)
-	m := &Masker{}
+	m := &Masker{key: k}
 	m.macs.New = func() any { return hmac.New(sha256.New, k) }
 	return m
 }
@@ -144,6 +166,40 @@ func (m *Masker) Apply(r *Rule, v any) any {
 		return keepEnds(s, r.partialN, r.partialM)
 	}
 	return Redacted
+}
+
+// HMACPads returns the inner and outer padded keys of HMAC-SHA256 with the
+// masker's key (RFC 2104): HMAC(k, v) = sha256(outer || sha256(inner ||
+// v)). They let a database compute the hash strategy itself, with the pads
+// bound as parameters and never written into statement text; the result
+// equals Apply's.
+func (m *Masker) HMACPads() (inner, outer []byte) {
+	return hmacPads(m.key)
+}
+
+// RandomPads returns HMAC pads of a fresh random key, for statements whose
+// output could show the pads (a plan prints bound values).
+func RandomPads() (inner, outer []byte) {
+	key := make([]byte, sha256.BlockSize)
+	if _, err := rand.Read(key); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return hmacPads(key)
+}
+
+func hmacPads(key []byte) (inner, outer []byte) {
+	k := make([]byte, sha256.BlockSize)
+	if len(key) > sha256.BlockSize {
+		sum := sha256.Sum256(key)
+		copy(k, sum[:])
+	} else {
+		copy(k, key)
+	}
+	inner, outer = make([]byte, len(k)), make([]byte, len(k))
+	for i, c := range k {
+		inner[i], outer[i] = c^0x36, c^0x5c
+	}
+	return inner, outer
 }
 
 // keepEnds keeps the first n and last m letters and digits of s and

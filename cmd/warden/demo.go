@@ -123,9 +123,9 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 			"sql": "SELECT c.country, count(*) AS orders, sum(o.total) AS revenue FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status <> 'refunded' GROUP BY c.country ORDER BY revenue DESC LIMIT 3"}},
 		{"parameters are bound as $1, never spliced into the text", "sql_query", map[string]any{
 			"database": "shop", "sql": "SELECT id, total, status, placed_at FROM orders WHERE customer_id = $1 ORDER BY placed_at LIMIT 2", "params": []any{7}}},
-		{"masking follows provenance: an alias and an expression do not unmask card numbers", "sql_query", map[string]any{
+		{"masking at the source: an alias or an expression only ever sees masked card numbers", "sql_query", map[string]any{
 			"database": "shop", "sql": "SELECT name, email, card_number AS pan, upper(card_number) AS shouted FROM customers ORDER BY id LIMIT 2"}},
-		{"a masked column cannot be used as a filter (it would leak one comparison at a time)", "sql_query", map[string]any{
+		{"a filter on a masked column compares masked values, so it cannot find a card by its digits", "sql_query", map[string]any{
 			"database": "shop", "sql": "SELECT count(*) FROM customers WHERE card_number LIKE '4111%'"}},
 		{"a refused table: payroll is not in alice's grants", "sql_query", map[string]any{
 			"database": "shop", "sql": "SELECT employee, salary FROM payroll"}},

@@ -3,6 +3,7 @@ package sql
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -21,13 +22,14 @@ import (
 // Analyze refuses the statement as Invalid rather than guess.
 type Names interface {
 	// RelationSchema returns the schema an unqualified relation (table,
-	// view, sequence) name resolves to. Analyze also uses it for other
-	// unqualified objects that live in a schema (types, indexes, new
-	// functions).
+	// view, sequence) name resolves to. Analyze also uses it for the
+	// objects a DDL statement creates (types, indexes, new functions).
 	RelationSchema(name string) string
 	// FunctionSchema returns the schema an unqualified function name
 	// resolves to.
 	FunctionSchema(name string) string
+	// TypeSchema returns the schema an unqualified type name resolves to.
+	TypeSchema(name string) string
 }
 
 // Analysis is what a statement does.
@@ -44,9 +46,21 @@ type Analysis struct {
 	// ReadOnly is true when no op has a write verb; such statements run in
 	// BEGIN READ ONLY.
 	ReadOnly bool
-	// Text is the statement's own text: without a trailing semicolon and
-	// whatever follows it.
+	// Text is the statement that runs: deparsed from the bound tree, with
+	// every relation, function, operator and type schema-qualified and
+	// every masked relation replaced by its masking subquery.
 	Text string
+	// Masked maps result column names that carry a masked column's value
+	// to a description of the mask. It is information for the agent: the
+	// masking itself happened in Text.
+	Masked map[string]string
+	// HashParams is the number of the first of the two parameters that
+	// carry the hash strategy's HMAC pads ($n+1, $n+2 after the caller's
+	// n parameters), or 0 when no hash mask is used.
+	HashParams int
+	// Refusal, when set, refuses the call once policy has allowed it: it
+	// is about masking rules, which a caller policy refuses must not learn.
+	Refusal *warden.Error
 }
 
 // ruleStatement names the rule behind every refusal Analyze makes itself.
@@ -58,6 +72,12 @@ const ruleStatement = "sql.statement"
 // for anything warden refuses outright, including every statement type it
 // does not explicitly understand.
 func Analyze(sql string, names Names) (*Analysis, error) {
+	return bind(sql, names, -1)
+}
+
+// bind is Analyze for a call with nparams parameters (-1: unchecked): every
+// $n must be one of them, and the hash masks' pads are bound after them.
+func bind(sql string, names Names, nparams int) (*Analysis, error) {
 	tree, err := parse(sql)
 	if err != nil {
 		return nil, err
@@ -69,6 +89,7 @@ func Analyze(sql string, names Names) (*Analysis, error) {
 		return nil, refused("send exactly one statement per call; found %d", n)
 	}
 	a := newAnalyzer(names)
+	a.nparams = nparams
 	kind := a.statement(unwrapNode(tree.Stmts[0].Stmt), frame{})
 	if a.err == nil && kind == "" {
 		a.fail(refused("this statement is not supported by warden"))
@@ -77,12 +98,56 @@ func Analyze(sql string, names Names) (*Analysis, error) {
 		return nil, a.err
 	}
 	res := a.result(kind)
-	raw := tree.Stmts[0]
-	res.Text = sql[raw.StmtLocation:]
-	if raw.StmtLen > 0 {
-		res.Text = sql[raw.StmtLocation : raw.StmtLocation+raw.StmtLen]
+	text, err := pg_query.Deparse(tree)
+	if err != nil {
+		return nil, refused("warden cannot print this statement back as SQL, so it is refused")
 	}
+	// The judge and the executor must read the same statement: parse the
+	// text that will run and require the very tree that was judged, so a
+	// deparser that prints something PostgreSQL reads differently fails
+	// closed instead of running unjudged.
+	again, err := pg_query.Parse(text)
+	if err != nil || !sameTree(tree, again) {
+		return nil, refused("warden cannot print this statement back as SQL that reads the same, so it is refused; simplify it")
+	}
+	res.Text = text
 	return res, nil
+}
+
+// sameTree reports whether two parse results are equal but for source
+// positions.
+func sameTree(a, b *pg_query.ParseResult) bool {
+	a, b = proto.Clone(a).(*pg_query.ParseResult), proto.Clone(b).(*pg_query.ParseResult)
+	clearLocations(a.ProtoReflect())
+	clearLocations(b.ProtoReflect())
+	return proto.Equal(a, b)
+}
+
+// clearLocations zeroes every source position in m. It also reads a type
+// named pg_catalog.X as X: the deparser prints some built-in types
+// unqualified (void, and the SQL-standard spellings), and on a connection
+// whose search_path is pg_catalog, where warden creates no temporary
+// types, the server reads X as pg_catalog.X.
+func clearLocations(m protoreflect.Message) {
+	if tn, ok := m.Interface().(*pg_query.TypeName); ok && len(tn.Names) == 2 && tn.Names[0].GetString_().GetSval() == "pg_catalog" {
+		tn.Names = tn.Names[1:]
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Kind() == protoreflect.Int32Kind && (strings.HasSuffix(string(fd.Name()), "location") || fd.Name() == "stmt_len"):
+			m.Clear(fd)
+		case fd.Kind() != protoreflect.MessageKind:
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				clearLocations(l.Get(i).Message())
+			}
+		case fd.IsMap():
+		default:
+			clearLocations(v.Message())
+		}
+		return true
+	})
 }
 
 func syntaxError(err error) *warden.Error {
@@ -101,12 +166,32 @@ func refused(format string, args ...any) *warden.Error {
 	return &warden.Error{Code: warden.Denied, Rule: ruleStatement, Message: fmt.Sprintf(format, args...)}
 }
 
-// analyzer accumulates what one statement does. The first error wins; once
-// set, the walk stops adding anything.
+// analyzer is the binder: one walk over the parse tree that resolves every
+// name once, accumulates what the statement does (the ops policy judges),
+// and rewrites the tree in place into the statement that runs. The first
+// error wins; once set, the walk stops adding anything.
 type analyzer struct {
 	names Names
-	ops   map[warden.Op]bool
-	funcs map[string]bool
+	// cat is the backend's catalog snapshot, when names is one: masking
+	// rules, inheritance and view definitions. Nil in unit tests.
+	cat *names
+	// nparams is the number of parameters the call binds; -1 unchecked.
+	nparams int
+	// trusted is above zero while the walk is inside a view definition
+	// it inlined: the view's grant covers what its body reads and calls,
+	// so the body adds no ops, but it is still rewritten and masked.
+	trusted int
+	// target is the masked relation a write statement changes, if any.
+	target *maskedTarget
+	// explaining: the statement is under EXPLAIN, whose plan shows row
+	// counts and estimates per partition.
+	explaining bool
+	// masked, hashParams and refusal become the Analysis fields.
+	masked     map[string]string
+	hashParams int
+	refusal    *warden.Error
+	ops        map[warden.Op]bool
+	funcs      map[string]bool
 	// changed is set whenever a DDL op is recorded, so that a DDL statement
 	// whose objects went unrecognised is refused rather than let through
 	// with no op to judge.
@@ -114,8 +199,10 @@ type analyzer struct {
 	err     *warden.Error
 }
 
-func newAnalyzer(names Names) *analyzer {
-	return &analyzer{names: names, ops: map[warden.Op]bool{}, funcs: map[string]bool{}}
+func newAnalyzer(nm Names) *analyzer {
+	a := &analyzer{names: nm, nparams: -1, ops: map[warden.Op]bool{}, funcs: map[string]bool{}, masked: map[string]string{}}
+	a.cat, _ = nm.(*names)
+	return a
 }
 
 // frame is what the walk knows about the place it is in.
@@ -128,6 +215,11 @@ type frame struct {
 	// ddl: relations found here are changed by a DDL statement rather than
 	// read (the table an index is built on, a trigger's table).
 	ddl bool
+	// inDDL: the walk is inside a DDL statement, whose option and
+	// definition nodes are walked generically.
+	inDDL bool
+	// returning: the walk is in a write's RETURNING list.
+	returning bool
 }
 
 // cteScope is a linked list of visible CTE names, innermost first. PostgreSQL
@@ -159,7 +251,7 @@ func (a *analyzer) op(verb, object string) {
 }
 
 func (a *analyzer) addOp(op warden.Op) {
-	if op.Object != "" && a.err == nil {
+	if op.Object != "" && a.err == nil && a.trusted == 0 {
 		a.ops[op] = true
 		a.changed = a.changed || op.Verb == warden.VerbDDL
 	}
@@ -171,7 +263,10 @@ var writeOpVerbs = []string{
 }
 
 func (a *analyzer) result(kind string) *Analysis {
-	res := &Analysis{Kind: kind, ReadOnly: true}
+	res := &Analysis{Kind: kind, ReadOnly: true, HashParams: a.hashParams, Refusal: a.refusal}
+	if len(a.masked) > 0 {
+		res.Masked = a.masked
+	}
 	for op := range a.ops {
 		res.Ops = append(res.Ops, op)
 		if slices.Contains(writeOpVerbs, op.Verb) {
@@ -214,17 +309,58 @@ func (a *analyzer) walk(m proto.Message, c frame) {
 	}
 	switch n := m.(type) {
 	case *pg_query.Node:
+		if rv := n.GetRangeVar(); rv != nil && !c.ddl {
+			// A relation read in a FROM list: the one place a masked
+			// relation can be replaced by its masking subquery.
+			if repl := a.readRelation(rv, c); repl != nil {
+				n.Node = repl
+			}
+			return
+		}
 		a.walk(unwrapNode(n), c)
 	case *pg_query.RangeVar:
-		a.rangeVar(n, c)
+		if c.ddl {
+			a.ddlRelation(n)
+			return
+		}
+		if repl := a.readRelation(n, c); repl != nil {
+			// Not in a Node, so it cannot be replaced: refuse rather
+			// than read raw values.
+			a.fail(refused("%s is masked and is read here in a way warden cannot mask; read it in a FROM clause", a.relationName(n)))
+		}
 	case *pg_query.FuncCall:
-		a.call(n.Funcname)
+		multiUnnest := len(n.Args) > 1 && len(n.Funcname) == 1 && n.Funcname[0].GetString_().GetSval() == "unnest"
+		a.call(&n.Funcname)
+		if multiUnnest && len(n.Funcname) == 2 && n.Funcname[0].GetString_().GetSval() == "pg_catalog" {
+			// unnest(a, b, ...) in FROM is grammar PostgreSQL recognises
+			// only unqualified; on a pg_catalog-only search_path it is
+			// pg_catalog's, as judged.
+			n.Funcname = n.Funcname[1:]
+		}
 		a.walkChildren(n, c, "funcname")
 	case *pg_query.A_Expr:
-		a.operator(n.Name)
+		switch n.Kind {
+		case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_OP_ALL:
+			a.operator(&n.Name)
+		}
 		a.walkChildren(n, c)
 	case *pg_query.SubLink:
-		a.operator(n.OperName)
+		a.operator(&n.OperName)
+		a.walkChildren(n, c)
+	case *pg_query.TypeName:
+		a.typeName(n)
+		a.walkChildren(n, c, "names")
+	case *pg_query.ParamRef:
+		if a.nparams >= 0 && (n.Number < 1 || int(n.Number) > a.nparams) {
+			a.fail(warden.Errorf(warden.Invalid, "the statement uses $%d but the call binds %d parameter(s); pass one value in params for each $n", n.Number, a.nparams))
+		}
+	case *pg_query.ColumnRef:
+		a.columnRef(n)
+		a.walkChildren(n, c)
+	case *pg_query.ResTarget:
+		if a.target != nil && c.returning {
+			a.returningTarget(n)
+		}
 		a.walkChildren(n, c)
 	case *pg_query.IntoClause:
 		// SELECT ... INTO and CREATE TABLE AS both create the table.
@@ -246,14 +382,50 @@ func (a *analyzer) walk(m proto.Message, c frame) {
 		// CREATE TABLE (LIKE t) and REFERENCES t read t's definition and
 		// rows; they do not change t.
 		c.ddl = false
+		c.inDDL = true
 		a.walkChildren(n, c)
 	default:
 		if isStatement(m) {
 			a.statement(m, c)
 			return
 		}
+		if !c.inDDL && !knownNodes[string(m.ProtoReflect().Descriptor().Name())] {
+			a.fail(refused("%s is not supported by warden: the binder refuses every construct it does not know", nodeDescription(m)))
+			return
+		}
 		a.walkChildren(m, c)
 	}
+}
+
+// knownNodes are the parse-tree nodes of queries and DML whose meaning the
+// binder knows: it walks them field by field. Any other node in a query
+// (SQL/JSON constructors that an older server would read as a function
+// call, WHERE CURRENT OF, merge_action(), JSON_TABLE) is refused.
+var knownNodes = map[string]bool{
+	"List": true, "String": true, "Integer": true, "Float": true, "Boolean": true, "BitString": true,
+	"TypeCast": true, "A_Const": true, "A_Star": true, "A_Indices": true, "A_Indirection": true, "A_ArrayExpr": true,
+	"MultiAssignRef": true, "CaseExpr": true, "CaseWhen": true, "CoalesceExpr": true, "MinMaxExpr": true,
+	"NullTest": true, "BooleanTest": true, "BoolExpr": true, "RowExpr": true, "SQLValueFunction": true,
+	"CollateClause": true, "SortBy": true, "WindowDef": true, "RangeSubselect": true, "RangeFunction": true,
+	"RangeTableSample": true, "RangeTableFunc": true, "RangeTableFuncCol": true, "JoinExpr": true,
+	"Alias": true, "WithClause": true, "CommonTableExpr": true, "CTESearchClause": true,
+	"CTECycleClause": true, "GroupingSet": true, "GroupingFunc": true, "LockingClause": true,
+	"OnConflictClause": true, "InferClause": true, "IndexElem": true, "SetToDefault": true,
+	"XmlExpr": true, "XmlSerialize": true, "MergeWhenClause": true, "NamedArgExpr": true,
+}
+
+func nodeDescription(m proto.Message) string {
+	switch m.(type) {
+	case *pg_query.JsonScalarExpr, *pg_query.JsonSerializeExpr, *pg_query.JsonParseExpr,
+		*pg_query.JsonObjectConstructor, *pg_query.JsonArrayConstructor, *pg_query.JsonArrayQueryConstructor,
+		*pg_query.JsonObjectAgg, *pg_query.JsonArrayAgg, *pg_query.JsonFuncExpr, *pg_query.JsonTable,
+		*pg_query.JsonIsPredicate:
+		return "SQL/JSON syntax (JSON_SCALAR, JSON_OBJECT, JSON_TABLE, IS JSON, ...)" +
+			"; use the json/jsonb functions (to_json, json_build_object, jsonb_path_query)"
+	case *pg_query.CurrentOfExpr:
+		return "WHERE CURRENT OF"
+	}
+	return string(m.ProtoReflect().Descriptor().Name())
 }
 
 // walkChildren walks every populated message field of m except skip, in
@@ -429,7 +601,7 @@ func (a *analyzer) with(w *pg_query.WithClause, c frame) frame {
 // selectStmt walks a SELECT (or VALUES, or set operation) and reports
 // whether it creates a table (SELECT ... INTO).
 func (a *analyzer) selectStmt(s *pg_query.SelectStmt, c frame) bool {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false
 	from := c
 	c = a.with(s.WithClause, c)
 	from.scope = c.scope
@@ -457,47 +629,85 @@ func selectsInto(s *pg_query.SelectStmt) bool {
 	return s.IntoClause != nil || selectsInto(s.Larg) || selectsInto(s.Rarg)
 }
 
-// writeTarget names the table a DML statement writes. The target is never
-// a CTE: PostgreSQL looks it up in the catalog only. unfiltered marks an
-// UPDATE or DELETE without WHERE, which touches every row.
-func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*pg_query.Node, unfiltered bool) {
+// writeTarget judges the table a DML statement writes and qualifies it in
+// place. The target is never a CTE: PostgreSQL looks it up in the catalog
+// only. unfiltered marks an UPDATE or DELETE without WHERE, which touches
+// every row; inh that the write reaches the table's inheritance children.
+func (a *analyzer) writeTarget(verb string, rv *pg_query.RangeVar, returning []*pg_query.Node, unfiltered, inh bool) string {
 	name := a.relation(rv)
-	a.addOp(warden.Op{Verb: verb, Object: name, Unfiltered: unfiltered})
+	if name == "" {
+		return ""
+	}
+	a.addOp(warden.Op{Verb: verb, Object: a.judgedAs(name), Unfiltered: unfiltered})
+	a.castOps(name)
+	if inh && a.cat != nil {
+		for _, child := range a.cat.descendants(name) {
+			if a.cat.partitionRoot[child] == "" {
+				a.addOp(warden.Op{Verb: verb, Object: child, Unfiltered: unfiltered})
+			}
+		}
+	}
 	if len(returning) > 0 {
 		// RETURNING hands the target's rows back to the caller.
-		a.op(warden.VerbSelect, name)
+		a.relationOps([]string{warden.VerbSelect}, name, inh)
 	}
+	return name
 }
 
 func (a *analyzer) insertStmt(s *pg_query.InsertStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList, false)
+	name := a.writeTarget(warden.VerbInsert, s.Relation, s.ReturningList, false, false)
+	a.guardWrittenColumns(name, targetNames(s.Cols))
 	if oc := s.OnConflictClause; oc != nil && oc.Action == pg_query.OnConflictAction_ONCONFLICT_UPDATE {
-		a.op(warden.VerbUpdate, a.relation(s.Relation))
+		a.op(warden.VerbUpdate, a.judgedAs(name))
 	}
-	a.walkChildren(s, c, "relation", "with_clause")
+	a.walkChildren(s, c, "relation", "with_clause", "on_conflict_clause", "returning_list")
+	// An INSERT's values come from elsewhere; only ON CONFLICT and
+	// RETURNING read the target's own rows.
+	a.guardTarget(s.Relation, name, false, func() {
+		a.walk(s.OnConflictClause, c)
+		a.walkReturning(s.ReturningList, c)
+	})
 }
 
 func (a *analyzer) updateStmt(s *pg_query.UpdateStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList, s.WhereClause == nil)
-	a.walkChildren(s, c, "relation", "with_clause")
+	name := a.writeTarget(warden.VerbUpdate, s.Relation, s.ReturningList, s.WhereClause == nil, s.Relation.GetInh())
+	a.guardWrittenColumns(name, targetNames(s.TargetList))
+	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
+		a.walkChildren(s, c, "relation", "with_clause", "returning_list")
+		a.walkReturning(s.ReturningList, c)
+	})
 }
 
 func (a *analyzer) deleteStmt(s *pg_query.DeleteStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList, s.WhereClause == nil)
-	a.walkChildren(s, c, "relation", "with_clause")
+	name := a.writeTarget(warden.VerbDelete, s.Relation, s.ReturningList, s.WhereClause == nil, s.Relation.GetInh())
+	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
+		a.walkChildren(s, c, "relation", "with_clause", "returning_list")
+		a.walkReturning(s.ReturningList, c)
+	})
 }
 
 func (a *analyzer) mergeStmt(s *pg_query.MergeStmt, c frame) {
-	c.ddl = false
+	c.ddl, c.inDDL = false, false // a query inside DDL is held to the same known-node rule
 	c = a.with(s.WithClause, c)
-	a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList, false)
-	a.walkChildren(s, c, "relation", "with_clause")
+	name := a.writeTarget(warden.VerbMerge, s.Relation, s.ReturningList, false, s.Relation.GetInh())
+	a.guardWrittenColumns(name, nil)
+	a.guardTarget(s.Relation, name, s.Relation.GetInh(), func() {
+		a.walkChildren(s, c, "relation", "with_clause", "returning_list")
+		a.walkReturning(s.ReturningList, c)
+	})
+}
+
+func (a *analyzer) walkReturning(list []*pg_query.Node, c frame) {
+	c.returning = true
+	for _, n := range list {
+		a.walk(n, c)
+	}
 }
 
 func (a *analyzer) truncateStmt(s *pg_query.TruncateStmt) {
@@ -511,7 +721,9 @@ func (a *analyzer) truncateStmt(s *pg_query.TruncateStmt) {
 			a.fail(refused("this TRUNCATE is not supported by warden"))
 			return
 		}
-		a.op(warden.VerbTruncate, a.relation(rv))
+		if name := a.relation(rv); name != "" {
+			a.relationOps([]string{warden.VerbTruncate}, name, rv.Inh)
+		}
 	}
 }
 
@@ -526,6 +738,7 @@ func cascadeRefused() *warden.Error {
 func (a *analyzer) explainStmt(s *pg_query.ExplainStmt) string {
 	analyze := explainAnalyzes(s.Options)
 	sub := newAnalyzer(a.names)
+	sub.nparams, sub.explaining = a.nparams, true
 	kind := sub.statement(unwrapNode(s.Query), frame{})
 	if sub.err == nil && kind == "" {
 		sub.fail(refused("EXPLAIN of this statement is not supported by warden"))
@@ -543,6 +756,20 @@ func (a *analyzer) explainStmt(s *pg_query.ExplainStmt) string {
 	for f := range sub.funcs {
 		a.funcs[f] = true
 	}
+	if len(sub.masked) > 0 {
+		// Cost estimates come from statistics of the raw columns (a
+		// scan's width is their average length): a plan over masked
+		// relations shows no costs.
+		s.Options = slices.DeleteFunc(s.Options, func(o *pg_query.Node) bool { return o.GetDefElem().GetDefname() == "costs" })
+		s.Options = append(s.Options, pg_query.MakeSimpleDefElemNode("costs", pg_query.MakeStrNode("off"), -1))
+	}
+	// The inner statement was rewritten in place; what the rewrite needs
+	// at execution (the hash pads, a deferred refusal) is the outer one's.
+	a.hashParams = max(a.hashParams, sub.hashParams)
+	if a.refusal == nil {
+		a.refusal = sub.refusal
+	}
+	maps.Copy(a.masked, sub.masked)
 	if analyze {
 		return "explain analyze"
 	}
@@ -578,21 +805,60 @@ func explainFalse(arg *pg_query.Node) bool {
 	return false
 }
 
-// rangeVar handles a relation named where a query reads it, or, inside a
-// DDL statement, where the statement changes it.
-func (a *analyzer) rangeVar(rv *pg_query.RangeVar, c frame) {
-	if c.ddl {
-		a.ddlRelation(rv)
-		return
-	}
+// readRelation handles a relation named where a query reads it: it is
+// qualified in place, judged as a read (and, under FOR UPDATE/SHARE, a
+// write) of itself and of every inheritance child it reads, and, when
+// masking rules cover it, a replacement node is returned: the masking
+// subquery that takes its place.
+func (a *analyzer) readRelation(rv *pg_query.RangeVar, c frame) *pg_query.Node_RangeSubselect {
 	if rv.Catalogname == "" && rv.Schemaname == "" && c.scope.has(rv.Relname) {
-		return // a CTE, whose body is walked where it is defined
+		return nil // a CTE, whose body is walked where it is defined
 	}
 	name := a.relation(rv)
-	a.op(warden.VerbSelect, name)
-	if c.lock {
-		a.op(warden.VerbUpdate, name)
+	if name == "" {
+		return nil
 	}
+	verbs := []string{warden.VerbSelect}
+	if c.lock {
+		verbs = append(verbs, warden.VerbUpdate)
+	}
+	a.relationOps(verbs, name, rv.Inh)
+	a.guardPartitionRead(name)
+	return a.maskRelation(rv, name)
+}
+
+// relationOps records verb on a relation and, when the statement reaches
+// its inheritance children too (no ONLY), on each child: reading a parent
+// returns its children's rows, so it needs their grants. Partitions are
+// the exception: they are judged as their partitioned table, so a grant
+// on that table covers them however they are reached.
+func (a *analyzer) relationOps(verbs []string, name string, inh bool) {
+	for _, v := range verbs {
+		a.op(v, a.judgedAs(name))
+	}
+	a.castOps(name)
+	if !inh || a.cat == nil {
+		return
+	}
+	for _, child := range a.cat.descendants(name) {
+		if a.cat.partitionRoot[child] != "" {
+			continue
+		}
+		for _, v := range verbs {
+			a.op(v, child)
+		}
+	}
+}
+
+// judgedAs is the object policy judges for a relation: a partition's
+// partitioned root, or the relation itself.
+func (a *analyzer) judgedAs(name string) string {
+	if a.cat != nil {
+		if root := a.cat.partitionRoot[name]; root != "" {
+			return root
+		}
+	}
+	return name
 }
 
 // ddlRelation records a DDL op on a relation the statement creates or
@@ -628,7 +894,19 @@ func (a *analyzer) relation(rv *pg_query.RangeVar) string {
 		a.fail(crossDatabaseRefused(rv.Catalogname + "." + rv.Schemaname + "." + rv.Relname))
 		return ""
 	}
-	return a.qualify(rv.Schemaname, rv.Relname, a.relationSchema)
+	name := a.qualify(rv.Schemaname, rv.Relname, a.relationSchema)
+	if name != "" {
+		rv.Schemaname = name[:len(name)-len(rv.Relname)-1]
+	}
+	return name
+}
+
+// relationName is rv as written, for messages.
+func (a *analyzer) relationName(rv *pg_query.RangeVar) string {
+	if rv.Schemaname != "" {
+		return rv.Schemaname + "." + rv.Relname
+	}
+	return rv.Relname
 }
 
 func crossDatabaseRefused(name string) *warden.Error {
@@ -690,10 +968,15 @@ func nameStrings(nodes []*pg_query.Node) (parts []string, ok bool) {
 	return parts, len(parts) > 0
 }
 
-// call records a function call. Harmless pg_catalog functions are only
-// listed; every other function is also an execute op that policy judges.
-func (a *analyzer) call(funcname []*pg_query.Node) {
-	parts, ok := nameStrings(funcname)
+// call judges a function call and qualifies its name in place. An
+// unqualified name resolves to one schema (pg_catalog first, then the
+// search_path) and is sent qualified, so the server resolves overloads
+// only among that schema's functions: lower(1) can never reach a
+// public.lower(int). A pg_catalog function on the allow-list is only
+// listed; any other function is an execute op that policy refuses unless
+// a grant names it.
+func (a *analyzer) call(funcname *[]*pg_query.Node) {
+	parts, ok := nameStrings(*funcname)
 	if !ok {
 		a.fail(refused("this function call is not supported by warden"))
 		return
@@ -702,24 +985,77 @@ func (a *analyzer) call(funcname []*pg_query.Node) {
 	if name == "" {
 		return
 	}
-	a.funcs[name] = true
 	schema, fn, _ := strings.Cut(name, ".")
-	if schema != "pg_catalog" || restrictedFunction(fn) {
+	if len(parts) == 1 {
+		*funcname = []*pg_query.Node{pg_query.MakeStrNode(schema), pg_query.MakeStrNode(fn)}
+	}
+	if a.trusted > 0 {
+		return
+	}
+	a.funcs[name] = true
+	if schema != "pg_catalog" || !allowedFunction(fn) {
 		a.op(warden.VerbExecute, name)
 	}
 }
 
-// operator judges an explicitly qualified operator, OPERATOR(schema.op):
-// one outside pg_catalog runs user-defined code. Unqualified operators are
-// not resolved here.
-func (a *analyzer) operator(name []*pg_query.Node) {
-	parts, ok := nameStrings(name)
-	if !ok || len(parts) < 2 {
+// operator judges an operator and qualifies it in place: an unqualified
+// operator becomes OPERATOR(pg_catalog.op), so the server never resolves
+// it to a user's operator; one qualified outside pg_catalog runs
+// user-defined code and is an execute op. Operators written as keywords
+// (IN, LIKE, BETWEEN, IS DISTINCT FROM) resolve on the connection's
+// search_path, which holds only pg_catalog.
+func (a *analyzer) operator(name *[]*pg_query.Node) {
+	parts, ok := nameStrings(*name)
+	if !ok {
 		return
 	}
-	if q := a.qualifyParts(parts, a.functionSchema); q != "" && parts[0] != "pg_catalog" {
-		a.op(warden.VerbExecute, q)
+	switch len(parts) {
+	case 1:
+		*name = []*pg_query.Node{pg_query.MakeStrNode("pg_catalog"), pg_query.MakeStrNode(parts[0])}
+	default:
+		if q := a.qualifyParts(parts, a.functionSchema); q != "" && parts[0] != "pg_catalog" {
+			a.op(warden.VerbExecute, q)
+		}
 	}
+}
+
+// typeName qualifies a type name in place: pg_catalog first, then the
+// search_path, as PostgreSQL would.
+func (a *analyzer) typeName(t *pg_query.TypeName) {
+	if t.PctType {
+		return // column%TYPE names a column, not a type
+	}
+	parts, ok := nameStrings(t.Names)
+	if !ok {
+		a.fail(refused("this type name is not supported by warden"))
+		return
+	}
+	if len(parts) != 1 {
+		a.castOps(a.qualifyParts(parts, nil))
+		return
+	}
+	if name := a.qualify("", parts[0], a.typeSchema); name != "" {
+		t.Names = []*pg_query.Node{pg_query.MakeStrNode(name[:len(name)-len(parts[0])-1]), pg_query.MakeStrNode(parts[0])}
+		a.castOps(name)
+	}
+}
+
+// castOps judges the user-defined cast functions a statement may run
+// implicitly by touching a type or relation (see names.castFuncs).
+func (a *analyzer) castOps(typeOrRelation string) {
+	if a.cat == nil {
+		return
+	}
+	for _, fn := range a.cat.castFuncs[typeOrRelation] {
+		a.op(warden.VerbExecute, fn)
+	}
+}
+
+func (a *analyzer) typeSchema(name string) string {
+	if a.names == nil {
+		return ""
+	}
+	return a.names.TypeSchema(name)
 }
 
 // ddlStatement records the objects a DDL statement creates, changes or
@@ -729,7 +1065,7 @@ func (a *analyzer) operator(name []*pg_query.Node) {
 func (a *analyzer) ddlStatement(m proto.Message) string {
 	changed := a.changed
 	a.changed = false
-	c := frame{ddl: true}
+	c := frame{ddl: true, inDDL: true}
 	switch n := m.(type) {
 	case *pg_query.CreateStmt, *pg_query.CreateTableAsStmt, *pg_query.ViewStmt,
 		*pg_query.CreateSeqStmt, *pg_query.AlterSeqStmt, *pg_query.RefreshMatViewStmt,
@@ -757,15 +1093,15 @@ func (a *analyzer) ddlStatement(m proto.Message) string {
 	case *pg_query.CreateTrigStmt:
 		// The trigger function runs on every future event; judge it as if
 		// called now.
-		a.call(n.Funcname)
+		a.call(&n.Funcname)
 		a.walkChildren(n, c, "funcname")
 	case *pg_query.CreateFunctionStmt:
 		// A new function goes where new objects go, not where an existing
 		// function of that name (say in pg_catalog) would resolve.
-		a.ddlName(n.Funcname, a.relationSchema)
+		a.ddlName(&n.Funcname, a.relationSchema)
 		// A SQL-standard body (BEGIN ATOMIC, RETURN) is parsed and judged;
 		// a body given as a string is data to the parser.
-		a.walkChildren(n, frame{}, "funcname")
+		a.walkChildren(n, frame{inDDL: true}, "funcname")
 	case *pg_query.AlterFunctionStmt:
 		a.ddlObject(pg_query.ObjectType_OBJECT_FUNCTION, &pg_query.Node{Node: &pg_query.Node_ObjectWithArgs{ObjectWithArgs: n.Func}})
 		a.walkChildren(n, c, "func")
@@ -778,48 +1114,48 @@ func (a *analyzer) ddlStatement(m proto.Message) string {
 		if n.Kind == pg_query.ObjectType_OBJECT_AGGREGATE || n.Kind == pg_query.ObjectType_OBJECT_OPERATOR {
 			resolve = a.functionSchema
 		}
-		a.ddlName(n.Defnames, resolve)
+		a.ddlName(&n.Defnames, resolve)
 		a.walkChildren(n, c, "defnames")
 	case *pg_query.CreateEnumStmt:
-		a.ddlName(n.TypeName, a.relationSchema)
+		a.ddlName(&n.TypeName, a.relationSchema)
 	case *pg_query.CreateRangeStmt:
-		a.ddlName(n.TypeName, a.relationSchema)
+		a.ddlName(&n.TypeName, a.relationSchema)
 		a.walkChildren(n, c, "type_name")
 	case *pg_query.AlterEnumStmt:
-		a.ddlName(n.TypeName, a.relationSchema)
+		a.ddlName(&n.TypeName, a.relationSchema)
 	case *pg_query.AlterTypeStmt:
-		a.ddlName(n.TypeName, a.relationSchema)
+		a.ddlName(&n.TypeName, a.relationSchema)
 		a.walkChildren(n, c, "type_name")
 	case *pg_query.CreateDomainStmt:
-		a.ddlName(n.Domainname, a.relationSchema)
+		a.ddlName(&n.Domainname, a.relationSchema)
 		a.walkChildren(n, c, "domainname")
 	case *pg_query.AlterDomainStmt:
 		if n.Behavior == pg_query.DropBehavior_DROP_CASCADE {
 			a.fail(cascadeRefused())
 			break
 		}
-		a.ddlName(n.TypeName, a.relationSchema)
+		a.ddlName(&n.TypeName, a.relationSchema)
 		a.walkChildren(n, c, "type_name")
 	case *pg_query.CreateStatsStmt:
 		if len(n.Defnames) > 0 {
-			a.ddlName(n.Defnames, a.relationSchema)
+			a.ddlName(&n.Defnames, a.relationSchema)
 		}
 		a.walkChildren(n, c, "defnames")
 	case *pg_query.AlterStatsStmt:
-		a.ddlName(n.Defnames, a.relationSchema)
+		a.ddlName(&n.Defnames, a.relationSchema)
 	case *pg_query.AlterCollationStmt:
-		a.ddlName(n.Collname, a.relationSchema)
+		a.ddlName(&n.Collname, a.relationSchema)
 	case *pg_query.AlterOperatorStmt:
 		if n.Opername != nil {
-			a.ddlName(n.Opername.Objname, a.functionSchema)
+			a.ddlName(&n.Opername.Objname, a.functionSchema)
 		}
 		a.walkChildren(n, c, "opername")
 	case *pg_query.AlterTSDictionaryStmt:
-		a.ddlName(n.Dictname, a.relationSchema)
+		a.ddlName(&n.Dictname, a.relationSchema)
 	case *pg_query.AlterTSConfigurationStmt:
-		a.ddlName(n.Cfgname, a.relationSchema)
+		a.ddlName(&n.Cfgname, a.relationSchema)
 	case *pg_query.CreateConversionStmt:
-		a.ddlName(n.ConversionName, a.relationSchema)
+		a.ddlName(&n.ConversionName, a.relationSchema)
 	case *pg_query.CreateSchemaStmt:
 		switch {
 		case n.Authrole != nil:
@@ -851,7 +1187,7 @@ func (a *analyzer) ddlStatement(m proto.Message) string {
 			name = a.ddlObject(n.ObjectType, n.Object)
 		}
 		if _, obj, ok := strings.Cut(name, "."); ok {
-			a.ddlName([]*pg_query.Node{pg_query.MakeStrNode(n.Newschema), pg_query.MakeStrNode(obj)}, nil)
+			a.ddlName(&[]*pg_query.Node{pg_query.MakeStrNode(n.Newschema), pg_query.MakeStrNode(obj)}, nil)
 		}
 	default:
 		a.fail(refused("%s statements are not supported by warden", m.ProtoReflect().Descriptor().Name()))
@@ -889,7 +1225,7 @@ func (a *analyzer) renameStmt(n *pg_query.RenameStmt) {
 	}
 	// The new name is an object the statement creates, in the same schema.
 	if schema, _, ok := strings.Cut(name, "."); ok {
-		a.ddlName([]*pg_query.Node{pg_query.MakeStrNode(schema), pg_query.MakeStrNode(n.Newname)}, nil)
+		a.ddlName(&[]*pg_query.Node{pg_query.MakeStrNode(schema), pg_query.MakeStrNode(n.Newname)}, nil)
 	}
 }
 
@@ -930,23 +1266,26 @@ func (a *analyzer) ddlObject(t pg_query.ObjectType, n *pg_query.Node) string {
 		pg_query.ObjectType_OBJECT_ROUTINE, pg_query.ObjectType_OBJECT_AGGREGATE,
 		pg_query.ObjectType_OBJECT_OPERATOR:
 		if f := n.GetObjectWithArgs(); f != nil {
-			return a.ddlName(f.Objname, a.functionSchema)
+			return a.ddlName(&f.Objname, a.functionSchema)
 		}
 	case pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_TABCONSTRAINT,
 		pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_RULE,
 		pg_query.ObjectType_OBJECT_POLICY:
 		// [schema.]table.part: the table is what changes.
 		if l := n.GetList(); l != nil && len(l.Items) >= 2 {
-			return a.ddlName(l.Items[:len(l.Items)-1], a.relationSchema)
+			head := l.Items[:len(l.Items)-1]
+			name := a.ddlName(&head, a.relationSchema)
+			l.Items = append(head, l.Items[len(l.Items)-1])
+			return name
 		}
 	case pg_query.ObjectType_OBJECT_DOMCONSTRAINT:
 		// COMMENT names it (domain type, constraint); RENAME names the
 		// domain alone. The domain is what changes.
 		if l := n.GetList(); l != nil && len(l.Items) > 0 {
 			if tn := l.Items[0].GetTypeName(); tn != nil {
-				return a.ddlName(tn.Names, a.relationSchema)
+				return a.ddlName(&tn.Names, a.relationSchema)
 			}
-			return a.ddlName(l.Items, a.relationSchema)
+			return a.ddlName(&l.Items, a.relationSchema)
 		}
 	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW,
 		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_INDEX,
@@ -957,9 +1296,9 @@ func (a *analyzer) ddlObject(t pg_query.ObjectType, n *pg_query.Node) string {
 		pg_query.ObjectType_OBJECT_TSDICTIONARY:
 		switch v := unwrapNode(n).(type) {
 		case *pg_query.List:
-			return a.ddlName(v.Items, a.relationSchema)
+			return a.ddlName(&v.Items, a.relationSchema)
 		case *pg_query.TypeName:
-			return a.ddlName(v.Names, a.relationSchema)
+			return a.ddlName(&v.Names, a.relationSchema)
 		}
 	}
 	a.fail(refused("statements on %s objects are not supported by warden", objectTypeName(t)))
@@ -991,8 +1330,8 @@ func objectTypeName(t pg_query.ObjectType) string {
 
 // ddlName records a DDL op on a dotted name list and returns schema.name.
 // resolve may be nil when the list is known to be qualified.
-func (a *analyzer) ddlName(nodes []*pg_query.Node, resolve func(string) string) string {
-	parts, ok := nameStrings(nodes)
+func (a *analyzer) ddlName(nodes *[]*pg_query.Node, resolve func(string) string) string {
+	parts, ok := nameStrings(*nodes)
 	if !ok {
 		a.fail(refused("this statement names an object in a form warden does not support"))
 		return ""
@@ -1002,6 +1341,10 @@ func (a *analyzer) ddlName(nodes []*pg_query.Node, resolve func(string) string) 
 		return ""
 	}
 	name := a.qualifyParts(parts, resolve)
+	if len(parts) == 1 && name != "" {
+		// Sent qualified: the connection's search_path is pg_catalog.
+		*nodes = []*pg_query.Node{pg_query.MakeStrNode(name[:len(name)-len(parts[0])-1]), pg_query.MakeStrNode(parts[0])}
+	}
 	a.op(warden.VerbDDL, name)
 	return name
 }

@@ -74,7 +74,12 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	// them: SET, RESET and set_config are refused by the analyser.
 	rp := pc.ConnConfig.RuntimeParams
 	rp["application_name"] = "warden"
-	rp["search_path"] = quoteSearchPath(cfg.SearchPath)
+	// The statement that runs names every relation, function, operator
+	// and type with its schema (the binder resolved them against the
+	// configured search_path); the server's own search_path holds only
+	// pg_catalog, so it cannot resolve a name to anything warden did not
+	// judge.
+	rp["search_path"] = "pg_catalog"
 	rp["statement_timeout"] = strconv.FormatInt(time.Duration(cfg.StatementTimeout).Milliseconds(), 10)
 	rp["idle_in_transaction_session_timeout"] = strconv.FormatInt(2*time.Duration(cfg.StatementTimeout).Milliseconds()+1000, 10)
 	// The analyser parses with standard_conforming_strings on; the server
@@ -97,49 +102,65 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 // Close closes the pool.
 func (b *Backend) Close() { b.pool.Close() }
 
-func quoteSearchPath(schemas []string) string {
-	q := make([]string, len(schemas))
-	for i, s := range schemas {
-		q[i] = pgx.Identifier{s}.Sanitize()
-	}
-	return strings.Join(q, ", ")
-}
-
 // names is a snapshot of the relation, function and type names the
 // analyser needs to resolve unqualified names as PostgreSQL would.
 type names struct {
 	searchPath []string
 	relations  map[string]map[string]bool // schema → relation names
 	functions  map[string]map[string]bool // schema → function names
+	typeNames  map[string]map[string]bool // schema → type names
 	types      map[uint32]string          // oid → formatted type name
 	mask       *maskCatalog               // only for backends with column rules
+
+	// Inheritance, by "schema.name": direct children and parents, and
+	// each partition's partitioned root.
+	children, parents map[string][]string
+	partitionRoot     map[string]string
+
+	// castFuncs are the user-defined functions that a statement may run
+	// implicitly through a type: cast functions (pg_cast.castfunc outside
+	// pg_catalog) and functions in a domain's CHECK constraints, by the
+	// type ("schema.type") and by each relation with a column or row of
+	// that type. PostgreSQL picks casts by type,
+	// which the binder does not infer, so touching such a type or
+	// relation counts as calling every such function.
+	castFuncs map[string][]string
 
 	// analyses caches Analyze results for this snapshot: the same text
 	// resolved against the same names always analyses the same way.
 	mu       sync.Mutex
-	analyses map[string]*Analysis
+	analyses map[analysisKey]*Analysis
+}
+
+// analysisKey: the same text with the same number of parameters binds
+// the same way against one snapshot.
+type analysisKey struct {
+	sql     string
+	nparams int
 }
 
 // maxCachedAnalyses bounds the analysis cache of one snapshot.
 const maxCachedAnalyses = 512
 
-// analyze returns the analysis of sql, from the cache when possible.
-func (n *names) analyze(sql string) (*Analysis, error) {
+// analyze returns the bound statement, from the cache when possible: the
+// rewrite is cached per statement text and catalog snapshot.
+func (n *names) analyze(sql string, nparams int) (*Analysis, error) {
+	key := analysisKey{sql, nparams}
 	n.mu.Lock()
-	an, ok := n.analyses[sql]
+	an, ok := n.analyses[key]
 	n.mu.Unlock()
 	if ok {
 		return an, nil
 	}
-	an, err := Analyze(sql, n)
+	an, err := bind(sql, n, nparams)
 	if err != nil {
 		return nil, err
 	}
 	n.mu.Lock()
 	if n.analyses == nil || len(n.analyses) >= maxCachedAnalyses {
-		n.analyses = map[string]*Analysis{}
+		n.analyses = map[analysisKey]*Analysis{}
 	}
-	n.analyses[sql] = an
+	n.analyses[key] = an
 	n.mu.Unlock()
 	return an, nil
 }
@@ -153,6 +174,11 @@ func (n *names) RelationSchema(name string) string {
 // FunctionSchema implements Names.
 func (n *names) FunctionSchema(name string) string {
 	return n.resolve(n.functions, name)
+}
+
+// TypeSchema implements Names.
+func (n *names) TypeSchema(name string) string {
+	return n.resolve(n.typeNames, name)
 }
 
 func (n *names) resolve(m map[string]map[string]bool, name string) string {
@@ -221,7 +247,10 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		searchPath: b.cfg.SearchPath,
 		relations:  map[string]map[string]bool{},
 		functions:  map[string]map[string]bool{},
+		typeNames:  map[string]map[string]bool{},
 		types:      map[uint32]string{},
+		children:   map[string][]string{}, parents: map[string][]string{},
+		partitionRoot: map[string]string{}, castFuncs: map[string][]string{},
 	}
 	tx, err := b.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
@@ -253,6 +282,17 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		WHERE n.nspname = ANY($1)`); err != nil {
 		return nil, err
 	}
+	if err := add(n.typeNames, `SELECT n.nspname, t.typname FROM pg_catalog.pg_type t
+		JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+		WHERE n.nspname = ANY($1)`); err != nil {
+		return nil, err
+	}
+	if err := loadInheritance(ctx, tx, n); err != nil {
+		return nil, err
+	}
+	if err := loadCastFuncs(ctx, tx, n); err != nil {
+		return nil, err
+	}
 	rows, err := tx.Query(ctx, `SELECT oid, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type`)
 	if err != nil {
 		return nil, err
@@ -271,6 +311,92 @@ func (b *Backend) loadNames(ctx context.Context) (*names, error) {
 		}
 	}
 	return n, nil
+}
+
+// loadInheritance loads inheritance children and partitions, and each
+// partition's partitioned root.
+func loadInheritance(ctx context.Context, tx pgx.Tx, n *names) error {
+	rows, err := tx.Query(ctx, `
+		SELECT pn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.relname,
+		       cn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname, c.relispartition
+		FROM pg_catalog.pg_inherits i
+		JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+		JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+		JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+		JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+		WHERE c.relkind IN ('r','p','f')`)
+	if err != nil {
+		return err
+	}
+	var parent, child string
+	var partition bool
+	partitionOf := map[string]string{}
+	if _, err := pgx.ForEachRow(rows, []any{&parent, &child, &partition}, func() error {
+		n.children[parent] = append(n.children[parent], child)
+		n.parents[child] = append(n.parents[child], parent)
+		if partition {
+			partitionOf[child] = parent
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	for part := range partitionOf {
+		root := part
+		for i := 0; i < 64 && partitionOf[root] != ""; i++ {
+			root = partitionOf[root]
+		}
+		n.partitionRoot[part] = root
+	}
+	return nil
+}
+
+// loadCastFuncs loads the user-defined cast functions by type and by the
+// relations whose columns (or row type) they convert.
+func loadCastFuncs(ctx context.Context, tx pgx.Tx, n *names) error {
+	rows, err := tx.Query(ctx, `
+		WITH uc AS (
+			SELECT t.oid AS typ, tn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) t.typname AS typname,
+			       pn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname AS fn
+			FROM pg_catalog.pg_cast c
+			JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+			JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+			JOIN pg_catalog.pg_type t ON t.oid IN (c.castsource, c.casttarget)
+			JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+			WHERE pn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'
+			  -- A cast runs only on values of its types: key it by the
+			  -- types that are not built in, or by both when both are.
+			  AND (tn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog' OR NOT EXISTS (
+			       SELECT 1 FROM pg_catalog.pg_type u JOIN pg_catalog.pg_namespace un ON un.oid = u.typnamespace
+			       WHERE u.oid IN (c.castsource, c.casttarget) AND un.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'))
+			UNION
+			-- A domain's CHECK constraints run on every value coerced to it.
+			SELECT t.oid, tn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) t.typname,
+			       pn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) p.proname
+			FROM pg_catalog.pg_constraint k
+			JOIN pg_catalog.pg_type t ON t.oid = k.contypid
+			JOIN pg_catalog.pg_namespace tn ON tn.oid = t.typnamespace
+			JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
+			     AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+			JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+			JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+			WHERE pn.nspname OPERATOR(pg_catalog.<>) 'pg_catalog')
+		SELECT typname, fn FROM uc
+		UNION
+		SELECT rn.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) r.relname, uc.fn
+		FROM pg_catalog.pg_class r
+		JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+		JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+		JOIN uc ON uc.typ IN (a.atttypid, r.reltype)`)
+	if err != nil {
+		return err
+	}
+	var key, fn string
+	_, err = pgx.ForEachRow(rows, []any{&key, &fn}, func() error {
+		n.castFuncs[key] = append(n.castFuncs[key], fn)
+		return nil
+	})
+	return err
 }
 
 // unavailable reports a backend failure without connection details.

@@ -72,7 +72,8 @@ func BenchmarkSelect100Rows(b *testing.B) {
 }
 
 // benchPipeline runs the query through the pipeline; with masked, two of
-// the five columns are masked by provenance (last4 and hash); with
+// the five columns are masked at the source (last4 and hash, computed by
+// PostgreSQL in the masking subquery); with
 // approval, approval rules are configured that do not hold a select (the
 // cost every call pays for them: its hash and the rule match).
 func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approval bool) {

@@ -20,6 +20,9 @@ func (q *Query) Estimate(ctx context.Context, a *warden.Action) (int64, bool, er
 	if !ok {
 		return 0, false, errors.New("sql_query: action carries no plan")
 	}
+	if p.refusal != nil {
+		return 0, false, nil // the call is refused when it executes; nothing to estimate
+	}
 	switch a.Kind {
 	case warden.VerbSelect, warden.VerbInsert, warden.VerbUpdate, warden.VerbDelete, warden.VerbMerge:
 	default:

@@ -226,8 +226,8 @@ func TestQueryReturnsFaithfulJSON(t *testing.T) {
 		{"InetWithPrefixKeepsIt", "SELECT '10.0.0.1/24'::inet", `"10.0.0.1/24"`, "inet"},
 		{"InetIPv6", "SELECT '::1'::inet", `"::1"`, "inet"},
 		{"CidrKeepsPrefix", "SELECT '10.0.0.0/8'::cidr", `"10.0.0.0/8"`, "cidr"},
-		{"EnumIsLabel", "SELECT 'happy'::mood", `"happy"`, "mood"},
-		{"EnumColumnIsLabel", "SELECT feeling FROM typed", `"sad"`, "mood"},
+		{"EnumIsLabel", "SELECT 'happy'::mood", `"happy"`, "public.mood"},
+		{"EnumColumnIsLabel", "SELECT feeling FROM typed", `"sad"`, "public.mood"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,8 +257,8 @@ func TestQueryNamesTypeCreatedAfterCatalogSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := mustQuery(t, q, "SELECT 'red'::colour")
-	if got := res.Columns[0].Type; got != "colour" {
-		t.Errorf("sql_query(SELECT 'red'::colour) column type = %q; want %q", got, "colour")
+	if got := res.Columns[0].Type; got != "public.colour" {
+		t.Errorf("sql_query(SELECT 'red'::colour) column type = %q; want %q", got, "public.colour")
 	}
 	if got := rowsJSON(t, res); got != `[["red"]]` {
 		t.Errorf("sql_query(SELECT 'red'::colour) rows = %s; want %s", got, `[["red"]]`)
@@ -369,7 +369,7 @@ const writesSetup = `
 CREATE TABLE audit (id serial PRIMARY KEY, note text);
 CREATE FUNCTION public.sneaky() RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
-	INSERT INTO audit (note) VALUES ('written by a read');
+	INSERT INTO public.audit (note) VALUES ('written by a read');
 	RETURN 1;
 END $$;
 CREATE TABLE accounts (id integer PRIMARY KEY, email text NOT NULL UNIQUE);
@@ -662,7 +662,9 @@ func TestQuerySessionSettingsAreWardens(t *testing.T) {
 		StatementTimeout: warden.Duration(1500 * time.Millisecond),
 	})}}
 	cases := []struct{ setting, want string }{
-		{"search_path", `"sales", "public"`},
+		// Names are resolved by warden against the configured path
+		// and sent qualified; the server sees only pg_catalog.
+		{"search_path", "pg_catalog"},
 		{"statement_timeout", "1500ms"},
 		{"idle_in_transaction_session_timeout", "4s"},
 		{"default_transaction_read_only", "on"},
@@ -855,11 +857,7 @@ func TestQueryWrongParameterCountIsInvalid(t *testing.T) {
 	defer b.Close()
 	q := &Query{Backends: Backends{"shop": b}}
 	ctx := warden.WithCaller(context.Background(), &warden.Caller{Subject: "t", Method: "local"})
-	a, err := q.Plan(ctx, json.RawMessage(`{"database":"shop","sql":"SELECT $1::int + $2::int","params":[1]}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = q.Execute(ctx, a)
+	_, err = q.Plan(ctx, json.RawMessage(`{"database":"shop","sql":"SELECT $1::int + $2::int","params":[1]}`))
 	if got := warden.ErrorCode(err); got != warden.Invalid {
 		t.Errorf("Execute(two placeholders, one param) = %v (code %q); want invalid, not unavailable", err, got)
 	}

@@ -1,65 +1,71 @@
 package sql
 
-import "path"
+import (
+	_ "embed"
+	"strings"
+)
 
-// restrictedFunctions are the pg_catalog functions that are not harmless:
-// they reach outside the statement's result (files, the network, other
-// sessions, server state), change state that a read-only transaction does not
-// protect, or run SQL text of their own and so hide what it reads. A call to
-// one of them becomes an "execute pg_catalog.name" op, which policy refuses
-// unless a grant names it. Every other pg_catalog function is harmless and is
-// only listed in Analysis.Functions; functions in any other schema are always
-// ops, because user-defined code can do anything.
+// allowedFunctionsText is the allow-list of pg_catalog functions a
+// statement may call without a grant naming them (functions_allowed.txt).
 //
-// Entries are path.Match patterns on the unqualified function name ("*"
-// matches any run of characters). pg_sleep is deliberately absent:
-// statement_timeout bounds it.
-var restrictedFunctions = []string{
-	// Server files, large objects and the network.
-	"pg_read_file", "pg_read_binary_file", "pg_stat_file", "pg_ls_*",
-	"pg_file_*", "pg_logdir_ls",
-	"lo_*", "loread", "lowrite",
-	"dblink*",
+// It was built deliberately from the running server's catalog rather than
+// by listing bad functions, which is always one release behind:
+//
+//	SELECT proname, <category> FROM pg_catalog.pg_proc
+//	WHERE pronamespace = 'pg_catalog'::regnamespace
+//	  -- callable from SQL: no internal, cstring, trigger or handler types
+//	  AND NOT EXISTS (SELECT 1 FROM unnest(proargtypes::oid[] || prorettype) t
+//	                  WHERE t IN ('internal'::regtype, 'cstring'::regtype, 'trigger'::regtype, ...))
+//	  AND proname !~ '^(pg_|has_|txid|lo_|to_reg|acl|binary_upgrade|brin_|gin_|currtid|
+//	                    ts_stat|ts_rewrite|query_to_xml|table_to_xml|cursor_to_xml|
+//	                    schema_to_xml|database_to_xml|inet_client|inet_server|set_config|
+//	                    current_setting|setseed|nextval|setval|currval|lastval|version|
+//	                    current_query|row_security_active)'
+//	  AND proname !~ '_description$' AND proname NOT IN ('loread', 'lowrite')
+//
+// then reviewed by hand: of the volatile functions only clock_timestamp,
+// timeofday, random and gen_random_uuid stayed (setseed, which makes
+// random's state an input, did not); validators (amvalidate, fmgr_*,
+// *_validator), regclass(text) (a probe for relation names) and
+// xmlvalidate went out; pg_typeof, pg_size_pretty, pg_size_bytes,
+// pg_column_size and pg_sleep* came in (pg_sleep is bounded by the
+// statement timeout).
+//
+// Left out, so a grant must name them: everything about the server rather
+// than the data — statistics and activity (pg_stat_*), files (pg_read_*,
+// pg_ls_*, pg_hba_file_rules, pg_show_all_file_settings), configuration
+// (current_setting, set_config), object definitions and comments
+// (pg_get_*def, *_description), privileges (has_*), transaction ids
+// (txid_*, pg_current_xact_id), sequences (nextval, setval, currval,
+// lastval), large objects (lo_*), locks (pg_advisory_*), notifications,
+// administration (pg_terminate_backend, pg_reload_conf, backups,
+// replication), and functions that run SQL text or read a table by name
+// (query_to_xml, table_to_xml, ts_stat, ts_rewrite).
+//
+//go:embed functions_allowed.txt
+var allowedFunctionsText string
 
-	// Sessions and the server.
-	"pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf",
-	"pg_rotate_logfile*", "pg_promote", "pg_log_backend_memory_contexts",
-	"pg_log_standby_snapshot", "pg_switch_wal", "pg_create_*",
-	"pg_drop_replication_slot", "pg_copy_*_replication_slot",
-	"pg_replication_*", "pg_logical_*", "pg_sync_replication_slots",
-	"pg_backup_*", "pg_start_backup", "pg_stop_backup", "pg_wal_replay_*",
-	"pg_stat_reset*", "pg_import_system_collations", "pg_export_snapshot",
-	"pg_nextoid", "binary_upgrade_*",
-	"brin_summarize*", "brin_desummarize_range", "gin_clean_pending_list",
+// allowedFunctions maps each allow-listed name to its category.
+var allowedFunctions = parseAllowList(allowedFunctionsText)
 
-	// Session settings: warden owns them.
-	"set_config",
-
-	// Locks and notifications outlive the call on a pooled connection.
-	"pg_advisory*", "pg_try_advisory*",
-	"pg_notify",
-
-	// Sequences change even in a read-only transaction's view of the world.
-	"nextval", "setval",
-
-	// The random seed outlives the call on a pooled connection, and a
-	// known seed makes the next caller's random() predictable.
-	"setseed",
-
-	// These run SQL text or read a whole table by name, so the relations they
-	// read never appear in the parse tree.
-	"query_to_xml*", "query_to_xmlschema", "table_to_xml*", "table_to_xmlschema",
-	"cursor_to_xml*", "schema_to_xml*", "database_to_xml*",
-	"ts_stat", "ts_rewrite",
-}
-
-// restrictedFunction reports whether the pg_catalog function name is on the
-// restricted list.
-func restrictedFunction(name string) bool {
-	for _, pattern := range restrictedFunctions {
-		if ok, _ := path.Match(pattern, name); ok {
-			return true
+func parseAllowList(text string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		name, category, ok := strings.Cut(strings.TrimSpace(line), " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
 		}
+		m[name] = category
 	}
-	return false
+	return m
 }
+
+// allowedFunction reports whether the pg_catalog function name may run
+// without a grant.
+func allowedFunction(name string) bool {
+	_, ok := allowedFunctions[name]
+	return ok
+}
+
+// ruleFunctions names the allow-list in refusals.
+const ruleFunctions = "sql.functions"

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mask"
 )
 
 // Backends is the set of configured PostgreSQL backends, by name.
@@ -54,17 +55,21 @@ type queryArgs struct {
 }
 
 type queryPlan struct {
-	backend  *Backend
-	names    *names
-	sql      string
+	backend *Backend
+	names   *names
+	// sql is the bound statement, deparsed: what was judged is what runs.
+	sql string
+	// params are the caller's values, then the hash pads when a hash mask
+	// is used.
 	params   []any
 	readOnly bool
 	// callsCode is set when the statement calls granted functions
 	// beyond the harmless built-ins.
 	callsCode bool
-	// masks says how result columns are masked; nil when the statement
-	// touches no masked data.
-	masks *maskPlan
+	// masked annotates result columns that carry masked values.
+	masked map[string]string
+	// refusal refuses the call at execution, after policy allowed it.
+	refusal *warden.Error
 	// limited is set when sql is the query wrapped in a LIMIT (see
 	// limitRows).
 	limited bool
@@ -102,8 +107,11 @@ func (q *Query) Spec() warden.ToolSpec {
 	}
 }
 
-// Plan implements warden.Tool: it decodes the arguments, and analyses the
-// statement on the PostgreSQL parse tree.
+// Plan implements warden.Tool: it decodes the arguments, binds the
+// statement on the PostgreSQL parse tree against the catalog snapshot and
+// rewrites it into the statement that runs. It sends the backend nothing
+// about this call: a caller that policy refuses learns nothing about
+// columns, types or masking rules.
 func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, error) {
 	var args queryArgs
 	if err := warden.DecodeArgs(raw, &args); err != nil {
@@ -127,16 +135,24 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err != nil {
 		return nil, b.unavailable(err)
 	}
-	an, err := n.analyze(args.SQL)
+	if err := b.maskingReady(n); err != nil {
+		return nil, err
+	}
+	an, err := n.analyze(args.SQL, len(params))
 	if err != nil {
 		return nil, err
 	}
-	masks, err := b.planMasks(ctx, n, args.SQL, an)
-	if err != nil {
-		return nil, err
+	if an.HashParams > 0 {
+		inner, outer := b.masker.HMACPads()
+		if strings.HasPrefix(an.Kind, "explain") {
+			// A plan prints bound values as constants: show it a key
+			// that exists for this call only.
+			inner, outer = mask.RandomPads()
+		}
+		params = append(params, inner, outer)
 	}
 	code := callsCode(an.Ops)
-	sql, limited := args.SQL, an.ReadOnly && an.Kind == "select"
+	sql, limited := an.Text, an.ReadOnly && an.Kind == "select"
 	if limited {
 		sql = limitRows(an.Text, b.cfg.MaxRows)
 	}
@@ -152,7 +168,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		Params:     paramTexts(args.Params),
 		Plan: &queryPlan{
 			backend: b, names: n, sql: sql, params: params, limited: limited,
-			readOnly: an.ReadOnly, callsCode: code, masks: masks,
+			readOnly: an.ReadOnly, callsCode: code, masked: an.Masked, refusal: an.Refusal,
 			changesNames: !an.ReadOnly && (code || changesNames(an.Ops)),
 		},
 	}, nil
@@ -252,11 +268,11 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 	if !ok {
 		return nil, warden.Errorf(warden.Internal, "sql_query: action carries no plan")
 	}
+	if p.refusal != nil {
+		return nil, p.refusal
+	}
 	res, err := p.backend.run(ctx, p)
 	if err != nil {
-		if p.masks != nil {
-			return nil, withholdDetail(err)
-		}
 		return nil, err
 	}
 	res.CallID = a.CallID
@@ -365,20 +381,7 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		}
 		res.Columns[i] = Column{Name: fd.Name, Type: n.typeName(fd.DataTypeOID)}
 	}
-	var masks []*columnMask
-	if p.masks != nil {
-		if len(p.masks.columns) != len(fds) {
-			// The statement described differently when it ran: fail
-			// closed rather than return unmasked values.
-			return nil, warden.Errorf(warden.Unavailable, "the result's shape changed between planning and execution; try again")
-		}
-		masks = p.masks.columns
-		for i, m := range masks {
-			if m != nil {
-				res.Columns[i].Masked, res.Columns[i].Mask = true, m.describe()
-			}
-		}
-	}
+	describeMasks(res, p.masked)
 	size := 0
 	for rows.Next() {
 		if len(res.Rows) == b.cfg.MaxRows {
@@ -393,11 +396,6 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		raw := rows.RawValues()
 		row := make([]any, len(vals))
 		for i, v := range vals {
-			if masks != nil && masks[i] != nil {
-				// The raw value never leaves this loop.
-				row[i] = b.masker.Apply(masks[i].rule, toJSON(v, fds[i].DataTypeOID, raw[i]))
-				continue
-			}
 			row[i] = toJSON(v, fds[i].DataTypeOID, raw[i])
 		}
 		if size += rowSize(row); size > b.cfg.MaxResultBytes {
@@ -469,20 +467,6 @@ func isConnectionError(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || pgconn.SafeToRetry(err)
-}
-
-// withholdDetail replaces the server's message of a failed statement that
-// reads masked columns: messages like `invalid input syntax for type
-// integer: "4111 1111 1111 1111"` quote the values being masked.
-func withholdDetail(err error) error {
-	var pe *pgconn.PgError
-	e := warden.AsError(err)
-	if e.Code != warden.Invalid || !errors.As(err, &pe) {
-		return err
-	}
-	// Not wrapped: the cause goes to the recording, and it quotes values too.
-	return &warden.Error{Code: warden.Invalid, Err: fmt.Errorf("SQLSTATE %s; server message withheld", pe.Code),
-		Message: fmt.Sprintf("the statement failed [SQLSTATE %s]; the server's message is withheld because the statement reads masked columns", pe.Code)}
 }
 
 // SortedNames returns the backend names, sorted.

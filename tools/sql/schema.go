@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/mask"
 )
 
 // Grants answers whether a caller holds a grant for one operation; the
@@ -152,6 +153,7 @@ func (s *Schema) Execute(ctx context.Context, a *warden.Action) (*warden.Result,
 		return nil, b.queryError(ctx, err)
 	}
 	res := &SchemaResult{Database: b.Name, SearchPath: b.cfg.SearchPath, Tables: []TableInfo{}, CallID: a.CallID}
+	n, _ := b.catalog(ctx) // for the rules children and partitions inherit; nil falls back to the configured ones
 	var (
 		schema, name, kind, desc, col, typ, coldesc string
 		nullable                                    bool
@@ -172,7 +174,7 @@ func (s *Schema) Execute(ctx context.Context, a *warden.Action) (*warden.Result,
 		}
 		t := &res.Tables[len(res.Tables)-1]
 		info := ColumnInfo{Name: col, Type: typ, Nullable: nullable, Description: coldesc}
-		if r := b.masks[object+"."+col]; r != nil {
+		if r := columnRule(b, n, object, col); r != nil {
 			info.Masked, info.Mask = true, r.Strategy
 		}
 		t.Columns = append(t.Columns, info)
@@ -185,6 +187,15 @@ func (s *Schema) Execute(ctx context.Context, a *warden.Action) (*warden.Result,
 		return nil, warden.Errorf(warden.Invalid, "table %s.%s does not exist", p.schema, p.table)
 	}
 	return &warden.Result{Structured: res, Count: int64(len(res.Tables))}, nil
+}
+
+// columnRule is the masking rule that applies to a column as a query reads
+// it: inherited from parents, and from children when read with them.
+func columnRule(b *Backend, n *names, object, col string) *mask.Rule {
+	if n != nil && n.mask != nil {
+		return n.rules(object, true)[col]
+	}
+	return b.masks[object+"."+col]
 }
 
 func permitted(g Grants, c *warden.Caller, backend, object string) []string {
