@@ -197,7 +197,17 @@ type analyzer struct {
 	// with no op to judge.
 	changed bool
 	err     *warden.Error
+	// steps counts the nodes walked, views' inlined bodies included; see
+	// maxBindSteps.
+	steps int
 }
+
+// maxBindSteps bounds the work of binding one statement. A statement under
+// max_statement_bytes has at most some tens of thousands of nodes, but
+// inlining views multiplies them: views that each read the one below twice
+// expand 2^depth times. Past the budget the statement is refused rather
+// than analysed for as long as it takes.
+const maxBindSteps = 500_000
 
 func newAnalyzer(nm Names) *analyzer {
 	a := &analyzer{names: nm, nparams: -1, ops: map[warden.Op]bool{}, funcs: map[string]bool{}, masked: map[string]string{}}
@@ -305,6 +315,11 @@ func unwrapNode(n *pg_query.Node) proto.Message {
 // nested (a sublink in a function argument in an ORDER BY) is missed.
 func (a *analyzer) walk(m proto.Message, c frame) {
 	if a.err != nil || m == nil || !m.ProtoReflect().IsValid() {
+		return
+	}
+	if a.steps++; a.steps > maxBindSteps {
+		a.fail(&warden.Error{Code: warden.Invalid, Rule: "sql.size",
+			Message: "the statement is too large for warden to analyse once its views are expanded; query fewer views, or the tables they read"})
 		return
 	}
 	switch n := m.(type) {

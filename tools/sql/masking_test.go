@@ -7,6 +7,7 @@ import (
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 
+	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 )
@@ -150,5 +151,34 @@ func TestSameTreeIgnoresOnlyPositions(t *testing.T) {
 		if got := sameTree(parse(tc.a), parse(tc.b)); got != tc.same {
 			t.Errorf("sameTree(%q, %q) = %v; want %v", tc.a, tc.b, got, tc.same)
 		}
+	}
+}
+
+// Binding work is bounded: views over masked data are inlined, and views
+// that each read the one below twice expand 2^depth times. The statement
+// is refused with a reason instead of keeping warden busy; a shallow chain
+// over the same data is answered.
+func TestBindWorkIsBounded(t *testing.T) {
+	setup := `CREATE TABLE customers (id int PRIMARY KEY, card text);
+INSERT INTO customers VALUES (1, '4111 1111 1111 1111');
+CREATE VIEW v0 AS SELECT id, card FROM customers;`
+	for i := 1; i <= 15; i++ {
+		setup += fmt.Sprintf("\nCREATE VIEW v%d AS SELECT a.id, a.card FROM v%d a JOIN v%d b USING (id);", i, i-1, i-1)
+	}
+	dsn := pgtest.New(t, setup)
+	b := newTestBackend(t, Config{DSN: dsn})
+	cols := mask.Columns{"public.customers.card": {Strategy: "last4"}}
+	if err := cols.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b.SetMasking(cols, mask.NewMasker([]byte("0123456789abcdef0123456789abcdef")))
+	q := &Query{Backends: Backends{"db": b}}
+
+	_, err := q.Plan(callerContext(t), queryArgsJSON(t, "SELECT card FROM v15"))
+	wantError(t, "Plan(2^15 inlined views)", err, warden.Invalid, "too large for warden to analyse")
+
+	res := mustQuery(t, q, "SELECT card FROM v3")
+	if got := rowsJSON(t, res); got != `["************1111"]` && !strings.Contains(got, "1111") || strings.Contains(got, "4111") {
+		t.Errorf("SELECT card FROM v3 = %s; want the masked card", got)
 	}
 }
