@@ -56,9 +56,11 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Start from an empty recording so the tour shows only its own session.
+	// Start from an empty recording so the tour shows only its own session:
+	// the store and its signed head go together (a head naming records the
+	// store lacks would rightly stop warden); the signing key stays.
 	store := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
+	for _, suffix := range []string{"", "-wal", "-shm", ".head"} {
 		_ = os.Remove(store + suffix)
 	}
 
