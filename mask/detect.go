@@ -30,7 +30,8 @@ type Config struct {
 	// bodies, per backend.
 	JSONPaths map[string]JSONPaths `yaml:"json_paths"`
 	// HashKey keys the hash strategy (at least 32 characters); when empty
-	// a random key is generated once and kept in the store.
+	// the key is derived from the recording's signing key, which lives
+	// outside the store.
 	HashKey   string              `yaml:"hash_key"`
 	Detectors []string            `yaml:"detectors"`
 	Allow     map[string][]string `yaml:"allow"`

@@ -1,2 +1,2 @@
-// Package mask keeps sensitive values out of tool results and the recording: column rules by provenance, value detectors as a backstop.
+// Package mask keeps sensitive values out of tool results and the recording: column rules (applied in SQL by tools/sql), value detectors as a backstop.
 package mask
