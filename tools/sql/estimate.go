@@ -43,7 +43,9 @@ func (b *Backend) estimate(ctx context.Context, p *queryPlan) (int64, error) {
 	defer release()
 	batch := &pgx.Batch{}
 	batch.Queue("BEGIN READ ONLY")
-	batch.Queue("EXPLAIN (FORMAT JSON) "+p.sql, p.params...)
+	// The statement, not its row-limited form: a rule on rows read must
+	// see the query's own estimate, not one capped at max_rows.
+	batch.Queue("EXPLAIN (FORMAT JSON) "+p.statement, p.params...)
 	batch.Queue("ROLLBACK")
 	br := conn.SendBatch(ctx, batch)
 	defer br.Close()

@@ -15,7 +15,7 @@ func TestEstimateAsksThePlannerWithoutExecuting(t *testing.T) {
 CREATE TABLE items (id int PRIMARY KEY, v text);
 INSERT INTO items SELECT i, 'x' FROM generate_series(1, 1000) i;
 ANALYZE items;`)
-	q := &Query{Backends: Backends{"db": newTestBackend(t, Config{DSN: dsn})}}
+	q := &Query{Backends: Backends{"db": newTestBackend(t, Config{DSN: dsn, MaxRows: 20})}}
 	ctx := callerContext(t)
 	cases := []struct {
 		name     string
@@ -28,6 +28,9 @@ ANALYZE items;`)
 		{name: "UpdateEveryRow", sql: "UPDATE items SET v = 'y'", min: 1000, max: 1000},
 		{name: "BoundParameter", sql: "DELETE FROM items WHERE id > $1", params: []string{"900"}, min: 80, max: 120},
 		{name: "SelectWithLimit", sql: "SELECT * FROM items LIMIT 5", min: 5, max: 5},
+		// Beyond max_rows (20 here): the estimate is the query's own, not
+		// the row cap warden runs it under.
+		{name: "SelectBeyondMaxRows", sql: "SELECT * FROM items", min: 1000, max: 1000},
 		{name: "DataModifyingCTE", sql: "WITH d AS (DELETE FROM items RETURNING id) SELECT count(*) FROM d", min: 1000, max: 1000},
 		{name: "InsertSelect", sql: "INSERT INTO items SELECT id + 1000, v FROM items WHERE id <= 10", min: 8, max: 12},
 		{name: "DDLHasNone", sql: "CREATE INDEX items_v ON items (v)", none: true},

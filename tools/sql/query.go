@@ -57,8 +57,12 @@ type queryArgs struct {
 type queryPlan struct {
 	backend *Backend
 	names   *names
-	// sql is the bound statement, deparsed: what was judged is what runs.
+	// sql is the bound statement, deparsed: what was judged is what runs
+	// (a query wrapped in its row limit, see limited).
 	sql string
+	// statement is the bound statement without the row limit: what an
+	// approval rule's rows_above estimates.
+	statement string
 	// params are the caller's values, then the hash pads when a hash mask
 	// is used.
 	params   []any
@@ -167,7 +171,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 		ApprovalID: args.ApprovalID,
 		Params:     paramTexts(args.Params),
 		Plan: &queryPlan{
-			backend: b, names: n, sql: sql, params: params, limited: limited,
+			backend: b, names: n, sql: sql, statement: an.Text, params: params, limited: limited,
 			readOnly: an.ReadOnly, callsCode: code, masked: an.Masked, refusal: an.Refusal,
 			changesNames: !an.ReadOnly && (code || changesNames(an.Ops)),
 		},
