@@ -203,11 +203,11 @@ func (w *walker) builtin(v any, key, container string) any {
 			}
 			switch k {
 			case "env":
-				w.env(c, container)
+				w.nameValues(c, w.envValue)
 			case "command", "args":
 				t[k] = w.args(c, container)
 			case "httpHeaders":
-				w.headers(c)
+				w.nameValues(c, w.headerValue)
 			case "message", "note":
 				if s, ok := c.(string); ok {
 					out, _, _ := w.j.words(s, pendNone)
@@ -225,8 +225,9 @@ func (w *walker) builtin(v any, key, container string) any {
 	return v
 }
 
-// env judges a container's environment: [{name, value}].
-func (w *walker) env(v any, container string) {
+// nameValues judges each {name, value} pair of a list (a container's env,
+// an HTTP probe's headers) by its name with judge.
+func (w *walker) nameValues(v any, judge func(name, val string) string) {
 	list, ok := v.([]any)
 	if !ok {
 		return
@@ -241,10 +242,11 @@ func (w *walker) env(v any, container string) {
 		if !ok {
 			continue
 		}
-		e["value"] = w.keep(val, w.envValue(name, val))
+		e["value"] = w.keep(val, judge(name, val))
 	}
 }
 
+// envValue judges the value of an environment variable.
 func (w *walker) envValue(name, val string) string {
 	switch {
 	case trivial(val):
@@ -310,32 +312,18 @@ func (w *walker) strictArgs(list []any) []any {
 	return list
 }
 
-// headers judges HTTP probe headers: [{name, value}].
-func (w *walker) headers(v any) {
-	list, ok := v.([]any)
-	if !ok {
-		return
+// headerValue judges the value of an HTTP probe header.
+func (w *walker) headerValue(name, val string) string {
+	switch {
+	case trivial(val):
+		return val
+	case headerSecret[strings.Join(components(name), "")] || w.j.secretName(name):
+		return secretMarker
+	case w.strict && !w.j.revealed("header", name):
+		return strictMarker
 	}
-	for _, it := range list {
-		h, ok := it.(map[string]any)
-		if !ok {
-			continue
-		}
-		name, _ := h["name"].(string)
-		val, ok := h["value"].(string)
-		if !ok || trivial(val) {
-			continue
-		}
-		switch {
-		case headerSecret[strings.Join(components(name), "")] || w.j.secretName(name):
-			h["value"] = w.keep(val, secretMarker)
-		case w.strict && !w.j.revealed("header", name):
-			h["value"] = w.keep(val, strictMarker)
-		default:
-			out, _, _ := w.j.words(val, pendNone)
-			h["value"] = w.keep(val, out)
-		}
-	}
+	out, _, _ := w.j.words(val, pendNone)
+	return out
 }
 
 // custom walks a custom resource's (or a copied document's) value at
@@ -354,7 +342,7 @@ func (w *walker) custom(v any, key, path string, secret bool, container string, 
 			switch {
 			case k == "env":
 				if _, ok := c.([]any); ok && !secret {
-					w.env(c, container)
+					w.nameValues(c, w.envValue)
 					continue
 				}
 			case k == "command" || k == "args":
@@ -364,7 +352,7 @@ func (w *walker) custom(v any, key, path string, secret bool, container string, 
 				}
 			case k == "httpHeaders":
 				if !secret {
-					w.headers(c)
+					w.nameValues(c, w.headerValue)
 					continue
 				}
 			}
