@@ -188,16 +188,29 @@ func markerLen(s string) int {
 // replaceRuns replaces every base64 run of s whose decoded content has a
 // finding by the marker of what was found.
 func (d *Detectors) replaceRuns(s string, depth int, b *budget) (string, fired) {
+	return spliceMarkers(s, func(lo int) (int, int, int, fired) {
+		start, end := nextRun(s, lo)
+		if start < 0 {
+			return -1, -1, 0, 0
+		}
+		return start, end, end, d.runFinding(s[start:end], depth, b)
+	})
+}
+
+// spliceMarkers rebuilds s with spans replaced by the marker of what was
+// found in them. next returns the next candidate span [start, end) at or
+// after lo, what was found in it (0: keep it) and where to look next; a
+// negative start ends the scan.
+func spliceMarkers(s string, next func(lo int) (start, end, resume int, f fired)) (string, fired) {
 	var out strings.Builder
 	var all fired
 	copied := 0
-	for lo := 0; ; {
-		start, end := nextRun(s, lo)
+	for lo := 0; lo < len(s); {
+		start, end, resume, f := next(lo)
 		if start < 0 {
 			break
 		}
-		lo = end
-		f := d.runFinding(s[start:end], depth, b)
+		lo = resume
 		if f == 0 {
 			continue
 		}
@@ -443,22 +456,10 @@ func (d *Detectors) replaceCopiedObjects(s string) (string, fired) {
 	if d.enabled&bitSecret == 0 {
 		return s, 0
 	}
-	var out strings.Builder
-	copied := 0
-	for lo := 0; lo < len(s); {
+	return spliceMarkers(s, func(lo int) (int, int, int, fired) {
 		start, end := copiedObject(s, lo)
-		if start < 0 {
-			break
-		}
-		out.WriteString(s[copied:start])
-		out.WriteString(secretMarker)
-		copied, lo = end, end
-	}
-	if copied == 0 {
-		return s, 0
-	}
-	out.WriteString(s[copied:])
-	return out.String(), bitSecret
+		return start, end, end, bitSecret
+	})
 }
 
 // nextEscaped returns the content [start, end) of the next JSON string
@@ -501,34 +502,17 @@ func nextEscaped(s string, i int) (int, int) {
 // replaceEscaped replaces the content of every escaped JSON string literal
 // in s whose decoded value has a finding by the marker of what was found.
 func (d *Detectors) replaceEscaped(s string, depth int, b *budget) (string, fired) {
-	var out strings.Builder
-	var all fired
-	copied := 0
-	for lo := 0; ; {
+	return spliceMarkers(s, func(lo int) (int, int, int, fired) {
 		start, end := nextEscaped(s, lo)
 		if start < 0 {
-			break
+			return -1, -1, 0, 0
 		}
 		v, err := jsonString(s[start-1:end+1], true)
 		if err != nil {
-			lo = start
-			continue
+			return start, end, start, 0
 		}
-		lo = end + 1
-		f := d.fires(v, depth+1, b)
-		if f == 0 {
-			continue
-		}
-		all |= f
-		out.WriteString(s[copied:start])
-		out.WriteString(markerOf(f))
-		copied = end
-	}
-	if all == 0 {
-		return s, 0
-	}
-	out.WriteString(s[copied:])
-	return out.String(), all
+		return start, end, end + 1, d.fires(v, depth+1, b)
+	})
 }
 
 func isGzip(s string) bool { return len(s) >= 2 && s[0] == 0x1f && s[1] == 0x8b }
