@@ -50,8 +50,14 @@ func tryCall(c *client.Client, tool string, args map[string]any) (result, error)
 // code.
 func runWarden(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
+	return runWardenEnv(t, append(os.Environ(), "E2E_DSN="+os.Getenv("E2E_DSN")), args...)
+}
+
+// runWardenEnv is runWarden with the environment env.
+func runWardenEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(wardenBin, args...)
-	cmd.Env = append(os.Environ(), "E2E_DSN="+os.Getenv("E2E_DSN"))
+	cmd.Env = env
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -354,21 +354,7 @@ func TestRecordingCommandsNeedNoBackendSecrets(t *testing.T) {
 	srv.stop(t)
 
 	env := slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "E2E_DSN=") })
-	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(wardenBin, args...)
-		cmd.Env = env
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		var ee *exec.ExitError
-		switch {
-		case errors.As(err, &ee):
-			return stdout.String(), stderr.String(), ee.ExitCode()
-		case err != nil:
-			t.Fatal(err)
-		}
-		return stdout.String(), stderr.String(), 0
-	}
+	run := func(args ...string) (string, string, int) { return runWardenEnv(t, env, args...) }
 	// The config does need the variable to serve: the test means it.
 	if _, stderr, code := run("check", "--config", config); code == 0 || !strings.Contains(stderr, "E2E_DSN") {
 		t.Fatalf("check without E2E_DSN = %d %q; want it to need the variable", code, stderr)
