@@ -42,6 +42,7 @@ type approvalJSON struct {
 	Statement     string      `json:"statement"`
 	Params        []string    `json:"params,omitempty"`
 	Purpose       string      `json:"purpose,omitempty"`
+	Why           string      `json:"why,omitempty"`
 	Ops           []opJSON    `json:"ops,omitempty"`
 	EstimatedRows *int64      `json:"estimated_rows,omitempty"`
 	Status        string      `json:"status"`
@@ -83,7 +84,7 @@ func approvalToJSON(a *warden.Approval) *approvalJSON {
 		Approvers: approversJS{User: a.Approvers.User, Subjects: a.Approvers.Subjects, Groups: a.Approvers.Groups},
 		Requester: callerToJSON(a.Requester), SessionID: a.SessionID, CallID: a.CallID,
 		Tool: a.Tool, CallHash: a.CallHash, Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params,
-		Purpose: a.Purpose, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
+		Purpose: a.Purpose, Why: a.Why, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
 		CreatedAt: formatTime(a.CreatedAt), ExpiresAt: formatTime(a.ExpiresAt), TimeoutMS: a.Timeout.Milliseconds(),
 		DecidedBy: callerToJSON(a.DecidedBy), Reason: a.Reason, UsedBy: a.UsedBy,
 	}
@@ -104,7 +105,7 @@ func approvalFromJSON(b *approvalJSON) *warden.Approval {
 		ID: b.ID, Rule: b.Rule, Via: b.Via,
 		Approvers: warden.Approvers{User: b.Approvers.User, Subjects: b.Approvers.Subjects, Groups: b.Approvers.Groups},
 		SessionID: b.SessionID, CallID: b.CallID, Tool: b.Tool, CallHash: b.CallHash,
-		Backend: b.Backend, Kind: b.Kind, Statement: b.Statement, Params: b.Params, Purpose: b.Purpose, EstimatedRows: b.EstimatedRows,
+		Backend: b.Backend, Kind: b.Kind, Statement: b.Statement, Params: b.Params, Purpose: b.Purpose, Why: b.Why, EstimatedRows: b.EstimatedRows,
 		Status: warden.ApprovalStatus(b.Status), CreatedAt: parseTime(b.CreatedAt), ExpiresAt: parseTime(b.ExpiresAt),
 		Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, DecidedAt: parseTime(b.DecidedAt),
 		Reason: b.Reason, UsedBy: b.UsedBy, UsedAt: parseTime(b.UsedAt),

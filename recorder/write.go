@@ -351,6 +351,9 @@ type callJSON struct {
 	// approval it needed. Both only for calls an approval rule held.
 	Hash     string            `json:"hash,omitempty"`
 	Approval *callApprovalJSON `json:"approval,omitempty"`
+	// Flow names the flow rule or budget that refused or held the call,
+	// the earlier call the data came from and the argument that carried it.
+	Flow *callFlowJSON `json:"flow,omitempty"`
 	// ArgsIn, on a call_finish, names the record that holds the call's
 	// arguments and action ("call_start"); without it, this record does.
 	ArgsIn string `json:"args_in,omitempty"`
@@ -362,6 +365,12 @@ type callJSON struct {
 	Truncated  bool            `json:"truncated,omitempty"`
 	EndedAt    string          `json:"ended_at,omitempty"`
 	DurationMS float64         `json:"duration_ms,omitempty"`
+}
+
+type callFlowJSON struct {
+	Rule       string `json:"rule"`
+	SourceCall string `json:"source_call,omitempty"`
+	Argument   string `json:"argument,omitempty"`
 }
 
 type callApprovalJSON struct {
@@ -396,6 +405,9 @@ func callToJSON(c *warden.Call) callJSON {
 		b.Hash = c.Hash
 		b.Approval = &callApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
 			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
+	}
+	if f := c.Flow; f != nil {
+		b.Flow = &callFlowJSON{Rule: f.Rule, SourceCall: f.SourceCall, Argument: f.Argument}
 	}
 	if d := c.Decision; d != nil {
 		b.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}

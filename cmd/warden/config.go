@@ -13,6 +13,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -36,6 +37,10 @@ type Config struct {
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Flows keep data read from one backend from leaving through
+	// another; Budgets cap what a role may read per window.
+	Flows   flows.Rules   `yaml:"flows"`
+	Budgets flows.Budgets `yaml:"budgets"`
 }
 
 // StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
@@ -173,6 +178,8 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("flows", c.Flows.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("budgets", c.Budgets.Validate(c.BackendKinds(), slices.Sorted(maps.Keys(c.Roles)))))
 	if len(c.Backends) == 0 {
 		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
 	}

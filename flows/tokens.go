@@ -1,0 +1,629 @@
+package flows
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// What is remembered and what is looked up are both tokens of text,
+// normalised the same way (case-folded, trimmed), so a value is found by
+// construction rather than by enumerating encodings of stored values: the
+// arguments of an outgoing call are decoded (percent, JSON escapes,
+// base64 at any alignment, nested JSON), cut into tokens, and each token's
+// fingerprint is looked up.
+//
+// A remembered value yields:
+//   - the whole value, when it has at least MinLength characters;
+//   - its words (cut at whitespace and URL/JSON punctuation, so an email
+//     address stays one word) of at least MinLength characters, all of
+//     them for short values (a name, an address: four words or fewer),
+//     for longer text only identifier-like words (with an '@', letters
+//     and digits mixed, or 12 characters or more) so prose does not make
+//     ordinary words unsendable;
+//   - its digits joined, when the value is a number written with
+//     separators (a card or phone number) of at least MinDigits digits,
+//     and each run of at least MinDigits digits;
+//   - in a value masked by warden (it contains "**"), each run of at
+//     least 4 digits: the card suffix the mask left is the point.
+// Booleans, nulls, numbers with fewer than MinDigits digits and a short
+// list of common words are never remembered.
+
+// tokenizer turns text into fingerprinted tokens.
+type tokenizer struct {
+	k0, k1    uint64
+	minLen    int
+	minDigits int
+	buf       []byte
+}
+
+// maxDepth bounds how many encodings deep a value is decoded.
+const maxDepth = 3
+
+// maxWhole is the longest whole value remembered or looked up; longer
+// text is remembered by its words.
+const maxWhole = 512
+
+func (t *tokenizer) fp(tok string) uint64 {
+	t.buf = appendFold(t.buf[:0], tok)
+	return sipHash(t.k0, t.k1, t.buf)
+}
+
+// appendFold appends s case-folded (lower case; ASCII fast path).
+func appendFold(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf {
+			return append(dst[:0], strings.ToLower(s)...)
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// isSep reports whether r separates words: whitespace and the
+// punctuation of URLs, JSON, CSV and SQL. '@', '.', '-', '_', '+' and '*'
+// do not, so addresses, domains and masked values stay whole.
+func isSep(r rune) bool {
+	switch r {
+	case '?', '&', '=', '/', ',', ';', ':', '"', '\'', '`', '(', ')', '[', ']', '{', '}', '<', '>', '|', '\\', '#', '!', '$', '^', '~':
+		return true
+	}
+	return unicode.IsSpace(r) || unicode.IsControl(r)
+}
+
+// trimWord trims punctuation that ends sentences or joins words.
+func trimWord(w string) string {
+	return strings.Trim(w, ".-_+*%")
+}
+
+// words calls fn on each word of s.
+func words(s string, fn func(w string)) {
+	start := -1
+	for i, r := range s {
+		if isSep(r) {
+			if start >= 0 {
+				if w := trimWord(s[start:i]); w != "" {
+					fn(w)
+				}
+				start = -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		if w := trimWord(s[start:]); w != "" {
+			fn(w)
+		}
+	}
+}
+
+// digitRuns calls fn on each maximal run of ASCII digits in s.
+func digitRuns(s string, fn func(run string)) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 {
+			fn(s[start:i])
+			start = -1
+		}
+	}
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// numberLike reports whether s is a number written with separators
+// ("4111 1111 1111 1111", "+1 (555) 010-9999").
+func numberLike(s string) bool {
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == ' ' || c == '-' || c == '.' || c == '+' || c == '(' || c == ')' || c == '/':
+		default:
+			return false
+		}
+	}
+	return digits > 0
+}
+
+func joinDigits(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func hasLetterAndDigit(s string) bool {
+	var l, d bool
+	for _, r := range s {
+		switch {
+		case unicode.IsDigit(r):
+			d = true
+		case unicode.IsLetter(r):
+			l = true
+		}
+	}
+	return l && d
+}
+
+// common words are never remembered: statuses, booleans spelled out and
+// frequent English words a result and a request can share by chance.
+var common = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`
+active inactive enabled disabled pending approved rejected cancelled canceled closed opened
+shipped delivered processing completed complete failed success error warning unknown
+default standard premium basic customer customers order orders invoice invoices payment
+payments amount total currency status created updated deleted true false null none
+yes no about after again against among before being below between could every first
+other their there these thing think those three through under until where which while
+would https http mailto email phone address street avenue please thanks thank hello
+monday tuesday wednesday thursday friday saturday sunday january february march april
+june july august september october november december today tomorrow yesterday`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// remember returns the fingerprints of the values in a JSON document.
+func (t *tokenizer) remember(doc []byte) []uint64 {
+	seen := map[uint64]struct{}{}
+	add := func(tok string) {
+		seen[t.fp(tok)] = struct{}{}
+	}
+	t.rememberJSON(doc, add, 0)
+	out := make([]uint64, 0, len(seen))
+	for fp := range seen {
+		out = append(out, fp)
+	}
+	return out
+}
+
+func (t *tokenizer) rememberJSON(doc []byte, add func(string), depth int) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	// wantKey[i] is whether the object at depth i expects a key next:
+	// keys are structure (column and field names), values are data.
+	var wantKey, objects []bool
+	value := func() {
+		if n := len(objects); n > 0 && objects[n-1] {
+			wantKey[n-1] = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				objects = append(objects, true)
+				wantKey = append(wantKey, true)
+			case '[':
+				objects = append(objects, false)
+				wantKey = append(wantKey, false)
+			default:
+				objects, wantKey = objects[:len(objects)-1], wantKey[:len(wantKey)-1]
+				value()
+			}
+		case string:
+			if n := len(objects); n > 0 && objects[n-1] && wantKey[n-1] {
+				wantKey[n-1] = false
+				continue
+			}
+			t.rememberString(v, add, depth)
+			value()
+		case json.Number:
+			d := strings.TrimLeft(string(v), "-")
+			if allDigits(d) && len(d) >= t.minDigits {
+				add(d)
+			}
+			value()
+		default:
+			value()
+		}
+	}
+}
+
+func (t *tokenizer) rememberString(v string, add func(string), depth int) {
+	s := strings.TrimSpace(v)
+	if s == "" {
+		return
+	}
+	if depth < maxDepth && (s[0] == '{' || s[0] == '[') && json.Valid([]byte(s)) {
+		t.rememberJSON([]byte(s), add, depth+1)
+		return
+	}
+	lower := strings.ToLower(s)
+	if n := utf8.RuneCountInString(lower); n >= t.minLen && len(lower) <= maxWhole && !numberLike(lower) && !common[lower] {
+		add(lower)
+	}
+	var ws []string
+	words(lower, func(w string) { ws = append(ws, w) })
+	short := len(ws) <= 4
+	for _, w := range ws {
+		if allDigits(w) || utf8.RuneCountInString(w) < t.minLen || common[w] {
+			continue
+		}
+		if short || strings.ContainsRune(w, '@') || hasLetterAndDigit(w) || len(w) >= 12 {
+			add(w)
+		}
+	}
+	if numberLike(s) {
+		if d := joinDigits(s); len(d) >= t.minDigits {
+			add(d)
+		}
+	}
+	masked := strings.Contains(s, "**")
+	digitRuns(s, func(run string) {
+		if len(run) >= t.minDigits || masked && len(run) >= 4 {
+			add(run)
+		}
+	})
+}
+
+// hit is a remembered value found in an argument.
+type hit struct {
+	fp       uint64
+	argument string
+}
+
+// scanner looks up every candidate token of a call's arguments.
+type scanner struct {
+	t      *tokenizer
+	lookup func(fp uint64) bool
+	hit    *hit
+	// groups are the digit runs in argument order, for numbers split
+	// across separators or fields.
+	groups []group
+	work   int
+}
+
+type group struct {
+	digits, argument string
+}
+
+// maxWork bounds the tokens one call's arguments are cut into; past it
+// the scan stops and the call is treated as carrying a remembered value
+// (fail closed), which only a pathological request reaches.
+const maxWork = 200_000
+
+func (s *scanner) try(tok, argument string) bool {
+	if s.hit != nil {
+		return true
+	}
+	s.work++
+	if len(tok) < 4 || len(tok) > maxWhole {
+		return false
+	}
+	fp := s.t.fp(tok)
+	if s.lookup(fp) {
+		s.hit = &hit{fp: fp, argument: argument}
+		return true
+	}
+	return false
+}
+
+// scanArgs scans a tool call's arguments (a JSON object). It returns the
+// first remembered value found, or nil.
+func (s *scanner) scanArgs(args []byte) *hit {
+	s.scanJSON(args, "", 0)
+	if s.hit == nil {
+		s.scanGroups()
+	}
+	if s.hit == nil && s.work > maxWork {
+		s.hit = &hit{argument: "(arguments too large to scan)"}
+	}
+	return s.hit
+}
+
+// scanJSON walks a JSON document in order, naming each value by its path.
+func (s *scanner) scanJSON(doc []byte, prefix string, depth int) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	type frame struct {
+		path    string
+		array   bool
+		index   int
+		key     string
+		wantKey bool
+	}
+	var stack []frame
+	path := func() string {
+		if len(stack) == 0 {
+			return prefix
+		}
+		f := stack[len(stack)-1]
+		if f.array {
+			return f.path + "[" + strconv.Itoa(f.index) + "]"
+		}
+		if f.path == "" {
+			return f.key
+		}
+		return f.path + "." + f.key
+	}
+	// value is called after a value at the top of the stack was read.
+	next := func() {
+		if len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if f.array {
+				f.index++
+			} else {
+				f.wantKey = true
+			}
+		}
+	}
+	for s.hit == nil && s.work <= maxWork {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, frame{path: path(), wantKey: true})
+			case '[':
+				stack = append(stack, frame{path: path(), array: true})
+			default:
+				stack = stack[:len(stack)-1]
+				next()
+			}
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].wantKey {
+				// An object key: data can travel as a key too.
+				f := &stack[n-1]
+				s.scanString(v, pathJoin(f.path, v), depth)
+				f.key, f.wantKey = v, false
+				continue
+			}
+			s.scanString(v, path(), depth)
+			next()
+		case json.Number:
+			p := path()
+			d := strings.TrimLeft(string(v), "-")
+			digitRuns(d, func(run string) { s.groups = append(s.groups, group{run, p}) })
+			s.try(string(v), p)
+			next()
+		default:
+			next()
+		}
+	}
+}
+
+func pathJoin(p, k string) string {
+	if p == "" {
+		return k
+	}
+	return p + "." + k
+}
+
+// scanString looks up a string's tokens and, up to maxDepth, those of
+// every decoding of it an agent could use.
+func (s *scanner) scanString(v, argument string, depth int) {
+	if s.hit != nil || s.work > maxWork {
+		return
+	}
+	trimmed := strings.TrimSpace(v)
+	if trimmed == "" {
+		return
+	}
+	if s.try(trimmed, argument) {
+		return
+	}
+	words(v, func(w string) { s.try(w, argument) })
+	if s.hit != nil {
+		return
+	}
+	// Quoted SQL (or shell) literals, whole.
+	if strings.IndexByte(v, '\'') >= 0 {
+		for _, lit := range quoted(v) {
+			if s.try(strings.TrimSpace(lit), argument) {
+				return
+			}
+		}
+	}
+	digitRuns(v, func(run string) { s.groups = append(s.groups, group{run, argument}) })
+	if depth >= maxDepth {
+		return
+	}
+	if (trimmed[0] == '{' || trimmed[0] == '[') && json.Valid([]byte(trimmed)) {
+		s.scanJSON([]byte(trimmed), argument, depth+1)
+	}
+	if strings.IndexByte(v, '%') >= 0 || strings.IndexByte(v, '+') >= 0 {
+		if d := percentDecode(v); d != v {
+			s.scanString(d, argument+" (percent-encoded)", depth+1)
+		}
+	}
+	if strings.IndexByte(v, '\\') >= 0 {
+		var d string
+		if json.Unmarshal([]byte(`"`+strings.ReplaceAll(v, `"`, `\"`)+`"`), &d) == nil && d != v {
+			s.scanString(d, argument+" (escaped)", depth+1)
+		}
+	}
+	base64Runs(v, func(run string) {
+		if s.hit != nil {
+			return
+		}
+		for _, d := range decodeBase64(run) {
+			s.scanString(d, argument+" (base64)", depth+1)
+		}
+	})
+}
+
+// scanGroups looks up numbers split into groups: each run of digits
+// joined with the runs after it, within a string and across fields, up
+// to the 19 digits of the longest card number.
+func (s *scanner) scanGroups() {
+	for i := range s.groups {
+		acc := s.groups[i].digits
+		for j := i + 1; j < len(s.groups) && s.hit == nil; j++ {
+			acc += s.groups[j].digits
+			if len(acc) > 19 {
+				break
+			}
+			arg := s.groups[i].argument
+			if s.groups[j].argument != arg {
+				arg += " to " + s.groups[j].argument
+			}
+			s.try(acc, arg+" (digits joined)")
+		}
+		if s.hit != nil {
+			return
+		}
+	}
+}
+
+// quoted returns the single-quoted literals in s (” is a quote).
+func quoted(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '\'')
+		if i < 0 {
+			return out
+		}
+		s = s[i+1:]
+		var b strings.Builder
+		closed := false
+		for j := 0; j < len(s); j++ {
+			if s[j] == '\'' {
+				if j+1 < len(s) && s[j+1] == '\'' {
+					b.WriteByte('\'')
+					j++
+					continue
+				}
+				s = s[j+1:]
+				closed = true
+				break
+			}
+			b.WriteByte(s[j])
+		}
+		out = append(out, b.String())
+		if !closed {
+			return out
+		}
+	}
+}
+
+// percentDecode decodes %XX escapes and '+' as a space, leniently: a
+// malformed escape stays as written.
+func percentDecode(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
+			i += 2
+		case c == '+':
+			b.WriteByte(' ')
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+func isB64(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+// base64Runs calls fn on each run of base64 characters (either alphabet)
+// of 8 or more, padding dropped.
+func base64Runs(s string, fn func(run string)) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isB64(s[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 && i-start >= 8 {
+			fn(s[start:i])
+		}
+		start = -1
+	}
+}
+
+// decodeBase64 returns the printable texts run decodes to, at each of
+// the four alignments (an encoded value can start mid-run, after other
+// characters of the same alphabet).
+func decodeBase64(run string) []string {
+	var out []string
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(run, "-_") {
+		enc = base64.RawURLEncoding
+	}
+	for off := 0; off < 4 && len(run)-off >= 6; off++ {
+		r := run[off:]
+		r = r[:len(r)-len(r)%4+min(len(r)%4, 3)]
+		if len(r)%4 == 1 {
+			r = r[:len(r)-1]
+		}
+		b, err := enc.DecodeString(r)
+		if err != nil {
+			continue
+		}
+		if printable(b) {
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// printable reports whether b is text: valid UTF-8, mostly printable.
+func printable(b []byte) bool {
+	if len(b) < 4 || !utf8.Valid(b) {
+		return false
+	}
+	bad := 0
+	for _, r := range string(b) {
+		if !unicode.IsPrint(r) && !unicode.IsSpace(r) {
+			bad++
+		}
+	}
+	return bad*10 <= len(b)
+}
