@@ -1,10 +1,8 @@
 package flows
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -23,7 +21,7 @@ import (
 //     address stays one word) of at least MinLength characters, all of
 //     them for short values (a name, an address: four words or fewer),
 //     for longer text only identifier-like words (with an '@', letters
-//     and digits mixed, or 12 characters or more) so prose does not make
+//     and digits mixed, or 16 characters or more) so prose does not make
 //     ordinary words unsendable;
 //   - its digits joined, when the value is a number written with
 //     separators (a card or phone number) of at least MinDigits digits,
@@ -79,26 +77,44 @@ func isSep(r rune) bool {
 	return unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
+// asciiSep is isSep for ASCII, as a table.
+var asciiSep = func() (t [utf8.RuneSelf]bool) {
+	for c := range t {
+		t[c] = isSep(rune(c))
+	}
+	return t
+}()
+
 // trimWord trims punctuation that ends sentences or joins words.
 func trimWord(w string) string {
-	return strings.Trim(w, ".-_+*%")
+	for len(w) > 0 && trimmable(w[0]) {
+		w = w[1:]
+	}
+	for len(w) > 0 && trimmable(w[len(w)-1]) {
+		w = w[:len(w)-1]
+	}
+	return w
+}
+
+func trimmable(c byte) bool {
+	return c == '.' || c == '-' || c == '_' || c == '+' || c == '*' || c == '%'
 }
 
 // words calls fn on each word of s.
 func words(s string, fn func(w string)) {
 	start := -1
 	for i, r := range s {
-		if isSep(r) {
-			if start >= 0 {
-				if w := trimWord(s[start:i]); w != "" {
-					fn(w)
-				}
-				start = -1
+		if r < utf8.RuneSelf && !asciiSep[r] || r >= utf8.RuneSelf && !isSep(r) {
+			if start < 0 {
+				start = i
 			}
 			continue
 		}
-		if start < 0 {
-			start = i
+		if start >= 0 {
+			if w := trimWord(s[start:i]); w != "" {
+				fn(w)
+			}
+			start = -1
 		}
 	}
 	if start >= 0 {
@@ -124,6 +140,28 @@ func digitRuns(s string, fn func(run string)) {
 		}
 	}
 }
+
+// numberGroups calls fn on each run of digits that stands alone, between
+// non-alphanumeric characters or the ends of s: the groups a number is
+// written or split in ("4111 1111", "555-0107"). Digits inside words and
+// hex ids ("7f1c2a9e") are not number groups.
+func numberGroups(s string, fn func(run string)) {
+	start := -1
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start >= 0 && !(i < len(s) && isAlpha(s[i])) && !(start > 0 && isAlpha(s[start-1])) {
+			fn(s[start:i])
+		}
+		start = -1
+	}
+}
+
+func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c >= 0x80 }
 
 func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -207,51 +245,19 @@ func (t *tokenizer) remember(doc []byte) []uint64 {
 }
 
 func (t *tokenizer) rememberJSON(doc []byte, add func(string), depth int) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	// wantKey[i] is whether the object at depth i expects a key next:
-	// keys are structure (column and field names), values are data.
-	var wantKey, objects []bool
-	value := func() {
-		if n := len(objects); n > 0 && objects[n-1] {
-			wantKey[n-1] = true
-		}
-	}
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{':
-				objects = append(objects, true)
-				wantKey = append(wantKey, true)
-			case '[':
-				objects = append(objects, false)
-				wantKey = append(wantKey, false)
-			default:
-				objects, wantKey = objects[:len(objects)-1], wantKey[:len(wantKey)-1]
-				value()
-			}
-		case string:
-			if n := len(objects); n > 0 && objects[n-1] && wantKey[n-1] {
-				wantKey[n-1] = false
-				continue
-			}
-			t.rememberString(v, add, depth)
-			value()
-		case json.Number:
-			d := strings.TrimLeft(string(v), "-")
+	// Keys are structure (column and field names); values are data.
+	walkJSON(doc, "", func(_, v string, isKey, isNumber bool) {
+		switch {
+		case isKey:
+		case isNumber:
+			d := strings.TrimLeft(v, "-")
 			if allDigits(d) && len(d) >= t.minDigits {
 				add(d)
 			}
-			value()
 		default:
-			value()
+			t.rememberString(v, add, depth)
 		}
-	}
+	})
 }
 
 func (t *tokenizer) rememberString(v string, add func(string), depth int) {
@@ -274,7 +280,7 @@ func (t *tokenizer) rememberString(v string, add func(string), depth int) {
 		if allDigits(w) || utf8.RuneCountInString(w) < t.minLen || common[w] {
 			continue
 		}
-		if short || strings.ContainsRune(w, '@') || hasLetterAndDigit(w) || len(w) >= 12 {
+		if short || strings.ContainsRune(w, '@') || hasLetterAndDigit(w) || len(w) >= 16 {
 			add(w)
 		}
 	}
@@ -346,78 +352,20 @@ func (s *scanner) scanArgs(args []byte) *hit {
 	return s.hit
 }
 
-// scanJSON walks a JSON document in order, naming each value by its path.
+// scanJSON scans every key and value of a JSON document, in order.
 func (s *scanner) scanJSON(doc []byte, prefix string, depth int) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	type frame struct {
-		path    string
-		array   bool
-		index   int
-		key     string
-		wantKey bool
-	}
-	var stack []frame
-	path := func() string {
-		if len(stack) == 0 {
-			return prefix
-		}
-		f := stack[len(stack)-1]
-		if f.array {
-			return f.path + "[" + strconv.Itoa(f.index) + "]"
-		}
-		if f.path == "" {
-			return f.key
-		}
-		return f.path + "." + f.key
-	}
-	// value is called after a value at the top of the stack was read.
-	next := func() {
-		if len(stack) > 0 {
-			f := &stack[len(stack)-1]
-			if f.array {
-				f.index++
-			} else {
-				f.wantKey = true
-			}
-		}
-	}
-	for s.hit == nil && s.work <= maxWork {
-		tok, err := dec.Token()
-		if err != nil {
+	walkJSON(doc, prefix, func(path, v string, isKey, isNumber bool) {
+		if s.hit != nil || s.work > maxWork {
 			return
 		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{':
-				stack = append(stack, frame{path: path(), wantKey: true})
-			case '[':
-				stack = append(stack, frame{path: path(), array: true})
-			default:
-				stack = stack[:len(stack)-1]
-				next()
-			}
-		case string:
-			if n := len(stack); n > 0 && stack[n-1].wantKey {
-				// An object key: data can travel as a key too.
-				f := &stack[n-1]
-				s.scanString(v, pathJoin(f.path, v), depth)
-				f.key, f.wantKey = v, false
-				continue
-			}
-			s.scanString(v, path(), depth)
-			next()
-		case json.Number:
-			p := path()
-			d := strings.TrimLeft(string(v), "-")
-			digitRuns(d, func(run string) { s.groups = append(s.groups, group{run, p}) })
-			s.try(string(v), p)
-			next()
-		default:
-			next()
+		if isNumber {
+			numberGroups(strings.TrimLeft(v, "-"), func(run string) { s.groups = append(s.groups, group{run, path}) })
+			s.try(v, path)
+			return
 		}
-	}
+		// Data can travel as a key too.
+		s.scanString(v, path, depth)
+	})
 }
 
 func pathJoin(p, k string) string {
@@ -430,6 +378,13 @@ func pathJoin(p, k string) string {
 // scanString looks up a string's tokens and, up to maxDepth, those of
 // every decoding of it an agent could use.
 func (s *scanner) scanString(v, argument string, depth int) {
+	s.scanText(v, argument, depth, true)
+}
+
+// scanText is scanString; groups says whether v's digit runs are new
+// (percent and escape decoding leave digits as they were: counting them
+// again would join a number with itself).
+func (s *scanner) scanText(v, argument string, depth int, groups bool) {
 	if s.hit != nil || s.work > maxWork {
 		return
 	}
@@ -440,7 +395,9 @@ func (s *scanner) scanString(v, argument string, depth int) {
 	if s.try(trimmed, argument) {
 		return
 	}
-	words(v, func(w string) { s.try(w, argument) })
+	if trimWord(trimmed) != trimmed || strings.IndexFunc(trimmed, isSep) >= 0 {
+		words(v, func(w string) { s.try(w, argument) })
+	}
 	if s.hit != nil {
 		return
 	}
@@ -452,7 +409,9 @@ func (s *scanner) scanString(v, argument string, depth int) {
 			}
 		}
 	}
-	digitRuns(v, func(run string) { s.groups = append(s.groups, group{run, argument}) })
+	if groups {
+		numberGroups(v, func(run string) { s.groups = append(s.groups, group{run, argument}) })
+	}
 	if depth >= maxDepth {
 		return
 	}
@@ -461,13 +420,13 @@ func (s *scanner) scanString(v, argument string, depth int) {
 	}
 	if strings.IndexByte(v, '%') >= 0 || strings.IndexByte(v, '+') >= 0 {
 		if d := percentDecode(v); d != v {
-			s.scanString(d, argument+" (percent-encoded)", depth+1)
+			s.scanText(d, argument+" (percent-encoded)", depth+1, false)
 		}
 	}
 	if strings.IndexByte(v, '\\') >= 0 {
 		var d string
 		if json.Unmarshal([]byte(`"`+strings.ReplaceAll(v, `"`, `\"`)+`"`), &d) == nil && d != v {
-			s.scanString(d, argument+" (escaped)", depth+1)
+			s.scanText(d, argument+" (escaped)", depth+1, false)
 		}
 	}
 	base64Runs(v, func(run string) {
@@ -484,21 +443,27 @@ func (s *scanner) scanString(v, argument string, depth int) {
 // joined with the runs after it, within a string and across fields, up
 // to the 19 digits of the longest card number.
 func (s *scanner) scanGroups() {
+	var acc []byte
 	for i := range s.groups {
-		acc := s.groups[i].digits
-		for j := i + 1; j < len(s.groups) && s.hit == nil; j++ {
-			acc += s.groups[j].digits
+		acc = append(acc[:0], s.groups[i].digits...)
+		for j := i + 1; j < len(s.groups); j++ {
+			acc = append(acc, s.groups[j].digits...)
 			if len(acc) > 19 {
 				break
 			}
-			arg := s.groups[i].argument
-			if s.groups[j].argument != arg {
-				arg += " to " + s.groups[j].argument
+			if len(acc) < 4 {
+				continue
 			}
-			s.try(acc, arg+" (digits joined)")
-		}
-		if s.hit != nil {
-			return
+			s.work++
+			fp := sipHash(s.t.k0, s.t.k1, acc)
+			if s.lookup(fp) {
+				arg := s.groups[i].argument
+				if s.groups[j].argument != arg {
+					arg += " to " + s.groups[j].argument
+				}
+				s.hit = &hit{fp: fp, argument: arg + " (digits joined)"}
+				return
+			}
 		}
 	}
 }
@@ -581,11 +546,25 @@ func base64Runs(s string, fn func(run string)) {
 			}
 			continue
 		}
-		if start >= 0 && i-start >= 8 {
+		if start >= 0 && i-start >= 8 && mixedCase(s[start:i]) {
 			fn(s[start:i])
 		}
 		start = -1
 	}
+}
+
+// mixedCase reports whether run has upper- and lower-case letters: the
+// base64 of text almost always has both, and words, dates, hex ids and
+// numbers, which are most runs, do not. Skipping those keeps the scan
+// cheap.
+func mixedCase(run string) bool {
+	var upper, lower bool
+	for i := 0; i < len(run); i++ {
+		c := run[i]
+		upper = upper || 'A' <= c && c <= 'Z'
+		lower = lower || 'a' <= c && c <= 'z'
+	}
+	return upper && lower
 }
 
 // decodeBase64 returns the printable texts run decodes to, at each of
