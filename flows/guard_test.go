@@ -1,0 +1,166 @@
+package flows
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/recorder"
+)
+
+var kinds = map[string]string{"shop": "postgres", "billing": "http"}
+
+func testRules(t *testing.T) Rules {
+	t.Helper()
+	rs := Rules{{Name: "customer-data-stays-in",
+		From: Endpoint{Backend: "shop", Tables: []string{"public.customers"}},
+		To:   Endpoint{Backend: "billing", Methods: []string{"POST"}}}}
+	if err := rs.Validate(kinds); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+type clock struct{ now time.Time }
+
+func (c *clock) Now() time.Time { return c.now }
+
+func openStore(t *testing.T) *recorder.Store {
+	t.Helper()
+	s, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "w.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newGuard(t *testing.T, store warden.FlowStore, clk *clock, max int) *Guard {
+	t.Helper()
+	g, err := New(Options{Rules: testRules(t), Kinds: kinds, Store: store, Key: []byte("0123456789abcdef0123456789abcdef"), Clock: clk.Now, MaxPrints: max})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+var alice = &warden.Caller{Subject: "alice@example.com", Method: "local"}
+
+func readCustomers(t *testing.T, g *Guard, caller *warden.Caller, id string, rows string) error {
+	t.Helper()
+	c := &warden.Call{ID: id, Tool: "sql_query", Caller: caller,
+		Action: &warden.Action{Tool: "sql_query", Backend: "shop", Kind: "select", Ops: []warden.Op{{Verb: "select", Object: "public.customers"}}},
+		Result: &warden.Result{JSON: json.RawMessage(`{"columns":[{"name":"name"}],"rows":` + rows + `,"call_id":"` + id + `"}`), Count: 1}}
+	return g.Remember(context.Background(), c)
+}
+
+func sendBilling(g *Guard, caller *warden.Caller, body string) (*warden.Call, error) {
+	c := &warden.Call{ID: "c-send", Tool: "http_call", Caller: caller,
+		Action: &warden.Action{Tool: "http_call", Backend: "billing", Kind: "POST", Ops: []warden.Op{{Verb: "POST", Object: "/v1/charges"}}}}
+	args := `{"api":"billing","method":"POST","path":"/v1/charges","body":` + body + `}`
+	return c, g.Check(context.Background(), c, nil, json.RawMessage(args))
+}
+
+func TestGuard(t *testing.T) {
+	t.Run("AnotherInstanceOnTheSameStoreRemembers", func(t *testing.T) {
+		store := openStore(t)
+		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+		a, b := newGuard(t, store, clk, 0), newGuard(t, store, clk, 0)
+		if err := readCustomers(t, a, alice, "c-read", `[["Alice Johnson","alice.johnson@example.com"]]`); err != nil {
+			t.Fatal(err)
+		}
+		c, err := sendBilling(b, alice, `{"to":"alice.johnson@example.com"}`)
+		if warden.ErrorCode(err) != warden.Denied || c.Flow == nil || c.Flow.SourceCall != "c-read" || c.Flow.Argument != "body.to" {
+			t.Fatalf("Check on the other instance = %v, flow %+v; want Denied from c-read in body.to", err, c.Flow)
+		}
+	})
+	t.Run("ForgetsAfterTheWindow", func(t *testing.T) {
+		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+		g := newGuard(t, openStore(t), clk, 0)
+		if err := readCustomers(t, g, alice, "c-read", `[["Alice Johnson"]]`); err != nil {
+			t.Fatal(err)
+		}
+		clk.now = clk.now.Add(23 * time.Hour)
+		if _, err := sendBilling(g, alice, `{"name":"alice johnson"}`); warden.ErrorCode(err) != warden.Denied {
+			t.Fatalf("Check after 23h = %v; want Denied", err)
+		}
+		clk.now = clk.now.Add(2 * time.Hour)
+		if _, err := sendBilling(g, alice, `{"name":"alice johnson"}`); err != nil {
+			t.Fatalf("Check after 25h = %v; want nil (the 24h window passed)", err)
+		}
+	})
+	t.Run("OtherCallersAreNotHeld", func(t *testing.T) {
+		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+		g := newGuard(t, openStore(t), clk, 0)
+		if err := readCustomers(t, g, alice, "c-read", `[["Alice Johnson"]]`); err != nil {
+			t.Fatal(err)
+		}
+		bob := &warden.Caller{Subject: "bob@example.com", Method: "local"}
+		if _, err := sendBilling(g, bob, `{"name":"Alice Johnson"}`); err != nil {
+			t.Fatalf("Check for another caller = %v; want nil", err)
+		}
+	})
+	t.Run("MemoryIsBoundedPerCaller", func(t *testing.T) {
+		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+		g := newGuard(t, openStore(t), clk, 10)
+		var rows []string
+		for i := range 20 {
+			rows = append(rows, fmt.Sprintf(`["user%d@example.com"]`, i))
+		}
+		err := readCustomers(t, g, alice, "c-big", "["+strings.Join(rows, ",")+"]")
+		var e *warden.Error
+		if !errors.As(err, &e) || e.Code != warden.Denied || e.Rule != "flows.memory" {
+			t.Fatalf("Remember past the bound = %v; want Denied by flows.memory", err)
+		}
+	})
+	t.Run("StoreFailureFailsClosed", func(t *testing.T) {
+		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+		store := openStore(t)
+		g := newGuard(t, store, clk, 0)
+		store.Close()
+		if _, err := sendBilling(g, alice, `{"x":"y"}`); warden.ErrorCode(err) != warden.Unavailable {
+			t.Errorf("Check with the store closed = %v; want Unavailable", err)
+		}
+		if err := readCustomers(t, g, alice, "c-read", `[["Alice Johnson"]]`); warden.ErrorCode(err) != warden.Unavailable {
+			t.Errorf("Remember with the store closed = %v; want Unavailable", err)
+		}
+	})
+}
+
+func TestConfigErrorsNameTheKeyPath(t *testing.T) {
+	cases := []struct {
+		name  string
+		rules Rules
+		want  string
+	}{
+		{"UnknownBackend", Rules{{Name: "r", From: Endpoint{Backend: "shp"}, To: Endpoint{Backend: "billing"}}}, `[0].from.backend: unknown backend "shp"`},
+		{"PathsOnPostgres", Rules{{Name: "r", From: Endpoint{Backend: "shop", Paths: []string{"/x"}}, To: Endpoint{Backend: "billing"}}}, `[0].from.paths: paths selects calls on http backends`},
+		{"ActionsOnASource", Rules{{Name: "r", From: Endpoint{Backend: "shop", Actions: []string{"insert"}}, To: Endpoint{Backend: "billing"}}}, `[0].from.actions: a source is what was read`},
+		{"UnknownMethod", Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing", Methods: []string{"FETCH"}}}}, `[0].to.methods[0]: unknown method "FETCH"`},
+		{"UnknownSQLAction", Rules{{Name: "r", From: Endpoint{Backend: "billing"}, To: Endpoint{Backend: "shop", Actions: []string{"upsert"}}}}, `[0].to.actions[0]: unknown action "upsert"`},
+		{"ApproveWithoutApprovers", Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}, Action: "approve"}}, `[0].approvers: missing approvers`},
+		{"UnknownAction", Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}, Action: "log"}}, `[0].action: unknown action "log"`},
+		{"ShortWindow", Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}, Window: warden.Duration(time.Second)}}, `[0].window:`},
+		{"DuplicateName", Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}}, {Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}}}, `[1].name: rule "r" is defined twice`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := warden.Under("flows", c.rules.Validate(kinds))
+			if err == nil || !strings.Contains(err.Error(), "flows"+c.want) {
+				t.Errorf("Validate = %v; want %q", err, "flows"+c.want)
+			}
+		})
+	}
+	err := warden.Under("budgets", Budgets{{Role: "intern", Backend: "shop", Rows: 10}, {Role: "analyst", Backend: "shop"}}.Validate(kinds, []string{"analyst"}))
+	for _, want := range []string{`budgets[0].role: unknown role "intern"`, `budgets[1]: set rows, bytes or both`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Budgets.Validate = %v; want %q", err, want)
+		}
+	}
+}
