@@ -3,6 +3,7 @@ package flows
 import (
 	"encoding/base64"
 	"encoding/json"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,18 +19,36 @@ import (
 // A remembered value yields:
 //   - the whole value, when it has at least MinLength characters;
 //   - its words (cut at whitespace and URL/JSON punctuation, so an email
-//     address stays one word) of at least MinLength characters, all of
-//     them for short values (a name, an address: four words or fewer),
-//     for longer text only identifier-like words (with an '@', letters
+//     address stays one word) of at least MinLength characters: in short
+//     values (a name, an address: four words or fewer) those that start
+//     with a capital letter, in any value identifier-like words (with an '@', letters
 //     and digits mixed, or 16 characters or more) so prose does not make
 //     ordinary words unsendable;
 //   - its digits joined, when the value is a number written with
 //     separators (a card or phone number) of at least MinDigits digits,
 //     and each run of at least MinDigits digits;
-//   - in a value masked by warden (it contains "**"), each run of at
-//     least 4 digits: the card suffix the mask left is the point.
+//   - in a value masked by warden (it contains "**"), each shorter run of
+//     at least 4 digits, the card suffix the mask left, in a class of its
+//     own (see suffixPrefix).
 // Booleans, nulls, numbers with fewer than MinDigits digits and a short
 // list of common words are never remembered.
+
+// suffixPrefix marks the digits a mask left visible (a card's last four):
+// too few to remember as a number, they are remembered in a class of
+// their own that only a value consisting of those digits alone can match
+// ("4242", 4242, "**** 4242"), never digits inside a date, an amount with
+// decimals or an id. No word or value contains the control character.
+const suffixPrefix = "\x01suffix:"
+
+// suffixOf returns the digits of a value that is a short number alone
+// (masking characters and spaces before it allowed), or "".
+func suffixOf(v string) string {
+	v = strings.TrimLeft(strings.TrimSpace(v), "*xX#•·- ")
+	if len(v) >= 4 && len(v) < 6 && allDigits(v) {
+		return v
+	}
+	return ""
+}
 
 // tokenizer turns text into fingerprinted tokens.
 type tokenizer struct {
@@ -198,6 +217,14 @@ func joinDigits(s string) string {
 	return b.String()
 }
 
+// properNoun reports whether w starts with an upper-case letter: in a
+// short value (a name, an address) those are the words that identify;
+// lower-case words there are ordinary text ("interested in support").
+func properNoun(w string) bool {
+	r, _ := utf8.DecodeRuneInString(w)
+	return unicode.IsUpper(r)
+}
+
 func hasLetterAndDigit(s string) bool {
 	var l, d bool
 	for _, r := range s {
@@ -230,21 +257,40 @@ june july august september october november december today tomorrow yesterday`) 
 	return m
 }()
 
+// maxRepeats: a token found in this many values of one result is a
+// category (a status, a city many customers share, a common first name),
+// not something that identifies where data came from; it is not
+// remembered. Values that identify (an email, a card, a full name) are
+// unique or nearly so.
+const maxRepeats = 3
+
 // remember returns the fingerprints of the values in a JSON document.
 func (t *tokenizer) remember(doc []byte) []uint64 {
-	seen := map[uint64]struct{}{}
-	add := func(tok string) {
-		seen[t.fp(tok)] = struct{}{}
-	}
-	t.rememberJSON(doc, add, 0)
-	out := make([]uint64, 0, len(seen))
-	for fp := range seen {
-		out = append(out, fp)
+	counts := map[uint64]int{}
+	var value []uint64
+	add := func(tok string) { value = append(value, t.fp(tok)) }
+	t.rememberJSON(doc, func(v string, depth int) {
+		value = value[:0]
+		t.rememberString(v, add, depth)
+		slices.Sort(value)
+		for i, fp := range value {
+			if i == 0 || value[i-1] != fp {
+				counts[fp]++
+			}
+		}
+	}, 0)
+	out := make([]uint64, 0, len(counts))
+	for fp, n := range counts {
+		if n < maxRepeats {
+			out = append(out, fp)
+		}
 	}
 	return out
 }
 
-func (t *tokenizer) rememberJSON(doc []byte, add func(string), depth int) {
+// rememberJSON calls value for each string and integer value of a JSON
+// document (numbers as their digits).
+func (t *tokenizer) rememberJSON(doc []byte, value func(v string, depth int), depth int) {
 	// Keys are structure (column and field names); values are data.
 	walkJSON(doc, "", func(_, v string, isKey, isNumber bool) {
 		switch {
@@ -252,10 +298,10 @@ func (t *tokenizer) rememberJSON(doc []byte, add func(string), depth int) {
 		case isNumber:
 			d := strings.TrimLeft(v, "-")
 			if allDigits(d) && len(d) >= t.minDigits {
-				add(d)
+				value(d, depth)
 			}
 		default:
-			t.rememberString(v, add, depth)
+			value(v, depth)
 		}
 	})
 }
@@ -266,7 +312,7 @@ func (t *tokenizer) rememberString(v string, add func(string), depth int) {
 		return
 	}
 	if depth < maxDepth && (s[0] == '{' || s[0] == '[') && json.Valid([]byte(s)) {
-		t.rememberJSON([]byte(s), add, depth+1)
+		t.rememberJSON([]byte(s), func(v string, depth int) { t.rememberString(v, add, depth) }, depth+1)
 		return
 	}
 	lower := strings.ToLower(s)
@@ -274,14 +320,15 @@ func (t *tokenizer) rememberString(v string, add func(string), depth int) {
 		add(lower)
 	}
 	var ws []string
-	words(lower, func(w string) { ws = append(ws, w) })
+	words(s, func(w string) { ws = append(ws, w) })
 	short := len(ws) <= 4
 	for _, w := range ws {
-		if allDigits(w) || utf8.RuneCountInString(w) < t.minLen || common[w] {
+		lw := strings.ToLower(w)
+		if allDigits(w) || utf8.RuneCountInString(w) < t.minLen || common[lw] {
 			continue
 		}
-		if short || strings.ContainsRune(w, '@') || hasLetterAndDigit(w) || len(w) >= 16 {
-			add(w)
+		if len(ws) == 1 || short && properNoun(w) || strings.ContainsRune(w, '@') || hasLetterAndDigit(w) || len(w) >= 16 {
+			add(lw)
 		}
 	}
 	if numberLike(s) {
@@ -291,8 +338,11 @@ func (t *tokenizer) rememberString(v string, add func(string), depth int) {
 	}
 	masked := strings.Contains(s, "**")
 	digitRuns(s, func(run string) {
-		if len(run) >= t.minDigits || masked && len(run) >= 4 {
+		switch {
+		case len(run) >= t.minDigits:
 			add(run)
+		case masked && len(run) >= 4:
+			add(suffixPrefix + run)
 		}
 	})
 }
@@ -360,7 +410,11 @@ func (s *scanner) scanJSON(doc []byte, prefix string, depth int) {
 		}
 		if isNumber {
 			numberGroups(strings.TrimLeft(v, "-"), func(run string) { s.groups = append(s.groups, group{run, path}) })
-			s.try(v, path)
+			if !s.try(v, path) {
+				if d := suffixOf(v); d != "" {
+					s.try(suffixPrefix+d, path)
+				}
+			}
 			return
 		}
 		// Data can travel as a key too.
@@ -393,6 +447,9 @@ func (s *scanner) scanText(v, argument string, depth int, groups bool) {
 		return
 	}
 	if s.try(trimmed, argument) {
+		return
+	}
+	if d := suffixOf(trimmed); d != "" && s.try(suffixPrefix+d, argument) {
 		return
 	}
 	if trimWord(trimmed) != trimmed || strings.IndexFunc(trimmed, isSep) >= 0 {
