@@ -32,8 +32,9 @@ type Guard struct {
 	clock   warden.Clock
 	tok     tokenizer
 	// horizon is the longest window any rule or budget looks back.
-	horizon  time.Duration
-	maxPrint int
+	horizon   time.Duration
+	maxPrint  int
+	syncEvery time.Duration
 
 	mu     sync.Mutex
 	mems   map[string]*memory
@@ -59,7 +60,16 @@ type Options struct {
 	// MaxPrints bounds the fingerprints kept per caller (default
 	// DefaultMaxPrints); a read past it is refused.
 	MaxPrints int
+	// SyncEvery is how often a caller's memory is brought up to date
+	// with the store, for reads other instances made (default
+	// DefaultSyncEvery). This instance's own reads are in memory at once.
+	SyncEvery time.Duration
 }
+
+// DefaultSyncEvery bounds how late an instance learns of a read another
+// instance sharing the store made. Reading the store on every call would
+// cost more than the scan itself.
+const DefaultSyncEvery = time.Second
 
 // DefaultMaxPrints is the default bound on the fingerprints kept per
 // caller: 8 bytes each in the store, about 40 in memory.
@@ -74,7 +84,10 @@ func New(o Options) (*Guard, error) {
 		return nil, errors.New("flows: a store and a clock are required")
 	}
 	g := &Guard{rules: o.Rules, budgets: o.Budgets, kinds: o.Kinds, store: o.Store, roles: o.Roles, hold: o.Hold,
-		clock: o.Clock, maxPrint: o.MaxPrints, mems: map[string]*memory{}}
+		clock: o.Clock, maxPrint: o.MaxPrints, syncEvery: o.SyncEvery, mems: map[string]*memory{}}
+	if g.syncEvery <= 0 {
+		g.syncEvery = DefaultSyncEvery
+	}
 	if g.maxPrint <= 0 {
 		g.maxPrint = DefaultMaxPrints
 	}
@@ -107,6 +120,7 @@ type memory struct {
 	prints    []map[uint64]int32
 	count     int
 	compacted time.Time
+	synced    time.Time
 }
 
 func callerKey(c *warden.Caller) string {
@@ -135,6 +149,9 @@ func (g *Guard) memory(ctx context.Context, caller *warden.Caller) (*memory, err
 	if now.Sub(m.compacted) > g.horizon/24 && len(m.reads) > 0 && now.Sub(m.reads[0].At) > g.horizon {
 		m.compact(g, now)
 	}
+	if !m.synced.IsZero() && now.Sub(m.synced) < g.syncEvery && !now.Before(m.synced) {
+		return m, nil
+	}
 	reads, err := g.store.FlowReads(ctx, key, now.Add(-g.horizon), m.seq)
 	if err != nil {
 		m.mu.Unlock()
@@ -143,6 +160,7 @@ func (g *Guard) memory(ctx context.Context, caller *warden.Caller) (*memory, err
 	for _, r := range reads {
 		m.add(g, r)
 	}
+	m.synced = now
 	return m, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +73,13 @@ func TestGuard(t *testing.T) {
 		store := openStore(t)
 		clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
 		a, b := newGuard(t, store, clk, 0), newGuard(t, store, clk, 0)
+		if _, err := sendBilling(b, alice, `{"to":"alice.johnson@example.com"}`); err != nil {
+			t.Fatalf("Check before anything was read = %v", err)
+		}
 		if err := readCustomers(t, a, alice, "c-read", `[["Alice Johnson","alice.johnson@example.com"]]`); err != nil {
 			t.Fatal(err)
 		}
+		clk.now = clk.now.Add(DefaultSyncEvery)
 		c, err := sendBilling(b, alice, `{"to":"alice.johnson@example.com"}`)
 		if warden.ErrorCode(err) != warden.Denied || c.Flow == nil || c.Flow.SourceCall != "c-read" || c.Flow.Argument != "body.to" {
 			t.Fatalf("Check on the other instance = %v, flow %+v; want Denied from c-read in body.to", err, c.Flow)
@@ -163,4 +168,74 @@ func TestConfigErrorsNameTheKeyPath(t *testing.T) {
 			t.Errorf("Budgets.Validate = %v; want %q", err, want)
 		}
 	}
+}
+
+// BenchmarkGuardCheck is the whole stage on a call to a sink: the memory
+// brought up to date with the store (one indexed query) and the scan,
+// with 100,000 fingerprints remembered for the caller.
+func BenchmarkGuardCheck(b *testing.B) {
+	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "w.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	rs := Rules{{Name: "r", From: Endpoint{Backend: "shop"}, To: Endpoint{Backend: "billing"}}}
+	if err := rs.Validate(kinds); err != nil {
+		b.Fatal(err)
+	}
+	clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	g, err := New(Options{Rules: rs, Kinds: kinds, Store: store, Key: []byte("0123456789abcdef"), Clock: clk.Now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		prints := make([]uint64, 100)
+		for j := range prints {
+			prints[j] = uint64(i*100+j)*0x9e3779b97f4a7c15 + 1
+		}
+		if err := store.AddFlowRead(context.Background(), &warden.FlowRead{Caller: "alice@example.com", CallID: fmt.Sprint("c-", i), Backend: "shop",
+			At: clk.now, Rows: 1, Bytes: 1, Rules: []string{"r"}, Prints: prints}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := &warden.Call{ID: "c-send", Tool: "http_call", Caller: alice,
+		Action: &warden.Action{Tool: "http_call", Backend: "billing", Kind: "POST", Ops: []warden.Op{{Verb: "POST", Object: "/v1/invoices"}}}}
+	args := json.RawMessage(benchArgs)
+	if err := g.Check(context.Background(), c, nil, args); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := cpuTime()
+	for range b.N {
+		if err := g.Check(context.Background(), c, nil, args); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportCPU(b, cpu)
+}
+
+// TestMemoryPerFingerprint measures what a caller's memory costs: the
+// bound per caller (MaxPrints) times this is the most one caller holds.
+func TestMemoryPerFingerprint(t *testing.T) {
+	g := &Guard{rules: Rules{{Name: "r"}}}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	m := &memory{prints: []map[uint64]int32{{}}}
+	for i := 0; i < 1000; i++ {
+		prints := make([]uint64, 100)
+		for j := range prints {
+			prints[j] = uint64(i*100+j)*0x9e3779b97f4a7c15 + 1
+		}
+		m.add(g, &warden.FlowRead{CallID: fmt.Sprint("c-", i), Rules: []string{"r"}, Prints: prints})
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(m.count)
+	t.Logf("%d fingerprints: %.1f bytes each in memory (8 in the store)", m.count, per)
+	if m.count != 100_000 || per > 100 {
+		t.Errorf("%d fingerprints at %.1f bytes each; want 100000 at under 100", m.count, per)
+	}
+	runtime.KeepAlive(m)
 }

@@ -43,7 +43,13 @@ const suffixPrefix = "\x01suffix:"
 // suffixOf returns the digits of a value that is a short number alone
 // (masking characters and spaces before it allowed), or "".
 func suffixOf(v string) string {
-	v = strings.TrimLeft(strings.TrimSpace(v), "*xX#•·- ")
+	if len(v) < 4 {
+		return ""
+	}
+	v = strings.TrimSpace(v)
+	for len(v) > 0 && (v[0] == '*' || v[0] == 'x' || v[0] == 'X' || v[0] == '#' || v[0] == '-' || v[0] == ' ') {
+		v = v[1:]
+	}
 	if len(v) >= 4 && len(v) < 6 && allDigits(v) {
 		return v
 	}
@@ -103,6 +109,18 @@ var asciiSep = func() (t [utf8.RuneSelf]bool) {
 	}
 	return t
 }()
+
+// hasSep reports whether s has a word separator.
+func hasSep(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= utf8.RuneSelf {
+			return strings.IndexFunc(s[i:], isSep) >= 0
+		} else if asciiSep[c] {
+			return true
+		}
+	}
+	return false
+}
 
 // trimWord trims punctuation that ends sentences or joins words.
 func trimWord(w string) string {
@@ -392,7 +410,7 @@ func (s *scanner) try(tok, argument string) bool {
 // scanArgs scans a tool call's arguments (a JSON object). It returns the
 // first remembered value found, or nil.
 func (s *scanner) scanArgs(args []byte) *hit {
-	s.scanJSON(args, "", 0)
+	s.scanJSON(args, "", -1)
 	if s.hit == nil {
 		s.scanGroups()
 	}
@@ -403,8 +421,13 @@ func (s *scanner) scanArgs(args []byte) *hit {
 }
 
 // scanJSON scans every key and value of a JSON document, in order.
+// depth -1 is a tool call's arguments, which the tool decoded strictly.
 func (s *scanner) scanJSON(doc []byte, prefix string, depth int) {
-	walkJSON(doc, prefix, func(path, v string, isKey, isNumber bool) {
+	walk := walkJSON
+	if depth < 0 {
+		walk, depth = walkValidJSON, 0
+	}
+	walk(doc, prefix, func(path, v string, isKey, isNumber bool) {
 		if s.hit != nil || s.work > maxWork {
 			return
 		}
@@ -452,7 +475,7 @@ func (s *scanner) scanText(v, argument string, depth int, groups bool) {
 	if d := suffixOf(trimmed); d != "" && s.try(suffixPrefix+d, argument) {
 		return
 	}
-	if trimWord(trimmed) != trimmed || strings.IndexFunc(trimmed, isSep) >= 0 {
+	if trimWord(trimmed) != trimmed || hasSep(trimmed) {
 		words(v, func(w string) { s.try(w, argument) })
 	}
 	if s.hit != nil {
@@ -485,6 +508,9 @@ func (s *scanner) scanText(v, argument string, depth int, groups bool) {
 		if json.Unmarshal([]byte(`"`+strings.ReplaceAll(v, `"`, `\"`)+`"`), &d) == nil && d != v {
 			s.scanText(d, argument+" (escaped)", depth+1, false)
 		}
+	}
+	if len(v) < 8 {
+		return
 	}
 	base64Runs(v, func(run string) {
 		if s.hit != nil {
@@ -588,9 +614,14 @@ func unhex(c byte) byte {
 	return c - 'A' + 10
 }
 
-func isB64(c byte) bool {
-	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
-}
+func isB64(c byte) bool { return b64Chars[c] }
+
+var b64Chars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+	}
+	return t
+}()
 
 // base64Runs calls fn on each run of base64 characters (either alphabet)
 // of 8 or more, padding dropped.

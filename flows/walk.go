@@ -14,6 +14,13 @@ func walkJSON(doc []byte, prefix string, visit func(path, s string, isKey, isNum
 	if !json.Valid(doc) {
 		return
 	}
+	walkValidJSON(doc, prefix, visit)
+}
+
+// walkValidJSON is walkJSON for a document already known to be valid (a
+// tool call's arguments, which the tool decoded strictly). On anything
+// else it still ends, having visited some of it.
+func walkValidJSON(doc []byte, prefix string, visit func(path, s string, isKey, isNumber bool)) {
 	w := &jsonWalker{b: doc, visit: visit}
 	w.value(prefix, 0)
 }
@@ -60,7 +67,11 @@ func (w *jsonWalker) value(path string, depth int) {
 			w.visit(kp, k, true, false)
 			w.space()
 			w.i++ // ':'
+			before := w.i
 			w.value(kp, depth+1)
+			if w.i == before {
+				w.i++ // not JSON: make progress
+			}
 		}
 	case c == '[':
 		w.i++
@@ -74,7 +85,11 @@ func (w *jsonWalker) value(path string, depth int) {
 				w.i++
 				continue
 			}
+			before := w.i
 			w.value(path+"["+strconv.Itoa(n)+"]", depth+1)
+			if w.i == before {
+				w.i++ // not JSON: make progress
+			}
 			n++
 		}
 	case c == '"':
