@@ -13,7 +13,8 @@ import (
 )
 
 // Pipeline runs every tool call through the same stages, in this order:
-// authenticate, authorize, classify, approve, execute, mask, record.
+// authenticate, authorize, classify, flows, approve, execute, mask,
+// remember (flows), record.
 // Transports decode a request, call Run, and encode what it returns; they
 // decide nothing.
 type Pipeline struct {

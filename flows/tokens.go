@@ -675,7 +675,9 @@ func decodeBase64(run string) []string {
 			continue
 		}
 		if printable(b) {
-			out = append(out, string(b))
+			// One alignment decodes to text; the others are noise. Taking
+			// the first keeps nested decoding linear in the input.
+			return append(out, string(b))
 		}
 	}
 	return out

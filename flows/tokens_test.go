@@ -175,3 +175,21 @@ func cpuTime() time.Duration {
 func reportCPU(b *testing.B, since time.Duration) {
 	b.ReportMetric(float64(cpuTime()-since)/float64(b.N), "cpu-ns/op")
 }
+
+// FuzzScan: any arguments, valid JSON or not, are scanned without a
+// panic and in bounded work.
+func FuzzScan(f *testing.F) {
+	for _, seed := range []string{benchArgs, `{"a":[1,2,{"b":"c"}]}`, `{"a":`, `[[[[`, `{"x":"\u00`, `{"k" "v"}`, `"` + strings.Repeat("QUFB", 300) + `"`, `{"b":"%41%4`} {
+		f.Add([]byte(seed))
+	}
+	tk := testTokenizer()
+	lookup := remembered(tk, customerRows)
+	f.Fuzz(func(t *testing.T, args []byte) {
+		s := &scanner{t: tk, lookup: lookup}
+		s.scanArgs(args)
+		if s.work > maxWork+len(args)+100 {
+			t.Errorf("scan did %d units of work on %d bytes", s.work, len(args))
+		}
+		tk.remember(args)
+	})
+}

@@ -104,6 +104,13 @@ func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 			field(ew, ind, "approval", describeCallApproval(a))
 			field(ew, ind, "note", a.Note)
 		}
+		if f := c.Flow; f != nil {
+			flow := f.Rule
+			if f.SourceCall != "" {
+				flow += ": data from call " + f.SourceCall + " in argument " + f.Argument
+			}
+			field(ew, ind, "flow", flow)
+		}
 		if c.ErrorCode != "" {
 			field(ew, ind, "error", c.ErrorCode+": "+c.ErrorMessage)
 			field(ew, ind, "detail", c.ErrorDetail)
