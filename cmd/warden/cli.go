@@ -68,6 +68,7 @@ Usage:
   warden approvals deny    [--config ...] [--token T] [--reason R] ID
   warden explain  [--config ...] --as SUBJECT[:group,...] TOOL key=value...   dry-run policy decision, no execution
   warden demo     [--database-url URL]
+  warden init     --dsn URL [--schema s,...] [--sample N] [--out warden.yaml] [--force]
   warden version
 `
 
@@ -107,6 +108,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.explain(ctx, args[1:])
 	case "demo":
 		return m.demo(ctx, args[1:])
+	case "init":
+		return m.initCmd(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(m.Stdout, "warden", Version)
 		return nil
