@@ -202,3 +202,26 @@ func (d *pinnedDialer) DialContext(ctx context.Context, network, addr string) (n
 	}
 	return nil, first
 }
+
+// Probe checks that the API can be reached: a HEAD request for the base
+// URL, sent without the credential headers (it proves the host answers
+// over the configured transport and TLS, nothing about the credentials,
+// and hands them to nobody). It returns the status the API answered; a
+// failure is a *warden.Error whose message names the cause, never the
+// URL or a credential.
+func (b *Backend) Probe(ctx context.Context) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(b.cfg.Timeout))
+	defer cancel()
+	u := b.base
+	u.Path = b.basePath + "/"
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.String(), nil)
+	if err != nil {
+		return 0, warden.Wrap(warden.Internal, err, "cannot build the request")
+	}
+	resp, err := b.client.RoundTrip(req)
+	if err != nil {
+		return 0, b.failure(ctx, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
