@@ -135,5 +135,8 @@ func (c *Catalog) Describe() string {
 			n++
 		}
 	}
+	if n == 0 {
+		return "no relations outside the system schemas"
+	}
 	return fmt.Sprintf("%d relations in schemas %s", n, strings.Join(slices.Sorted(maps.Keys(schemas)), ", "))
 }
