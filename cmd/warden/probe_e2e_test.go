@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -178,6 +182,40 @@ approvals:
 		}
 		if !strings.Contains(stderr, "5 problems found by --connect") {
 			t.Errorf("stderr = %q", stderr)
+		}
+	})
+	t.Run("ProbesHTTPWithoutARequest", func(t *testing.T) {
+		var requests atomic.Int32
+		api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { requests.Add(1) }))
+		defer api.Close()
+		ca := filepath.Join(t.TempDir(), "ca.pem")
+		if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		const token = "Bearer probe-token-never-sent-123"
+		config := probeConfig(t, map[string]string{"good": good}, fmt.Sprintf(`      - {backend: trusted, methods: [GET], paths: ["/**"]}
+      - {backend: untrusted, methods: [GET], paths: ["/**"]}
+`)+"")
+		data, _ := os.ReadFile(config)
+		cfg := strings.Replace(string(data), "backends:\n", fmt.Sprintf("backends:\n  trusted: {kind: http, base_url: %q, ca_file: %q, headers: {Authorization: %q}}\n  untrusted: {kind: http, base_url: %q, headers: {Authorization: %q}}\n",
+			api.URL+"/v1", ca, token, api.URL+"/v1", token), 1)
+		if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		code, stdout, stderr := runMain(t, nil, "check", "--config", config, "--connect")
+		if code != 1 {
+			t.Fatalf("check --connect = %d; want 1 (one API is not trusted)\n%s%s", code, stdout, stderr)
+		}
+		for _, want := range []string{"trusted (http): ok: reachable", `untrusted (http): FAILED: TLS with api "untrusted" failed: its certificate is signed by an authority warden does not trust`} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, stdout)
+			}
+		}
+		if n := requests.Load(); n != 0 {
+			t.Errorf("the API received %d requests; want none", n)
+		}
+		if strings.Contains(stdout+stderr, "probe-token") || strings.Contains(stdout+stderr, api.URL) {
+			t.Errorf("output holds the token or the URL:\n%s%s", stdout, stderr)
 		}
 	})
 	t.Run("ReportsUnusableBackendsWithoutSecrets", func(t *testing.T) {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"maps"
@@ -203,25 +204,32 @@ func (d *pinnedDialer) DialContext(ctx context.Context, network, addr string) (n
 	return nil, first
 }
 
-// Probe checks that the API can be reached: a HEAD request for the base
-// URL, sent without the credential headers (it proves the host answers
-// over the configured transport and TLS, nothing about the credentials,
-// and hands them to nobody). It returns the status the API answered; a
-// failure is a *warden.Error whose message names the cause, never the
-// URL or a credential.
-func (b *Backend) Probe(ctx context.Context) (int, error) {
+// Probe checks that the API's host can be reached over the configured
+// transport: it connects to the pinned address and, for https, completes
+// the TLS handshake (with the configured CA and client certificate), then
+// hangs up. No HTTP request is sent, so no credential leaves warden and
+// the API sees no call. A failure is a *warden.Error whose message names
+// the cause, never the URL or a credential.
+func (b *Backend) Probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(b.cfg.Timeout))
 	defer cancel()
-	u := b.base
-	u.Path = b.basePath + "/"
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, u.String(), nil)
+	conn, err := b.dialer.DialContext(ctx, "tcp", net.JoinHostPort(b.base.Hostname(), b.port))
 	if err != nil {
-		return 0, warden.Wrap(warden.Internal, err, "cannot build the request")
+		return b.failure(ctx, err)
 	}
-	resp, err := b.client.RoundTrip(req)
-	if err != nil {
-		return 0, b.failure(ctx, err)
+	defer conn.Close()
+	if b.base.Scheme != "https" {
+		return nil
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	cfg := &tls.Config{}
+	if b.client.TLSClientConfig != nil {
+		cfg = b.client.TLSClientConfig.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = b.base.Hostname()
+	}
+	if err := tls.Client(conn, cfg).HandshakeContext(ctx); err != nil {
+		return b.failure(ctx, err)
+	}
+	return nil
 }
