@@ -284,6 +284,11 @@ func TestInitProposesAConfigThatPassesCheck(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("check = %d\n%s%s", code, so, se)
 		}
+		// Every table granted and every column masked exists.
+		code, so, se = runMain(t, map[string]string{envVar: url}, "check", "--config", out, "--connect")
+		if code != 0 {
+			t.Fatalf("check --connect = %d\n%s%s", code, so, se)
+		}
 	})
 	t.Run("GrantsEveryTableAndViewReadOnly", func(t *testing.T) {
 		for _, tbl := range []string{"public.customers", "public.payments", "public.api_clients", "public.users",
@@ -402,6 +407,49 @@ func TestInitProposesAConfigThatPassesCheck(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(out); string(b) != cfg {
 			t.Fatal("--force did not write the proposal")
+		}
+	})
+}
+
+func TestInitRefusals(t *testing.T) {
+	dsns := brokenBackends(t)
+	for _, name := range []string{"badpass", "nodb", "down"} {
+		t.Run("CannotConnect_"+name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "warden.yaml")
+			code, stdout, stderr := runMain(t, nil, "init", "--dsn", dsns[name], "--out", out)
+			if code != 1 || !strings.Contains(stderr, "init: cannot connect: ") {
+				t.Fatalf("init = %d, %q; want 1 and the cause", code, stderr)
+			}
+			assertNoSecrets(t, dsns, stdout, stderr)
+			if _, err := os.Stat(out); err == nil {
+				t.Error("a config was written")
+			}
+		})
+	}
+	url := pgtest.New(t, "CREATE SCHEMA hr; CREATE TABLE hr.staff (id int, ssn text); CREATE TABLE public.other (id int)")
+	t.Run("OnlyTheNamedSchemas", func(t *testing.T) {
+		code, cfg, stderr := runMain(t, nil, "init", "--dsn", url, "--schema", "hr", "--out", "-")
+		if code != 0 {
+			t.Fatalf("init = %d: %s", code, stderr)
+		}
+		if !strings.Contains(cfg, "- hr.staff\n") || strings.Contains(cfg, "public.other") || !strings.Contains(cfg, "search_path: [hr]") {
+			t.Errorf("config does not keep to schema hr:\n%s", cfg)
+		}
+		if !strings.Contains(cfg, "hr.staff.ssn: redact") {
+			t.Errorf("the ssn column of an empty table is not masked by its name:\n%s", cfg)
+		}
+	})
+	t.Run("UnknownSchema", func(t *testing.T) {
+		code, _, stderr := runMain(t, nil, "init", "--dsn", url, "--schema", "hr,nosuch", "--out", "-")
+		if code != 1 || !strings.Contains(stderr, "schema nosuch does not exist") {
+			t.Errorf("init = %d, %q; want 1 naming the schema", code, stderr)
+		}
+	})
+	t.Run("UsageErrors", func(t *testing.T) {
+		for _, args := range [][]string{{"init"}, {"init", "--dsn", url, "--sample", "-1"}, {"init", "--dsn", url, "extra"}} {
+			if code, _, _ := runMain(t, nil, args...); code != 2 {
+				t.Errorf("%v = %d; want 2", args, code)
+			}
 		}
 	})
 }
