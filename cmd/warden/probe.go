@@ -34,8 +34,9 @@ type probeResult struct {
 }
 
 // probe tries every backend at once, each bounded by probeTimeout, and
-// returns the results sorted by backend name.
-func (a *App) probe(ctx context.Context) []probeResult {
+// returns the results sorted by backend name. With listNamespaces it also
+// lists each cluster's namespaces, for checking the config's names.
+func (a *App) probe(ctx context.Context, listNamespaces bool) []probeResult {
 	var (
 		mu  sync.Mutex
 		out []probeResult
@@ -87,11 +88,13 @@ func (a *App) probe(ctx context.Context) []probeResult {
 				return
 			}
 			r.ok = "the API server answers warden's credentials"
-			ns, err := b.Namespaces(ctx)
-			if err != nil {
-				r.nsCause = agentMessage(err)
+			if listNamespaces {
+				ns, err := b.Namespaces(ctx)
+				if err != nil {
+					r.nsCause = agentMessage(err)
+				}
+				r.namespaces = ns
 			}
-			r.namespaces = ns
 			add(r)
 		})
 	}
@@ -116,7 +119,7 @@ func agentMessage(err error) string {
 // warden; a backend that cannot be used does not (its calls are refused,
 // with the cause, until it answers).
 func (a *App) reportBackends(ctx context.Context) error {
-	for _, r := range a.probe(ctx) {
+	for _, r := range a.probe(ctx, false) {
 		if len(r.missingColumns) > 0 {
 			return warden.Under("masking.columns."+r.name, &sql.MaskingError{Missing: r.missingColumns})
 		}
@@ -151,7 +154,7 @@ func (m *Main) checkConnect(ctx context.Context, cfg *Config) int {
 			}
 		}
 	}
-	results := app.probe(ctx)
+	results := app.probe(ctx, true)
 	fmt.Fprintln(w, "\nconnect:")
 	byName := map[string]probeResult{}
 	for _, r := range results {
