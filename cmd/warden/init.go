@@ -170,16 +170,9 @@ func proposeConfig(s *sql.Survey, envVar string, sample int) *proposal {
 	if p.envVar == "" {
 		p.envVar = "WARDEN_" + strings.ToUpper(p.backend) + "_DSN"
 	}
-	seen := map[string]bool{"public": true} // public first: where names usually resolve
-	for i := range s.Tables {
-		if s.Tables[i].Schema == "public" && !slices.Contains(p.schemas, "public") {
-			p.schemas = append([]string{"public"}, p.schemas...)
-		}
-	}
 	for i := range s.Tables {
 		t := &s.Tables[i]
-		if !seen[t.Schema] {
-			seen[t.Schema] = true
+		if !slices.Contains(p.schemas, t.Schema) {
 			p.schemas = append(p.schemas, t.Schema)
 		}
 		// Grants and rules name schema.table(.column), split at dots, and
@@ -257,8 +250,13 @@ func (p *proposal) render() string {
 	w("    statement_timeout: 5s\n")
 	w("    max_rows: 1000\n")
 	if len(p.schemas) != 1 || p.schemas[0] != "public" {
-		quoted := make([]string, len(p.schemas))
-		for i, s := range p.schemas {
+		// public first: where unqualified names usually resolve.
+		schemas := slices.Clone(p.schemas)
+		if i := slices.Index(schemas, "public"); i > 0 {
+			schemas = append([]string{"public"}, slices.Delete(schemas, i, i+1)...)
+		}
+		quoted := make([]string, len(schemas))
+		for i, s := range schemas {
 			quoted[i] = yq(s)
 		}
 		w("    search_path: [%s]   # where unqualified names resolve\n", strings.Join(quoted, ", "))
