@@ -69,12 +69,14 @@ var detectorRule = map[string]struct{ strategy, one, many string }{
 	SecretToken: {"redact", "a secret (token, key or password)", "secrets (tokens, keys or passwords)"},
 }
 
-// SuggestColumn proposes a rule for one column from its name and what the
-// detectors found in a sample of its values. textual says whether the
-// column holds text (or numbers that could be card numbers): a name such as
-// password_reset_required on a boolean says nothing about secrets. It
-// returns nil when nothing suggests the column is sensitive.
-func SuggestColumn(name string, textual bool, c Census) *Suggestion {
+// SuggestColumn proposes a rule for one column of table from its name and
+// what the detectors found in a sample of its values. textual says whether
+// the column holds text (or numbers that could be card numbers): a name
+// such as password_reset_required on a boolean says nothing about
+// secrets. The table's name only gives a bare `name` column its meaning
+// (customers.name is a person's, products.name is not). It returns nil
+// when nothing suggests the column is sensitive.
+func SuggestColumn(table, name string, textual bool, c Census) *Suggestion {
 	// The values' evidence first: it is what the column holds, not what
 	// someone once called it.
 	best, bestN := "", 0
@@ -92,7 +94,11 @@ func SuggestColumn(name string, textual bool, c Census) *Suggestion {
 	if n := c.Within[SecretToken]; c.Sampled > 0 && float64(n) >= WholeShare*float64(c.Sampled) {
 		return &Suggestion{Strategy: "redact", Reason: fmt.Sprintf("%d/%d sampled values contain %s", n, c.Sampled, detectorRule[SecretToken].many), FromValues: true}
 	}
-	if cat := nameCategory(name, textual); cat != nil {
+	cat := nameCategory(name, textual)
+	if cat == nil && textual && personTable(table) && names(words(name), []string{"name", "displayname"}) {
+		return &Suggestion{Strategy: "redact", Reason: "column name in a table of people suggests a person's name"}
+	}
+	if cat != nil {
 		reason := "column name suggests " + cat.what
 		if c.Sampled > 0 && cat.detector != "" && c.Whole[cat.detector] == 0 {
 			reason += fmt.Sprintf(" (none of %d sampled values is one)", c.Sampled)
@@ -167,6 +173,21 @@ var categories = []category{
 		"address", "streetaddress", "street", "addressline", "addressline1", "addressline2",
 		"homeaddress", "billingaddress", "shippingaddress", "postaladdress"},
 		unless: []string{"ip", "ipv4", "ipv6", "mac", "wallet", "server", "remote", "host", "web", "url", "contract", "bitcoin", "eth"}},
+}
+
+// people are the nouns that make a table's bare `name` column a person's.
+// "client" is not among them: api_clients.name names software.
+var people = []string{"customer", "user", "employee", "person", "people", "patient", "contact",
+	"member", "staff", "student", "applicant", "guest", "passenger", "traveler", "traveller", "subscriber"}
+
+// personTable reports whether the table's last word names people.
+func personTable(table string) bool {
+	w := words(table)
+	if len(w) == 0 {
+		return false
+	}
+	last := w[len(w)-1]
+	return slices.Contains(people, last) || slices.Contains(people, strings.TrimSuffix(last, "s"))
 }
 
 // nameCategory returns the category a column name suggests, or nil.

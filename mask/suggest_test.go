@@ -43,7 +43,7 @@ func TestSuggestColumnByName(t *testing.T) {
 		{"iban", true, "last4"},
 		{"pan_size", true, ""},
 	} {
-		got := SuggestColumn(tc.name, tc.textual, Census{})
+		got := SuggestColumn("things", tc.name, tc.textual, Census{})
 		strategy := ""
 		if got != nil {
 			strategy = got.Strategy
@@ -67,17 +67,37 @@ func TestSuggestColumnByValues(t *testing.T) {
 		return c
 	}
 	cards := census("4111 1111 1111 1111", "5500005555555559", "n/a", "4111111111111111")
-	if s := SuggestColumn("ref", true, cards); s == nil || s.Strategy != "last4" || s.Reason != "3/4 sampled values are card numbers" || !s.FromValues {
+	if s := SuggestColumn("t", "ref", true, cards); s == nil || s.Strategy != "last4" || s.Reason != "3/4 sampled values are card numbers" || !s.FromValues {
 		t.Errorf("cards: %+v", s)
 	}
 	prose := census("call ada@example.com", "fine", "ok", "later")
-	if s := SuggestColumn("notes", true, prose); s == nil || s.Strategy != "" || !strings.HasPrefix(s.Reason, "1/4 sampled values contain an email address") {
+	if s := SuggestColumn("t", "notes", true, prose); s == nil || s.Strategy != "" || !strings.HasPrefix(s.Reason, "1/4 sampled values contain an email address") {
 		t.Errorf("prose: %+v", s)
 	}
-	if s := SuggestColumn("status", true, census("active", "closed", "", "")); s != nil {
+	if s := SuggestColumn("t", "status", true, census("active", "closed", "", "")); s != nil {
 		t.Errorf("status: %+v; want nil", s)
 	}
 	if c := census("", "  "); c.Sampled != 0 {
 		t.Errorf("empty values counted: %+v", c)
+	}
+}
+
+func TestSuggestBareNameByTable(t *testing.T) {
+	for _, tc := range []struct {
+		table, column string
+		want          bool
+	}{
+		{"customers", "name", true},
+		{"hr_employees", "name", true},
+		{"people", "display_name", true},
+		{"products", "name", false},
+		{"api_clients", "name", false},
+		{"customers", "name_hash", true},
+		{"customers", "status", false},
+	} {
+		got := SuggestColumn(tc.table, tc.column, true, Census{})
+		if (got != nil && got.Strategy == "redact") != tc.want {
+			t.Errorf("SuggestColumn(%q, %q) = %+v; want masked %v", tc.table, tc.column, got, tc.want)
+		}
 	}
 }

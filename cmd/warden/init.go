@@ -190,7 +190,7 @@ func proposeConfig(s *sql.Survey, envVar string, sample int) *proposal {
 			p.skipped = append(p.skipped, fmt.Sprintf("%s (%s)", t.Object(), t.Skipped))
 		}
 		for _, c := range t.Columns {
-			sg := mask.SuggestColumn(c.Name, c.Textual, c.Census)
+			sg := mask.SuggestColumn(t.Name, c.Name, c.Textual, c.Census)
 			if sg == nil {
 				continue
 			}

@@ -39,7 +39,7 @@ CREATE TABLE products (
 CREATE TABLE events (id bigint PRIMARY KEY, kind text, payload jsonb, created_at timestamptz);
 CREATE VIEW customer_summary AS SELECT id, email, status FROM customers;
 CREATE SCHEMA hr;
-CREATE TABLE hr.employees (id bigint PRIMARY KEY, national_id text, department text);
+CREATE TABLE hr.employees (id bigint PRIMARY KEY, name text, national_id text, department text);
 `
 
 var sensitiveColumns = []string{
@@ -50,7 +50,7 @@ var sensitiveColumns = []string{
 	"public.api_clients.api_token", "public.api_clients.client_secret", "public.api_clients.config",
 	"public.users.password_hash", "public.users.date_of_birth", "public.users.contact",
 	"public.users.security_answer",
-	"hr.employees.national_id",
+	"hr.employees.name", "hr.employees.national_id",
 }
 
 // fixture generates the rows and remembers every sensitive value it
@@ -194,8 +194,8 @@ func (f *fixture) load(t *testing.T, url string) {
 	copyRows([]string{"events"}, []string{"id", "kind", "payload", "created_at"}, func(i int) []any {
 		return []any{int64(i + 1), f.pick([]string{"view", "click", "buy"}), fmt.Sprintf(`{"page": "/p/%d", "ms": %d}`, i, f.rng.IntN(900)), ts}
 	})
-	copyRows([]string{"hr", "employees"}, []string{"id", "national_id", "department"}, func(i int) []any {
-		return []any{int64(i + 1), f.ssn(), f.pick([]string{"sales", "ops", "eng"})}
+	copyRows([]string{"hr", "employees"}, []string{"id", "name", "national_id", "department"}, func(i int) []any {
+		return []any{int64(i + 1), f.keep(f.pick(firstNames) + " " + f.pick(lastNames)), f.ssn(), f.pick([]string{"sales", "ops", "eng"})}
 	})
 	if _, err := conn.Exec(ctx, "ANALYZE"); err != nil {
 		t.Fatal(err)
@@ -353,8 +353,8 @@ func TestInitProposesAConfigThatPassesCheck(t *testing.T) {
 			len(rules), len(sensitiveColumns), precision, fp, recall, missed)
 		// The bar: no false positive on this fixture, and every column
 		// the fixture holds but the two that neither names nor values
-		// can reveal (a postcode, a security answer).
-		if precision < 1 || recall < 14.0/16 {
+		// can reveal (a postcode, a security answer): 15 of 17.
+		if precision < 1 || recall < 15.0/17 {
 			t.Errorf("precision %.2f, recall %.2f; want 1.00 and >= 0.87", precision, recall)
 		}
 	})
