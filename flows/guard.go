@@ -108,6 +108,14 @@ func New(o Options) (*Guard, error) {
 	return g, nil
 }
 
+// tokenizer returns a tokenizer for one call: it has a scratch buffer,
+// so concurrent calls must not share one.
+func (g *Guard) tokenizer() *tokenizer {
+	t := g.tok
+	t.buf = nil
+	return &t
+}
+
 // memory is what one caller read within the horizon: each rule's
 // fingerprints (value → the newest read that held it) and every read, for
 // budgets and to name source calls.
@@ -240,7 +248,7 @@ func (g *Guard) Check(ctx context.Context, c *warden.Call, t warden.Tool, args j
 			continue
 		}
 		var src *warden.FlowRead
-		sc := &scanner{t: &g.tok, lookup: func(fp uint64) bool {
+		sc := &scanner{t: g.tokenizer(), lookup: func(fp uint64) bool {
 			idx, ok := prints[fp]
 			if !ok || now.Sub(m.reads[idx].At) > time.Duration(r.Window) {
 				return false
@@ -371,7 +379,7 @@ func (g *Guard) Remember(ctx context.Context, c *warden.Call) error {
 	read := &warden.FlowRead{Caller: callerKey(c.Caller), CallID: c.ID, Backend: a.Backend, At: g.clock(),
 		Rows: c.Result.Count, Bytes: int64(len(data)), Rules: sources}
 	if len(sources) > 0 {
-		read.Prints = g.tok.remember(data)
+		read.Prints = g.tokenizer().remember(data)
 	}
 	unavailable := func(err error) error {
 		return warden.Wrap(warden.Unavailable, err, "what this caller read cannot be remembered now, so the result was withheld (flow rules)")
@@ -449,7 +457,7 @@ func (g *Guard) Explain(ctx context.Context, caller *warden.Caller, a *warden.Ac
 		}
 		var src *warden.FlowRead
 		prints := m.prints[i]
-		sc := &scanner{t: &g.tok, lookup: func(fp uint64) bool {
+		sc := &scanner{t: g.tokenizer(), lookup: func(fp uint64) bool {
 			idx, ok := prints[fp]
 			if !ok || now.Sub(m.reads[idx].At) > time.Duration(r.Window) {
 				return false

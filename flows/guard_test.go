@@ -239,3 +239,32 @@ func TestMemoryPerFingerprint(t *testing.T) {
 	}
 	runtime.KeepAlive(m)
 }
+
+// TestGuardConcurrentCallers: reads and checks of several callers at once
+// (run with -race).
+func TestGuardConcurrentCallers(t *testing.T) {
+	clk := &clock{time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)}
+	g := newGuard(t, openStore(t), clk, 0)
+	done := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			caller := &warden.Caller{Subject: fmt.Sprintf("user%d@example.com", i%3), Method: "local"}
+			if err := readCustomers(t, g, caller, fmt.Sprint("c-", i), fmt.Sprintf(`[["Person%d Surname%d"]]`, i, i)); err != nil {
+				done <- err
+				return
+			}
+			_, err := sendBilling(g, caller, fmt.Sprintf(`{"to":"Person%d Surname%d"}`, i, i))
+			if warden.ErrorCode(err) != warden.Denied {
+				err = fmt.Errorf("caller %d sending what it read = %v; want Denied", i, err)
+			} else {
+				err = nil
+			}
+			done <- err
+		}()
+	}
+	for range 8 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
