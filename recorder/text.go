@@ -265,6 +265,7 @@ func WriteApproval(w io.Writer, a *warden.Approval, history []ApprovalEvent, now
 	}
 	field(ew, "", "decided by", strings.Join(who, "; or "))
 	field(ew, "", "call", fmt.Sprintf("%s on %s (%s), requested in call %s", a.Tool, a.Backend, a.Kind, a.CallID))
+	field(ew, "", "held for", a.Why)
 	field(ew, "", "purpose", a.Purpose)
 	field(ew, "", "statement", a.Statement)
 	for i, p := range a.Params {
