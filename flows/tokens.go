@@ -3,6 +3,7 @@ package flows
 import (
 	"encoding/base64"
 	"encoding/json"
+	"github.com/warden-mcp/warden"
 	"slices"
 	"strings"
 	"unicode"
@@ -420,15 +421,24 @@ func (s *scanner) scanArgs(args []byte) *hit {
 	return s.hit
 }
 
+// notSent are the arguments every tool takes that never reach the
+// backend: the agent's stated purpose (recorded, shown to approvers) and
+// the approval it names. A purpose that names a customer is not a flow.
+var notSent = map[string]bool{"purpose": true, warden.ApprovalIDArg: true}
+
 // scanJSON scans every key and value of a JSON document, in order.
 // depth -1 is a tool call's arguments, which the tool decoded strictly.
 func (s *scanner) scanJSON(doc []byte, prefix string, depth int) {
 	walk := walkJSON
-	if depth < 0 {
+	top := depth < 0
+	if top {
 		walk, depth = walkValidJSON, 0
 	}
 	walk(doc, prefix, func(path, v string, isKey, isNumber bool) {
 		if s.hit != nil || s.work > maxWork {
+			return
+		}
+		if top && notSent[path] {
 			return
 		}
 		if isNumber {

@@ -97,6 +97,7 @@ func TestScanPassesUnrelatedValues(t *testing.T) {
 		{"MaskedShapeOnly", `{"body":{"card":"****"}}`},
 		{"DomainOnly", `{"body":{"site":"example.com"}}`},
 		{"FirstNameShorterThanMin", `{"body":{"greeting":"Hi Bob"}}`},
+		{"PurposeIsNotSent", `{"body":{"amount":100},"purpose":"refund Alice Johnson as she asked"}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
