@@ -3,11 +3,12 @@ package flows
 import (
 	"encoding/base64"
 	"encoding/json"
-	"github.com/warden-mcp/warden"
 	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/warden-mcp/warden"
 )
 
 // What is remembered and what is looked up are both tokens of text,
