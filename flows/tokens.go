@@ -310,9 +310,16 @@ func (t *tokenizer) remember(doc []byte) []uint64 {
 
 // rememberJSON calls value for each string and integer value of a JSON
 // document (numbers as their digits).
+//
+// A result is valid JSON (the pipeline checked it, and the tool encoded
+// it), so at depth 0 it is not validated again; nested documents are.
 func (t *tokenizer) rememberJSON(doc []byte, value func(v string, depth int), depth int) {
+	walk := walkJSON
+	if depth == 0 {
+		walk = walkValidJSON
+	}
 	// Keys are structure (column and field names); values are data.
-	walkJSON(doc, "", func(_, v string, isKey, isNumber bool) {
+	walk(doc, "", func(_, v string, isKey, isNumber bool) {
 		switch {
 		case isKey:
 		case isNumber:
