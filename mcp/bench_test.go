@@ -71,7 +71,7 @@ func (nopRecorder) StartSession(context.Context, *warden.Session) error  { retur
 func (nopRecorder) UpdateSession(context.Context, *warden.Session) error { return nil }
 func (nopRecorder) EndSession(context.Context, string, time.Time) error  { return nil }
 
-func benchServer(b *testing.B, body []byte) *Server {
+func benchServer(b testing.TB, body []byte) *Server {
 	reg, err := warden.NewRegistry(fixedTool{body: body})
 	if err != nil {
 		b.Fatal(err)

@@ -404,6 +404,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Sessions: app.Store,
 		Identity: &cfg.Identity,
 		HTTP:     &cfg.HTTP,
+		Results:  &cfg.Results,
 		Verifier: app.Verifier,
 		Version:  Version,
 		Log:      app.Log,

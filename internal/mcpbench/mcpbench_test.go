@@ -59,7 +59,8 @@ func BenchmarkMCP(b *testing.B) {
 	bins := buildBinaries(b)
 	dsn := pgtest.New(b, benchSetup)
 	dir := b.TempDir()
-	config := wardenConfig(b, dir)
+	config := wardenConfig(b, dir, "")
+	textConfig := wardenConfig(b, dir, "results: {structured_content: false}\n")
 	env := append(os.Environ(), "BENCH_DSN="+dsn)
 
 	// The floor returns warden's exact text: take it from a real call.
@@ -84,43 +85,45 @@ func BenchmarkMCP(b *testing.B) {
 		{"floor-text", bins.floor, []string{"-text", textFile}, []string{"-listen", "127.0.0.1:0"}},
 		{"floor-structured", bins.floor, []string{"-text", textFile, "-structured"}, []string{"-listen", "127.0.0.1:0"}},
 		{"warden", bins.warden, []string{"serve", "--config", config}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
+		{"warden-text", bins.warden, []string{"serve", "--config", textConfig}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 	}
 
 	b.Run("pgx", func(b *testing.B) { benchPGX(b, dsn) })
-	floor := map[string]float64{} // floor-text's figure per sub-benchmark kind
+	floors := map[string]float64{} // the floors' figures, by "name/kind"
 	for _, s := range servers {
 		b.Run(s.name+"/stdio", func(b *testing.B) {
 			srv := startServer(b, s.name, env, "", s.bin, s.args...)
 			defer srv.close()
-			p50 := benchSequential(b, srv)
-			ratio(b, floor, s.name, "stdio", p50, "x-floor-text")
+			ratios(b, floors, s.name, "stdio", benchSequential(b, srv))
 		})
 		b.Run(s.name+"/http", func(b *testing.B) {
 			srv := startServer(b, s.name, env, "http", s.bin, append(slices.Clone(s.args), s.listen...)...)
 			defer srv.close()
-			p50 := benchSequential(b, srv)
-			ratio(b, floor, s.name, "http", p50, "x-floor-text")
+			ratios(b, floors, s.name, "http", benchSequential(b, srv))
 		})
 		b.Run(s.name+"/http-c8", func(b *testing.B) {
 			srv := startServer(b, s.name, env, "http", s.bin, append(slices.Clone(s.args), s.listen...)...)
 			defer srv.close()
-			perSec := benchConcurrent(b, srv, env)
-			// Higher is better: floor-text's rate over this one's.
-			if perSec > 0 {
-				ratio(b, floor, s.name, "http-c8", 1/perSec, "x-floor-text")
+			// Higher is better: report the floor's rate over this one's,
+			// so that a ratio above 1 is slower than the floor everywhere.
+			if perSec := benchConcurrent(b, srv); perSec > 0 {
+				ratios(b, floors, s.name, "http-c8", 1/perSec)
 			}
 		})
 	}
 }
 
-// ratio records floor-text's figure and reports the others against it.
-func ratio(b *testing.B, floor map[string]float64, name, kind string, v float64, unit string) {
-	if name == "floor-text" {
-		floor[kind] = v
+// ratios records a floor's figure, and reports the other servers' against
+// both floors of the same run and kind.
+func ratios(b *testing.B, floors map[string]float64, name, kind string, v float64) {
+	if strings.HasPrefix(name, "floor") {
+		floors[name+"/"+kind] = v
 		return
 	}
-	if f := floor[kind]; f > 0 && v > 0 {
-		b.ReportMetric(v/f, unit)
+	for _, f := range []string{"floor-text", "floor-structured"} {
+		if fv := floors[f+"/"+kind]; fv > 0 && v > 0 {
+			b.ReportMetric(v/fv, "x-"+f)
+		}
 	}
 }
 
@@ -182,7 +185,7 @@ func benchSequential(b *testing.B, srv *server) float64 {
 
 // benchConcurrent makes b.N calls from concurrency clients, each on its own
 // session, and returns the calls per second.
-func benchConcurrent(b *testing.B, srv *server, env []string) float64 {
+func benchConcurrent(b *testing.B, srv *server) float64 {
 	sessions := []*mcp.ClientSession{srv.session}
 	for len(sessions) < concurrency {
 		s := connectHTTP(b, srv.base)
@@ -298,10 +301,11 @@ func buildBinaries(b *testing.B) binaries {
 }
 
 // wardenConfig grants the local identity select on items; the recording
-// goes to a SQLite store in dir.
-func wardenConfig(b *testing.B, dir string) string {
-	cfg := `
-store: sqlite:` + filepath.Join(dir, "recording.db") + `
+// goes to a SQLite store in dir. extra is appended to the config.
+func wardenConfig(b *testing.B, dir, extra string) string {
+	name := fmt.Sprintf("warden-%d", len(extra))
+	cfg := extra + `
+store: sqlite:` + filepath.Join(dir, name+".db") + `
 identity:
   local: {subject: bench@example.com, groups: [analysts]}
   allow_unauthenticated_loopback: true
@@ -313,7 +317,7 @@ roles:
     grants:
       - {backend: shop, tables: [public.items], actions: [select]}
 `
-	path := filepath.Join(dir, "warden.yaml")
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}
@@ -343,7 +347,7 @@ func startServer(b *testing.B, name string, env []string, transport, bin string,
 	defer cancel()
 	if transport == "" {
 		cmd.Stderr = os.Stderr
-		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+		s, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, sessionOptions())
 		if err != nil {
 			b.Fatalf("%s over stdio: %v", name, err)
 		}
@@ -384,12 +388,18 @@ func startServer(b *testing.B, name string, env []string, transport, bin string,
 	return srv
 }
 
+// sessionOptions asks for the protocol version in MCPBENCH_PROTOCOL
+// (default: the SDK's latest, 2026-07-28 for v1.8.0).
+func sessionOptions() *mcp.ClientSessionOptions {
+	return &mcp.ClientSessionOptions{ProtocolVersion: os.Getenv("MCPBENCH_PROTOCOL")}
+}
+
 func connectHTTP(b *testing.B, base string) *mcp.ClientSession {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpbench", Version: "1"}, nil)
-	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp", DisableStandaloneSSE: true}, nil)
+	s, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: base + "/mcp", DisableStandaloneSSE: true}, sessionOptions())
 	if err != nil {
 		b.Fatalf("connect %s: %v", base, err)
 	}
