@@ -90,7 +90,14 @@ const benchCall = `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"nam
 // warden and mcp-go do per call around the (fixed) tool, allocations
 // included.
 func BenchmarkToolsCall(b *testing.B) {
+	off := false
+	b.Run("text+structured", func(b *testing.B) { benchToolsCall(b, nil) })
+	b.Run("text", func(b *testing.B) { benchToolsCall(b, &ResultsConfig{StructuredContent: &off}) })
+}
+
+func benchToolsCall(b *testing.B, results *ResultsConfig) {
 	s := benchServer(b, benchResult())
+	s.opts.Results = results
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -137,6 +144,11 @@ func BenchmarkToolsCall(b *testing.B) {
 // outcome to the bytes the stdio transport writes (mcp-go marshals the
 // JSON-RPC response holding the tool result).
 func BenchmarkEncodeResult(b *testing.B) {
+	b.Run("text+structured", func(b *testing.B) { benchEncodeResult(b, true) })
+	b.Run("text", func(b *testing.B) { benchEncodeResult(b, false) })
+}
+
+func benchEncodeResult(b *testing.B, structured bool) {
 	body := benchResult()
 	call := &warden.Call{ID: "c-1", Result: &warden.Result{JSON: body, Count: 100}}
 	b.ReportAllocs()
@@ -144,6 +156,9 @@ func BenchmarkEncodeResult(b *testing.B) {
 	cpu := startCPU()
 	for i := range b.N {
 		res := toolResult(call, nil)
+		if !structured {
+			res.StructuredContent = nil
+		}
 		if _, err := json.Marshal(mcp.NewJSONRPCResultResponse(mcp.NewRequestId(i), res)); err != nil {
 			b.Fatal(err)
 		}
