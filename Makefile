@@ -45,5 +45,5 @@ bench:
 # do-nothing Go SDK server returning warden's bytes) and plain pgx, all in
 # one run against one database. docs/BENCHMARKS.md records the figures.
 bench-mcp:
-	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 400x -count 3 -timeout 60m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 300x -timeout 60m ./internal/mcpbench/
 	$(GO) test -run '^$$' -bench BenchmarkToolsCall -benchmem -count 5 ./mcp/

@@ -43,15 +43,21 @@ FROM generate_series(1, 100) i;`
 //     warden's exact result text for this query as one text block;
 //   - floor-structured: the same, with the text also sent as
 //     structuredContent;
-//   - warden: the real binary (cmd/warden) with its recording, over the
-//     same client and transports.
+//   - warden: the real binary (cmd/warden) with its recording, default
+//     config (text block and structuredContent);
+//   - warden-text: the same with results.structured_content: false.
 //
-// Metrics: p50-µs (c=1), calls/s (c=8 over HTTP), server-cpu-µs/call (user
-// plus system time of the server process over the run, from
-// /proc/PID/stat), rss-MB (the server's resident set after the c=8 run)
-// and x-floor-text (p50 or calls/s against floor-text of the same run and
-// transport). Run with a fixed count of calls (make bench-mcp uses
-// -benchtime 400x); timings are never asserted.
+// Sub-benchmarks are KIND/SERVER, KIND one of stdio, http (one client,
+// calls one after the other) and http-c8 (eight clients, each with its
+// own session, calling in a loop). Metrics: p50-µs, calls/s (c=8),
+// server-cpu-µs/call (user plus system time of the server process over
+// the measured calls, from /proc/PID/stat in 10 ms ticks), rss-MB (the
+// server's resident set after the c=8 calls) and x-floor-text,
+// x-floor-structured (p50, or the reciprocal of calls/s, against that
+// floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
+// and MCPBENCH_PROTOCOL the protocol version the client asks for. Run
+// with a fixed count of calls (make bench-mcp: -benchtime 300x); timings
+// are never asserted.
 func BenchmarkMCP(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("reads server CPU and memory from /proc")
@@ -88,40 +94,54 @@ func BenchmarkMCP(b *testing.B) {
 		{"warden-text", bins.warden, []string{"serve", "--config", textConfig}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 	}
 
-	b.Run("pgx", func(b *testing.B) { benchPGX(b, dsn) })
-	floors := map[string]float64{} // the floors' figures, by "name/kind"
-	for _, s := range servers {
-		b.Run(s.name+"/stdio", func(b *testing.B) {
-			srv := startServer(b, s.name, env, "", s.bin, s.args...)
-			defer srv.close()
-			ratios(b, floors, s.name, "stdio", benchSequential(b, srv))
-		})
-		b.Run(s.name+"/http", func(b *testing.B) {
-			srv := startServer(b, s.name, env, "http", s.bin, append(slices.Clone(s.args), s.listen...)...)
-			defer srv.close()
-			ratios(b, floors, s.name, "http", benchSequential(b, srv))
-		})
-		b.Run(s.name+"/http-c8", func(b *testing.B) {
-			srv := startServer(b, s.name, env, "http", s.bin, append(slices.Clone(s.args), s.listen...)...)
-			defer srv.close()
-			// Higher is better: report the floor's rate over this one's,
-			// so that a ratio above 1 is slower than the floor everywhere.
-			if perSec := benchConcurrent(b, srv); perSec > 0 {
-				ratios(b, floors, s.name, "http-c8", 1/perSec)
+	// Each round runs every server back to back, per kind of measurement,
+	// so that a ratio compares figures taken within seconds of each other:
+	// on a shared machine the load moves more between minutes than the
+	// servers differ.
+	rounds := 3
+	if n, err := strconv.Atoi(os.Getenv("MCPBENCH_ROUNDS")); err == nil && n > 0 {
+		rounds = n
+	}
+	kinds := []struct {
+		name    string
+		http    bool
+		measure func(*testing.B, *server) float64
+	}{
+		{"stdio", false, benchSequential},
+		{"http", true, benchSequential},
+		// Higher is better: the reciprocal makes a ratio above 1 slower
+		// than the floor here too.
+		{"http-c8", true, func(b *testing.B, srv *server) float64 { return 1 / benchConcurrent(b, srv) }},
+	}
+	for _, k := range kinds {
+		for range rounds {
+			b.Run(k.name+"/pgx", func(b *testing.B) { benchPGX(b, dsn) })
+			floors := map[string]float64{}
+			for _, s := range servers {
+				b.Run(k.name+"/"+s.name, func(b *testing.B) {
+					args := s.args
+					transport := ""
+					if k.http {
+						args, transport = append(slices.Clone(s.args), s.listen...), "http"
+					}
+					srv := startServer(b, s.name, env, transport, s.bin, args...)
+					defer srv.close()
+					ratios(b, floors, s.name, k.measure(b, srv))
+				})
 			}
-		})
+		}
 	}
 }
 
 // ratios records a floor's figure, and reports the other servers' against
-// both floors of the same run and kind.
-func ratios(b *testing.B, floors map[string]float64, name, kind string, v float64) {
+// both floors of the same round.
+func ratios(b *testing.B, floors map[string]float64, name string, v float64) {
 	if strings.HasPrefix(name, "floor") {
-		floors[name+"/"+kind] = v
+		floors[name] = v
 		return
 	}
 	for _, f := range []string{"floor-text", "floor-structured"} {
-		if fv := floors[f+"/"+kind]; fv > 0 && v > 0 {
+		if fv := floors[f]; fv > 0 && v > 0 {
 			b.ReportMetric(v/fv, "x-"+f)
 		}
 	}
