@@ -46,4 +46,4 @@ bench:
 # one run against one database. docs/BENCHMARKS.md records the figures.
 bench-mcp:
 	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 300x -timeout 60m ./internal/mcpbench/
-	$(GO) test -run '^$$' -bench BenchmarkToolsCall -benchmem -count 5 ./mcp/
+	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult' -benchmem -count 5 ./mcp/

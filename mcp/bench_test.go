@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,4 +183,73 @@ func startCPU() cpuClock { return cpuClock{processCPU()} }
 
 func (c cpuClock) report(b *testing.B) {
 	b.ReportMetric(float64((processCPU()-c.start).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+}
+
+// BenchmarkToolsCallHTTP is BenchmarkToolsCall over streamable HTTP on
+// loopback: warden's edge, authentication and session checks, and mcp-go's
+// streamable HTTP server, with a plain HTTP client.
+func BenchmarkToolsCallHTTP(b *testing.B) {
+	off := false
+	b.Run("text+structured", func(b *testing.B) { benchToolsCallHTTP(b, nil) })
+	b.Run("text", func(b *testing.B) { benchToolsCallHTTP(b, &ResultsConfig{StructuredContent: &off}) })
+}
+
+func benchToolsCallHTTP(b *testing.B, results *ResultsConfig) {
+	s := benchServer(b, benchResult())
+	s.opts.Results = results
+	s.opts.Identity.AllowUnauthenticatedLoopback = true
+	h, shutdown, err := s.HTTPHandler("http")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() { _ = shutdown(context.Background()); _ = hs.Close() }()
+	url := "http://" + ln.Addr().String() + "/mcp"
+	client := &http.Client{}
+	session := ""
+	post := func(body string) []byte {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
+			session = id
+		}
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out
+	}
+	post(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`)
+	post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	if first := post(fmt.Sprintf(benchCall, 1)); !strings.Contains(string(first), `row_count`) || strings.Contains(string(first), `"isError":true`) {
+		b.Fatalf("unexpected response: %.300s", first)
+	}
+	durations := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := range b.N {
+		start := time.Now()
+		post(fmt.Sprintf(benchCall, i+2))
+		durations = append(durations, time.Since(start))
+	}
+	b.StopTimer()
+	cpu.report(b)
+	slices.Sort(durations)
+	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
 }
