@@ -143,7 +143,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		ctx = warden.WithInteraction(ctx, s.interaction(ctx, req))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
 		res := toolResult(call, err)
-		if err == nil && !s.opts.Results.structured() {
+		if err == nil && !res.IsError && !s.opts.Results.structured() {
 			// The text block holds the same JSON: sending it once halves
 			// what mcp-go encodes (and compacts twice) and the client
 			// decodes.
