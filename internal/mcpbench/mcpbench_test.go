@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,7 +52,8 @@ FROM generate_series(1, 100) i;`
 // calls one after the other) and http-c8 (eight clients, each with its
 // own session, calling in a loop). Metrics: p50-µs, calls/s (c=8),
 // server-cpu-µs/call (user plus system time of the server process over
-// the measured calls, from /proc/PID/stat in 10 ms ticks), rss-MB (the
+// the measured calls, from /proc/PID/stat in 10 ms ticks),
+// client-cpu-µs/call (this process's, at c=1: the Go SDK client), rss-MB (the
 // server's resident set after the c=8 calls) and x-floor-text,
 // x-floor-structured (p50, or the reciprocal of calls/s, against that
 // floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
@@ -188,7 +190,7 @@ func benchSequential(b *testing.B, srv *server) float64 {
 	for range 20 { // warm caches and connections
 		callOnce(b, srv.session)
 	}
-	cpu0 := srv.cpu(b)
+	cpu0, client0 := srv.cpu(b), clientCPU()
 	durations := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for range b.N {
@@ -198,6 +200,7 @@ func benchSequential(b *testing.B, srv *server) float64 {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((srv.cpu(b)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
+	b.ReportMetric(float64((clientCPU()-client0).Microseconds())/float64(b.N), "client-cpu-µs/call")
 	v := p50(durations)
 	b.ReportMetric(v, "p50-µs")
 	return v
@@ -454,6 +457,14 @@ func (s *server) cpu(b *testing.B) time.Duration {
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+// clientCPU is the CPU time this process (the client) has used, all
+// threads.
+func clientCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // rssMB is the server's resident set size (VmRSS) in MB.
