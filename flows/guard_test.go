@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 var kinds = map[string]string{"shop": "postgres", "billing": "http"}
@@ -32,9 +32,9 @@ type clock struct{ now time.Time }
 
 func (c *clock) Now() time.Time { return c.now }
 
-func openStore(t *testing.T) *recorder.Store {
+func openStore(t *testing.T) *sqlite.Store {
 	t.Helper()
-	s, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "w.db"))
+	s, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "w.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestConfigErrorsNameTheKeyPath(t *testing.T) {
 // brought up to date with the store (one indexed query) and the scan,
 // with 100,000 fingerprints remembered for the caller.
 func BenchmarkGuardCheck(b *testing.B) {
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "w.db"))
+	store, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(b.TempDir(), "w.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

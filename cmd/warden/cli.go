@@ -179,7 +179,7 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 // App is a provisioned warden: store, backends, policy, tools, pipeline.
 type App struct {
 	Config   *Config
-	Store    *recorder.Store
+	Store    recorder.Store
 	Backends sql.Backends
 	HTTP     httptool.Backends
 	Kube     kube.Backends
@@ -204,7 +204,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	store, err := openStore(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
@@ -283,7 +283,12 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			app.Close()
 			return nil, fmt.Errorf("flows: %w", err)
 		}
-		opts := flows.Options{Rules: cfg.Flows, Budgets: cfg.Budgets, Kinds: cfg.BackendKinds(), Store: store, Key: key,
+		fs, ok := store.(warden.FlowStore)
+		if !ok {
+			app.Close()
+			return nil, errors.New("flows: the configured store does not keep what flow rules remember; use store: sqlite:PATH")
+		}
+		opts := flows.Options{Rules: cfg.Flows, Budgets: cfg.Budgets, Kinds: cfg.BackendKinds(), Store: fs, Key: key,
 			Roles: pol.RolesFor, Clock: m.Clock}
 		if app.Approvals != nil {
 			opts.Hold = app.Approvals
@@ -443,6 +448,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		Sessions: app.Store,
 		Identity: &cfg.Identity,
 		HTTP:     &cfg.HTTP,
+		Results:  &cfg.Results,
 		Verifier: app.Verifier,
 		Version:  Version,
 		Log:      app.Log,
