@@ -28,7 +28,8 @@ import (
 //     ordinary words unsendable;
 //   - its digits joined, when the value is a number written with
 //     separators (a card or phone number) of at least MinDigits digits,
-//     and each run of at least MinDigits digits;
+//     and each run of at least MinDigits digits; a code written in groups
+//     (an IBAN, "DE89 3704 ...") also without its separators;
 //   - in a value masked by warden (it contains "**"), each shorter run of
 //     at least 4 digits, the card suffix the mask left, in a class of its
 //     own (see suffixPrefix).
@@ -227,6 +228,30 @@ func numberLike(s string) bool {
 	return digits > 0
 }
 
+// compactCode returns s without spaces, dashes and dots, lower-cased,
+// when s is a code written in groups: ASCII letters and digits with such
+// separators, at most 64 bytes.
+func compactCode(s string) (string, bool) {
+	if len(s) > 64 {
+		return "", false
+	}
+	var b strings.Builder
+	sep := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case '0' <= c && c <= '9' || 'a' <= c && c <= 'z':
+			b.WriteByte(c)
+		case 'A' <= c && c <= 'Z':
+			b.WriteByte(c + 'a' - 'A')
+		case c == ' ' || c == '-' || c == '.':
+			sep = true
+		default:
+			return "", false
+		}
+	}
+	return b.String(), sep
+}
+
 func joinDigits(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -362,6 +387,12 @@ func (t *tokenizer) rememberString(v string, add func(string), depth int) {
 		if d := joinDigits(s); len(d) >= t.minDigits {
 			add(d)
 		}
+	} else if c, ok := compactCode(s); ok && len(joinDigits(s)) >= t.minDigits {
+		// An account number, IBAN or reference written in groups
+		// ("DE89 3704 0044 0532 0130 00"): also without its separators,
+		// and its digits alone.
+		add(c)
+		add(joinDigits(s))
 	}
 	masked := strings.Contains(s, "**")
 	digitRuns(s, func(run string) {
