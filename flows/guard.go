@@ -71,6 +71,11 @@ type Options struct {
 // cost more than the scan itself.
 const DefaultSyncEvery = time.Second
 
+// MaxReads bounds the reads kept per caller within the longest window
+// (each is a call id, a time and counts: about 150 bytes); past it, a read
+// of a source or a budgeted backend is refused like one past MaxPrints.
+const MaxReads = 100_000
+
 // DefaultMaxPrints is the default bound on the fingerprints kept per
 // caller: 8 bytes each in the store, about 40 in memory.
 const DefaultMaxPrints = 500_000
@@ -406,11 +411,11 @@ func (g *Guard) Remember(ctx context.Context, c *warden.Call) error {
 		}
 	}
 	defer m.mu.Unlock()
-	if m.count+len(read.Prints) > g.maxPrint {
+	if m.count+len(read.Prints) > g.maxPrint || len(m.reads) >= MaxReads {
 		c.Flow = &warden.CallFlow{Rule: "flows.memory"}
 		return &warden.Error{Code: warden.Denied, Rule: "flows.memory",
-			Message: fmt.Sprintf("warden remembers at most %d values per caller for flow rules, and this result would take you past it; "+
-				"the result was withheld. Ask for fewer rows or columns, or wait until earlier reads expire.", g.maxPrint)}
+			Message: fmt.Sprintf("warden remembers at most %d values (and %d reads) per caller for flow rules and budgets, and this result would take you past it; "+
+				"the result was withheld. Ask for fewer rows or columns, or wait until earlier reads expire.", g.maxPrint, MaxReads)}
 	}
 	if err := g.store.AddFlowRead(context.WithoutCancel(ctx), read); err != nil {
 		return warden.Wrap(warden.Unavailable, err, "what this caller read cannot be remembered now, so the result was withheld (flow rules)")
