@@ -242,6 +242,10 @@ func (c *Console) signedIn(next func(http.ResponseWriter, *http.Request, *sessio
 			c.refuse(w, http.StatusUnauthorized, "your console session has ended: sign in again")
 			return
 		}
+		if s.caller.Method == "local" && !c.onLoopback(r) {
+			c.refuse(w, http.StatusForbidden, "the local identity may use the console only on a loopback listener")
+			return
+		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 				c.refuse(w, http.StatusForbidden, "the form's CSRF token is missing or does not match your session: reload the page and try again")
