@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +103,10 @@ func serveInProcess(t *testing.T, config, dsn string, clock warden.Clock) string
 	m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: logw, Getenv: getenv, Clock: clock}
 	ctx, stop := context.WithCancel(context.Background())
 	exited := make(chan int, 1)
-	go func() { exited <- m.Run(ctx, []string{"serve", "--config", config, "--transport", "http", "--listen", "127.0.0.1:0"}); logw.Close() }()
+	go func() {
+		exited <- m.Run(ctx, []string{"serve", "--config", config, "--transport", "http", "--listen", "127.0.0.1:0"})
+		logw.Close()
+	}()
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(logs)
@@ -437,4 +442,88 @@ console:
 		clock.Advance(10*time.Minute + time.Second)
 		do(t, carol, chromedp.Navigate(base+"/console/approvals"), chromedp.WaitVisible(chromedp.CSS("#signin")))
 	})
+}
+
+// TestConsoleOnItsOwnListener: with the stdio transport the console
+// serves on console.listen, for identity.local with reviewer: true, and
+// nothing but the console is served there.
+func TestConsoleOnItsOwnListener(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	cfg := `
+store: sqlite:recording.db
+identity:
+  local: {subject: alice@example.com, groups: [analysts], reviewer: true}
+backends:
+  shop: {kind: postgres, dsn: "${E2E_DSN}"}
+roles:
+  analyst:
+    members: {groups: [analysts]}
+    grants:
+      - {backend: shop, tables: [public.orders], actions: [select]}
+console:
+  listen: 127.0.0.1:0
+`
+	config := filepath.Join(t.TempDir(), "warden.yaml")
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) (string, bool) {
+		if k == "E2E_DSN" {
+			return dsn, true
+		}
+		return "", false
+	}
+	logs, logw := io.Pipe()
+	stdin, stdinW := io.Pipe()
+	m := &Main{Stdin: stdin, Stdout: io.Discard, Stderr: logw, Getenv: getenv, Clock: time.Now}
+	exited := make(chan int, 1)
+	go func() { exited <- m.Run(context.Background(), []string{"serve", "--config", config}); logw.Close() }()
+	addr := make(chan string, 1)
+	consoleListening := regexp.MustCompile(`warden console listening.*addr=(\S+)`)
+	go func() {
+		sc := bufio.NewScanner(logs)
+		for sc.Scan() {
+			if m := consoleListening.FindStringSubmatch(sc.Text()); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case code := <-exited:
+		t.Fatalf("warden serve exited %d before the console listened", code)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the console did not listen within 60s")
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	get := func(path string) (int, string) {
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/console/login"); code != http.StatusOK || !strings.Contains(body, "alice@example.com") {
+		t.Errorf("local sign-in = %d %s", code, body)
+	}
+	if code, body := get("/console/approvals"); code != http.StatusOK || !strings.Contains(body, "Nothing is waiting for a decision") {
+		t.Errorf("approvals = %d %s", code, body)
+	}
+	if code, _ := get("/mcp"); code != http.StatusNotFound {
+		t.Errorf("/mcp on the console's listener = %d; want 404", code)
+	}
+	stdinW.Close() // stdio ends: warden stops, the console with it
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Errorf("warden serve exited %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("warden did not stop when stdin closed")
+	}
 }
