@@ -162,10 +162,10 @@ func New(ctx context.Context, opts Options) (*Console, error) {
 //
 // Every response forbids inline script, framing and caching. A request is
 // refused before it is routed when it arrived on a loopback listener with
-// a Host that is not a loopback name (DNS rebinding), and a state-changing
-// request (anything but GET and HEAD) when its Origin is not the
-// console's own or it lacks the session's CSRF token (checked by
-// signedIn).
+// a Host that is neither a loopback name nor base_url's (DNS rebinding),
+// and a state-changing request (anything but GET and HEAD) when its Origin
+// is not the console's own or it lacks the session's CSRF token (checked
+// by signedIn).
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "+
@@ -174,7 +174,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
-	if c.onLoopback(r) && !loopbackName(hostOnly(r.Host)) {
+	if c.onLoopback(r) && !loopbackName(hostOnly(r.Host)) && !c.baseHost(r.Host) {
 		c.refuse(w, http.StatusForbidden, "the Host header does not name this loopback server: use localhost or a loopback address")
 		return
 	}
@@ -203,6 +203,13 @@ func (c *Console) origin(r *http.Request) (string, bool) {
 		return "http://" + r.Host, true
 	}
 	return "", false
+}
+
+// baseHost reports whether host (a Host header) is base_url's: a console
+// on loopback behind a reverse proxy is addressed by its public name.
+func (c *Console) baseHost(host string) bool {
+	u, err := url.Parse(c.opts.Config.BaseURL)
+	return c.opts.Config.BaseURL != "" && err == nil && strings.EqualFold(u.Host, host)
 }
 
 // secure reports whether cookies must be Secure: always, except for a

@@ -127,6 +127,30 @@ func TestLocalReviewerOnLoopback(t *testing.T) {
 	}
 }
 
+// TestBaseURLHostOnLoopback: behind a reverse proxy on the same host the
+// console is addressed by base_url's host; other names are still refused.
+func TestBaseURLHostOnLoopback(t *testing.T) {
+	alice := &warden.Caller{Subject: "alice@example.com", Method: "local"}
+	c, err := New(context.Background(), Options{Config: Config{BaseURL: "https://warden.example.com"}, Local: alice, Approvals: noApprovals{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	for host, want := range map[string]int{"warden.example.com": http.StatusUnauthorized, "evil.example": http.StatusForbidden} {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/console/approvals", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s = %d; want %d", host, resp.StatusCode, want)
+		}
+	}
+}
+
 func TestNeedsAnIssuerOrTheLocalReviewer(t *testing.T) {
 	if _, err := New(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "missing issuer") {
 		t.Errorf("New without issuer or local reviewer = %v; want refused", err)
