@@ -234,7 +234,11 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	fail := func(err error) (*Store, error) {
 		s.w.db.Close()
 		s.read.Close()
+		s.w.lock.close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if s.w.lock, err = openWriteLock(path); err != nil {
+		return fail(err)
 	}
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)

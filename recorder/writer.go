@@ -83,6 +83,15 @@ type writer struct {
 	approvalKey []byte
 	// Statements prepared once on the writer's connection.
 	insert, countBySession *sql.Stmt
+	// lock serialises write transactions with other processes sharing
+	// the store (writelock.go); nil for none.
+	lock *writeLock
+	// stale is set when another process appended since this writer last
+	// read or wrote the end of the chain: the next write reads it first.
+	stale bool
+	// hint is what the write lock said when this writer last took it.
+	hint   hint
+	hinted bool
 
 	every    int64
 	interval time.Duration
@@ -155,6 +164,28 @@ type querier interface {
 }
 
 func (w *writer) loadFrom(ctx context.Context, q querier) error {
+	if err := w.loadEnd(ctx, q); err != nil {
+		return err
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// reload reads the end of the chain under the write lock, taking the
+// newest checkpoint from the lock's hint when the store ends where the
+// hint says (see writelock.go).
+func (w *writer) reload(ctx context.Context, q querier) error {
+	if err := w.loadEnd(ctx, q); err != nil {
+		return err
+	}
+	if h := w.hint; w.hinted && h.seq == w.seq && h.hash == w.head && h.checkpoint >= 0 && h.checkpoint <= h.seq {
+		w.lastCheckpoint = h.checkpoint
+		return nil
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// loadEnd reads the seq and hash of the record that ends the chain.
+func (w *writer) loadEnd(ctx context.Context, q querier) error {
 	var hash []byte
 	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&w.seq, &hash)
 	switch {
@@ -167,6 +198,11 @@ func (w *writer) loadFrom(ctx context.Context, q querier) error {
 	default:
 		w.head = digest(hash)
 	}
+	return nil
+}
+
+// loadCheckpoint reads the seq of the newest checkpoint.
+func (w *writer) loadCheckpoint(ctx context.Context, q querier) error {
 	var cp sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint'`).Scan(&cp); err != nil {
 		return err
@@ -221,7 +257,7 @@ func (w *writer) close() error {
 	w.mu.Unlock()
 	<-w.stopped
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close(), w.headFile.close())
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.close(), w.lock.close())
 }
 
 // loop is the writer goroutine.
@@ -334,7 +370,7 @@ func (w *writer) signRest() error {
 	sign := func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }
 	err := w.run(sign)
 	if errors.Is(err, errMoved) {
-		err = w.run(w.reloaded(sign))
+		err = w.run(sign) // which reads the end of the chain first
 	}
 	if err != nil {
 		return fmt.Errorf("signing the last records: %w", err)
@@ -373,7 +409,7 @@ func (w *writer) commit(batch []request) {
 	}
 	err := w.run(write)
 	if errors.Is(err, errMoved) {
-		err = w.run(w.reloaded(write))
+		err = w.run(write) // which reads the end of the chain first
 	}
 	for i, r := range batch {
 		if errs[i] == nil {
@@ -399,8 +435,17 @@ func (w *writer) reloaded(fn func(ctx context.Context, tx *sql.Tx) error) func(c
 }
 
 // appendAlone writes one record as its own autocommit INSERT. It returns
-// errMoved if another process appended first.
+// errMoved if another process appended first (and then the next
+// transaction reads the end of the chain before it writes).
 func (w *writer) appendAlone(p *pending) error {
+	if w.lockWrites() {
+		// Under the write lock: no other warden moves the end now.
+		if err := w.reload(context.Background(), w.db); err != nil {
+			w.lock.unlock(nil)
+			return err
+		}
+		w.stale = false
+	}
 	f := w.fieldsFor(p)
 	hash := w.h.hash(f)
 	_, err := w.insert.ExecContext(context.Background(), f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
@@ -408,13 +453,32 @@ func (w *writer) appendAlone(p *pending) error {
 	switch {
 	case err == nil:
 		w.seq, w.head, w.wrote = f.seq, hash, true
+		w.unlock()
 		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
-		return errors.New(p.duplicate)
+		err = errors.New(p.duplicate)
 	case isSeqConflict(err):
-		return errMoved
+		w.stale, err = true, errMoved
 	}
+	w.lock.unlock(nil)
 	return err
+}
+
+// lockWrites takes the write lock and reports whether the end of the
+// chain must be read first: another process moved it (the lock's hint
+// names another end), or an earlier attempt found so.
+func (w *writer) lockWrites() (stale bool) {
+	w.hint, w.hinted = w.lock.lock()
+	if w.hinted && (w.hint.seq != w.seq || w.hint.hash != w.head) {
+		w.stale = true
+	}
+	return w.stale
+}
+
+// unlock releases the write lock after a commit, leaving the end of the
+// chain as the hint.
+func (w *writer) unlock() {
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint})
 }
 
 // run runs fn in one write transaction. If anything fails, the
@@ -424,24 +488,35 @@ func (w *writer) appendAlone(p *pending) error {
 func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx := context.Background()
 	seq, head, cp, wrote := w.seq, w.head, w.lastCheckpoint, w.wrote
+	stale := w.lockWrites()
 	err := func() error {
 		tx, err := w.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
+		if stale {
+			// Under the write lock, where no other process moves it.
+			if err := w.reload(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if err := fn(ctx, tx); err != nil {
 			return err
 		}
 		return tx.Commit()
 	}()
 	if err != nil {
+		w.lock.unlock(nil)
 		w.seq, w.head, w.lastCheckpoint, w.wrote = seq, head, cp, wrote
 		if isSeqConflict(err) {
+			w.stale = true
 			return errMoved
 		}
 		return err
 	}
+	w.stale = false
+	w.unlock()
 	return w.sealHead()
 }
 
