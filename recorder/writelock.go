@@ -20,18 +20,26 @@ import (
 // the holder releases it, in turn, without polling.
 //
 // The lock file also carries a hint, written under the lock after each
-// commit: the seq and hash of the record that ends the chain, and the seq
-// of the newest checkpoint. A writer that finds another end there than
-// its own knows another process appended since its last write, and reads
-// the end of the chain under the lock first, instead of trying its insert
-// and failing on the seq. When the store ends where the hint says, the
-// writer takes the newest checkpoint from the hint too: finding it in the
-// store means reading back through every record since, each a page or
-// more, from a page cache SQLite dropped because another process wrote.
-// The chain's integrity never depends on the hint: the end is read from
-// the store, the seq primary key still refuses a fork (a wrong hint costs
-// one retry), the checkpoint seq only sets when the next one is written,
-// and SQLite's own lock still guards every transaction, flock or not.
+// commit: the seq and hash of the record that ends the chain, the seq of
+// the newest checkpoint, and a count of commits. A writer that finds
+// another end there than its own knows another process appended since
+// its last write, and reads the end of the chain (a statement prepared
+// for it) under the lock first, instead of trying its insert and failing
+// on the seq. When the store ends where the hint says, it takes the newest
+// checkpoint from the hint: finding it in the store means reading back
+// through every record since, each a page or more, from a page cache
+// SQLite dropped because another process wrote. The chain never depends
+// on the hint: the end is always read from the store, the seq primary key
+// still refuses a fork (a wrong hint costs one retry), the checkpoint seq
+// only sets when the next checkpoint is written, and SQLite's own lock
+// still guards every transaction, flock or not.
+//
+// The count of commits spaces the WAL checkpoints that copy the log into
+// the database (walCheckpointEvery): SQLite's automatic one runs inside
+// the committing transaction, with two fsyncs, while every other writer
+// waits for the lock; warden runs it after the lock is released and the
+// callers answered, one for every walCheckpointEvery commits whichever
+// process made them.
 //
 // A process that holds the lock and stops (SIGSTOP) must not hang the
 // others for ever: a writer waits for the flock at most lockWait, as long
@@ -42,14 +50,15 @@ import (
 const lockWait = 5 * time.Second
 
 // hint is the lock file's content: seq (8 bytes, big-endian), hash (32),
-// checkpoint (8).
+// checkpoint (8), commits (8).
 type hint struct {
 	seq        int64
 	hash       digest
 	checkpoint int64
+	commits    uint64
 }
 
-const hintSize = 8 + hashSize + 8
+const hintSize = 8 + hashSize + 8 + 8
 
 type writeLock struct {
 	path string
@@ -98,6 +107,7 @@ func (l *writeLock) lock() (h hint, ok bool) {
 	h.seq = int64(binary.BigEndian.Uint64(b[:]))
 	h.hash = digest(b[8 : 8+hashSize])
 	h.checkpoint = int64(binary.BigEndian.Uint64(b[8+hashSize:]))
+	h.commits = binary.BigEndian.Uint64(b[16+hashSize:])
 	return h, true
 }
 
@@ -138,6 +148,7 @@ func (l *writeLock) unlock(h *hint) {
 		binary.BigEndian.PutUint64(b[:], uint64(h.seq))
 		copy(b[8:], h.hash[:])
 		binary.BigEndian.PutUint64(b[8+hashSize:], uint64(h.checkpoint))
+		binary.BigEndian.PutUint64(b[16+hashSize:], h.commits)
 		if _, err := l.f.WriteAt(b[:], 0); err != nil {
 			// A stale hint costs the next writer one retry; clear it
 			// rather than leave one that looks current.

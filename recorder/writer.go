@@ -82,7 +82,7 @@ type writer struct {
 	// approvalKey keys the approvals rows' MACs (approvals.go).
 	approvalKey []byte
 	// Statements prepared once on the writer's connection.
-	insert, countBySession *sql.Stmt
+	insert, countBySession, lastSeq *sql.Stmt
 	// lock serialises write transactions with other processes sharing
 	// the store (writelock.go); nil for none.
 	lock *writeLock
@@ -92,6 +92,10 @@ type writer struct {
 	// hint is what the write lock said when this writer last took it.
 	hint   hint
 	hinted bool
+	// commits counts commits to the store (by every process, as far as
+	// the hint tells); walDue is set when a WAL checkpoint is due.
+	commits uint64
+	walDue  bool
 
 	every    int64
 	interval time.Duration
@@ -136,6 +140,7 @@ func (w *writer) prepare(ctx context.Context) error {
 		{&w.insert, insertSQL},
 		// kind "" counts records of any kind.
 		{&w.countBySession, `SELECT count(*) FROM records WHERE session_id = ?1 AND (?2 = '' OR kind = ?2)`},
+		{&w.lastSeq, lastRecordSQL},
 	} {
 		stmt, err := w.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -147,7 +152,7 @@ func (w *writer) prepare(ctx context.Context) error {
 }
 
 func (w *writer) closeStatements() {
-	for _, stmt := range []*sql.Stmt{w.insert, w.countBySession} {
+	for _, stmt := range []*sql.Stmt{w.insert, w.countBySession, w.lastSeq} {
 		if stmt != nil {
 			stmt.Close()
 		}
@@ -163,18 +168,27 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+const lastRecordSQL = `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`
+
 func (w *writer) loadFrom(ctx context.Context, q querier) error {
-	if err := w.loadEnd(ctx, q); err != nil {
+	if err := w.scanEnd(q.QueryRowContext(ctx, lastRecordSQL)); err != nil {
 		return err
 	}
 	return w.loadCheckpoint(ctx, q)
 }
 
-// reload reads the end of the chain under the write lock, taking the
-// newest checkpoint from the lock's hint when the store ends where the
-// hint says (see writelock.go).
-func (w *writer) reload(ctx context.Context, q querier) error {
-	if err := w.loadEnd(ctx, q); err != nil {
+// reload reads the end of the chain under the write lock, with the
+// statement prepared for it. When the store ends where the lock's hint
+// says, the newest checkpoint is taken from the hint; otherwise it is read
+// from the store too (see writelock.go). tx is the transaction to read
+// in, or nil for none.
+func (w *writer) reload(ctx context.Context, tx *sql.Tx) error {
+	var q querier = w.db
+	stmt := w.lastSeq
+	if tx != nil {
+		q, stmt = tx, tx.StmtContext(ctx, w.lastSeq)
+	}
+	if err := w.scanEnd(stmt.QueryRowContext(ctx)); err != nil {
 		return err
 	}
 	if h := w.hint; w.hinted && h.seq == w.seq && h.hash == w.head && h.checkpoint >= 0 && h.checkpoint <= h.seq {
@@ -184,10 +198,11 @@ func (w *writer) reload(ctx context.Context, q querier) error {
 	return w.loadCheckpoint(ctx, q)
 }
 
-// loadEnd reads the seq and hash of the record that ends the chain.
-func (w *writer) loadEnd(ctx context.Context, q querier) error {
+// scanEnd reads the seq and hash of the record that ends the chain from
+// the row of lastRecordSQL.
+func (w *writer) scanEnd(row *sql.Row) error {
 	var hash []byte
-	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&w.seq, &hash)
+	err := row.Scan(&w.seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		w.seq, w.head = 0, digest{}
@@ -300,6 +315,7 @@ func (w *writer) loop() {
 			w.commit(batch)
 			w.lastBatch = len(batch)
 			clear(batch)
+			w.checkpointWAL()
 			if closed {
 				w.closeErr = w.signRest()
 				return
@@ -440,7 +456,7 @@ func (w *writer) reloaded(fn func(ctx context.Context, tx *sql.Tx) error) func(c
 func (w *writer) appendAlone(p *pending) error {
 	if w.lockWrites() {
 		// Under the write lock: no other warden moves the end now.
-		if err := w.reload(context.Background(), w.db); err != nil {
+		if err := w.reload(context.Background(), nil); err != nil {
 			w.lock.unlock(nil)
 			return err
 		}
@@ -469,16 +485,55 @@ func (w *writer) appendAlone(p *pending) error {
 // names another end), or an earlier attempt found so.
 func (w *writer) lockWrites() (stale bool) {
 	w.hint, w.hinted = w.lock.lock()
-	if w.hinted && (w.hint.seq != w.seq || w.hint.hash != w.head) {
-		w.stale = true
+	if w.hinted {
+		w.commits = max(w.commits, w.hint.commits)
+		if w.hint.seq != w.seq || w.hint.hash != w.head {
+			w.stale = true
+		}
 	}
 	return w.stale
+}
+
+// syncHint reads the end of the chain under the write lock and leaves it
+// as the hint, when the store is opened: the hint is then as current as
+// this writer's memory of the end (a migration or another program may
+// have changed the store since the hint was written).
+func (w *writer) syncHint(ctx context.Context) error {
+	w.lockWrites()
+	if err := w.load(ctx); err != nil {
+		w.lock.unlock(nil)
+		return err
+	}
+	w.stale = false
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+	return nil
 }
 
 // unlock releases the write lock after a commit, leaving the end of the
 // chain as the hint.
 func (w *writer) unlock() {
-	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint})
+	w.commits++
+	if w.commits%walCheckpointEvery == 0 {
+		w.walDue = true
+	}
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+}
+
+// walCheckpointEvery is how many commits (by any process) pass between
+// WAL checkpoints: about SQLite's default of 1000 pages, for records of a
+// few pages each.
+const walCheckpointEvery = 256
+
+// checkpointWAL copies the WAL into the database, if a checkpoint is due,
+// without waiting for readers or writers (PASSIVE); it runs between
+// batches, after the callers were answered. A failed one is retried at
+// the next due.
+func (w *writer) checkpointWAL() {
+	if !w.walDue {
+		return
+	}
+	w.walDue = false
+	_, _ = w.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // run runs fn in one write transaction. If anything fails, the
