@@ -2,6 +2,7 @@ package recorder_test
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,8 +24,11 @@ import (
 // its own serving one call at a time, can record: each process writes
 // start+finish pairs (with a result the size of a 100-row, 5-column
 // SELECT), one call at a time, with the call's backend time between the
-// two (WARDEN_BENCH_BACKEND, default 300µs: the database answering), all
-// at once, first with a store each, then all sharing one store. It reports the records/s of both and
+// two (WARDEN_BENCH_BACKEND, default 300µs: the database answering) and,
+// with WARDEN_BENCH_WORK=N, N units of the rest of a call's CPU work
+// (the MCP exchange, planning, encoding; a unit is SHA-256 over 64 KiB,
+// about 40µs here), all at once, first with a store each, then all
+// sharing one store. It reports the records/s of both and
 // shared/separate (the goal: at least 0.9). Run it with -benchtime=1x; the
 // processes are this test binary, re-run as TestProcessWriter.
 func BenchmarkProcesses(b *testing.B) {
@@ -36,6 +40,7 @@ func BenchmarkProcesses(b *testing.B) {
 	if v := os.Getenv("WARDEN_BENCH_BACKEND"); v != "" {
 		backend = v
 	}
+	work := os.Getenv("WARDEN_BENCH_WORK")
 	rates := map[bool]float64{}
 	for b.Loop() {
 		for _, shared := range []bool{false, true} {
@@ -54,7 +59,7 @@ func BenchmarkProcesses(b *testing.B) {
 				}
 				s.Close()
 			}
-			rates[shared] = runWriters(b, paths, pairs, backend)
+			rates[shared] = runWriters(b, paths, pairs, backend, work)
 		}
 	}
 	b.ReportMetric(rates[false], "separate-records/s")
@@ -65,7 +70,7 @@ func BenchmarkProcesses(b *testing.B) {
 
 // runWriters starts one writer process per path, lets them all go at
 // once and returns the records/s they reached together.
-func runWriters(b *testing.B, paths []string, pairs int, backend string) float64 {
+func runWriters(b *testing.B, paths []string, pairs int, backend, work string) float64 {
 	type proc struct {
 		cmd   *osexec.Cmd
 		stdin io.WriteCloser
@@ -75,7 +80,7 @@ func runWriters(b *testing.B, paths []string, pairs int, backend string) float64
 	for i, path := range paths {
 		cmd := osexec.Command(os.Args[0], "-test.run=^TestProcessWriter$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "WARDEN_PROCESS_WRITER="+path, "WARDEN_PROCESS_PAIRS="+strconv.Itoa(pairs),
-			"WARDEN_PROCESS_ID="+strconv.Itoa(i), "WARDEN_PROCESS_BACKEND="+backend)
+			"WARDEN_PROCESS_ID="+strconv.Itoa(i), "WARDEN_PROCESS_BACKEND="+backend, "WARDEN_PROCESS_WORK="+work)
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -133,6 +138,8 @@ func TestProcessWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	work, _ := strconv.Atoi(os.Getenv("WARDEN_PROCESS_WORK"))
+	chunk := make([]byte, 64<<10)
 	ctx := context.Background()
 	s, err := recorder.Open(ctx, "sqlite:"+path)
 	if err != nil {
@@ -160,6 +167,9 @@ func TestProcessWriter(t *testing.T) {
 		}
 		lat = append(lat, time.Since(t1))
 		time.Sleep(backend)
+		for range work {
+			chunk[0] = sha256.Sum256(chunk)[0]
+		}
 		if err := s.FinishCall(ctx, finish(c, res, nil, time.Millisecond)); err != nil {
 			t.Fatal(err)
 		}
