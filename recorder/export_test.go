@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 )
 
 // Test hooks that put a live store into states a test cannot reach through
@@ -221,4 +222,12 @@ func Seed(dbPath string) ([]byte, error) {
 		return nil, err
 	}
 	return k.Seed(), nil
+}
+
+// SetLockWait sets how long a writer waits for the write lock, until the
+// test ends.
+func SetLockWait(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := lockWait
+	lockWait = d
+	t.Cleanup(func() { lockWait = old })
 }

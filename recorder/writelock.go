@@ -47,7 +47,7 @@ import (
 
 // lockWait is how long a writer waits for the flock (see busy_timeout in
 // dsn).
-const lockWait = 5 * time.Second
+var lockWait = 5 * time.Second
 
 // hint is the lock file's content: seq (8 bytes, big-endian), hash (32),
 // checkpoint (8), commits (8).
