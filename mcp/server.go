@@ -46,6 +46,8 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// HTTP bounds the HTTP transports' edges (defaults when nil).
 	HTTP *HTTPConfig
+	// Results shapes successful tool results (defaults when nil).
+	Results *ResultsConfig
 }
 
 // Server is warden's MCP server: one set of tools, one pipeline, any
@@ -140,7 +142,14 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
 		ctx = warden.WithInteraction(ctx, s.interaction(ctx, req))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
-		return toolResult(call, err), nil
+		res := toolResult(call, err)
+		if err == nil && !res.IsError && !s.opts.Results.structured() {
+			// The text block holds the same JSON: sending it once halves
+			// what mcp-go encodes (and compacts twice) and the client
+			// decodes.
+			res.StructuredContent = nil
+		}
+		return res, nil
 	}
 }
 

@@ -29,7 +29,9 @@ type Config struct {
 	Store    StoreConfig        `yaml:"store"`
 	Identity mcp.IdentityConfig `yaml:"identity"`
 	// HTTP bounds the edges of the HTTP transports.
-	HTTP     mcp.HTTPConfig     `yaml:"http"`
+	HTTP mcp.HTTPConfig `yaml:"http"`
+	// Results shapes successful tool results.
+	Results  mcp.ResultsConfig  `yaml:"results"`
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
 	Masking  *mask.Config       `yaml:"masking"`
