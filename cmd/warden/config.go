@@ -36,6 +36,10 @@ type Config struct {
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Log is warden's own log; Observe where metrics and probes are
+	// served (observe.go).
+	Log     LogConfig     `yaml:"log"`
+	Observe ObserveConfig `yaml:"observe"`
 }
 
 // StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
@@ -151,7 +155,8 @@ func decodeConfig(root *yaml.Node, getenv func(string) (string, bool), validate 
 
 func (c *Config) validate() error {
 	errs := []error{c.validateStore()}
-	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()),
+		warden.Under("log", c.Log.Validate()), warden.Under("observe", c.Observe.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))

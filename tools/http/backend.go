@@ -202,3 +202,14 @@ func (d *pinnedDialer) DialContext(ctx context.Context, network, addr string) (n
 	}
 	return nil, first
 }
+
+// Probe reports whether the API's host accepts a TCP connection on its
+// pinned addresses now: what /readyz asks. Nothing is sent, so no
+// credential leaves and no request reaches the API.
+func (b *Backend) Probe(ctx context.Context) error {
+	c, err := b.dialer.DialContext(ctx, "tcp", net.JoinHostPort(b.dialer.host, b.port))
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}

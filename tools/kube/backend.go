@@ -324,3 +324,9 @@ func (t *impersonating) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return t.next.RoundTrip(r)
 }
+
+// Probe reports whether the API server answers its own readiness
+// endpoint (/readyz, as warden): what warden's /readyz asks.
+func (b *Backend) Probe(ctx context.Context) error {
+	return b.self.Get().AbsPath("/readyz").Do(ctx).Error()
+}

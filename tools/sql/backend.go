@@ -406,3 +406,7 @@ func (b *Backend) unavailable(err error) error {
 	}
 	return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable; try again later")
 }
+
+// Probe reports whether the database answers now (a ping on a pooled
+// connection): what /readyz asks.
+func (b *Backend) Probe(ctx context.Context) error { return b.pool.Ping(ctx) }
