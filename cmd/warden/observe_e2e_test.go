@@ -376,3 +376,80 @@ func dropDatabase(t *testing.T, dsn string) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogCarriesNoSecrets runs calls whose arguments, results and errors
+// carry credentials and values the detectors and column rules mask, with
+// the log at debug level in JSON, and checks that none of those values,
+// masked or not, nor the database password, is in the log.
+func TestLogCarriesNoSecrets(t *testing.T) {
+	const (
+		ghToken    = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+		slackToken = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
+		card       = "4111111111111111"
+		email      = "ada.lovelace@example.org"
+		password   = "dsn-password-Zq8vK2"
+	)
+	dsn := pgtest.New(t, e2eSchema+`
+CREATE TABLE vault (id int PRIMARY KEY, token text, card text, email text);
+INSERT INTO vault VALUES (1, '`+ghToken+`', '`+card+`', '`+email+`');
+`)
+	u, _ := url.Parse(dsn)
+	u.User = url.UserPassword("postgres", password) // trust auth ignores it; the log must too
+	cfg := `
+store: sqlite:recording.db
+identity:
+  local: {subject: alice@example.com, groups: [analysts]}
+  allow_unauthenticated_loopback: true
+backends:
+  shop: {kind: postgres, dsn: "${E2E_DSN}", statement_timeout: 5s}
+roles:
+  analyst:
+    members: {groups: [analysts]}
+    grants:
+      - {backend: shop, tables: [public.vault, public.orders], actions: [select]}
+masking:
+  detectors: [secret_token, credit_card, email]
+  columns:
+    shop:
+      public.vault.card: last4
+log: {level: debug, format: json}
+`
+	config := filepath.Join(t.TempDir(), "warden.yaml")
+	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("E2E_DSN", u.String())
+	w := launchObserved(t, config)
+	c := connect(t, w.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
+	query := func(sql string) result {
+		return call(t, c, "sql_query", map[string]any{"database": "shop", "sql": sql, "purpose": "audit " + slackToken})
+	}
+	if r := query("SELECT token, card, email FROM vault"); r.IsError || !strings.Contains(r.Text, "[masked") {
+		t.Fatalf("vault read = %s; want a masked result", r.Text)
+	}
+	if r := query("SELECT id FROM vault WHERE token = '" + ghToken + "'"); r.IsError {
+		t.Fatalf("lookup by token failed: %s", r.Text)
+	}
+	if r := query("SELECT '" + ghToken + "'::int FROM orders"); !r.IsError {
+		t.Fatalf("a cast that fails succeeded: %s", r.Text)
+	}
+	if r := query("SELECT * FROM payroll WHERE employee = '" + email + "'"); !r.IsError {
+		t.Fatalf("payroll was readable: %s", r.Text)
+	}
+	dropDatabase(t, dsn)
+	if r := query("SELECT id FROM vault WHERE email = '" + email + "'"); !r.IsError {
+		t.Fatalf("a call to a dropped database succeeded: %s", r.Text)
+	}
+	c.Close()
+	w.stop(t)
+
+	log := w.stderr()
+	if !strings.Contains(log, `"msg":"call"`) {
+		t.Fatalf("the log has no call lines at debug level:\n%s", log)
+	}
+	for _, secret := range []string{ghToken, slackToken, card, email, password, "1111", "[masked", "ghp_", "xoxb-"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log carries %q:\n%s", secret, log)
+		}
+	}
+}
