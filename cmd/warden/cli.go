@@ -29,6 +29,7 @@ import (
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
+	"github.com/warden-mcp/warden/tracing"
 )
 
 // Version is set at build time.
@@ -191,6 +192,8 @@ type App struct {
 	// Metrics are the Prometheus metrics the pipeline, the recorder and
 	// the transport fill.
 	Metrics *metrics.Metrics
+	// Tracer sends spans; nil without observe.traces.
+	Tracer *tracing.Tracer
 
 	detectors *mask.Detectors
 }
@@ -268,6 +271,14 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		tools = append(tools, t.Spec().Name)
 	}
 	labels := warden.NewLabels(tools, slices.Sorted(maps.Keys(cfg.Backends)))
+	observers := warden.Observers{met.Calls(labels), warden.LogCalls(log, labels)}
+	if t := cfg.Observe.Traces; t != nil {
+		if app.Tracer, err = tracing.New(ctx, *t, Version); err != nil {
+			app.Close()
+			return nil, warden.Under("observe.traces", err)
+		}
+		observers = append(observers, app.Tracer.Calls(labels))
+	}
 	app.Pipeline = &warden.Pipeline{
 		Tools:    reg,
 		Policy:   pol,
@@ -275,7 +286,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		Clock:    m.Clock,
 		NewID:    newID("c"),
 		Log:      log,
-		Observer: warden.Observers{met.Calls(labels), warden.LogCalls(log, labels)},
+		Observer: observers,
 	}
 	if app.detectors != nil {
 		app.Pipeline.Scrubber = app.detectors
@@ -380,6 +391,11 @@ func (a *App) Close() {
 	a.Backends.Close()
 	a.HTTP.Close()
 	a.Kube.Close()
+	if a.Tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.Tracer.Shutdown(ctx) // sends what is buffered
+		cancel()
+	}
 	if a.Store != nil {
 		_ = a.Store.Close()
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/health"
+	"github.com/warden-mcp/warden/tracing"
 )
 
 // LogConfig is `log`: warden's own log on standard error.
@@ -72,17 +73,23 @@ type ObserveConfig struct {
 	// all three are served on the MCP listener. Either way a request
 	// that a browser marks as coming from a page is refused.
 	Listen string `yaml:"listen"`
+	// Traces, when set, sends a span per call and per stage to an
+	// OpenTelemetry collector.
+	Traces *tracing.Config `yaml:"traces"`
 }
 
-// Validate checks the listen address.
+// Validate checks the listen address and the traces.
 func (c ObserveConfig) Validate() error {
-	if c.Listen == "" {
-		return nil
+	var errs []error
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			errs = append(errs, warden.FieldErrorf("listen", "%q is not an address: use host:port, for example 0.0.0.0:9090", c.Listen))
+		}
 	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return warden.FieldErrorf("listen", "%q is not an address: use host:port, for example 0.0.0.0:9090", c.Listen)
+	if c.Traces != nil {
+		errs = append(errs, warden.Under("traces", c.Traces.Validate()))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // probes are the checks /readyz runs: the store can take a record, and

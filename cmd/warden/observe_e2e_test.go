@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,6 +25,9 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/warden-mcp/warden/internal/oidctest"
 	"github.com/warden-mcp/warden/internal/pgtest"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // watchedServer is a `warden serve` process whose whole standard error the test
@@ -379,9 +383,31 @@ func dropDatabase(t *testing.T, dsn string) {
 
 // TestLogCarriesNoSecrets runs calls whose arguments, results and errors
 // carry credentials and values the detectors and column rules mask, with
-// the log at debug level in JSON, and checks that none of those values,
-// masked or not, nor the database password, is in the log.
+// the log at debug level in JSON and traces sent to an OTLP/HTTP
+// receiver, and checks that none of those values, masked or not, nor the
+// database password, is in the log or in a span.
 func TestLogCarriesNoSecrets(t *testing.T) {
+	var (
+		spansMu sync.Mutex
+		spans   []*tracepb.Span
+	)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var msg coltracepb.ExportTraceServiceRequest
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &msg) != nil {
+			http.Error(w, "not an OTLP trace export", http.StatusBadRequest)
+			return
+		}
+		spansMu.Lock()
+		for _, rs := range msg.GetResourceSpans() {
+			for _, ss := range rs.GetScopeSpans() {
+				spans = append(spans, ss.GetSpans()...)
+			}
+		}
+		spansMu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
 	const (
 		ghToken    = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
 		slackToken = "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"
@@ -413,6 +439,7 @@ masking:
     shop:
       public.vault.card: last4
 log: {level: debug, format: json}
+observe: {traces: {endpoint: "` + collector.URL + `"}}
 `
 	config := filepath.Join(t.TempDir(), "warden.yaml")
 	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
@@ -447,9 +474,25 @@ log: {level: debug, format: json}
 	if !strings.Contains(log, `"msg":"call"`) {
 		t.Fatalf("the log has no call lines at debug level:\n%s", log)
 	}
+	spansMu.Lock()
+	defer spansMu.Unlock()
+	var calls int
+	for _, s := range spans {
+		if s.GetName() == "warden.call" {
+			calls++
+		}
+	}
+	if calls != 5 {
+		t.Errorf("the collector received %d call spans (of %d spans); want 5, sent as warden stopped", calls, len(spans))
+	}
 	for _, secret := range []string{ghToken, slackToken, card, email, password, "1111", "[masked", "ghp_", "xoxb-"} {
 		if strings.Contains(log, secret) {
 			t.Errorf("the log carries %q:\n%s", secret, log)
+		}
+		for _, s := range spans {
+			if strings.Contains(s.String(), secret) {
+				t.Errorf("span %s carries %q: %s", s.GetName(), secret, s)
+			}
 		}
 	}
 }
