@@ -127,6 +127,24 @@ func (m *Metrics) Calls(labels *warden.Labels) warden.Observer {
 type calls struct {
 	m      *Metrics
 	labels *warden.Labels
+	// stages caches each (stage, tool) histogram: a label lookup hashes
+	// the values, and a call passes up to eight stages.
+	stages sync.Map // stageKey -> prometheus.Observer
+}
+
+type stageKey struct {
+	stage warden.Stage
+	tool  string
+}
+
+func (o *calls) stage(s warden.Stage, tool string) prometheus.Observer {
+	k := stageKey{s, tool}
+	if h, ok := o.stages.Load(k); ok {
+		return h.(prometheus.Observer)
+	}
+	h := o.m.stages.WithLabelValues(string(s), tool)
+	o.stages.Store(k, h)
+	return h
 }
 
 // Observe implements warden.Observer.
@@ -137,7 +155,7 @@ func (o *calls) Observe(ctx context.Context, c *warden.Call, s warden.Stage) (co
 	}
 	return ctx, func(error) {
 		tool := o.labels.Tool(c)
-		o.m.stages.WithLabelValues(string(s), tool).Observe(time.Since(start).Seconds())
+		o.stage(s, tool).Observe(time.Since(start).Seconds())
 		if s == warden.StageCall {
 			o.m.inFlight.Dec()
 			o.m.calls.WithLabelValues(tool, o.labels.Backend(c), o.labels.Decision(c), o.labels.Outcome(c)).Inc()
