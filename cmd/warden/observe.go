@@ -100,7 +100,7 @@ func (a *App) probes() *health.Probes {
 		checks = append(checks, health.Check{Name: "backend " + name + " (" + kind + ")", Probe: probe})
 	}
 	for _, name := range slices.Sorted(maps.Keys(a.Backends)) {
-		add("postgres", name, a.Backends[name].Probe)
+		add("postgres", name, a.Backends[name].Ping)
 	}
 	for _, name := range slices.Sorted(maps.Keys(a.HTTP)) {
 		add("http", name, a.HTTP[name].Probe)

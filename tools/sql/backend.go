@@ -404,9 +404,15 @@ func (b *Backend) unavailable(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return warden.Wrap(warden.Unavailable, err, "the call was cancelled")
 	}
+	// The cause helps whoever reads the refusal fix it (a wrong password
+	// is not worth retrying); it never holds the DSN or the password.
+	if cause, known := connectCause(err); known {
+		return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable: "+cause)
+	}
 	return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable; try again later")
 }
 
-// Probe reports whether the database answers now (a ping on a pooled
-// connection): what /readyz asks.
-func (b *Backend) Probe(ctx context.Context) error { return b.pool.Ping(ctx) }
+// Ping reports whether the database answers now (a ping on a pooled
+// connection): what /readyz asks, every few seconds, so it is cheaper than
+// Probe, which also reads the catalog.
+func (b *Backend) Ping(ctx context.Context) error { return b.pool.Ping(ctx) }
