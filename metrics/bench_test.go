@@ -14,7 +14,9 @@ import (
 
 type benchTool struct{}
 
-func (benchTool) Spec() warden.ToolSpec { return warden.ToolSpec{Name: "sql_query", BackendKind: "postgres"} }
+func (benchTool) Spec() warden.ToolSpec {
+	return warden.ToolSpec{Name: "sql_query", BackendKind: "postgres"}
+}
 func (benchTool) Plan(context.Context, json.RawMessage) (*warden.Action, error) {
 	return &warden.Action{Tool: "sql_query", Backend: "shop", Kind: "select", Ops: []warden.Op{{Verb: "select", Object: "orders"}}}, nil
 }

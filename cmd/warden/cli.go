@@ -181,7 +181,7 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 // App is a provisioned warden: store, backends, policy, tools, pipeline.
 type App struct {
 	Config   *Config
-	Store    *recorder.Store
+	Store    recorder.Store
 	Backends sql.Backends
 	HTTP     httptool.Backends
 	Kube     kube.Backends
@@ -212,11 +212,11 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	met := metrics.New(Version)
 	storeOpts := cfg.Store.Options()
 	storeOpts.OnCommit = met.Commit
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, storeOpts)
+	store, err := openStore(ctx, cfg.Store.URL, storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
-	met.WatchQueue(store.QueueDepth)
+	met.WatchQueue(queueDepth(store))
 	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Kube: kube.Backends{}, Policy: pol, Log: log, Metrics: met}
 	if len(cfg.Identity.OIDC) > 0 {
 		// Discovery and a first key fetch now: an issuer warden cannot
@@ -287,6 +287,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		app.Approvals = &approvals.Service{
 			Rules: cfg.Approvals, Kinds: cfg.BackendKinds(), Store: store, Key: key,
 			Clock: m.Clock, NewID: newID("a"), Log: log,
+		}
+		if cfg.Console != nil {
+			app.Approvals.ConsoleURL = cfg.Console.BaseURL
 		}
 		app.Pipeline.Approvals = app.Approvals
 		met.WatchApprovals(func(ctx context.Context) (int, error) {
@@ -457,16 +460,39 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			}
 		}()
 	}
+	var con http.Handler
+	if cfg.Console != nil {
+		c, err := m.provisionConsole(ctx, app)
+		if err != nil {
+			return err
+		}
+		con = c
+		if cfg.Console.Listen != "" {
+			ln, err := net.Listen("tcp", cfg.Console.Listen)
+			if err != nil {
+				return fmt.Errorf("console.listen: %w", err)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			defer func() { cancel(); <-done }()
+			go func() { defer close(done); serveConsole(cctx, app, c, ln) }()
+			con = nil
+		} else if *transport == "stdio" {
+			return errors.New("console: with the stdio transport the console needs its own listener: set console.listen (a loopback address such as 127.0.0.1:8766)")
+		}
+	}
 	srv := mcp.New(mcp.Options{
 		Pipeline:   app.Pipeline,
 		Policy:     app.Policy,
 		Sessions:   app.Store,
 		Identity:   &cfg.Identity,
 		HTTP:       &cfg.HTTP,
+		Results:    &cfg.Results,
 		Verifier:   app.Verifier,
 		Version:    Version,
 		Log:        app.Log,
 		NewID:      newID("s"),
+		Console:    con,
 		Handlers:   handlers,
 		AuthFailed: app.Metrics.AuthFailed,
 	})

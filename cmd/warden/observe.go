@@ -15,6 +15,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/health"
+	"github.com/warden-mcp/warden/recorder"
 	"github.com/warden-mcp/warden/tracing"
 )
 
@@ -95,7 +96,7 @@ func (c ObserveConfig) Validate() error {
 // probes are the checks /readyz runs: the store can take a record, and
 // every backend answers.
 func (a *App) probes() *health.Probes {
-	checks := []health.Check{{Name: "store", Probe: a.Store.Probe}}
+	checks := []health.Check{{Name: "store", Probe: storeProbe(a.Store)}}
 	add := func(kind, name string, probe func(context.Context) error) {
 		checks = append(checks, health.Check{Name: "backend " + name + " (" + kind + ")", Probe: probe})
 	}
@@ -109,6 +110,29 @@ func (a *App) probes() *health.Probes {
 		add("kubernetes", name, a.Kube[name].Probe)
 	}
 	return &health.Probes{Checks: checks, Log: a.Log}
+}
+
+// storeProbe is the store's readiness check. A store that can tell
+// whether it takes a record now implements Probe (the SQLite store opens a
+// write transaction and rolls it back); for one that does not, reading one
+// approval request shows at least that it answers.
+func storeProbe(s recorder.Store) func(context.Context) error {
+	if p, ok := s.(interface{ Probe(context.Context) error }); ok {
+		return p.Probe
+	}
+	return func(ctx context.Context) error {
+		_, err := s.Approvals(ctx, warden.ApprovalFilter{Limit: 1})
+		return err
+	}
+}
+
+// queueDepth is the store's writer queue length, for the metric; 0 for a
+// store that has no queue to report.
+func queueDepth(s recorder.Store) func() int {
+	if q, ok := s.(interface{ QueueDepth() int }); ok {
+		return q.QueueDepth
+	}
+	return func() int { return 0 }
 }
 
 // observeHandler serves the observability endpoints on their own
