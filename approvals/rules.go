@@ -10,7 +10,9 @@ import (
 // estimate is the planner's row estimate for a call, made at most once
 // and only when a rule or a prompt needs it.
 type estimate struct {
-	fn   func() (int64, bool, error)
+	fn func() (int64, bool, error)
+	// preview, when set, previews the write (see preview.go).
+	preview func() (*warden.WritePreview, error)
 	done bool
 	n    int64
 	ok   bool

@@ -53,6 +53,9 @@ type approvalJSON struct {
 	Reason        string      `json:"reason,omitempty"`
 	UsedBy        string      `json:"used_by,omitempty"`
 	UsedAt        string      `json:"used_at,omitempty"`
+	// Preview is the write preview (issue 17); its digest binds the
+	// approval to the rows previewed. Stored as warden defines it.
+	Preview *warden.WritePreview `json:"preview,omitempty"`
 }
 
 type approversJS struct {
@@ -86,6 +89,7 @@ func approvalToJSON(a *warden.Approval) *approvalJSON {
 		Purpose: a.Purpose, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
 		CreatedAt: formatTime(a.CreatedAt), ExpiresAt: formatTime(a.ExpiresAt), TimeoutMS: a.Timeout.Milliseconds(),
 		DecidedBy: callerToJSON(a.DecidedBy), Reason: a.Reason, UsedBy: a.UsedBy,
+		Preview: a.Preview,
 	}
 	for _, op := range a.Ops {
 		b.Ops = append(b.Ops, opJSON{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
@@ -108,6 +112,7 @@ func approvalFromJSON(b *approvalJSON) *warden.Approval {
 		Status: warden.ApprovalStatus(b.Status), CreatedAt: parseTime(b.CreatedAt), ExpiresAt: parseTime(b.ExpiresAt),
 		Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, DecidedAt: parseTime(b.DecidedAt),
 		Reason: b.Reason, UsedBy: b.UsedBy, UsedAt: parseTime(b.UsedAt),
+		Preview: b.Preview,
 	}
 	if b.Requester != nil {
 		c := callerFromJSON(b.Requester)

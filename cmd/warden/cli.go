@@ -266,6 +266,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		if cfg.Console != nil {
 			app.Approvals.ConsoleURL = cfg.Console.BaseURL
 		}
+		if app.detectors != nil {
+			app.Approvals.Scrubber = app.detectors // write previews
+		}
 		app.Pipeline.Approvals = app.Approvals
 		// A redirect http_call would follow is judged by the same rules.
 		svc := app.Approvals
