@@ -13,10 +13,10 @@ type estimate struct {
 	fn func() (int64, bool, error)
 	// preview, when set, previews the write (see preview.go).
 	preview func() (*warden.WritePreview, error)
-	done bool
-	n    int64
-	ok   bool
-	err  error
+	done    bool
+	n       int64
+	ok      bool
+	err     error
 }
 
 func (e *estimate) get() (int64, bool, error) {

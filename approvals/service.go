@@ -128,7 +128,7 @@ func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate
 		Tool: c.Tool, CallHash: c.Hash,
 		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops,
 		EstimatedRows: est.rows(), Preview: s.preview(est),
-		Status:        warden.ApprovalPending, CreatedAt: now,
+		Status: warden.ApprovalPending, CreatedAt: now,
 		ExpiresAt: now.Add(time.Duration(r.Timeout)), Timeout: time.Duration(r.Timeout),
 	}
 }

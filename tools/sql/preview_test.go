@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/console"
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
@@ -211,6 +216,46 @@ func TestPreviewUpdateShowsMaskedBeforeAndAfter(t *testing.T) {
 		t.Errorf("the card column is not masked with last4:\n%s", b)
 	}
 	f.recordingHasNo(t, rawCard)
+
+	// The console's approvals page shows it to the reviewer, masked.
+	page := f.consolePage(t)
+	for _, want := range []string{`class="affected-rows">25<`, "the first 20 are shown", "card (masked)", "PERSON 3", "gone", "0003"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the approvals page does not show %q", want)
+		}
+	}
+	if strings.Contains(page, rawCard) {
+		t.Errorf("the approvals page shows a raw card number")
+	}
+}
+
+// consolePage signs the dba in to the console (local reviewer on
+// loopback) and returns the approvals page.
+func (f *previewFixture) consolePage(t *testing.T) string {
+	t.Helper()
+	c, err := console.New(t.Context(), console.Options{Config: console.Config{SessionTTL: warden.Duration(time.Hour)},
+		Local: f.dba, Approvals: f.store, Decider: f.svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(c)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	var body string
+	for _, path := range []string{"/console/login", "/console/approvals"} {
+		resp, err := hc.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s = %d", path, resp.StatusCode)
+		}
+		body = string(b)
+	}
+	return body
 }
 
 func TestPreviewDeleteAndInsert(t *testing.T) {
@@ -292,6 +337,9 @@ func TestPreviewRefusesWhatARollbackCannotUndo(t *testing.T) {
 	}
 	if got := f.dump(t); got != before {
 		t.Errorf("the sequence or table moved:\n%s\n→\n%s", before, got)
+	}
+	if page := f.consolePage(t); !strings.Contains(page, "Not previewed: a rollback may not undo all it does: public.logs has a nextval default") {
+		t.Errorf("the approvals page does not say why it was not previewed")
 	}
 	// Not previewed, the approval binds the call alone: it runs.
 	f.approve(t, appr.ID)
