@@ -1,6 +1,7 @@
 package sql_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -216,6 +217,20 @@ func TestPreviewUpdateShowsMaskedBeforeAndAfter(t *testing.T) {
 		t.Errorf("the card column is not masked with last4:\n%s", b)
 	}
 	f.recordingHasNo(t, rawCard)
+
+	// `warden approvals show` prints it.
+	var out bytes.Buffer
+	if err := recorder.WriteApproval(&out, appr, nil, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"affects 25 row(s)", "the first 20 shown", "masked: card", "card (masked)", "before:", "after:", "PERSON 3"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("approvals show does not print %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), rawCard) {
+		t.Errorf("approvals show prints a raw card number")
+	}
 
 	// The console's approvals page shows it to the reviewer, masked.
 	page := f.consolePage(t)
