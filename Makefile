@@ -36,7 +36,7 @@ test: kubetools
 	$(GO) test -run '^$$' -fuzz '^FuzzStatement$$' -fuzztime 20000x ./tools/sql/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/... ./mcp/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/kube/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 var (
@@ -63,7 +63,7 @@ func (e *estimating) Estimate(context.Context, *warden.Action) (int64, bool, err
 type fixture struct {
 	t     *testing.T
 	svc   *approvals.Service
-	store *recorder.Store
+	store *sqlite.Store
 	clock *clock
 	tool  *estimating
 	n     int
@@ -82,7 +82,7 @@ func newFixture(t *testing.T, rules ...*approvals.Rule) *fixture {
 	if err := cfg.Validate(kinds); err != nil {
 		t.Fatalf("rules do not validate: %v", err)
 	}
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
+	store, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,11 +44,22 @@ const historyLimit = 50
 // neither is hidden: its statement and parameters are for its reviewers.
 func (c *Console) approvalsData(r *http.Request, s *session, only string) (pending, done []approvalView, err error) {
 	now := c.opts.Clock()
-	list, err := c.opts.Approvals.Approvals(r.Context(), warden.ApprovalFilter{Limit: 500})
+	// Every pending request, however many newer ones there are, then the
+	// recent history.
+	open, err := c.opts.Approvals.Approvals(r.Context(), warden.ApprovalFilter{Status: warden.ApprovalPending})
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, a := range list {
+	recent, err := c.opts.Approvals.Approvals(r.Context(), warden.ApprovalFilter{Limit: 500})
+	if err != nil {
+		return nil, nil, err
+	}
+	seen := map[string]bool{}
+	for _, a := range append(open, recent...) {
+		if seen[a.ID] {
+			continue
+		}
+		seen[a.ID] = true
 		if only != "" && a.ID != only {
 			continue
 		}

@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -370,7 +371,7 @@ func (iv *issuerVerifier) verify(ctx context.Context, token string, now time.Tim
 // same principal in both. It returns an Unauthenticated *warden.Error
 // when the subject claim is missing.
 func (c *OIDCConfig) CallerFromClaims(claims map[string]any) (*warden.Caller, error) {
-	subjectClaim, emailClaim := cmpOr(c.SubjectClaim, "sub"), cmpOr(c.EmailClaim, "email")
+	subjectClaim, emailClaim := cmp.Or(c.SubjectClaim, "sub"), cmp.Or(c.EmailClaim, "email")
 	subject, _ := lookupClaim(claims, subjectClaim).(string)
 	if subject == "" {
 		if subjectClaim == "sub" {
@@ -395,13 +396,6 @@ func (c *OIDCConfig) CallerFromClaims(claims map[string]any) (*warden.Caller, er
 		Groups:  groups,
 		Method:  "oidc",
 	}, nil
-}
-
-func cmpOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // diagnose turns a go-oidc failure into a reason. go-oidc's errors are

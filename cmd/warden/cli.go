@@ -179,7 +179,7 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 // App is a provisioned warden: store, backends, policy, tools, pipeline.
 type App struct {
 	Config   *Config
-	Store    *recorder.Store
+	Store    recorder.Store
 	Backends sql.Backends
 	HTTP     httptool.Backends
 	Kube     kube.Backends
@@ -202,7 +202,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	store, err := openStore(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}

@@ -81,7 +81,7 @@ func serveConsole(ctx context.Context, app *App, h http.Handler, ln net.Listener
 // consoleAudit is the console's view of the recording.
 type consoleAudit struct {
 	m     *Main
-	store *recorder.Store
+	store recorder.Store
 }
 
 func (a *consoleAudit) Sessions(ctx context.Context, f console.SessionFilter) ([]console.SessionRow, error) {
@@ -107,7 +107,7 @@ func (a *consoleAudit) Transcript(ctx context.Context, id string) ([]byte, error
 		return nil, err
 	}
 	var b strings.Builder
-	if err := recorder.WriteReplayJSON(&b, s, calls); err != nil {
+	if err := WriteReplayJSON(&b, s, calls); err != nil {
 		return nil, err
 	}
 	return []byte(b.String()), nil
@@ -118,11 +118,11 @@ func (a *consoleAudit) Verify(ctx context.Context) (bool, string) {
 	if err != nil {
 		return false, "the signing key cannot be read"
 	}
-	rep, err := a.m.verifyStore(ctx, a.store, key, false, "")
+	rep, err := a.store.Audit(ctx, recorder.AuditOptions{Key: key})
 	if err != nil {
 		return false, err.Error()
 	}
 	var b strings.Builder
-	writeVerifyReport(&b, "the recording", rep, "the key file "+a.store.KeyFile())
+	writeVerifyReport(&b, "the recording", rep, a.store.KeySource())
 	return true, b.String()
 }

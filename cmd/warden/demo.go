@@ -228,7 +228,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 
 	n++
 	step(n, "the recording: every call, allowed or not (`warden sessions list` / `show`)")
-	st, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	st, err := openStore(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := recorder.WriteSessionList(indent(w), list); err != nil {
+	if err := WriteSessionList(indent(w), list); err != nil {
 		return err
 	}
 	if len(list) == 0 {
@@ -249,7 +249,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := recorder.WriteSession(indent(w), s, records); err != nil {
+	if err := WriteSession(indent(w), s, records); err != nil {
 		return err
 	}
 	env := "WARDEN_DEMO_DSN=" + demoDSN

@@ -14,7 +14,7 @@ import (
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 	"github.com/warden-mcp/warden/tools/sql"
 )
 
@@ -102,7 +102,7 @@ func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approv
 		if err != nil {
 			b.Fatal(err)
 		}
-		store, err := recorder.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
+		store, err := sqlite.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package recorder_test
+package sqlite_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 func approvalRequest(id string, at time.Time) *warden.Approval {
@@ -151,15 +152,15 @@ func TestApprovalStore(t *testing.T) {
 func TestMigratesVersion2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := recorder.Open(ctx, "sqlite:"+path)
+	s, err := sqlite.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	must(t, s.StartSession(ctx, session("s1", alice, t0)))
 	must(t, s.Close())
 	exec(t, path, `DROP TRIGGER approvals_forward`, `DROP TABLE approvals`, `PRAGMA user_version = 2`)
 	legacyChain(t, path) // as a warden from before signed heads signed it
-	must(t, os.Remove(recorder.HeadPath(path)))
+	must(t, os.Remove(sqlite.HeadPath(path)))
 
-	r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	r, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	if list, err := r.Approvals(ctx, warden.ApprovalFilter{}); err != nil || len(list) != 0 {
 		t.Errorf("Approvals on a read-only version 2 store = %v, %v; want none, nil", list, err)
@@ -169,7 +170,7 @@ func TestMigratesVersion2(t *testing.T) {
 	}
 	must(t, r.Close())
 
-	s, err = recorder.Open(ctx, "sqlite:"+path)
+	s, err = sqlite.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
 	if v := userVersion(t, path); v != 4 {
@@ -183,7 +184,7 @@ func TestMigratesVersion2(t *testing.T) {
 
 func keyOf(t *testing.T, path string) []byte {
 	t.Helper()
-	s, err := recorder.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	defer s.Close()
 	rep, err := s.Verify(context.Background(), nil)
@@ -200,7 +201,7 @@ func TestPruneTakesDecidedApprovalRequests(t *testing.T) {
 	must(t, err)
 	must(t, s.CreateApproval(ctx, approvalRequest("open", t0)))
 	must(t, s.Close())
-	s, err = recorder.Open(ctx, "sqlite:"+path)
+	s, err = sqlite.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
 	if _, err := s.Prune(ctx, time.Now().Add(time.Hour)); err != nil {

@@ -1,4 +1,4 @@
-package recorder_test
+package sqlite_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 // crashedStore writes a session of n calls with no checkpoint after the
@@ -23,7 +24,7 @@ func crashedStore(t *testing.T, n int) string {
 	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 8, CheckpointInterval: time.Hour})
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 8, CheckpointInterval: time.Hour})
 	must(t, err)
 	must(t, s.StartSession(ctx, session("s1", alice, t0)))
 	for i := range 3 {
@@ -37,7 +38,7 @@ func crashedStore(t *testing.T, n int) string {
 	for i := range n {
 		must(t, s.StartSession(ctx, session(fmt.Sprintf("t%d", i), alice, t0.Add(time.Hour))))
 	}
-	must(t, recorder.Crash(s))
+	must(t, sqlite.Crash(s))
 	return path
 }
 
@@ -46,16 +47,16 @@ func crashedStore(t *testing.T, n int) string {
 func strictVerify(t *testing.T, path string, pubOnly bool) (*recorder.VerifyReport, error) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	defer s.Close()
 	pub, err := s.PublicKey()
 	must(t, err)
-	head, err := recorder.ReadHead(recorder.HeadPath(path), pub)
+	head, err := recorder.ReadHead(sqlite.HeadPath(path), pub)
 	must(t, err)
 	opts := recorder.VerifyOptions{Key: pub, Head: head}
 	if !pubOnly {
-		if opts.MACKey, err = recorder.MACKey(path); err != nil {
+		if opts.MACKey, err = sqlite.MACKey(path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -64,7 +65,7 @@ func strictVerify(t *testing.T, path string, pubOnly bool) (*recorder.VerifyRepo
 
 // reopen opens the store for writing, as warden serve does at start.
 func reopen(path string) error {
-	s, err := recorder.Open(context.Background(), "sqlite:"+path)
+	s, err := sqlite.Open(context.Background(), "sqlite:"+path)
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,7 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 					`UPDATE records SET body = replace(body, 'public.orders', 'public.payroll') WHERE seq >= 19`)
 				db := rawDB(t, path)
 				defer db.Close()
-				must(t, recorder.Rechain(db, 19, nil))
+				must(t, sqlite.Rechain(db, 19, nil))
 			},
 			seq: 19, pubSeq: 26, tamper: recorder.Unvouched, pubTa: recorder.Truncated, opens: "names record 26",
 		},
@@ -129,7 +130,7 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 				exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, 'alice@example.com', 'mallory@example.com') WHERE seq = 12`)
 				db := rawDB(t, path)
 				defer db.Close()
-				must(t, recorder.Rechain(db, 12, nil))
+				must(t, sqlite.Rechain(db, 12, nil))
 			},
 			seq: 12, pubSeq: 14, tamper: recorder.Unvouched, pubTa: recorder.Changed, opens: "is not the record the signed head names",
 		},
@@ -149,7 +150,7 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 				var prev []byte
 				must(t, db.QueryRow(`SELECT hash FROM records WHERE seq = 26`).Scan(&prev))
 				sid, at, body := "s9", "2025-03-01T13:00:00.000000000Z", `{"id":"s9"}`
-				h := recorder.HashRecord(27, "session_start", &sid, nil, &at, body, prev)
+				h := sqlite.HashRecord(27, "session_start", &sid, nil, &at, body, prev)
 				mustExec(t, db, `INSERT INTO records (seq, kind, session_id, at, body, prev_hash, hash) VALUES (27, 'session_start', ?, ?, ?, ?, ?)`, sid, at, body, prev, h)
 			},
 			seq: 27, pubSeq: 27, tamper: recorder.Unvouched, pubTa: recorder.Unvouched, opens: "has no valid MAC",
@@ -180,13 +181,13 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 	t.Run("OlderCopySwappedIn", func(t *testing.T) {
 		ctx := context.Background()
 		path := filepath.Join(t.TempDir(), "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		must(t, s.StartSession(ctx, session("s1", alice, t0)))
 		must(t, s.Close())
 		old := filepath.Join(t.TempDir(), "old.db")
 		copyStore(t, path, old)
-		s, err = recorder.Open(ctx, "sqlite:"+path)
+		s, err = sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		must(t, s.StartSession(ctx, session("s2", alice, t0.Add(time.Hour))))
 		must(t, s.Close())
@@ -200,7 +201,7 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 
 	t.Run("HeadMissingOrForged", func(t *testing.T) {
 		path, _ := fillStore(t)
-		head := recorder.HeadPath(path)
+		head := sqlite.HeadPath(path)
 		data, err := os.ReadFile(head)
 		must(t, err)
 		must(t, os.Remove(head))
@@ -219,14 +220,14 @@ func TestShortenedOrRewrittenRecordingIsCaught(t *testing.T) {
 		// records after it carry warden's MACs, so warden continues.
 		ctx := context.Background()
 		path := filepath.Join(t.TempDir(), "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		must(t, s.StartSession(ctx, session("s1", alice, t0)))
-		early, err := os.ReadFile(recorder.HeadPath(path))
+		early, err := os.ReadFile(sqlite.HeadPath(path))
 		must(t, err)
 		must(t, s.StartSession(ctx, session("s2", alice, t0)))
-		must(t, recorder.Crash(s))
-		must(t, os.WriteFile(recorder.HeadPath(path), early, 0o600))
+		must(t, sqlite.Crash(s))
+		must(t, os.WriteFile(sqlite.HeadPath(path), early, 0o600))
 		if _, err := strictVerify(t, path, false); err != nil {
 			t.Errorf("Verify(records after the head, with MACs) = %v; want nil", err)
 		}
@@ -274,7 +275,7 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 
 	t.Run("NewStore", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		hashKey, err := s.Secret(ctx, "masking.hash_key", 32)
 		must(t, err)
@@ -285,7 +286,7 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 		}
 		must(t, s.StartSession(ctx, session("s1", alice, t0)))
 		must(t, s.Close())
-		s, err = recorder.Open(ctx, "sqlite:"+path)
+		s, err = sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		again, err := s.Secret(ctx, "masking.hash_key", 32)
 		must(t, err)
@@ -293,16 +294,16 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 		if !bytes.Equal(again, hashKey) {
 			t.Error("the masking key changed across a restart")
 		}
-		macKey, err := recorder.MACKey(path)
+		macKey, err := sqlite.MACKey(path)
 		must(t, err)
-		seed, err := recorder.Seed(path)
+		seed, err := sqlite.Seed(path)
 		must(t, err)
 		absent(t, path, map[string][]byte{"masking hash key": hashKey, "approval state key": stateKey, "record MAC key": macKey, "signing key": seed})
 	})
 
 	t.Run("MigratedStoreMovesItsSecretsOut", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		must(t, s.StartSession(ctx, session("s1", alice, t0)))
 		must(t, s.Close())
@@ -314,11 +315,11 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 			fmt.Sprintf(`INSERT INTO secrets VALUES ('masking.hash_key', x'%x')`, legacy),
 			`PRAGMA user_version = 3`)
 		legacyChain(t, path)
-		must(t, os.Remove(recorder.HeadPath(path)))
+		must(t, os.Remove(sqlite.HeadPath(path)))
 		if !bytes.Contains(storeBytes(t, path), legacy) {
 			t.Fatal("the legacy key is not in the version 3 store; the test proves nothing")
 		}
-		s, err = recorder.Open(ctx, "sqlite:"+path)
+		s, err = sqlite.Open(ctx, "sqlite:"+path)
 		must(t, err)
 		got, err := s.Secret(ctx, "masking.hash_key", 32)
 		must(t, err)
@@ -328,7 +329,7 @@ func TestNoKeyMaterialInTheStore(t *testing.T) {
 		must(t, s.StartSession(ctx, session("s2", alice, t0)))
 		must(t, s.Close())
 		absent(t, path, map[string][]byte{"masking hash key": legacy})
-		fi, err := os.Stat(recorder.SecretsPath(path))
+		fi, err := os.Stat(sqlite.SecretsPath(path))
 		must(t, err)
 		if fi.Mode().Perm() != 0o600 {
 			t.Errorf("secrets file mode = %v; want 0600", fi.Mode().Perm())
@@ -381,7 +382,7 @@ func TestArgumentsAreRecordedOnce(t *testing.T) {
 func TestResealAcceptsAVerifiedEndOnly(t *testing.T) {
 	ctx := context.Background()
 	reseal := func(path string) (*recorder.VerifyReport, *recorder.Head, error) {
-		s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+		s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 		must(t, err)
 		defer s.Close()
 		return s.Reseal(ctx)
@@ -404,13 +405,13 @@ func TestResealAcceptsAVerifiedEndOnly(t *testing.T) {
 		path := crashedStore(t, 3)
 		exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, 'alice@example.com', 'mallory@example.com') WHERE seq = 11`)
 		db := rawDB(t, path)
-		must(t, recorder.Rechain(db, 11, nil))
+		must(t, sqlite.Rechain(db, 11, nil))
 		db.Close()
-		before, err := os.ReadFile(recorder.HeadPath(path))
+		before, err := os.ReadFile(sqlite.HeadPath(path))
 		must(t, err)
 		_, _, err = reseal(path)
 		assertTamper(t, err, 11, recorder.Unvouched)
-		after, _ := os.ReadFile(recorder.HeadPath(path))
+		after, _ := os.ReadFile(sqlite.HeadPath(path))
 		if !bytes.Equal(before, after) {
 			t.Error("a failed Reseal rewrote the head")
 		}
@@ -426,7 +427,7 @@ func TestKeyDirKeepsKeyAndHeadApart(t *testing.T) {
 	dir, keys := t.TempDir(), filepath.Join(t.TempDir(), "keys")
 	path := filepath.Join(dir, "warden.db")
 	opts := recorder.Options{KeyDir: keys}
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, opts)
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, opts)
 	must(t, err)
 	must(t, s.StartSession(ctx, session("s1", alice, t0)))
 	must(t, s.Close())
@@ -445,7 +446,7 @@ func TestKeyDirKeepsKeyAndHeadApart(t *testing.T) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		os.Remove(path + suffix)
 	}
-	if s, err := recorder.OpenWith(ctx, "sqlite:"+path, opts); err == nil {
+	if s, err := sqlite.OpenWith(ctx, "sqlite:"+path, opts); err == nil {
 		s.Close()
 		t.Fatal("Open(store replaced by an empty one) = nil; want a refusal")
 	} else if !strings.Contains(err.Error(), "the store ends at record 0") {
@@ -457,11 +458,11 @@ func TestKeyDirKeepsKeyAndHeadApart(t *testing.T) {
 // signed heads did, with its own key: a genuine version 3 store.
 func legacyChain(t *testing.T, path string) {
 	t.Helper()
-	key, err := recorder.LoadKey(path)
+	key, err := sqlite.LoadKey(path)
 	must(t, err)
 	db := rawDB(t, path)
 	defer db.Close()
-	must(t, recorder.RechainAsLegacy(db, key))
+	must(t, sqlite.RechainAsLegacy(db, key))
 }
 
 // TestLoweredVersionDoesNotPassOffARemovedHead: someone who deletes the
@@ -471,7 +472,7 @@ func legacyChain(t *testing.T, path string) {
 func TestLoweredVersionDoesNotPassOffARemovedHead(t *testing.T) {
 	downgrade := func(t *testing.T, path string) {
 		exec(t, path, dropTriggers, `DELETE FROM records WHERE seq >= 19`, `ALTER TABLE records DROP COLUMN mac`, `PRAGMA user_version = 3`)
-		must(t, os.Remove(recorder.HeadPath(path)))
+		must(t, os.Remove(sqlite.HeadPath(path)))
 	}
 	t.Run("Refused", func(t *testing.T) {
 		path, pub := fillStore(t)
@@ -489,7 +490,7 @@ func TestLoweredVersionDoesNotPassOffARemovedHead(t *testing.T) {
 		downgrade(t, path)
 		exec(t, path, `UPDATE records SET body = json_remove(body, '$.v') WHERE kind = 'checkpoint'`)
 		db := rawDB(t, path)
-		must(t, recorder.Rechain(db, 1, nil))
+		must(t, sqlite.Rechain(db, 1, nil))
 		db.Close()
 		if err := reopen(path); err == nil || !strings.Contains(err.Error(), "its version was lowered") {
 			t.Errorf("Open(lowered version, marks stripped) = %v; want a refusal", err)
@@ -499,7 +500,7 @@ func TestLoweredVersionDoesNotPassOffARemovedHead(t *testing.T) {
 		path, pub := fillStore(t)
 		exec(t, path, `ALTER TABLE records DROP COLUMN mac`, `PRAGMA user_version = 3`)
 		legacyChain(t, path)
-		must(t, os.Remove(recorder.HeadPath(path)))
+		must(t, os.Remove(sqlite.HeadPath(path)))
 		if err := reopen(path); err != nil {
 			t.Fatalf("Open(version 3 store) = %v", err)
 		}
@@ -523,8 +524,8 @@ func TestMigrationAuthenticatesApprovalRows(t *testing.T) {
 	must(t, s.Close())
 	exec(t, path, `ALTER TABLE records DROP COLUMN mac`, `ALTER TABLE approvals DROP COLUMN mac`, `DROP INDEX records_approval`, `PRAGMA user_version = 3`)
 	legacyChain(t, path)
-	must(t, os.Remove(recorder.HeadPath(path)))
-	s, err = recorder.Open(ctx, "sqlite:"+path)
+	must(t, os.Remove(sqlite.HeadPath(path)))
+	s, err = sqlite.Open(ctx, "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
 	if a, err := s.Approval(ctx, "a1"); err != nil || a.Status != warden.ApprovalApproved {

@@ -1,4 +1,4 @@
-package recorder
+package main
 
 import (
 	"bytes"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // Transcript is a session as `warden sessions replay --json` prints it:
@@ -23,12 +24,12 @@ type Transcript struct {
 
 // TranscriptSession is the session part of a Transcript.
 type TranscriptSession struct {
-	ID              string      `json:"id"`
-	Transport       string      `json:"transport,omitempty"`
-	Client          *clientJSON `json:"client,omitempty"`
-	ProtocolVersion string      `json:"protocol_version,omitempty"`
-	Caller          *callerJSON `json:"caller,omitempty"`
-	StartedAt       string      `json:"started_at,omitempty"`
+	ID              string               `json:"id"`
+	Transport       string               `json:"transport,omitempty"`
+	Client          *clientJSON          `json:"client,omitempty"`
+	ProtocolVersion string               `json:"protocol_version,omitempty"`
+	Caller          *recorder.CallerJSON `json:"caller,omitempty"`
+	StartedAt       string               `json:"started_at,omitempty"`
 	// EndedAt is empty while the session is open, or if warden stopped
 	// before recording its end.
 	EndedAt string `json:"ended_at,omitempty"`
@@ -51,25 +52,25 @@ type TranscriptCall struct {
 	// OffsetMS is the time since the session started.
 	OffsetMS float64 `json:"offset_ms"`
 	// Caller is set when it differs from the session's.
-	Caller     *callerJSON     `json:"caller,omitempty"`
-	Arguments  json.RawMessage `json:"arguments,omitempty"`
-	Purpose    string          `json:"purpose,omitempty"`
-	Backend    string          `json:"backend,omitempty"`
-	Kind       string          `json:"kind,omitempty"`
-	Risk       string          `json:"risk,omitempty"`
-	Operations []string        `json:"operations,omitempty"`
-	Functions  []string        `json:"functions,omitempty"`
-	Decision   *decisionJSON   `json:"decision,omitempty"`
+	Caller     *recorder.CallerJSON   `json:"caller,omitempty"`
+	Arguments  json.RawMessage        `json:"arguments,omitempty"`
+	Purpose    string                 `json:"purpose,omitempty"`
+	Backend    string                 `json:"backend,omitempty"`
+	Kind       string                 `json:"kind,omitempty"`
+	Risk       string                 `json:"risk,omitempty"`
+	Operations []string               `json:"operations,omitempty"`
+	Functions  []string               `json:"functions,omitempty"`
+	Decision   *recorder.DecisionJSON `json:"decision,omitempty"`
 	// Approval is what became of the approval the call needed, if any.
-	Approval *callApprovalJSON `json:"approval,omitempty"`
+	Approval *recorder.CallApprovalJSON `json:"approval,omitempty"`
 	// Status is "finished", or "running" if only the start was recorded.
-	Status     string         `json:"status"`
-	Outcome    string         `json:"outcome,omitempty"`
-	Error      *errorJSON     `json:"error,omitempty"`
-	Result     *resultSummary `json:"result,omitempty"`
-	Masked     []string       `json:"masked,omitempty"`
-	DurationMS float64        `json:"duration_ms,omitempty"`
-	EndedAt    string         `json:"ended_at,omitempty"`
+	Status     string              `json:"status"`
+	Outcome    string              `json:"outcome,omitempty"`
+	Error      *recorder.ErrorJSON `json:"error,omitempty"`
+	Result     *resultSummary      `json:"result,omitempty"`
+	Masked     []string            `json:"masked,omitempty"`
+	DurationMS float64             `json:"duration_ms,omitempty"`
+	EndedAt    string              `json:"ended_at,omitempty"`
 }
 
 // resultSummary describes a recorded result without repeating it.
@@ -83,7 +84,7 @@ type resultSummary struct {
 
 // NewTranscript builds the transcript of a session from what Session
 // returns.
-func NewTranscript(s *SessionSummary, calls []CallRecord) *Transcript {
+func NewTranscript(s *recorder.SessionSummary, calls []recorder.CallRecord) *Transcript {
 	t := &Transcript{Session: TranscriptSession{
 		ID: s.ID, Transport: s.Transport, ProtocolVersion: s.ProtocolVersion,
 		Caller: callerRef(&s.Caller), StartedAt: timeString(s.StartedAt),
@@ -111,16 +112,16 @@ func NewTranscript(s *SessionSummary, calls []CallRecord) *Transcript {
 			tc.Operations = append(tc.Operations, op.String())
 		}
 		if d := c.Decision; d != nil {
-			tc.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
+			tc.Decision = &recorder.DecisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
 		}
 		if a := c.Approval; a != nil {
-			tc.Approval = &callApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
+			tc.Approval = &recorder.CallApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
 				DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
 		}
 		if c.ErrorCode != "" {
-			tc.Error = &errorJSON{Code: c.ErrorCode, Message: c.ErrorMessage, Detail: c.ErrorDetail}
+			tc.Error = &recorder.ErrorJSON{Code: c.ErrorCode, Message: c.ErrorMessage, Detail: c.ErrorDetail}
 		}
-		if c.Status == StatusFinished {
+		if c.Status == recorder.StatusFinished {
 			tc.DurationMS = c.DurationMS
 			tc.EndedAt = timeString(c.EndedAt)
 			if c.Result != nil {
@@ -132,22 +133,22 @@ func NewTranscript(s *SessionSummary, calls []CallRecord) *Transcript {
 	return t
 }
 
-func callerRef(c *warden.Caller) *callerJSON {
+func callerRef(c *warden.Caller) *recorder.CallerJSON {
 	if c.Subject == "" && c.Method == "" {
 		return nil
 	}
-	return callerToJSON(c)
+	return recorder.CallerToJSON(c)
 }
 
 func timeString(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return formatTime(t)
+	return recorder.FormatTime(t)
 }
 
 // summarise reads the few fields of a result that say how it went.
-func summarise(c *CallRecord) *resultSummary {
+func summarise(c *recorder.CallRecord) *resultSummary {
 	r := &resultSummary{Rows: c.Count, Truncated: c.Truncated, Bytes: len(c.Result)}
 	var peek struct {
 		Command string `json:"command"`
@@ -160,7 +161,7 @@ func summarise(c *CallRecord) *resultSummary {
 }
 
 // WriteReplayJSON writes the transcript of a session as indented JSON.
-func WriteReplayJSON(w io.Writer, s *SessionSummary, calls []CallRecord) error {
+func WriteReplayJSON(w io.Writer, s *recorder.SessionSummary, calls []recorder.CallRecord) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
@@ -169,11 +170,11 @@ func WriteReplayJSON(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 
 // WriteReplay writes the transcript of a session for a reader in a
 // terminal, in the order things happened.
-func WriteReplay(w io.Writer, s *SessionSummary, calls []CallRecord) error {
+func WriteReplay(w io.Writer, s *recorder.SessionSummary, calls []recorder.CallRecord) error {
 	ew := &errWriter{w: w}
 	fmt.Fprintf(ew, "replay of session %s\n", clean(s.ID))
 	field(ew, "", "who", caller(&s.Caller))
-	if c := client(s); c != "" || s.Transport != "" {
+	if c := sessionClient(s); c != "" || s.Transport != "" {
 		c = cmp.Or(c, "unknown client")
 		if s.ProtocolVersion != "" {
 			c += ", protocol " + s.ProtocolVersion
@@ -242,7 +243,7 @@ func WriteReplay(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 		if len(c.Detected) > 0 {
 			field(ew, ind, "masked", strings.Join(c.Detected, ", ")+" (value detectors)")
 		}
-		if c.Status == StatusFinished {
+		if c.Status == recorder.StatusFinished {
 			field(ew, ind, "took", time.Duration(c.DurationMS*float64(time.Millisecond)).Round(time.Microsecond).String())
 		}
 	}
@@ -253,8 +254,8 @@ func WriteReplay(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 }
 
 // outcome says in a line how a call ended.
-func outcome(c *CallRecord) string {
-	if c.Status == StatusRunning {
+func outcome(c *recorder.CallRecord) string {
+	if c.Status == recorder.StatusRunning {
 		return "none recorded: still running, or warden stopped before it finished"
 	}
 	var b strings.Builder

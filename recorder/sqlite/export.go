@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"bufio"
@@ -11,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // Export writes records as JSON lines, one object per record, for a SIEM
@@ -36,7 +38,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, since time.Time) (int64
 		from := int64(0)
 		if !since.IsZero() {
 			var first sql.NullInt64
-			if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM records WHERE at >= ?`, formatTime(since)).Scan(&first); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM records WHERE at >= ?`, recorder.FormatTime(since)).Scan(&first); err != nil {
 				return err
 			}
 			if !first.Valid {
@@ -103,21 +105,6 @@ func rawBodyOK(b []byte) bool {
 	return len(b) > 0 && b[0] == '{' && bytes.IndexAny(b, "\r\n") < 0 && json.Valid(b)
 }
 
-// exportedBody returns the stored body bytes from an export's body value.
-func exportedBody(raw json.RawMessage) ([]byte, error) {
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		return []byte(s), nil
-	}
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil, fmt.Errorf("body is neither an object nor a string")
-	}
-	return raw, nil
-}
-
 func appendJSONString(b []byte, s string) []byte {
 	q, _ := json.Marshal(s) // cannot fail for a string
 	return append(b, q...)
@@ -128,15 +115,4 @@ func appendJSONNullable(b []byte, s sql.NullString) []byte {
 		return append(b, "null"...)
 	}
 	return appendJSONString(b, s.String)
-}
-
-func decodeHex(s string) ([]byte, error) {
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		return nil, err
-	}
-	if len(b) != hashSize {
-		return nil, fmt.Errorf("%d bytes; want %d", len(b), hashSize)
-	}
-	return b, nil
 }

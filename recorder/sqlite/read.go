@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"cmp"
@@ -7,99 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"time"
 
-	"github.com/warden-mcp/warden"
-)
-
-// SessionFilter selects sessions for Sessions. Zero fields do not filter.
-type SessionFilter struct {
-	// Subject keeps sessions whose caller, at start, had this subject.
-	Subject string
-	// Since keeps sessions started at or after this time.
-	Since time.Time
-	// Until keeps sessions started before this time.
-	Until time.Time
-	// Tool keeps sessions with at least one call of this tool.
-	Tool string
-	// Denied keeps sessions with at least one denied call.
-	Denied bool
-	// Limit caps the number of sessions returned; 0 means no cap.
-	Limit int
-}
-
-// SessionSummary is a session folded from its records.
-type SessionSummary struct {
-	ID              string
-	Transport       string
-	ClientName      string
-	ClientVersion   string
-	ProtocolVersion string
-	Caller          warden.Caller
-	StartedAt       time.Time
-	// EndedAt is nil while the session is open (or if warden stopped
-	// before recording its end).
-	EndedAt *time.Time
-	// Calls counts every call recorded in the session, running ones too;
-	// Denied and Failed count finished calls whose outcome was "denied"
-	// and "error".
-	Calls, Denied, Failed int
-}
-
-// CallRecord is one call folded from its records.
-type CallRecord struct {
-	ID        string
-	SessionID string
-	Tool      string
-	Caller    warden.Caller
-	// Args are the arguments as given, compacted; a JSON string if they
-	// were not valid JSON.
-	Args      json.RawMessage
-	Backend   string
-	Kind      string
-	Statement string
-	Purpose   string
-	Risk      string
-	Ops       []warden.Op
-	Functions []string
-	Decision  *warden.Decision
-	// Hash and Approval: for calls an approval rule held, the call's
-	// identity and what became of its approval.
-	Hash     string
-	Approval *warden.CallApproval
-	// Outcome is "ok", "denied", "pending" or "error"; empty while running.
-	Outcome      string
-	ErrorCode    string
-	ErrorMessage string // as shown to the agent
-	ErrorDetail  string // internal cause, recorded only
-	Result       json.RawMessage
-	// Detected names the value detectors that masked something.
-	Detected   []string
-	Count      int64
-	Truncated  bool
-	StartedAt  time.Time
-	EndedAt    time.Time
-	DurationMS float64
-	// Status is "running" if only the start was recorded, else "finished".
-	Status string
-}
-
-// Call statuses.
-const (
-	StatusRunning  = "running"
-	StatusFinished = "finished"
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // Sessions returns the sessions matching f, newest first.
-func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary, error) {
-	var list []SessionSummary
+func (s *Store) Sessions(ctx context.Context, f recorder.SessionFilter) ([]recorder.SessionSummary, error) {
+	var list []recorder.SessionSummary
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		since, until, limit := "", "", -1
 		if !f.Since.IsZero() {
-			since = formatTime(f.Since)
+			since = recorder.FormatTime(f.Since)
 		}
 		if !f.Until.IsZero() {
-			until = formatTime(f.Until)
+			until = recorder.FormatTime(f.Until)
 		}
 		if f.Limit > 0 {
 			limit = f.Limit
@@ -121,7 +42,7 @@ func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary
 		if err != nil {
 			return err
 		}
-		byID := map[string]*SessionSummary{}
+		byID := map[string]*recorder.SessionSummary{}
 		var ids []string
 		for rows.Next() {
 			var body string
@@ -129,8 +50,8 @@ func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary
 				rows.Close()
 				return err
 			}
-			var sum SessionSummary
-			if err := foldSession(&sum, kindSessionStart, body); err != nil {
+			var sum recorder.SessionSummary
+			if err := recorder.FoldSession(&sum, recorder.KindSessionStart, body); err != nil {
 				rows.Close()
 				return err
 			}
@@ -156,7 +77,7 @@ func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary
 			if err := sc.Scan(&id, &kind, &body); err != nil {
 				return err
 			}
-			return foldSession(byID[id], kind, body)
+			return recorder.FoldSession(byID[id], kind, body)
 		}); err != nil {
 			return err
 		}
@@ -189,9 +110,9 @@ func (s *Store) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary
 // returns an error wrapping ErrNotFound if nothing was recorded under id. A
 // session whose calls were recorded but whose start was not is returned
 // with only its id and counts.
-func (s *Store) Session(ctx context.Context, id string) (*SessionSummary, []CallRecord, error) {
-	sum := &SessionSummary{ID: id}
-	var calls []CallRecord
+func (s *Store) Session(ctx context.Context, id string) (*recorder.SessionSummary, []recorder.CallRecord, error) {
+	sum := &recorder.SessionSummary{ID: id}
+	var calls []recorder.CallRecord
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		found := false
 		if err := eachRow(ctx, tx, `
@@ -203,7 +124,7 @@ func (s *Store) Session(ctx context.Context, id string) (*SessionSummary, []Call
 				return err
 			}
 			found = true
-			return foldSession(sum, kind, body)
+			return recorder.FoldSession(sum, kind, body)
 		}); err != nil {
 			return err
 		}
@@ -212,7 +133,7 @@ func (s *Store) Session(ctx context.Context, id string) (*SessionSummary, []Call
 			return err
 		}
 		if !found && len(calls) == 0 {
-			return fmt.Errorf("session %s: %w", id, ErrNotFound)
+			return fmt.Errorf("session %s: %w", id, recorder.ErrNotFound)
 		}
 		return nil
 	})
@@ -234,8 +155,8 @@ func (s *Store) Session(ctx context.Context, id string) (*SessionSummary, []Call
 // Calls returns the calls of one session, or of all sessions (and calls
 // made outside any session) when sessionID is "", in the order they
 // started.
-func (s *Store) Calls(ctx context.Context, sessionID string) ([]CallRecord, error) {
-	var calls []CallRecord
+func (s *Store) Calls(ctx context.Context, sessionID string) ([]recorder.CallRecord, error) {
+	var calls []recorder.CallRecord
 	err := s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		calls, err = readCalls(ctx, tx, sessionID)
@@ -274,37 +195,11 @@ func eachRow(ctx context.Context, tx *sql.Tx, query string, args []any, fn func(
 	return rows.Err()
 }
 
-// foldSession applies one session record to sum.
-func foldSession(sum *SessionSummary, kind, body string) error {
-	var b sessionJSON
-	if err := json.Unmarshal([]byte(body), &b); err != nil {
-		return fmt.Errorf("decoding %s record of session %s: %w", kind, sum.ID, err)
-	}
-	switch kind {
-	case kindSessionStart:
-		sum.ID = b.ID
-		sum.Transport = b.Transport
-		sum.ClientName = b.ClientName
-		sum.ClientVersion = b.ClientVersion
-		sum.ProtocolVersion = b.ProtocolVersion
-		sum.Caller = callerFromJSON(b.Caller)
-		sum.StartedAt = parseTime(b.StartedAt)
-	case kindSessionUpdate:
-		sum.ClientName = cmp.Or(b.ClientName, sum.ClientName)
-		sum.ClientVersion = cmp.Or(b.ClientVersion, sum.ClientVersion)
-		sum.ProtocolVersion = cmp.Or(b.ProtocolVersion, sum.ProtocolVersion)
-	case kindSessionEnd:
-		t := parseTime(b.EndedAt)
-		sum.EndedAt = &t
-	}
-	return nil
-}
-
 // readCalls folds the call records of one session (all when sessionID is
 // "") into calls: a call_finish record wins, taking the arguments and the
 // action from the call_start when it says they are there; a call with only
 // a call_start is running.
-func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord, error) {
+func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]recorder.CallRecord, error) {
 	query := `SELECT seq, kind, body FROM records WHERE session_id = ? AND call_id IS NOT NULL AND kind IN ('call_start', 'call_finish') ORDER BY seq`
 	args := []any{sessionID}
 	if sessionID == "" {
@@ -313,7 +208,7 @@ func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord,
 	}
 	type entry struct {
 		first int64
-		rec   CallRecord
+		rec   recorder.CallRecord
 	}
 	var order []*entry
 	byID := map[string]*entry{}
@@ -323,7 +218,7 @@ func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord,
 		if err := sc.Scan(&seq, &kind, &body); err != nil {
 			return err
 		}
-		var b callJSON
+		var b recorder.CallJSON
 		if err := json.Unmarshal([]byte(body), &b); err != nil {
 			return fmt.Errorf("decoding record %d: %w", seq, err)
 		}
@@ -334,13 +229,13 @@ func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord,
 			order = append(order, e)
 		}
 		switch kind {
-		case kindCallStart:
+		case recorder.KindCallStart:
 			if e.rec.Status == "" {
-				e.rec = callFromJSON(&b, StatusRunning)
+				e.rec = recorder.CallFromJSON(&b, recorder.StatusRunning)
 			}
-		case kindCallFinish:
-			rec := callFromJSON(&b, StatusFinished)
-			if b.ArgsIn == kindCallStart {
+		case recorder.KindCallFinish:
+			rec := recorder.CallFromJSON(&b, recorder.StatusFinished)
+			if b.ArgsIn == recorder.KindCallStart {
 				// The arguments and action are in the call's start.
 				rec.Args, rec.Backend, rec.Kind, rec.Statement, rec.Purpose, rec.Functions, rec.Ops =
 					e.rec.Args, e.rec.Backend, e.rec.Kind, e.rec.Statement, e.rec.Purpose, e.rec.Functions, e.rec.Ops
@@ -355,64 +250,9 @@ func readCalls(ctx context.Context, tx *sql.Tx, sessionID string) ([]CallRecord,
 	slices.SortStableFunc(order, func(a, b *entry) int {
 		return cmp.Or(a.rec.StartedAt.Compare(b.rec.StartedAt), cmp.Compare(a.first, b.first))
 	})
-	calls := make([]CallRecord, len(order))
+	calls := make([]recorder.CallRecord, len(order))
 	for i, e := range order {
 		calls[i] = e.rec
 	}
 	return calls, nil
-}
-
-func callFromJSON(b *callJSON, status string) CallRecord {
-	r := CallRecord{
-		ID:         b.ID,
-		SessionID:  b.SessionID,
-		Tool:       b.Tool,
-		Caller:     callerFromJSON(b.Caller),
-		Args:       b.Args,
-		Risk:       b.Risk,
-		Outcome:    b.Outcome,
-		Result:     b.Result,
-		Detected:   b.Detected,
-		Count:      b.Count,
-		Truncated:  b.Truncated,
-		StartedAt:  parseTime(b.StartedAt),
-		EndedAt:    parseTime(b.EndedAt),
-		DurationMS: b.DurationMS,
-		Status:     status,
-	}
-	if a := b.Action; a != nil {
-		r.Backend, r.Kind, r.Statement, r.Purpose, r.Functions = a.Backend, a.Kind, a.Statement, a.Purpose, a.Functions
-		for _, op := range a.Ops {
-			r.Ops = append(r.Ops, warden.Op{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
-		}
-	}
-	if a := b.Approval; a != nil {
-		r.Hash = b.Hash
-		r.Approval = &warden.CallApproval{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: warden.ApprovalStatus(a.Status),
-			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
-	}
-	if d := b.Decision; d != nil {
-		r.Decision = &warden.Decision{Effect: warden.Effect(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
-	}
-	if e := b.Error; e != nil {
-		r.ErrorCode, r.ErrorMessage, r.ErrorDetail = e.Code, e.Message, e.Detail
-	}
-	return r
-}
-
-func callerFromJSON(c *callerJSON) warden.Caller {
-	if c == nil {
-		return warden.Caller{}
-	}
-	return warden.Caller{Subject: c.Subject, Issuer: c.Issuer, Email: c.Email, Groups: c.Groups, Method: c.Method}
-}
-
-// parseTime reads a recorded time; "" (and anything unparsable, which this
-// package never writes) is the zero time.
-func parseTime(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}
-	}
-	return t
 }

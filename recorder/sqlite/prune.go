@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"context"
@@ -7,16 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-)
 
-// Pruned is what Prune removed.
-type Pruned struct {
-	// Records is the number of records deleted.
-	Records int64
-	// Anchor is the checkpoint the chain now starts at (0 if nothing was
-	// pruned).
-	Anchor int64
-}
+	"github.com/warden-mcp/warden/recorder"
+)
 
 // pruneChunk bounds the records one prune transaction deletes, so calls
 // waiting to be recorded are never held up for long.
@@ -33,24 +26,24 @@ var pruneChunk int64 = 50000
 // A session that began before cutoff and went on after it keeps its later
 // records; Session then shows it without its start (as for any session
 // whose start is not recorded).
-func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
+func (s *Store) Prune(ctx context.Context, cutoff time.Time) (recorder.Pruned, error) {
 	w, err := s.writable()
 	if err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	// The target is fixed first: the checkpoints pruning itself writes
 	// must not become targets, even with a cutoff in the future.
-	stamp := formatTime(cutoff)
+	stamp := recorder.FormatTime(cutoff)
 	var target sql.NullInt64
 	err = w.do(ctx, func(ctx context.Context) error {
 		return w.db.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint' AND at < ?`, stamp).Scan(&target)
 	})
 	if err != nil || !target.Valid {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
-	var total Pruned
+	var total recorder.Pruned
 	for {
-		var step Pruned
+		var step recorder.Pruned
 		err := w.do(ctx, func(ctx context.Context) error {
 			return w.run(w.reloaded(func(ctx context.Context, tx *sql.Tx) error {
 				var err error
@@ -80,57 +73,54 @@ func (s *Store) Prune(ctx context.Context, cutoff time.Time) (Pruned, error) {
 
 // pruneStep deletes, inside tx, at most about pruneChunk records before
 // the checkpoint target.
-func (w *writer) pruneStep(ctx context.Context, tx *sql.Tx, target int64, cutoff string) (Pruned, error) {
+func (w *writer) pruneStep(ctx context.Context, tx *sql.Tx, target int64, cutoff string) (recorder.Pruned, error) {
 	var first sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM records`).Scan(&first); err != nil || !first.Valid {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	if target <= first.Int64 {
-		return Pruned{}, nil
+		return recorder.Pruned{}, nil
 	}
 	// The anchor of this step: the newest checkpoint within a chunk of
 	// the start, or, if there is none, the first one after it.
 	var anchor sql.NullInt64
 	if err := tx.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint' AND seq > ?1 AND seq <= min(?2, ?1 + ?3)`,
 		first.Int64, target, pruneChunk).Scan(&anchor); err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	if !anchor.Valid {
 		if err := tx.QueryRowContext(ctx, `SELECT min(seq) FROM records WHERE kind = 'checkpoint' AND seq > ? AND seq <= ?`,
 			first.Int64, target).Scan(&anchor); err != nil {
-			return Pruned{}, err
+			return recorder.Pruned{}, err
 		}
 	}
 	if !anchor.Valid {
-		return Pruned{}, errors.New("no checkpoint to anchor the pruned chain") // cannot happen: target is one
+		return recorder.Pruned{}, errors.New("no checkpoint to anchor the pruned chain") // cannot happen: target is one
 	}
 	n := anchor.Int64 - first.Int64
-	body, err := encode(pruneJSON{Before: anchor.Int64, Cutoff: cutoff, Records: n})
+	body, err := recorder.Encode(recorder.PruneJSON{Before: anchor.Int64, Cutoff: cutoff, Records: n})
 	if err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	ins := tx.StmtContext(ctx, w.insert)
-	if err := w.appendTx(ctx, tx, ins, newPending(kindPrune, "", "", formatTime(w.clock()), body)); err != nil {
-		return Pruned{}, err
+	if err := w.appendTx(ctx, tx, ins, newPending(recorder.KindPrune, "", "", recorder.FormatTime(w.clock()), body)); err != nil {
+		return recorder.Pruned{}, err
 	}
 	if err := w.checkpoint(ctx, tx); err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE horizon SET seq = ?`, anchor.Int64); err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM records WHERE seq < ?`, anchor.Int64)
 	if err != nil {
-		return Pruned{}, err
+		return recorder.Pruned{}, err
 	}
 	if deleted, err := res.RowsAffected(); err == nil && deleted != n {
-		return Pruned{}, fmt.Errorf("deleted %d records before %d; want %d (the chain has a gap)", deleted, anchor.Int64, n)
+		return recorder.Pruned{}, fmt.Errorf("deleted %d records before %d; want %d (the chain has a gap)", deleted, anchor.Int64, n)
 	}
-	return Pruned{Records: n, Anchor: anchor.Int64}, nil
+	return recorder.Pruned{Records: n, Anchor: anchor.Int64}, nil
 }
-
-// RetainInterval is how often Retain prunes.
-const RetainInterval = time.Hour
 
 // Retain prunes records older than keep now, and then every RetainInterval,
 // until ctx ends or the store closes. A failure to prune is logged and
@@ -139,7 +129,7 @@ func (s *Store) Retain(ctx context.Context, keep time.Duration, log *slog.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	t := time.NewTicker(RetainInterval)
+	t := time.NewTicker(recorder.RetainInterval)
 	defer t.Stop()
 	for {
 		cutoff := s.clock().Add(-keep)

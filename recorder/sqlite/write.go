@@ -1,7 +1,6 @@
-package recorder
+package sqlite
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
@@ -10,34 +9,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/recorder"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
-
-// Record kinds, the values of the records.kind column.
-const (
-	kindSessionStart  = "session_start"
-	kindSessionUpdate = "session_update"
-	kindSessionEnd    = "session_end"
-	kindCallStart     = "call_start"
-	kindCallFinish    = "call_finish"
-	// A checkpoint signs the chain up to the record before it.
-	kindCheckpoint = "checkpoint"
-	// A prune record says retention removed the records before a
-	// checkpoint.
-	kindPrune = "prune"
-)
-
-// timeLayout is RFC 3339 with a fixed nine-digit fraction, always in UTC,
-// so that the text order of the at column is the time order.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
 
 // StartSession records that a client session has opened. It returns an
 // error if a session with the same id was already started.
@@ -45,17 +24,17 @@ func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
 	if sess == nil || sess.ID == "" {
 		return errors.New("recording session start: session has no id")
 	}
-	body := sessionJSON{
+	body := recorder.SessionJSON{
 		ID:              sess.ID,
 		Transport:       sess.Transport,
 		ClientName:      sess.ClientName,
 		ClientVersion:   sess.ClientVersion,
 		ProtocolVersion: sess.ProtocolVersion,
-		Caller:          callerToJSON(sess.Caller),
-		StartedAt:       formatTime(sess.StartedAt),
+		Caller:          recorder.CallerToJSON(sess.Caller),
+		StartedAt:       recorder.FormatTime(sess.StartedAt),
 	}
-	err := s.append(ctx, kindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx *sql.Tx) error {
-		n, err := s.w.countSession(ctx, tx, sess.ID, kindSessionStart)
+	err := s.append(ctx, recorder.KindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx *sql.Tx) error {
+		n, err := s.w.countSession(ctx, tx, sess.ID, recorder.KindSessionStart)
 		if err == nil && n > 0 {
 			err = refuse(errors.New("session was already started"))
 		}
@@ -79,13 +58,13 @@ func (s *Store) UpdateSession(ctx context.Context, sess *warden.Session) error {
 	if sess == nil || sess.ID == "" {
 		return errors.New("recording session update: session has no id")
 	}
-	body := sessionJSON{
+	body := recorder.SessionJSON{
 		ID:              sess.ID,
 		ClientName:      sess.ClientName,
 		ClientVersion:   sess.ClientVersion,
 		ProtocolVersion: sess.ProtocolVersion,
 	}
-	err := s.append(ctx, kindSessionUpdate, sess.ID, "", "", body, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.append(ctx, recorder.KindSessionUpdate, sess.ID, "", "", body, func(ctx context.Context, tx *sql.Tx) error {
 		return s.w.checkSessionOpen(ctx, tx, sess.ID)
 	})
 	if err != nil {
@@ -101,8 +80,8 @@ func (s *Store) EndSession(ctx context.Context, id string, at time.Time) error {
 	if id == "" {
 		return errors.New("recording session end: session has no id")
 	}
-	body := sessionJSON{ID: id, EndedAt: formatTime(at)}
-	err := s.append(ctx, kindSessionEnd, id, "", body.EndedAt, body, func(ctx context.Context, tx *sql.Tx) error {
+	body := recorder.SessionJSON{ID: id, EndedAt: recorder.FormatTime(at)}
+	err := s.append(ctx, recorder.KindSessionEnd, id, "", body.EndedAt, body, func(ctx context.Context, tx *sql.Tx) error {
 		return s.w.checkSessionOpen(ctx, tx, id)
 	})
 	if err != nil {
@@ -119,8 +98,8 @@ func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
 	if c == nil || c.ID == "" {
 		return errors.New("recording call start: call has no id")
 	}
-	body := callToJSON(c)
-	err := s.appendOnce(ctx, kindCallStart, c.SessionID, c.ID, body.StartedAt, body, "call was already started")
+	body := recorder.CallToJSON(c)
+	err := s.appendOnce(ctx, recorder.KindCallStart, c.SessionID, c.ID, body.StartedAt, body, "call was already started")
 	if err != nil {
 		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
 	}
@@ -143,15 +122,15 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 	if c == nil || c.ID == "" {
 		return errors.New("recording call finish: call has no id")
 	}
-	body := callToJSON(c)
+	body := recorder.CallToJSON(c)
 	if _, started := s.started.LoadAndDelete(c.ID); started {
-		body.Args, body.Action, body.ArgsIn = nil, nil, kindCallStart
+		body.Args, body.Action, body.ArgsIn = nil, nil, recorder.KindCallStart
 	}
 	body.Outcome = c.Outcome()
-	body.EndedAt = formatTime(c.EndedAt)
+	body.EndedAt = recorder.FormatTime(c.EndedAt)
 	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
 	if c.Err != nil {
-		body.Error = &errorJSON{Code: string(c.Err.Code), Message: c.Err.Message}
+		body.Error = &recorder.ErrorJSON{Code: string(c.Err.Code), Message: c.Err.Message}
 		if c.Err.Err != nil {
 			body.Error.Detail = c.Err.Err.Error()
 		}
@@ -167,14 +146,14 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 			raw = c.Result.JSON
 		} else {
 			var text string
-			text, resultErr = encode(c.Result.Structured)
+			text, resultErr = recorder.Encode(c.Result.Structured)
 			body.Result = json.RawMessage(text)
 		}
 		if resultErr != nil {
 			resultErr = fmt.Errorf("encoding result: %w", resultErr)
 			body.Result = nil
 			body.Outcome = "error"
-			body.Error = &errorJSON{Code: string(warden.Internal),
+			body.Error = &recorder.ErrorJSON{Code: string(warden.Internal),
 				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
 		}
 	}
@@ -182,7 +161,7 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 	if err != nil {
 		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
 	}
-	text, err := encode(body)
+	text, err := recorder.Encode(body)
 	if err != nil {
 		return fmt.Errorf("recording finish of call %s: encoding record: %w", c.ID, err)
 	}
@@ -196,7 +175,7 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 		b.WriteByte('}')
 		text = b.String()
 	}
-	p := newPending(kindCallFinish, c.SessionID, c.ID, body.EndedAt, text)
+	p := newPending(recorder.KindCallFinish, c.SessionID, c.ID, body.EndedAt, text)
 	p.duplicate = "call was already finished"
 	err = w.append(ctx, p)
 	if err = errors.Join(resultErr, err); err != nil {
@@ -212,7 +191,7 @@ func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, 
 	if err != nil {
 		return err
 	}
-	text, err := encode(body)
+	text, err := recorder.Encode(body)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
@@ -229,7 +208,7 @@ func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at stri
 	if err != nil {
 		return err
 	}
-	text, err := encode(body)
+	text, err := recorder.Encode(body)
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
@@ -249,14 +228,14 @@ func (w *writer) countSession(ctx context.Context, tx *sql.Tx, id, kind string) 
 // checkSessionOpen refuses unless session id was started and has not
 // ended.
 func (w *writer) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) error {
-	started, err := w.countSession(ctx, tx, id, kindSessionStart)
+	started, err := w.countSession(ctx, tx, id, recorder.KindSessionStart)
 	if err != nil {
 		return err
 	}
 	if started == 0 {
-		return refuse(fmt.Errorf("session %w", ErrNotFound))
+		return refuse(fmt.Errorf("session %w", recorder.ErrNotFound))
 	}
-	ended, err := w.countSession(ctx, tx, id, kindSessionEnd)
+	ended, err := w.countSession(ctx, tx, id, recorder.KindSessionEnd)
 	if err != nil {
 		return err
 	}
@@ -266,161 +245,11 @@ func (w *writer) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) er
 	return nil
 }
 
-// encode returns v as compact JSON. encoding/json is deterministic (struct
-// fields in declaration order, map keys sorted), so the same record always
-// has the same text; HTML escaping is off so statements stay readable.
-func encode(v any) (string, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return "", err
-	}
-	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
-}
-
 func nullable(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // The record bodies below are this package's own types, not the domain
 // types' JSON: the recording is a long-lived format that replay and verify
 // read, and it must not change when a domain type gains a field or a tag.
-
-type sessionJSON struct {
-	ID              string      `json:"id"`
-	Transport       string      `json:"transport,omitempty"`
-	ClientName      string      `json:"client_name,omitempty"`
-	ClientVersion   string      `json:"client_version,omitempty"`
-	ProtocolVersion string      `json:"protocol_version,omitempty"`
-	Caller          *callerJSON `json:"caller,omitempty"`
-	StartedAt       string      `json:"started_at,omitempty"`
-	EndedAt         string      `json:"ended_at,omitempty"`
-}
-
-type callerJSON struct {
-	Subject string   `json:"subject"`
-	Issuer  string   `json:"issuer,omitempty"`
-	Email   string   `json:"email,omitempty"`
-	Groups  []string `json:"groups,omitempty"`
-	Method  string   `json:"method"`
-}
-
-type opJSON struct {
-	Verb       string `json:"verb"`
-	Object     string `json:"object,omitempty"`
-	Unfiltered bool   `json:"unfiltered,omitempty"`
-}
-
-type actionJSON struct {
-	Backend   string   `json:"backend"`
-	Kind      string   `json:"kind"`
-	Ops       []opJSON `json:"ops,omitempty"`
-	Functions []string `json:"functions,omitempty"`
-	Statement string   `json:"statement,omitempty"`
-	Purpose   string   `json:"purpose,omitempty"`
-}
-
-type decisionJSON struct {
-	Effect  string   `json:"effect"`
-	Rule    string   `json:"rule"`
-	Reasons []string `json:"reasons,omitempty"`
-	Allowed []string `json:"allowed,omitempty"`
-}
-
-type errorJSON struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	// Detail is the internal cause; it is recorded, never shown to the agent.
-	Detail string `json:"detail,omitempty"`
-}
-
-// callJSON is the body of call_start and call_finish records; the fields
-// after StartedAt are set on call_finish only.
-type callJSON struct {
-	ID        string          `json:"id"`
-	SessionID string          `json:"session_id,omitempty"`
-	Caller    *callerJSON     `json:"caller,omitempty"`
-	Tool      string          `json:"tool"`
-	Args      json.RawMessage `json:"args,omitempty"`
-	Action    *actionJSON     `json:"action,omitempty"`
-	Risk      string          `json:"risk,omitempty"`
-	Decision  *decisionJSON   `json:"decision,omitempty"`
-	StartedAt string          `json:"started_at"`
-	// Detected names the value detectors that masked something.
-	Detected []string `json:"detected,omitempty"`
-	// Hash identifies the exact call; Approval says what became of the
-	// approval it needed. Both only for calls an approval rule held.
-	Hash     string            `json:"hash,omitempty"`
-	Approval *callApprovalJSON `json:"approval,omitempty"`
-	// ArgsIn, on a call_finish, names the record that holds the call's
-	// arguments and action ("call_start"); without it, this record does.
-	ArgsIn string `json:"args_in,omitempty"`
-
-	Outcome    string          `json:"outcome,omitempty"`
-	Error      *errorJSON      `json:"error,omitempty"`
-	Result     json.RawMessage `json:"result,omitempty"`
-	Count      int64           `json:"count,omitempty"`
-	Truncated  bool            `json:"truncated,omitempty"`
-	EndedAt    string          `json:"ended_at,omitempty"`
-	DurationMS float64         `json:"duration_ms,omitempty"`
-}
-
-type callApprovalJSON struct {
-	ID        string `json:"id,omitempty"`
-	Rule      string `json:"rule"`
-	Via       string `json:"via"`
-	Status    string `json:"status"`
-	DecidedBy string `json:"decided_by,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Note      string `json:"note,omitempty"`
-}
-
-func callToJSON(c *warden.Call) callJSON {
-	b := callJSON{
-		ID:        c.ID,
-		SessionID: c.SessionID,
-		Caller:    callerToJSON(c.Caller),
-		Tool:      c.Tool,
-		Args:      argsJSON(c.Args),
-		Risk:      string(c.Risk),
-		StartedAt: formatTime(c.StartedAt),
-		Detected:  c.Detected,
-	}
-	if a := c.Action; a != nil {
-		b.Action = &actionJSON{Backend: a.Backend, Kind: a.Kind, Functions: a.Functions,
-			Statement: a.Statement, Purpose: a.Purpose}
-		for _, op := range a.Ops {
-			b.Action.Ops = append(b.Action.Ops, opJSON{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
-		}
-	}
-	if a := c.Approval; a != nil {
-		b.Hash = c.Hash
-		b.Approval = &callApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
-			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
-	}
-	if d := c.Decision; d != nil {
-		b.Decision = &decisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}
-	}
-	return b
-}
-
-func callerToJSON(c *warden.Caller) *callerJSON {
-	if c == nil {
-		return nil
-	}
-	return &callerJSON{Subject: c.Subject, Issuer: c.Issuer, Email: c.Email, Groups: c.Groups, Method: c.Method}
-}
-
-// argsJSON returns the arguments as recorded: the JSON as given (compacted
-// by encoding/json), or, if they are not valid JSON, the exact bytes as a
-// JSON string (invalid UTF-8 replaced), so a malformed request is still
-// recorded.
-func argsJSON(args json.RawMessage) json.RawMessage {
-	if len(args) == 0 || json.Valid(args) {
-		return args
-	}
-	quoted, _ := json.Marshal(string(args)) // cannot fail for a string
-	return quoted
-}
 
 var _ warden.Recorder = (*Store)(nil)
 
@@ -441,13 +270,13 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 	var key ed25519.PrivateKey
 	if s.w != nil {
 		key = s.w.key
-	} else if key, err = loadKey(s.KeyFile()); err != nil {
+	} else if key, err = recorder.ReadKeyFile(s.KeyFile()); err != nil {
 		return nil, fmt.Errorf("secret %s is derived from the signing key: %w", name, err)
 	}
 	if n <= 0 || n > 32 {
 		return nil, fmt.Errorf("secret %s: %d bytes asked for; at most 32", name, n)
 	}
-	return derive(key, "secret/v1/"+name, n), nil
+	return recorder.Derive(key, "secret/v1/"+name, n), nil
 }
 
 // SecretsPath is where the key material a store at dbPath kept before
@@ -515,7 +344,7 @@ func (s *Store) moveSecrets(ctx context.Context, tx *sql.Tx) (bool, error) {
 			found[name] = v // a value already moved wins
 		}
 		data, _ := json.Marshal(found) // cannot fail for these types
-		if err := writePrivate(path, data); err != nil {
+		if err := recorder.WritePrivateFile(path, data); err != nil {
 			return false, err
 		}
 	}
@@ -525,32 +354,6 @@ func (s *Store) moveSecrets(ctx context.Context, tx *sql.Tx) (bool, error) {
 		}
 	}
 	return len(found) > 0, nil
-}
-
-// writePrivate writes data to path with mode 0600, replacing any file
-// there, synced with its directory.
-func writePrivate(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }
 
 // jsonUnmarshal decodes a stored body.

@@ -1,7 +1,6 @@
-package recorder_test
+package sqlite_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 // t0 is not in UTC on purpose: the store must record UTC.
@@ -29,10 +29,10 @@ var (
 	bob = &warden.Caller{Subject: "bob@example.com", Groups: []string{"dba"}, Method: "local"}
 )
 
-func openStore(t testing.TB) (*recorder.Store, string) {
+func openStore(t testing.TB) (*sqlite.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := recorder.Open(context.Background(), "sqlite:"+path)
+	s, err := sqlite.Open(context.Background(), "sqlite:"+path)
 	if err != nil {
 		t.Fatalf("Open(sqlite:%s) = %v; want nil", path, err)
 	}
@@ -85,7 +85,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("CreatesParentDirectoryAndPrivateFile", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "a", "b", "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err != nil {
 			t.Fatalf("Open(sqlite:%s) = %v; want nil", path, err)
 		}
@@ -103,7 +103,7 @@ func TestOpen(t *testing.T) {
 		dir := t.TempDir()
 		t.Chdir(dir)
 		for _, url := range []string{"sqlite:rel.db", "sqlite:sub/rel.db", "sqlite://" + filepath.Join(dir, "abs.db")} {
-			s, err := recorder.Open(ctx, url)
+			s, err := sqlite.Open(ctx, url)
 			if err != nil {
 				t.Errorf("Open(%s) = %v; want nil", url, err)
 				continue
@@ -128,7 +128,7 @@ func TestOpen(t *testing.T) {
 			{"sqlite://host/warden.db", "sqlite://HOST is not supported"},
 		}
 		for _, tt := range tests {
-			s, err := recorder.Open(ctx, tt.url)
+			s, err := sqlite.Open(ctx, tt.url)
 			if err == nil {
 				s.Close()
 				t.Errorf("Open(%q) = nil error; want one containing %q", tt.url, tt.want)
@@ -145,7 +145,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("ReopenKeepsRecords", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.Close()
-		s, err = recorder.Open(ctx, "sqlite:"+path)
+		s, err = sqlite.Open(ctx, "sqlite:"+path)
 		if err != nil {
 			t.Fatalf("second Open = %v; want nil", err)
 		}
@@ -173,7 +173,7 @@ func TestOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.Close()
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err == nil {
 			s.Close()
 			t.Fatal("Open(store with user_version 99) = nil; want an error")
@@ -186,7 +186,7 @@ func TestOpen(t *testing.T) {
 	t.Run("RefusesReadOnlyFile", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "warden.db")
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +198,7 @@ func TestOpen(t *testing.T) {
 			f.Close()
 			t.Skip("file permissions are not enforced for this user (root); MakeReadOnly tests the same failure below")
 		}
-		s, err = recorder.Open(ctx, "sqlite:"+path)
+		s, err = sqlite.Open(ctx, "sqlite:"+path)
 		if err == nil {
 			s.Close()
 			t.Fatal("Open(read-only store) = nil; want an error")
@@ -468,11 +468,11 @@ func TestWritesThatCannotBeMadeDurableFail(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name       string
-		breakStore func(*recorder.Store) error
+		breakStore func(*sqlite.Store) error
 	}{
-		{"Closed", func(s *recorder.Store) error { return s.Close() }},
-		{"ReadOnly", recorder.MakeReadOnly},
-		{"DiskFull", func(s *recorder.Store) error { return recorder.FillDisk(ctx, s) }},
+		{"Closed", func(s *sqlite.Store) error { return s.Close() }},
+		{"ReadOnly", sqlite.MakeReadOnly},
+		{"DiskFull", func(s *sqlite.Store) error { return sqlite.FillDisk(ctx, s) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -521,7 +521,7 @@ func TestRecordsAreAppendOnly(t *testing.T) {
 	}
 
 	for _, q := range []string{"UPDATE records SET body = '{}'", "DELETE FROM records"} {
-		if err := recorder.ExecWriter(ctx, s, q); err == nil || !strings.Contains(err.Error(), "append-only") {
+		if err := sqlite.ExecWriter(ctx, s, q); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Errorf("%s = %v; want an append-only error", q, err)
 		}
 	}
@@ -634,85 +634,6 @@ func TestRecordEncoding(t *testing.T) {
 			t.Errorf("Calls()[0] = %+v; want finished with an internal error and no result", got)
 		}
 	})
-}
-
-func TestWriteSession(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openStore(t)
-	if err := s.StartSession(ctx, session("s1", alice, t0)); err != nil {
-		t.Fatal(err)
-	}
-	ok := allowedCall("c1", "s1", alice, t0)
-	if err := s.StartCall(ctx, ok); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FinishCall(ctx, finish(ok, &warden.Result{Structured: map[string]any{}, Count: 3}, nil, time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	denied := deniedCall("c2", "s1", bob, t0.Add(time.Second))
-	denied.Action.Statement = "DELETE FROM public.orders\n-- \x1b[2Jcleanup\u202e"
-	if err := s.FinishCall(ctx, denied); err != nil {
-		t.Fatal(err)
-	}
-	sum, calls, err := s.Session(ctx, "s1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := recorder.WriteSession(&b, sum, calls); err != nil {
-		t.Fatalf("WriteSession = %v", err)
-	}
-	out := b.String()
-	for _, want := range []string{
-		"session    s1",
-		"caller     alice@example.com via oidc (https://idp.example.com/), groups analysts",
-		"calls      2: 1 denied, 0 failed",
-		"#1  sql_query  OK  c1",
-		"decision   allow by roles.analyst.grants[0]",
-		"reason     select on public.orders is granted to analyst",
-		"statement  SELECT id FROM public.orders WHERE total > 10",
-		"result     3 rows/objects",
-		"#2  sql_query  DENIED  c2",
-		"caller     bob@example.com via local, groups dba", // differs from the session's caller
-		"decision   deny by default-deny",
-		"reason     delete on public.orders is not granted",
-		"allowed    select on public.orders; select on public.customers",
-		"error      denied: delete on public.orders is not granted",
-		"statement  DELETE FROM public.orders\n               -- \\x1b[2Jcleanup\\u202e\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("WriteSession output lacks %q; got:\n%s", want, out)
-		}
-	}
-	if strings.ContainsAny(out, "\x1b\u202e") {
-		t.Errorf("WriteSession output passes terminal control characters through:\n%q", out)
-	}
-}
-
-func TestWriteSessionList(t *testing.T) {
-	ended := t0.Add(time.Hour)
-	list := []recorder.SessionSummary{
-		{ID: "s2", Transport: "http", ClientName: "cursor", ClientVersion: "1.0", Caller: *bob, StartedAt: t0.Add(time.Minute), Calls: 10, Denied: 2, Failed: 1},
-		{ID: "s1", Transport: "stdio", ClientName: "evil\x1b]0;pwned\a", Caller: *alice, StartedAt: t0, EndedAt: &ended, Calls: 1},
-	}
-	var b bytes.Buffer
-	if err := recorder.WriteSessionList(&b, list); err != nil {
-		t.Fatalf("WriteSessionList = %v", err)
-	}
-	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
-	want := []string{
-		"SESSION  STARTED               ENDED                 SUBJECT            CLIENT              TRANSPORT  CALLS  DENIED  FAILED",
-		"s2       2025-03-01T12:01:00Z  open                  bob@example.com    cursor 1.0          http       10     2       1",
-		`s1       2025-03-01T12:00:00Z  2025-03-01T13:00:00Z  alice@example.com  evil\x1b]0;pwned\a  stdio      1      0       0`,
-	}
-	if !reflect.DeepEqual(lines, want) {
-		t.Errorf("WriteSessionList =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
-	}
-
-	b.Reset()
-	if err := recorder.WriteSessionList(&b, nil); err != nil || b.String() != "no sessions recorded\n" {
-		t.Errorf("WriteSessionList(nil) = %q, %v; want \"no sessions recorded\\n\", nil", b.String(), err)
-	}
 }
 
 func BenchmarkStartFinishCall(b *testing.B) {

@@ -1,4 +1,4 @@
-package recorder_test
+package main
 
 import (
 	"bytes"
@@ -24,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the outp
 func replaySession(t *testing.T) (*recorder.SessionSummary, []recorder.CallRecord) {
 	t.Helper()
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openTestStore(t)
 	must(t, s.StartSession(ctx, session("s-replay", alice, t0)))
 	must(t, s.UpdateSession(ctx, &warden.Session{ID: "s-replay", ClientName: "claude-code", ClientVersion: "2.1.0", ProtocolVersion: "2025-11-25"}))
 
@@ -61,8 +61,8 @@ func TestReplayGolden(t *testing.T) {
 		golden string
 		write  func(*bytes.Buffer) error
 	}{
-		{"replay.golden", func(b *bytes.Buffer) error { return recorder.WriteReplay(b, sum, calls) }},
-		{"replay.json.golden", func(b *bytes.Buffer) error { return recorder.WriteReplayJSON(b, sum, calls) }},
+		{"replay.golden", func(b *bytes.Buffer) error { return WriteReplay(b, sum, calls) }},
+		{"replay.json.golden", func(b *bytes.Buffer) error { return WriteReplayJSON(b, sum, calls) }},
 	} {
 		t.Run(tt.golden, func(t *testing.T) {
 			var b bytes.Buffer
@@ -95,8 +95,8 @@ func golden(t *testing.T, name string, got []byte) {
 func TestReplayJSONReadsBack(t *testing.T) {
 	sum, calls := replaySession(t)
 	var b bytes.Buffer
-	must(t, recorder.WriteReplayJSON(&b, sum, calls))
-	var tr recorder.Transcript
+	must(t, WriteReplayJSON(&b, sum, calls))
+	var tr Transcript
 	if err := json.Unmarshal(b.Bytes(), &tr); err != nil {
 		t.Fatalf("replay --json is not JSON: %v", err)
 	}
@@ -108,7 +108,7 @@ func TestReplayJSONReadsBack(t *testing.T) {
 
 func TestSessionsFilterByToolDecisionAndTime(t *testing.T) {
 	ctx := context.Background()
-	s, _ := openStore(t)
+	s, _ := openTestStore(t)
 	must(t, s.StartSession(ctx, session("s1", alice, t0)))
 	must(t, s.StartSession(ctx, session("s2", alice, t0.Add(time.Hour))))
 	must(t, s.StartSession(ctx, session("s3", bob, t0.Add(2*time.Hour))))

@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // The writer is the only code that writes the records table. It runs one
@@ -37,7 +39,7 @@ const (
 type pending struct {
 	kind, sessionID, callID, at string
 	body                        string
-	bodyHash                    digest
+	bodyHash                    recorder.Digest
 	// check runs inside the batch's transaction before the insert; a
 	// *refusal means this record is refused, any other error fails the
 	// batch.
@@ -76,9 +78,9 @@ type writer struct {
 	// after every commit (see head.go).
 	macKey   []byte
 	headPath string
-	headFile *headWriter // nil until vouch opened it
-	headSeq  int64       // the seq the head file names, as this writer last wrote it
-	macer    *macer
+	headFile *recorder.HeadWriter // nil until vouch opened it
+	headSeq  int64                // the seq the head file names, as this writer last wrote it
+	macer    *recorder.Macer
 	// approvalKey keys the approvals rows' MACs (approvals.go).
 	approvalKey []byte
 	// Statements prepared once on the writer's connection.
@@ -96,22 +98,22 @@ type writer struct {
 
 	// The end of the chain; only the writer goroutine touches these once
 	// it runs.
-	seq            int64  // last record's seq; 0 for an empty store
-	head           digest // last record's hash
-	lastCheckpoint int64  // seq of the newest checkpoint; 0 if none
-	wrote          bool   // this writer appended a record, so it signs what it leaves
-	lastBatch      int    // records in the last batch
-	h              hasher
+	seq            int64           // last record's seq; 0 for an empty store
+	head           recorder.Digest // last record's hash
+	lastCheckpoint int64           // seq of the newest checkpoint; 0 if none
+	wrote          bool            // this writer appended a record, so it signs what it leaves
+	lastBatch      int             // records in the last batch
+	h              recorder.Hasher
 }
 
-func newWriter(db *sql.DB, opts Options, clock func() time.Time) *writer {
+func newWriter(db *sql.DB, opts recorder.Options, clock func() time.Time) *writer {
 	w := &writer{db: db, clock: clock, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval,
 		requests: make(chan request, 1024), stopped: make(chan struct{})}
 	if w.every <= 0 {
-		w.every = DefaultCheckpointEvery
+		w.every = recorder.DefaultCheckpointEvery
 	}
 	if w.interval <= 0 {
-		w.interval = DefaultCheckpointInterval
+		w.interval = recorder.DefaultCheckpointInterval
 	}
 	return w
 }
@@ -159,13 +161,13 @@ func (w *writer) loadFrom(ctx context.Context, q querier) error {
 	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&w.seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		w.seq, w.head = 0, digest{}
+		w.seq, w.head = 0, recorder.Digest{}
 	case err != nil:
 		return err
-	case len(hash) != hashSize:
+	case len(hash) != recorder.HashSize:
 		return fmt.Errorf("record %d has a malformed hash", w.seq)
 	default:
-		w.head = digest(hash)
+		w.head = recorder.Digest(hash)
 	}
 	var cp sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint'`).Scan(&cp); err != nil {
@@ -221,7 +223,7 @@ func (w *writer) close() error {
 	w.mu.Unlock()
 	<-w.stopped
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close(), w.headFile.close())
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close())
 }
 
 // loop is the writer goroutine.
@@ -402,12 +404,12 @@ func (w *writer) reloaded(fn func(ctx context.Context, tx *sql.Tx) error) func(c
 // errMoved if another process appended first.
 func (w *writer) appendAlone(p *pending) error {
 	f := w.fieldsFor(p)
-	hash := w.h.hash(f)
-	_, err := w.insert.ExecContext(context.Background(), f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:], w.mac(hash))
+	hash := w.h.Hash(f)
+	_, err := w.insert.ExecContext(context.Background(), f.Seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
+		p.body, f.PrevHash[:], hash[:], w.mac(hash))
 	switch {
 	case err == nil:
-		w.seq, w.head, w.wrote = f.seq, hash, true
+		w.seq, w.head, w.wrote = f.Seq, hash, true
 		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
 		return errors.New(p.duplicate)
@@ -447,11 +449,11 @@ func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 
 // mac returns the MAC of a record with the given hash, a fresh slice (the
 // driver may keep it until the statement ran).
-func (w *writer) mac(hash digest) []byte {
+func (w *writer) mac(hash recorder.Digest) []byte {
 	if w.macer == nil {
-		w.macer = newMacer(w.macKey)
+		w.macer = recorder.NewMacer(w.macKey)
 	}
-	return bytes.Clone(w.macer.mac(hash))
+	return bytes.Clone(w.macer.MAC(hash))
 }
 
 // sealHead rewrites the signed head to name the end of the chain, after a
@@ -462,7 +464,7 @@ func (w *writer) sealHead() error {
 	if w.seq == w.headSeq || w.headFile == nil {
 		return nil
 	}
-	if err := w.headFile.write(w.key, w.seq, w.head, formatTime(w.clock())); err != nil {
+	if err := w.headFile.Write(w.key, w.seq, w.head, recorder.FormatTime(w.clock())); err != nil {
 		return err
 	}
 	w.headSeq = w.seq
@@ -470,13 +472,13 @@ func (w *writer) sealHead() error {
 }
 
 // fieldsFor returns the hashed fields of p as the next record.
-func (w *writer) fieldsFor(p *pending) *fields {
-	return &fields{
-		seq: w.seq + 1, kind: p.kind,
-		sessionID: p.sessionID, hasSession: p.sessionID != "",
-		callID: p.callID, hasCall: p.callID != "",
-		at: p.at, hasAt: p.at != "",
-		bodyHash: p.bodyHash, prevHash: w.head,
+func (w *writer) fieldsFor(p *pending) *recorder.Fields {
+	return &recorder.Fields{
+		Seq: w.seq + 1, Kind: p.kind,
+		SessionID: p.sessionID, HasSession: p.sessionID != "",
+		CallID: p.callID, HasCall: p.callID != "",
+		At: p.at, HasAt: p.at != "",
+		BodyHash: p.bodyHash, PrevHash: w.head,
 	}
 }
 
@@ -491,18 +493,18 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 		}
 	}
 	f := w.fieldsFor(p)
-	hash := w.h.hash(f)
-	_, err := ins.ExecContext(ctx, f.seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
-		p.body, f.prevHash[:], hash[:], w.mac(hash))
+	hash := w.h.Hash(f)
+	_, err := ins.ExecContext(ctx, f.Seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
+		p.body, f.PrevHash[:], hash[:], w.mac(hash))
 	if err != nil {
 		if p.duplicate != "" && isUniqueViolation(err) {
 			return refuse(errors.New(p.duplicate))
 		}
 		return err
 	}
-	w.seq, w.head = f.seq, hash
-	if p.kind == kindCheckpoint {
-		w.lastCheckpoint = f.seq
+	w.seq, w.head = f.Seq, hash
+	if p.kind == recorder.KindCheckpoint {
+		w.lastCheckpoint = f.Seq
 	} else {
 		w.wrote = true
 	}
@@ -511,9 +513,9 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 
 // checkpoint appends a signed checkpoint inside tx.
 func (w *writer) checkpoint(ctx context.Context, tx *sql.Tx) error {
-	at := formatTime(w.clock())
-	body := signCheckpoint(w.key, w.seq+1, at, w.head)
-	return w.appendTx(ctx, tx, tx.StmtContext(ctx, w.insert), newPending(kindCheckpoint, "", "", at, body))
+	at := recorder.FormatTime(w.clock())
+	body := recorder.SignCheckpoint(w.key, w.seq+1, at, w.head)
+	return w.appendTx(ctx, tx, tx.StmtContext(ctx, w.insert), newPending(recorder.KindCheckpoint, "", "", at, body))
 }
 
 // migrateV1 rebuilds a version 1 records table (no hashes) as version 2,
@@ -583,6 +585,6 @@ func (w *writer) migrateV1(ctx context.Context, tx *sql.Tx) error {
 	if w.seq == 0 {
 		return nil
 	}
-	at := formatTime(w.clock())
-	return w.appendTx(ctx, tx, ins, newPending(kindCheckpoint, "", "", at, signCheckpoint(w.key, w.seq+1, at, w.head)))
+	at := recorder.FormatTime(w.clock())
+	return w.appendTx(ctx, tx, ins, newPending(recorder.KindCheckpoint, "", "", at, recorder.SignCheckpoint(w.key, w.seq+1, at, w.head)))
 }

@@ -1,4 +1,4 @@
-package recorder_test
+package sqlite_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 // BenchmarkConcurrentWriters has 32 goroutines record calls (a start and a
@@ -72,7 +73,7 @@ func BenchmarkVerify1M(b *testing.B) {
 	const n = 1_000_000
 	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "warden.db")
-	s, err := recorder.Open(ctx, "sqlite:"+path)
+	s, err := sqlite.Open(ctx, "sqlite:"+path)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func BenchmarkVerify1M(b *testing.B) {
 	finishBody := string(startBody[:len(startBody)-1]) + `,"outcome":"ok","result":{"columns":[{"name":"id","type":"int8","masked":false}],"rows":[[1],[2],[3]],"row_count":3,"truncated":false,"command":"SELECT 3"},"count":3,"ended_at":"2025-03-01T12:00:00.001000000Z","duration_ms":1}`
 	at := "2025-03-01T12:00:00.000000000Z"
 	built := time.Now()
-	err = recorder.BulkAppend(s, n, func(i int) (string, string, string, string, string) {
+	err = sqlite.BulkAppend(s, n, func(i int) (string, string, string, string, string) {
 		if i%2 == 0 {
 			return "call_start", "s1", fmt.Sprintf("c%d", i/2), at, string(startBody)
 		}
@@ -95,18 +96,18 @@ func BenchmarkVerify1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("built %d records in %s", n, time.Since(built).Round(time.Millisecond))
-	r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	r, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
 	// What `warden sessions verify` checks: chain, checkpoints, the
 	// signed head and every record MAC.
-	head, err := recorder.ReadHead(recorder.HeadPath(path), pub)
+	head, err := recorder.ReadHead(sqlite.HeadPath(path), pub)
 	if err != nil {
 		b.Fatal(err)
 	}
-	mac, err := recorder.MACKey(path)
+	mac, err := sqlite.MACKey(path)
 	if err != nil {
 		b.Fatal(err)
 	}

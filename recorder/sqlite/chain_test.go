@@ -1,4 +1,4 @@
-package recorder_test
+package sqlite_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 // fillStore writes one session with ten allowed calls and closes the
@@ -28,7 +29,7 @@ func fillStore(t testing.TB) (path string, pub ed25519.PublicKey) {
 	t.Helper()
 	ctx := context.Background()
 	path = filepath.Join(t.TempDir(), "warden.db")
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 8})
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func must(t testing.TB, err error) {
 // verify opens the store read-only and verifies it against key.
 func verify(t testing.TB, path string, key ed25519.PublicKey) (*recorder.VerifyReport, error) {
 	t.Helper()
-	s, err := recorder.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestTamperingIsNamed(t *testing.T) {
 		must(t, db.QueryRow(`SELECT hash FROM records WHERE seq = 4`).Scan(&prev))
 		sid, cid, at := "s1", "c-forged", "2025-03-01T12:00:01.500000000Z"
 		body := `{"id":"c-forged","session_id":"s1","tool":"sql_query","started_at":"` + at + `"}`
-		hash := recorder.HashRecord(5, "call_start", &sid, &cid, &at, body, prev)
+		hash := sqlite.HashRecord(5, "call_start", &sid, &cid, &at, body, prev)
 		if !hashed {
 			hash = bytes.Repeat([]byte{7}, 32)
 		}
@@ -166,7 +167,7 @@ func TestTamperingIsNamed(t *testing.T) {
 			var kind, sid, cid, at, body string
 			var prev []byte
 			must(t, db.QueryRow(`SELECT kind, session_id, call_id, at, body, prev_hash FROM records WHERE seq = 5`).Scan(&kind, &sid, &cid, &at, &body, &prev))
-			mustExec(t, db, `UPDATE records SET hash = ? WHERE seq = 5`, recorder.HashRecord(5, kind, &sid, &cid, &at, body, prev))
+			mustExec(t, db, `UPDATE records SET hash = ? WHERE seq = 5`, sqlite.HashRecord(5, kind, &sid, &cid, &at, body, prev))
 		}, 5, recorder.Changed},
 		{"EditedStoredHash", func(t *testing.T, path string) {
 			exec(t, path, dropTriggers, `UPDATE records SET hash = randomblob(32) WHERE seq = 5`)
@@ -204,7 +205,7 @@ func TestTamperingIsNamed(t *testing.T) {
 			must(t, db.QueryRow(`SELECT hash FROM records WHERE seq = 26`).Scan(&prev))
 			at, body := "2025-03-01T13:00:00.000000000Z", `{"before":9,"cutoff":"2025-03-01T13:00:00.000000000Z","records":8}`
 			mustExec(t, db, `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash) VALUES (27, 'prune', NULL, NULL, ?, ?, ?, ?)`, at, body, prev,
-				recorder.HashRecord(27, "prune", nil, nil, &at, body, prev))
+				sqlite.HashRecord(27, "prune", nil, nil, &at, body, prev))
 		}, 1, recorder.Deleted},
 		{"SwappedAdjacent", func(t *testing.T, path string) { move(t, path, 5, 6) }, 5, recorder.Reordered},
 		{"MovedLater", func(t *testing.T, path string) { move(t, path, 5, 8) }, 5, recorder.Reordered},
@@ -214,13 +215,13 @@ func TestTamperingIsNamed(t *testing.T) {
 			exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, 'public.orders', 'public.payroll') WHERE seq = 5`)
 			db := rawDB(t, path)
 			defer db.Close()
-			must(t, recorder.Rechain(db, 5, nil))
+			must(t, sqlite.Rechain(db, 5, nil))
 		}, 9, recorder.BadSignature},
 		{"CheckpointSignatureEdited", func(t *testing.T, path string) {
 			exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, '"sig":"', '"sig":"AAAA') WHERE seq = 18`)
 			db := rawDB(t, path)
 			defer db.Close()
-			must(t, recorder.Rechain(db, 18, nil))
+			must(t, sqlite.Rechain(db, 18, nil))
 		}, 18, recorder.BadSignature},
 	}
 	for _, tt := range tests {
@@ -243,11 +244,11 @@ func TestResignedChainIsCaughtWithPubkey(t *testing.T) {
 	_, newKey, _ := ed25519.GenerateKey(rand.Reader)
 	exec(t, path, dropTriggers, `UPDATE records SET body = replace(body, 'public.orders', 'public.payroll') WHERE seq = 5`)
 	db := rawDB(t, path)
-	must(t, recorder.Rechain(db, 1, newKey))
+	must(t, sqlite.Rechain(db, 1, newKey))
 	db.Close()
-	must(t, recorder.WriteKey(path, newKey))
+	must(t, sqlite.WriteKey(path, newKey))
 
-	s, err := recorder.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	defer s.Close()
 	beside, err := s.PublicKey()
@@ -321,7 +322,7 @@ func TestCheckpoints(t *testing.T) {
 	t.Run("NotWrittenByAReaderOrAnIdleStore", func(t *testing.T) {
 		s, path := openStoreWith(t, recorder.Options{})
 		must(t, s.Close())
-		r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+		r, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 		must(t, err)
 		must(t, r.Close())
 		if n := countRows(t, path, ""); n != 0 {
@@ -371,10 +372,10 @@ func TestCheckpoints(t *testing.T) {
 func TestTwoWritersOnOneFileKeepOneChain(t *testing.T) {
 	ctx := context.Background()
 	a, path := openStoreWith(t, recorder.Options{CheckpointEvery: 20})
-	b, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 20})
+	b, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 20})
 	must(t, err)
 	var wg sync.WaitGroup
-	for i, s := range []*recorder.Store{a, b, a, b} {
+	for i, s := range []*sqlite.Store{a, b, a, b} {
 		wg.Go(func() {
 			for n := range 50 {
 				c := allowedCall(fmt.Sprintf("c%d-%d", i, n), "", alice, t0)
@@ -416,7 +417,7 @@ func TestSigningKey(t *testing.T) {
 	t.Run("MissingKeyOfASignedStoreIsRefused", func(t *testing.T) {
 		path, pub := fillStore(t)
 		must(t, os.Remove(path+".key"))
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err == nil {
 			s.Close()
 			t.Fatal("Open(signed store without its key) = nil; want an error")
@@ -437,8 +438,8 @@ func TestSigningKey(t *testing.T) {
 	t.Run("AnotherKeyIsRefused", func(t *testing.T) {
 		path, pub := fillStore(t)
 		_, other, _ := ed25519.GenerateKey(rand.Reader)
-		must(t, recorder.WriteKey(path, other))
-		s, err := recorder.Open(ctx, "sqlite:"+path)
+		must(t, sqlite.WriteKey(path, other))
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
 		if err == nil {
 			s.Close()
 			t.Fatal("Open(signed store, another key file) = nil; want an error")
@@ -452,7 +453,7 @@ func TestSigningKey(t *testing.T) {
 		s, path := openStore(t)
 		must(t, s.Close())
 		chmod(t, path+".key", 0o644)
-		if s, err := recorder.Open(ctx, "sqlite:"+path); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		if s, err := sqlite.Open(ctx, "sqlite:"+path); err == nil || !strings.Contains(err.Error(), "readable by others") {
 			if err == nil {
 				s.Close()
 			}
@@ -464,7 +465,7 @@ func TestSigningKey(t *testing.T) {
 func TestReadOnlyStore(t *testing.T) {
 	ctx := context.Background()
 	missing := filepath.Join(t.TempDir(), "nope.db")
-	if s, err := recorder.OpenWith(ctx, "sqlite:"+missing, recorder.Options{ReadOnly: true}); err == nil {
+	if s, err := sqlite.OpenWith(ctx, "sqlite:"+missing, recorder.Options{ReadOnly: true}); err == nil {
 		s.Close()
 		t.Errorf("OpenWith(ReadOnly, missing file) = nil; want an error")
 	}
@@ -472,7 +473,7 @@ func TestReadOnlyStore(t *testing.T) {
 		t.Errorf("a read-only open created %s", missing)
 	}
 	path, _ := fillStore(t)
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	defer s.Close()
 	if err := s.StartSession(ctx, session("s2", alice, t0)); err == nil {
@@ -516,7 +517,7 @@ func TestMigratesVersion1(t *testing.T) {
 	before := column(t, path, "body")
 
 	// Read-only, version 1 is still readable (and not migrated).
-	r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	r, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	if _, calls, err := r.Session(ctx, "s1"); err != nil || len(calls) != 1 {
 		t.Errorf("Session(s1) on a read-only version 1 store = %d calls, %v; want 1, nil", len(calls), err)
@@ -526,7 +527,7 @@ func TestMigratesVersion1(t *testing.T) {
 	}
 	r.Close()
 
-	s, err := recorder.Open(ctx, "sqlite:"+path)
+	s, err := sqlite.Open(ctx, "sqlite:"+path)
 	if err != nil {
 		t.Fatalf("Open(version 1 store) = %v", err)
 	}
@@ -561,16 +562,16 @@ func TestMigratesVersion1(t *testing.T) {
 // recorderExec runs a statement through a store's writer.
 func recorderExec(t testing.TB, path, q string) error {
 	t.Helper()
-	s, err := recorder.Open(context.Background(), "sqlite:"+path)
+	s, err := sqlite.Open(context.Background(), "sqlite:"+path)
 	must(t, err)
 	defer s.Close()
-	return recorder.ExecWriter(context.Background(), s, q)
+	return sqlite.ExecWriter(context.Background(), s, q)
 }
 
-func openStoreWith(t testing.TB, opts recorder.Options) (*recorder.Store, string) {
+func openStoreWith(t testing.TB, opts recorder.Options) (*sqlite.Store, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "warden.db")
-	s, err := recorder.OpenWith(context.Background(), "sqlite:"+path, opts)
+	s, err := sqlite.OpenWith(context.Background(), "sqlite:"+path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"context"
@@ -14,11 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warden-mcp/warden/recorder"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver; pure Go, no cgo
 )
-
-// ErrNotFound is returned (wrapped) when a session or call is not in the store.
-var ErrNotFound = errors.New("not found")
 
 // errClosed is returned by writes to a closed store.
 var errClosed = errors.New("the recording store is closed")
@@ -118,34 +116,6 @@ CREATE INDEX IF NOT EXISTS records_approval ON records (json_extract(body, '$.id
 WHERE kind IN ('approval_request', 'approval_change') AND json_valid(body);
 `
 
-// Options tune a store. The zero value is what warden serves with.
-type Options struct {
-	// ReadOnly opens an existing store for reading only: nothing is
-	// created, migrated, signed or written, and no signing key is needed,
-	// so a copy handed to an auditor can be read and verified.
-	ReadOnly bool
-	// CheckpointEvery is the number of records after which a signed
-	// checkpoint is written (default 1000).
-	CheckpointEvery int
-	// CheckpointInterval is the longest a record this process wrote stays
-	// unsigned (default 10s). Close signs what is left.
-	CheckpointInterval time.Duration
-	// Clock stamps checkpoints and prune records (default time.Now).
-	Clock func() time.Time
-	// KeyDir is the directory of the signing key, the signed head and the
-	// secrets file (NAME.key, NAME.head, NAME.secrets, NAME the database
-	// file's name); default: beside the database. A directory that those
-	// who can write the store cannot write is what keeps them from
-	// replacing the head along with the store.
-	KeyDir string
-}
-
-// Default checkpoint cadence.
-const (
-	DefaultCheckpointEvery    = 1000
-	DefaultCheckpointInterval = 10 * time.Second
-)
-
 // Store is the SQLite-backed recording. It is safe for concurrent use: all
 // writes go through one writer goroutine that owns the only write
 // connection and commits queued records in groups; reads use a separate
@@ -169,7 +139,7 @@ type Store struct {
 // Open opens (creating if needed) the store at url for writing, with the
 // default options. See OpenWith.
 func Open(ctx context.Context, url string) (*Store, error) {
-	return OpenWith(ctx, url, Options{})
+	return OpenWith(ctx, url, recorder.Options{})
 }
 
 // OpenWith opens the store at url, which is "sqlite:PATH" (PATH relative
@@ -189,7 +159,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // transaction survives a crash of the warden process (kill -9). It may be
 // lost on an operating-system crash or power failure, where SQLite would
 // need synchronous=FULL (about seven times slower here).
-func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
+func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, error) {
 	path, err := parseURL(url)
 	if err != nil {
 		return nil, err
@@ -239,7 +209,7 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
 	}
-	s.w.macKey, s.w.approvalKey, s.w.headPath = macKey(s.w.key), approvalKey(s.w.key), s.HeadFile()
+	s.w.macKey, s.w.approvalKey, s.w.headPath = recorder.RecordMACKey(s.w.key), recorder.ApprovalMACKey(s.w.key), s.HeadFile()
 	from, err := s.migrate(ctx)
 	if err != nil {
 		return fail(err)
@@ -253,13 +223,13 @@ func OpenWith(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	if err := s.w.vouch(ctx, s.w.headPath, from < 4); err != nil {
 		s.w.closeStatements()
-		s.w.headFile.close()
+		s.w.headFile.Close()
 		return fail(err)
 	}
 	s.w.headSeq = s.w.seq
 	if err := s.read.PingContext(ctx); err != nil {
 		s.w.closeStatements()
-		s.w.headFile.close()
+		s.w.headFile.Close()
 		return fail(fmt.Errorf("for reading: %w", err))
 	}
 	go s.w.loop()
@@ -338,9 +308,9 @@ func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 		}
 	}
 	path := s.KeyFile()
-	key, err := loadKey(path)
+	key, err := recorder.ReadKeyFile(path)
 	switch {
-	case err == nil && signedBy != "" && FormatPublicKey(key.Public().(ed25519.PublicKey)) != signedBy:
+	case err == nil && signedBy != "" && recorder.FormatPublicKey(key.Public().(ed25519.PublicKey)) != signedBy:
 		return nil, fmt.Errorf("signing key %s is not the key that signed this store's checkpoints (%s): "+
 			"restore the right key file; warden does not continue a chain with another key", path, signedBy)
 	case !errors.Is(err, fs.ErrNotExist):
@@ -349,12 +319,12 @@ func (s *Store) signingKey(ctx context.Context) (ed25519.PrivateKey, error) {
 		return nil, fmt.Errorf("signing key %s is missing, but this store's checkpoints are signed (last by key %s): "+
 			"restore the key file; warden does not continue a chain with a new key on its own", path, signedBy)
 	}
-	return createKey(path)
+	return recorder.CreateKeyFile(path)
 }
 
 // checkpointKey returns the key a checkpoint body names, for messages.
 func checkpointKey(body string) string {
-	var cp checkpointJSON
+	var cp recorder.CheckpointJSON
 	if err := jsonUnmarshal(body, &cp); err != nil || cp.Key == "" {
 		return "(unreadable)"
 	}

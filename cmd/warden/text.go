@@ -1,4 +1,4 @@
-package recorder
+package main
 
 import (
 	"cmp"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // Recorded text comes from agents and clients (statements, purposes, client
@@ -18,7 +19,7 @@ import (
 // rewrite what a security engineer sees.
 
 // WriteSessionList writes sessions as an aligned table, one per line.
-func WriteSessionList(w io.Writer, list []SessionSummary) error {
+func WriteSessionList(w io.Writer, list []recorder.SessionSummary) error {
 	if len(list) == 0 {
 		_, err := io.WriteString(w, "no sessions recorded\n")
 		return err
@@ -32,7 +33,7 @@ func WriteSessionList(w io.Writer, list []SessionSummary) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n",
 			cell(s.ID), shortTime(s.StartedAt), ended, cell(s.Caller.Subject),
-			cell(client(&s)), cell(s.Transport), s.Calls, s.Denied, s.Failed)
+			cell(sessionClient(&s)), cell(s.Transport), s.Calls, s.Denied, s.Failed)
 	}
 	return tw.Flush()
 }
@@ -40,11 +41,11 @@ func WriteSessionList(w io.Writer, list []SessionSummary) error {
 // WriteSession writes one session and its calls for a reader in a terminal:
 // who called, what each call did, what policy decided and why, and how it
 // ended.
-func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
+func WriteSession(w io.Writer, s *recorder.SessionSummary, calls []recorder.CallRecord) error {
 	ew := &errWriter{w: w}
 	field(ew, "", "session", s.ID)
 	field(ew, "", "transport", s.Transport)
-	if c := client(s); c != "" {
+	if c := sessionClient(s); c != "" {
 		if s.ProtocolVersion != "" {
 			c += ", protocol " + s.ProtocolVersion
 		}
@@ -61,13 +62,13 @@ func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 
 	for i, c := range calls {
 		state := strings.ToUpper(c.Outcome)
-		if c.Status == StatusRunning {
+		if c.Status == recorder.StatusRunning {
 			state = "RUNNING"
 		}
 		fmt.Fprintf(ew, "\n#%d  %s  %s  %s\n", i+1, cell(c.Tool), state, cell(c.ID))
 		const ind = "    "
 		when := longTime(c.StartedAt)
-		if c.Status == StatusFinished {
+		if c.Status == recorder.StatusFinished {
 			when += fmt.Sprintf(" (%s)", time.Duration(c.DurationMS*float64(time.Millisecond)).Round(time.Microsecond))
 		}
 		field(ew, ind, "at", when)
@@ -108,7 +109,7 @@ func WriteSession(w io.Writer, s *SessionSummary, calls []CallRecord) error {
 			field(ew, ind, "error", c.ErrorCode+": "+c.ErrorMessage)
 			field(ew, ind, "detail", c.ErrorDetail)
 		}
-		if c.Status == StatusFinished && c.Result != nil {
+		if c.Status == recorder.StatusFinished && c.Result != nil {
 			res := fmt.Sprintf("%d rows/objects, %d bytes", c.Count, len(c.Result))
 			if c.Truncated {
 				res += ", truncated at the configured cap"
@@ -142,7 +143,7 @@ func cell(s string) string {
 	return clean(s)
 }
 
-func client(s *SessionSummary) string {
+func sessionClient(s *recorder.SessionSummary) string {
 	return strings.TrimSpace(s.ClientName + " " + s.ClientVersion)
 }
 
@@ -234,7 +235,7 @@ func WriteApprovalList(w io.Writer, list []*warden.Approval, now time.Time) erro
 
 // WriteApproval writes one approval request in full — what it covers, who
 // asked and why, who may decide — and its recorded history.
-func WriteApproval(w io.Writer, a *warden.Approval, history []ApprovalEvent, now time.Time) error {
+func WriteApproval(w io.Writer, a *warden.Approval, history []recorder.ApprovalEvent, now time.Time) error {
 	ew := &errWriter{w: w}
 	field(ew, "", "approval", a.ID)
 	status := string(a.Effective(now))

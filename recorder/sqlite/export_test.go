@@ -1,4 +1,4 @@
-package recorder
+package sqlite
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/warden-mcp/warden/recorder"
 )
 
 // Test hooks that put a live store into states a test cannot reach through
@@ -65,18 +67,18 @@ func ExecWriter(ctx context.Context, s *Store, query string, args ...any) error 
 // HashRecord returns the hash chain.go defines for a record; nil strings
 // are NULL columns.
 func HashRecord(seq int64, kind string, sessionID, callID, at *string, body string, prev []byte) []byte {
-	f := fields{seq: seq, kind: kind, bodyHash: sha256.Sum256([]byte(body)), prevHash: digest(prev)}
+	f := recorder.Fields{Seq: seq, Kind: kind, BodyHash: sha256.Sum256([]byte(body)), PrevHash: recorder.Digest(prev)}
 	if sessionID != nil {
-		f.sessionID, f.hasSession = *sessionID, true
+		f.SessionID, f.HasSession = *sessionID, true
 	}
 	if callID != nil {
-		f.callID, f.hasCall = *callID, true
+		f.CallID, f.HasCall = *callID, true
 	}
 	if at != nil {
-		f.at, f.hasAt = *at, true
+		f.At, f.HasAt = *at, true
 	}
-	var h hasher
-	d := h.hash(&f)
+	var h recorder.Hasher
+	d := h.Hash(&f)
 	return d[:]
 }
 
@@ -85,20 +87,20 @@ func HashRecord(seq int64, kind string, sessionID, callID, at *string, body stri
 // edit. With a key, it also re-signs every checkpoint from seq from on;
 // without one, checkpoints keep their old signatures.
 func Rechain(db *sql.DB, from int64, key ed25519.PrivateKey) error {
-	return rechain(db, from, key, signCheckpoint)
+	return rechain(db, from, key, recorder.SignCheckpoint)
 }
 
 // RechainAsLegacy is Rechain signing checkpoints as a warden from before
 // signed heads did: a store as schema version 3 left it.
 func RechainAsLegacy(db *sql.DB, key ed25519.PrivateKey) error {
-	return rechain(db, 1, key, func(key ed25519.PrivateKey, seq int64, at string, prev digest) string {
-		sig := ed25519.Sign(key, checkpointMessage(1, seq, at, prev))
-		body, _ := json.Marshal(checkpointJSON{Key: FormatPublicKey(key.Public().(ed25519.PublicKey)), Sig: base64.StdEncoding.EncodeToString(sig)})
+	return rechain(db, 1, key, func(key ed25519.PrivateKey, seq int64, at string, prev recorder.Digest) string {
+		sig := ed25519.Sign(key, recorder.CheckpointMessage(1, seq, at, prev))
+		body, _ := json.Marshal(recorder.CheckpointJSON{Key: recorder.FormatPublicKey(key.Public().(ed25519.PublicKey)), Sig: base64.StdEncoding.EncodeToString(sig)})
 		return string(body)
 	})
 }
 
-func rechain(db *sql.DB, from int64, key ed25519.PrivateKey, sign func(ed25519.PrivateKey, int64, string, digest) string) error {
+func rechain(db *sql.DB, from int64, key ed25519.PrivateKey, sign func(ed25519.PrivateKey, int64, string, recorder.Digest) string) error {
 	for _, q := range []string{`DROP TRIGGER IF EXISTS records_no_update`, `DROP TRIGGER IF EXISTS records_no_delete`} {
 		if _, err := db.Exec(q); err != nil {
 			return err
@@ -123,7 +125,7 @@ func rechain(db *sql.DB, from int64, key ed25519.PrivateKey, sign func(ed25519.P
 		recs = append(recs, r)
 	}
 	rows.Close()
-	prev := make([]byte, hashSize)
+	prev := make([]byte, recorder.HashSize)
 	if err := db.QueryRow(`SELECT hash FROM records WHERE seq < ? ORDER BY seq DESC LIMIT 1`, from).Scan(&prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
@@ -134,8 +136,8 @@ func rechain(db *sql.DB, from int64, key ed25519.PrivateKey, sign func(ed25519.P
 		return &n.String
 	}
 	for _, r := range recs {
-		if r.kind == kindCheckpoint && key != nil {
-			r.body = sign(key, r.seq, r.at.String, digest(prev))
+		if r.kind == recorder.KindCheckpoint && key != nil {
+			r.body = sign(key, r.seq, r.at.String, recorder.Digest(prev))
 		}
 		h := HashRecord(r.seq, r.kind, str(r.sid), str(r.cid), str(r.at), r.body, prev)
 		if _, err := db.Exec(`UPDATE records SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?`, r.body, prev, h, r.seq); err != nil {
@@ -159,7 +161,7 @@ func WriteKey(dbPath string, key ed25519.PrivateKey) error {
 }
 
 // LoadKey reads the signing key of the store at dbPath.
-func LoadKey(dbPath string) (ed25519.PrivateKey, error) { return loadKey(KeyPath(dbPath)) }
+func LoadKey(dbPath string) (ed25519.PrivateKey, error) { return recorder.ReadKeyFile(KeyPath(dbPath)) }
 
 // SetPruneChunk makes Prune delete at most about n records a step, and
 // returns a function that restores the default.
@@ -216,7 +218,7 @@ func MACKey(dbPath string) ([]byte, error) {
 
 // Seed returns the signing key's seed of the store at dbPath.
 func Seed(dbPath string) ([]byte, error) {
-	k, err := loadKey(KeyPath(dbPath))
+	k, err := recorder.ReadKeyFile(KeyPath(dbPath))
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package recorder_test
+package sqlite_test
 
 import (
 	"bufio"
@@ -13,10 +13,11 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 // writeSession records a session with n allowed calls.
-func writeSession(t testing.TB, s *recorder.Store, id string, at time.Time, n int) {
+func writeSession(t testing.TB, s *sqlite.Store, id string, at time.Time, n int) {
 	t.Helper()
 	ctx := context.Background()
 	must(t, s.StartSession(ctx, session(id, alice, at)))
@@ -36,7 +37,7 @@ func TestPrune(t *testing.T) {
 
 	// A hundred days ago: two sessions, checkpointed every 5 records and
 	// at close.
-	s, err := recorder.OpenWith(ctx, url, recorder.Options{CheckpointEvery: 5, Clock: func() time.Time { return old }})
+	s, err := sqlite.OpenWith(ctx, url, recorder.Options{CheckpointEvery: 5, Clock: func() time.Time { return old }})
 	must(t, err)
 	writeSession(t, s, "old1", old, 3)
 	writeSession(t, s, "old2", old.Add(time.Hour), 3)
@@ -46,12 +47,12 @@ func TestPrune(t *testing.T) {
 	oldRecords := int64(countRows(t, path, ""))
 
 	// Today.
-	s, err = recorder.OpenWith(ctx, url, recorder.Options{CheckpointEvery: 5, Clock: func() time.Time { return t0 }})
+	s, err = sqlite.OpenWith(ctx, url, recorder.Options{CheckpointEvery: 5, Clock: func() time.Time { return t0 }})
 	must(t, err)
 	defer s.Close()
 	writeSession(t, s, "new1", t0, 2)
 
-	defer recorder.SetPruneChunk(4)() // several steps, each anchored
+	defer sqlite.SetPruneChunk(4)() // several steps, each anchored
 	p, err := s.Prune(ctx, t0.Add(-90*24*time.Hour))
 	if err != nil {
 		t.Fatalf("Prune = %v", err)
@@ -83,7 +84,7 @@ func TestPrune(t *testing.T) {
 	}
 
 	t.Run("DeletingMoreIsRefusedByTheSchema", func(t *testing.T) {
-		s, err := recorder.Open(ctx, url)
+		s, err := sqlite.Open(ctx, url)
 		must(t, err)
 		defer s.Close()
 		for _, q := range []string{
@@ -92,7 +93,7 @@ func TestPrune(t *testing.T) {
 			"UPDATE horizon SET seq = 1",
 			fmt.Sprintf("UPDATE horizon SET seq = %d", rep.Last-1), // a prune record, not a checkpoint
 		} {
-			if err := recorder.ExecWriter(ctx, s, q); err == nil {
+			if err := sqlite.ExecWriter(ctx, s, q); err == nil {
 				t.Errorf("%s = nil; want a refusal", q)
 			}
 		}
@@ -117,7 +118,7 @@ func TestPrune(t *testing.T) {
 func TestExport(t *testing.T) {
 	ctx := context.Background()
 	path, pub := fillStore(t)
-	s, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 	must(t, err)
 	defer s.Close()
 	var out bytes.Buffer
@@ -181,7 +182,7 @@ func TestExport(t *testing.T) {
 		pub, err := s.PublicKey()
 		must(t, err)
 		must(t, s.Close())
-		r, err := recorder.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
+		r, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{ReadOnly: true})
 		must(t, err)
 		defer r.Close()
 		var b bytes.Buffer
