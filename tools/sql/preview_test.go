@@ -32,12 +32,22 @@ const previewSetup = `
 CREATE TABLE people (id integer PRIMARY KEY, name text, card text, status text);
 INSERT INTO people SELECT i, 'person ' || i, 'CARDSECRET-' || lpad(i::text, 4, '0'), 'new' FROM generate_series(1, 30) i;
 CREATE TABLE logs (id serial PRIMARY KEY, msg text);
-CREATE TABLE notes (id integer PRIMARY KEY, body text);`
+CREATE TABLE notes (id integer PRIMARY KEY, body text);
+CREATE TABLE parts (id integer, region text, v integer) PARTITION BY LIST (region);
+CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu');
+CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us');
+INSERT INTO parts VALUES (1, 'eu', 1), (1, 'us', 1), (2, 'eu', 2);
+CREATE TABLE audited (id integer PRIMARY KEY, v integer);
+INSERT INTO audited VALUES (1, 1);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('x', 'y'); RETURN NEW; END $$;
+CREATE TRIGGER audited_touch BEFORE UPDATE ON audited FOR EACH ROW EXECUTE FUNCTION touch();
+CREATE VIEW people_v AS SELECT id, name FROM people;`
 
 // rawCard is in every raw card value; a masked one (last4) never has it.
 const rawCard = "CARDSECRET"
 
 type previewFixture struct {
+	q     *sql.Query
 	dir   string
 	db    *pgx.Conn
 	p     *warden.Pipeline
@@ -69,7 +79,7 @@ func newPreviewFixture(t *testing.T) *previewFixture {
 	kinds := map[string]string{"shop": "postgres"}
 	pol, err := policy.New(policy.Config{"writer": {
 		Members: policy.Members{Groups: []string{"writers"}},
-		Grants: []*policy.Grant{{Backend: "shop", Tables: []string{"public.people", "public.logs", "public.notes"},
+		Grants: []*policy.Grant{{Backend: "shop", Tables: []string{"public.people", "public.logs", "public.notes", "public.parts", "public.audited", "public.people_v"},
 			Actions: []string{"select", "insert", "update", "delete"}}},
 	}}, kinds)
 	if err != nil {
@@ -81,7 +91,8 @@ func newPreviewFixture(t *testing.T) *previewFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	reg, err := warden.NewRegistry(&sql.Query{Backends: backends}, &sql.Schema{Backends: backends, Grants: pol})
+	q := &sql.Query{Backends: backends}
+	reg, err := warden.NewRegistry(q, &sql.Schema{Backends: backends, Grants: pol})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +112,7 @@ func newPreviewFixture(t *testing.T) *previewFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close(context.Background()) })
-	return &previewFixture{dir: dir, db: db, p: p, svc: svc, store: store,
+	return &previewFixture{q: q, dir: dir, db: db, p: p, svc: svc, store: store,
 		agent: warden.WithCaller(ctx, &warden.Caller{Subject: "agent@example.com", Groups: []string{"writers"}, Method: "local"}),
 		dba:   &warden.Caller{Subject: "dba@example.com", Groups: []string{"dba"}, Method: "local"}}
 }
@@ -346,4 +357,69 @@ func TestPreviewRefusesWhatARollbackCannotUndo(t *testing.T) {
 	if _, err := f.call(t, "INSERT INTO logs (msg) VALUES ('hello')", appr.ID); err != nil {
 		t.Fatalf("approved call = %v", err)
 	}
+}
+
+// TestPreviewForms: aliases, joins, partitions (a ctid repeats across
+// partitions), and what is not previewed; none of it changes the database.
+func TestPreviewForms(t *testing.T) {
+	f := newPreviewFixture(t)
+	before := f.dump(t)
+	var parts string
+	partsDump := func() string {
+		var s string
+		if err := f.db.QueryRow(t.Context(), "SELECT string_agg(format('%s|%s|%s|%s', tableoid::regclass, id, region, v), ';' ORDER BY region, id) FROM parts").Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	parts = partsDump()
+	for _, tc := range []struct {
+		sql  string
+		rows int64
+		why  string
+	}{
+		{sql: "UPDATE people AS p SET status = n.body FROM notes n WHERE n.id = p.id", rows: 0},
+		{sql: "UPDATE people p SET status = 'x' WHERE p.id IN (SELECT id FROM people WHERE id < 4)", rows: 3},
+		{sql: "UPDATE parts SET v = v + 10 WHERE id = 1", rows: 2},
+		{sql: "UPDATE parts SET region = 'us' WHERE id = 2 AND region = 'eu'", rows: 1},
+		{sql: "DELETE FROM parts WHERE id = 1", rows: 2},
+		{sql: "DELETE FROM people USING notes WHERE notes.id = people.id", rows: 0},
+		{sql: "WITH ids AS (SELECT id FROM people WHERE id < 3) DELETE FROM people WHERE id IN (SELECT id FROM ids)", rows: 2},
+		{sql: "UPDATE audited SET v = 2", why: "public.audited has triggers"},
+		{sql: "WITH d AS (DELETE FROM notes RETURNING id) UPDATE people SET status = 'x' WHERE id IN (SELECT id FROM d)", why: "data-modifying WITH"},
+		{sql: "INSERT INTO notes VALUES (1, 'a') ON CONFLICT (id) DO NOTHING", why: "ON CONFLICT"},
+		{sql: "UPDATE people SET status = 'x' WHERE id IN (SELECT id FROM people_v)", why: "public.people_v is not a table"},
+	} {
+		a, err := f.q.Plan(f.agent, queryArgsJSONFor(t, tc.sql))
+		if err != nil {
+			t.Fatalf("Plan(%q) = %v", tc.sql, err)
+		}
+		pv, err := f.q.Preview(f.agent, a)
+		if err != nil {
+			t.Fatalf("Preview(%q) = %v", tc.sql, err)
+		}
+		switch {
+		case pv == nil:
+			t.Errorf("Preview(%q) = nil", tc.sql)
+		case tc.why != "" && !strings.Contains(pv.NotPreviewed, tc.why):
+			t.Errorf("Preview(%q) = %+v; want not previewed because %q", tc.sql, pv, tc.why)
+		case tc.why == "" && (pv.NotPreviewed != "" || pv.Rows != tc.rows || pv.Digest == ""):
+			t.Errorf("Preview(%q) = %+v; want %d rows and a digest", tc.sql, pv, tc.rows)
+		}
+	}
+	if got := f.dump(t); got != before {
+		t.Errorf("previews changed the database:\n%s\n→\n%s", before, got)
+	}
+	if got := partsDump(); got != parts {
+		t.Errorf("previews changed parts:\n%s\n→\n%s", parts, got)
+	}
+}
+
+func queryArgsJSONFor(t *testing.T, sqlText string) json.RawMessage {
+	t.Helper()
+	raw, err := json.Marshal(map[string]any{"database": "shop", "sql": sqlText})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }
