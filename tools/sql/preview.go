@@ -357,7 +357,7 @@ func (b *Backend) preview(ctx context.Context, p *queryPlan, a *warden.Action, t
 		if errors.As(err, &pe) {
 			// The statement itself failed (a constraint, a type error): it
 			// would fail the same way when run.
-			return notPreviewed("the statement failed when previewed: " + b.queryError(ctx, err).Error()), false, nil
+			return notPreviewed("the statement failed when previewed: " + warden.AsError(b.queryError(ctx, err)).Message), false, nil
 		}
 		return nil, false, b.queryError(ctx, err)
 	}
@@ -432,10 +432,10 @@ func (b *Backend) runPreview(ctx context.Context, tx pgx.Tx, p *queryPlan, form 
 		}
 		if pv.Rows <= warden.PreviewRowsShown {
 			if before != nil {
-				pv.Before = append(pv.Before, before)
+				pv.Before = append(pv.Before, shortCells(before))
 			}
 			if after != nil {
-				pv.After = append(pv.After, after)
+				pv.After = append(pv.After, shortCells(after))
 			}
 		}
 	}
@@ -446,6 +446,24 @@ func (b *Backend) runPreview(ctx context.Context, tx pgx.Tx, p *queryPlan, form 
 	fmt.Fprintf(h, "rows=%d", pv.Rows)
 	pv.Digest = hex.EncodeToString(h.Sum(nil))
 	return pv, nil
+}
+
+// maxPreviewCell bounds each shown cell, in bytes: the preview is stored
+// on the request and recorded. The digest covers the whole value.
+const maxPreviewCell = 256
+
+func shortCells(row []*string) []*string {
+	for i, c := range row {
+		if c != nil && len(*c) > maxPreviewCell {
+			cut := maxPreviewCell
+			for cut > 0 && (*c)[cut]&0xC0 == 0x80 {
+				cut--
+			}
+			s := (*c)[:cut] + fmt.Sprintf("… (%d more bytes)", len(*c)-cut)
+			row[i] = &s
+		}
+	}
+	return row
 }
 
 // cell is a value as display text; nil is NULL.
