@@ -301,11 +301,11 @@ func relations(a *warden.Action) (written, read []string, missing bool) {
 // It returns the preview (NotPreviewed set when the statement is not
 // previewed) and whether the digest can bind the call.
 func (b *Backend) preview(ctx context.Context, p *queryPlan, a *warden.Action, tx pgx.Tx) (*warden.WritePreview, bool, error) {
-	if p.callsCode {
-		return notPreviewed("it calls granted functions, code warden cannot see, whose effects a rollback may not undo"), false, nil
-	}
 	if f := unsafeFunctions(p, a.Functions); f != "" {
 		return notPreviewed(fmt.Sprintf("it calls %s, which is not on the allow-list of built-ins whose effects a rollback undoes (sequences, notifications, advisory locks, dblink are not)", f)), false, nil
+	}
+	if p.callsCode {
+		return notPreviewed("it calls granted functions, code warden cannot see, whose effects a rollback may not undo"), false, nil
 	}
 	form, why := rewriteForPreview(p.statement)
 	if form == nil {
