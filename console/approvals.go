@@ -100,7 +100,7 @@ func view(a *warden.Approval, now time.Time, who *warden.Caller) approvalView {
 	if a.EstimatedRows != nil {
 		v.Rows = fmt.Sprint(*a.EstimatedRows)
 	}
-	v.Preview = previewOf(a.Preview)
+	v.Preview = previewOf(a.Preview, a.Approvers.Includes(who))
 	if a.DecidedBy != nil {
 		v.DecidedBy = callerText(a.DecidedBy)
 	}

@@ -14,6 +14,7 @@ type previewView struct {
 	Rows         string
 	Shown        int
 	More         bool // more rows were affected than are shown
+	CountOnly    bool // the viewer sees how many rows, not which
 	Columns      []previewColumn
 	// Pairs are the shown rows, before and after side by side (one of
 	// them empty for INSERT and DELETE).
@@ -36,13 +37,19 @@ type previewCell struct {
 	Changed bool
 }
 
-func previewOf(pv *warden.WritePreview) *previewView {
+// previewOf renders pv; rows is false for a viewer who is not among the
+// rule's approvers (the requester): they see the count, not the rows,
+// which may hold columns their grants do not let them read.
+func previewOf(pv *warden.WritePreview, rows bool) *previewView {
 	if pv == nil {
 		return nil
 	}
 	p := warden.Printable
 	if pv.NotPreviewed != "" {
 		return &previewView{NotPreviewed: p(pv.NotPreviewed)}
+	}
+	if !rows {
+		return &previewView{Rows: fmt.Sprint(pv.Rows), CountOnly: true}
 	}
 	v := &previewView{Rows: fmt.Sprint(pv.Rows), HasBefore: len(pv.Before) > 0, HasAft: len(pv.After) > 0}
 	masked := map[string]bool{}
