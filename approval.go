@@ -37,6 +37,42 @@ type Estimator interface {
 	Estimate(ctx context.Context, a *Action) (n int64, ok bool, err error)
 }
 
+// Previewer is implemented by tools that can show what a write will do
+// before it runs (for SQL: by running it in a transaction that is rolled
+// back). The approval stage stores the preview on the request and, when
+// the approval releases the call, sets Action.PreviewDigest so the tool
+// refuses the call if the rows it affects are no longer those previewed.
+type Previewer interface {
+	// Preview returns nil when the action is not a write it previews, a
+	// preview with NotPreviewed set when it cannot be previewed safely,
+	// or an error when the backend could not be asked.
+	Preview(ctx context.Context, a *Action) (*WritePreview, error)
+}
+
+// PreviewRowsShown is how many rows a preview shows before and after.
+const PreviewRowsShown = 20
+
+// WritePreview is what a write did in a transaction that was rolled back:
+// the rows it affected, up to PreviewRowsShown of them before and after,
+// masked like any result. Cells are display text; NULL is nil.
+type WritePreview struct {
+	// Rows is how many rows the statement affected.
+	Rows    int64    `json:"rows"`
+	Columns []string `json:"columns,omitempty"`
+	// Before are the affected rows as they were (UPDATE, DELETE); After
+	// as the statement left them (INSERT, UPDATE). Row i of Before and
+	// After is the same row.
+	Before [][]*string `json:"before,omitempty"`
+	After  [][]*string `json:"after,omitempty"`
+	// Masked names the columns whose values are masked.
+	Masked []string `json:"masked,omitempty"`
+	// NotPreviewed, when set, says why the statement was not run.
+	NotPreviewed string `json:"not_previewed,omitempty"`
+	// Digest identifies the affected row set (see tools/sql); empty when
+	// nothing was previewed.
+	Digest string `json:"digest,omitempty"`
+}
+
 // ApprovalStatus is where an approval request stands. It only moves
 // forward: pending → approved → used, or pending → denied | expired | used
 // (a user's confirmation is approved and used at once), or approved →
@@ -119,6 +155,10 @@ type Approval struct {
 	Why string `json:"why,omitempty"`
 	// EstimatedRows is the planner's estimate, when there is one.
 	EstimatedRows *int64 `json:"estimated_rows,omitempty"`
+	// Preview is what the write did when warden ran it in a transaction
+	// it rolled back, for tools that can say (SQL writes); its Digest
+	// binds the approval to the rows previewed.
+	Preview *WritePreview `json:"preview,omitempty"`
 
 	Status    ApprovalStatus `json:"status"`
 	CreatedAt time.Time      `json:"created_at"`

@@ -44,6 +44,14 @@ func Prompt(a *warden.Approval) string {
 	if a.EstimatedRows != nil {
 		fmt.Fprintf(&b, "Estimated rows: %d\n", *a.EstimatedRows)
 	}
+	if pv := a.Preview; pv != nil {
+		// The count only: row images are for the console and the CLI.
+		if pv.NotPreviewed != "" {
+			fmt.Fprintf(&b, "Not previewed: %s\n", warden.Printable(pv.NotPreviewed))
+		} else {
+			fmt.Fprintf(&b, "Previewed (run and rolled back): affects %d row(s)\n", pv.Rows)
+		}
+	}
 	if a.Via == warden.ViaUser {
 		b.WriteString("\nAccept runs exactly this call, once. Decline refuses it.")
 	} else {

@@ -34,6 +34,9 @@ type Service struct {
 	// https://warden.example.com; when set, notifications link to the
 	// request in the console.
 	ConsoleURL string
+	// Scrubber, when set, scrubs write previews with the detectors that
+	// scrub results and recordings.
+	Scrubber warden.Scrubber
 }
 
 const defaultPoll = 200 * time.Millisecond
@@ -50,6 +53,9 @@ func newEstimate(ctx context.Context, a *warden.Action, t warden.Tool) *estimate
 	est := &estimate{}
 	if e, ok := t.(warden.Estimator); ok {
 		est.fn = func() (int64, bool, error) { return e.Estimate(ctx, a) }
+	}
+	if pv, ok := t.(warden.Previewer); ok {
+		est.preview = func() (*warden.WritePreview, error) { return pv.Preview(ctx, a) }
 	}
 	return est
 }
@@ -140,8 +146,8 @@ func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate
 		Requester: c.Caller, SessionID: c.SessionID, CallID: c.ID,
 		Tool: c.Tool, CallHash: c.Hash,
 		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops, Why: why,
-		EstimatedRows: est.rows(),
-		Status:        warden.ApprovalPending, CreatedAt: now,
+		EstimatedRows: est.rows(), Preview: s.preview(est),
+		Status: warden.ApprovalPending, CreatedAt: now,
 		ExpiresAt: now.Add(time.Duration(r.Timeout)), Timeout: time.Duration(r.Timeout),
 	}
 }
@@ -222,6 +228,7 @@ func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *w
 	}
 	c.Approval = &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaUser, Status: ch.To, DecidedBy: c.Caller.Subject, Reason: ch.Reason}
 	if ch.To == warden.ApprovalUsed {
+		bindPreview(c, appr)
 		return true, nil
 	}
 	verb := "declined"
@@ -333,6 +340,7 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 			if err == nil {
 				appr.UsedBy = used.UsedBy
 				c.Approval = ref(warden.ApprovalUsed)
+				bindPreview(c, appr)
 				return nil
 			}
 			if !errors.Is(err, warden.ErrApprovalConflict) {

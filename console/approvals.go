@@ -32,6 +32,8 @@ type approvalView struct {
 	// shown to a reviewer who sees a pending request.
 	CanDecide bool
 	WhyNot    string
+	// Preview is the write preview, when the tool made one (preview.go).
+	Preview *previewView
 }
 
 // historyLimit bounds the decided and expired requests listed.
@@ -98,6 +100,7 @@ func view(a *warden.Approval, now time.Time, who *warden.Caller) approvalView {
 	if a.EstimatedRows != nil {
 		v.Rows = fmt.Sprint(*a.EstimatedRows)
 	}
+	v.Preview = previewOf(a.Preview, a.Approvers.Includes(who))
 	if a.DecidedBy != nil {
 		v.DecidedBy = callerText(a.DecidedBy)
 	}

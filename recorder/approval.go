@@ -48,6 +48,9 @@ type ApprovalJSON struct {
 	Reason        string      `json:"reason,omitempty"`
 	UsedBy        string      `json:"used_by,omitempty"`
 	UsedAt        string      `json:"used_at,omitempty"`
+	// Preview is the write preview (issue 17); its digest binds the
+	// approval to the rows previewed. Stored as warden defines it.
+	Preview *warden.WritePreview `json:"preview,omitempty"`
 }
 
 type approversJS struct {
@@ -81,6 +84,7 @@ func ApprovalToJSON(a *warden.Approval) *ApprovalJSON {
 		Purpose: a.Purpose, Why: a.Why, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
 		CreatedAt: FormatTime(a.CreatedAt), ExpiresAt: FormatTime(a.ExpiresAt), TimeoutMS: a.Timeout.Milliseconds(),
 		DecidedBy: CallerToJSON(a.DecidedBy), Reason: a.Reason, UsedBy: a.UsedBy,
+		Preview: a.Preview,
 	}
 	for _, op := range a.Ops {
 		b.Ops = append(b.Ops, OpJSON{Verb: op.Verb, Object: op.Object, Unfiltered: op.Unfiltered})
@@ -103,6 +107,7 @@ func ApprovalFromJSON(b *ApprovalJSON) *warden.Approval {
 		Status: warden.ApprovalStatus(b.Status), CreatedAt: ParseTime(b.CreatedAt), ExpiresAt: ParseTime(b.ExpiresAt),
 		Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, DecidedAt: ParseTime(b.DecidedAt),
 		Reason: b.Reason, UsedBy: b.UsedBy, UsedAt: ParseTime(b.UsedAt),
+		Preview: b.Preview,
 	}
 	if b.Requester != nil {
 		c := CallerFromJSON(b.Requester)

@@ -294,6 +294,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		if cfg.Console != nil {
 			app.Approvals.ConsoleURL = cfg.Console.BaseURL
 		}
+		if app.detectors != nil {
+			app.Approvals.Scrubber = app.detectors // write previews
+		}
 		app.Pipeline.Approvals = app.Approvals
 		met.WatchApprovals(func(ctx context.Context) (int, error) {
 			pending, err := store.Approvals(ctx, warden.ApprovalFilter{Status: warden.ApprovalPending})

@@ -282,6 +282,7 @@ func WriteApproval(w io.Writer, a *warden.Approval, history []recorder.ApprovalE
 	if a.EstimatedRows != nil {
 		field(ew, "", "est. rows", strconv.FormatInt(*a.EstimatedRows, 10))
 	}
+	writePreview(ew, a.Preview)
 	field(ew, "", "call hash", a.CallHash)
 	field(ew, "", "created", longTime(a.CreatedAt))
 	field(ew, "", "expires", longTime(a.ExpiresAt))

@@ -279,7 +279,7 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 	if p.refusal != nil {
 		return nil, p.refusal
 	}
-	res, err := p.backend.run(ctx, p)
+	res, err := p.backend.run(ctx, p, a)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +305,7 @@ func (b *Backend) acquire(ctx context.Context, p *queryPlan) (conn *pgxpool.Conn
 	}, nil
 }
 
-func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
+func (b *Backend) run(ctx context.Context, p *queryPlan, a *warden.Action) (*QueryResult, error) {
 	conn, release, err := b.acquire(ctx, p)
 	if err != nil {
 		return nil, err
@@ -314,21 +314,32 @@ func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
 	if p.readOnly {
 		return b.runRead(ctx, conn, p)
 	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadWrite})
+	opts := pgx.TxOptions{AccessMode: pgx.ReadWrite}
+	if a.PreviewDigest != "" {
+		// Bound to a preview: the check and the statement share one
+		// snapshot (see preview.go).
+		opts.IsoLevel = pgx.RepeatableRead
+	}
+	tx, err := conn.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, b.unavailable(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if a.PreviewDigest != "" {
+		if err := b.checkDigest(ctx, tx, p, a, a.PreviewDigest); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := tx.Query(ctx, p.sql, p.params...)
 	if err != nil {
-		return nil, b.queryError(ctx, err)
+		return nil, b.boundError(ctx, err, a)
 	}
 	res, err := b.collect(ctx, rows, p)
 	if err != nil {
-		return nil, err
+		return nil, b.boundError(ctx, err, a)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, b.queryError(ctx, err)
+		return nil, b.boundError(ctx, err, a)
 	}
 	// A write that drew from a sequence (a serial or identity default)
 	// left currval and lastval set on this connection: the next caller
@@ -430,6 +441,20 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		}
 	}
 	return res, nil
+}
+
+// boundError is queryError, except that a serialization failure of a call
+// bound to a preview means a row it affects changed after the check.
+func (b *Backend) boundError(ctx context.Context, err error, a *warden.Action) error {
+	var pe *pgconn.PgError
+	if a.PreviewDigest != "" && errors.As(err, &pe) && pe.Code == "40001" {
+		return warden.Wrap(warden.Denied, err, "the rows this statement affects changed since it was approved; it did not run. Ask again: call without approval_id to request a new approval.")
+	}
+	var we *warden.Error
+	if errors.As(err, &we) {
+		return err
+	}
+	return b.queryError(ctx, err)
 }
 
 // encode returns the result's JSON, exactly what encoding/json (without
