@@ -62,6 +62,9 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 	if r == nil {
 		return nil
 	}
+	if r.Approvers.Browser {
+		return s.browser(ctx, c, r, est)
+	}
 	in := warden.InteractionFrom(ctx)
 	var note string
 	if ans := in.Answer; ans != nil {
@@ -426,6 +429,8 @@ func MayDecide(appr *warden.Approval, reviewer *warden.Caller, now time.Time) er
 	switch st := appr.Effective(now); {
 	case appr.Via == warden.ViaUser:
 		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
+	case appr.Via == warden.ViaBrowser:
+		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in the browser, not by a reviewer", id)
 	case st == warden.ApprovalExpired:
 		return warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
 			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
