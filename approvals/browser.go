@@ -86,13 +86,14 @@ func (s *Service) findBrowser(ctx context.Context, c *warden.Call, r *Rule) (*wa
 		appr, err := s.Store.Approval(ctx, id)
 		switch {
 		case errors.Is(err, warden.ErrApprovalNotFound):
-			return nil, join(note, fmt.Sprintf("approval %q is not a request warden issued; it was ignored", id)), nil
+			note = join(note, fmt.Sprintf("approval %q is not a request warden issued; it was ignored", id))
 		case err != nil:
 			return nil, "", storeErr(err, id)
 		case !samePrincipal(appr.Requester, c.Caller) || appr.Tool != c.Tool || appr.CallHash != c.Hash || appr.Via != warden.ViaBrowser || appr.Rule != r.Name:
-			return nil, join(note, fmt.Sprintf("approval %s does not cover this call (another principal, call or rule); it was ignored", id)), nil
+			note = join(note, fmt.Sprintf("approval %s does not cover this call (another principal, call or rule); it was ignored", id))
+		default:
+			return appr, note, nil
 		}
-		return appr, note, nil
 	}
 	// A retry with the same arguments: the newest request of this
 	// principal for this call under this rule that is pending or
