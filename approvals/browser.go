@@ -250,6 +250,11 @@ func MayConfirm(appr *warden.Approval, user *warden.Caller, now time.Time) error
 		return warden.Errorf(warden.Denied, "request %s is not confirmed in the browser by the calling user", id)
 	case user == nil || !samePrincipal(appr.Requester, user):
 		return warden.Errorf(warden.Denied, "only the user who made this call may confirm it; you are signed in as someone else")
+	case user.Method != "oidc":
+		// The local identity reaches the console without signing in, as
+		// the agent's own process could: that is no confirmation by a
+		// person.
+		return warden.Errorf(warden.Denied, "a call is confirmed in the browser only by a user signed in through the identity provider")
 	case st == warden.ApprovalExpired:
 		return warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be confirmed", id, appr.ExpiresAt.UTC().Format(time.RFC3339))
 	case st != warden.ApprovalPending:

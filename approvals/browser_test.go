@@ -10,6 +10,12 @@ import (
 	"github.com/warden-mcp/warden/approvals"
 )
 
+// The callers as signed in to the console through the identity provider.
+var (
+	aliceOIDC = &warden.Caller{Subject: alice.Subject, Email: alice.Email, Groups: alice.Groups, Method: "oidc"}
+	bobOIDC   = &warden.Caller{Subject: bob.Subject, Groups: bob.Groups, Method: "oidc"}
+)
+
 func newBrowserFixture(t *testing.T) *fixture {
 	f := newFixture(t, destructiveSQL(warden.Approvers{User: true, Browser: true}))
 	f.svc.ConsoleURL = "https://warden.example.com"
@@ -67,7 +73,8 @@ func TestBrowserConfirmation(t *testing.T) {
 	t.Run("OnlyTheRequesterConfirms", func(t *testing.T) {
 		f := newBrowserFixture(t)
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
-		for _, who := range []*warden.Caller{bob, mallory, nil} {
+		// alice as the local identity (no sign-in) is refused too.
+		for _, who := range []*warden.Caller{bobOIDC, mallory, nil, alice} {
 			if e := f.confirm(who, p.ApprovalID, true); e == nil || e.Code != warden.Denied {
 				t.Errorf("confirmation by %v = %v; want Denied", who, e)
 			}
@@ -80,10 +87,10 @@ func TestBrowserConfirmation(t *testing.T) {
 	t.Run("ConfirmedCallRunsOnce", func(t *testing.T) {
 		f := newBrowserFixture(t)
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
-		if e := f.confirm(alice, p.ApprovalID, true); e != nil {
+		if e := f.confirm(aliceOIDC, p.ApprovalID, true); e != nil {
 			t.Fatalf("confirm = %v", e)
 		}
-		if e := f.confirm(alice, p.ApprovalID, true); e == nil || e.Code != warden.Denied {
+		if e := f.confirm(aliceOIDC, p.ApprovalID, true); e == nil || e.Code != warden.Denied {
 			t.Errorf("second confirmation = %v; want Denied", e)
 		}
 		// Another call (other arguments) is not covered.
@@ -109,7 +116,7 @@ func TestBrowserConfirmation(t *testing.T) {
 	t.Run("Declined", func(t *testing.T) {
 		f := newBrowserFixture(t)
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
-		if e := f.confirm(alice, p.ApprovalID, false); e != nil {
+		if e := f.confirm(aliceOIDC, p.ApprovalID, false); e != nil {
 			t.Fatal(e)
 		}
 		if e := f.approve(f.call(alice, with(deleteArgs, "approval_id", p.ApprovalID)), &warden.Interaction{}); e == nil || e.Code != warden.Denied {
@@ -121,7 +128,7 @@ func TestBrowserConfirmation(t *testing.T) {
 		f := newBrowserFixture(t)
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
 		f.clock.advance(10*time.Minute + time.Second)
-		if e := f.confirm(alice, p.ApprovalID, true); e == nil || e.Code != warden.Denied {
+		if e := f.confirm(aliceOIDC, p.ApprovalID, true); e == nil || e.Code != warden.Denied {
 			t.Errorf("late confirmation = %v; want Denied", e)
 		}
 		if e := f.approve(f.call(alice, with(deleteArgs, "approval_id", p.ApprovalID)), &warden.Interaction{}); e == nil || e.Code != warden.Denied {

@@ -180,9 +180,9 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
 	for i, r := range c.Approvals {
-		if r != nil && r.Approvers != nil && r.Approvers.Browser && c.Console == nil {
+		if r != nil && r.Approvers != nil && r.Approvers.Browser && (c.Console == nil || c.Console.Issuer == "") {
 			errs = append(errs, warden.FieldErrorf(fmt.Sprintf("approvals[%d].approvers.user", i),
-				"user: browser needs the console: the calling user confirms on its confirmation page, signed in through the identity provider; configure the console section"))
+				"user: browser needs the console with an issuer (console.issuer): the calling user confirms on its confirmation page, signed in through the identity provider"))
 		}
 	}
 	if c.Console != nil {
