@@ -13,7 +13,8 @@ import (
 )
 
 // Pipeline runs every tool call through the same stages, in this order:
-// authenticate, authorize, classify, approve, execute, mask, record.
+// authenticate, authorize, classify, flows, approve, execute, mask,
+// remember (flows), record.
 // Transports decode a request, call Run, and encode what it returns; they
 // decide nothing.
 type Pipeline struct {
@@ -23,6 +24,10 @@ type Pipeline struct {
 	// Approvals holds calls that approval rules cover until a human
 	// approves them; nil when no rules are configured.
 	Approvals Approver
+	// Flows keeps data read from one backend from leaving through
+	// another, and enforces read budgets; nil when no flow rules or
+	// budgets are configured.
+	Flows FlowGuard
 	// Scrubber runs the value detectors; nil when none are configured.
 	Scrubber Scrubber
 	Clock    Clock
@@ -85,13 +90,24 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	// Classify.
 	c.Risk = Classify(action)
 
+	if p.Approvals != nil || p.Flows != nil {
+		if c.Hash, err = CallHash(tool, args); err != nil {
+			return c, Errorf(Invalid, "invalid arguments: not a JSON object")
+		}
+	}
+
+	// Flows: data the caller read from a flow rule's source does not
+	// leave through its sink, and reads stay within budgets.
+	if p.Flows != nil {
+		if err := p.Flows.Check(ctx, c, t, args); err != nil {
+			return c, err
+		}
+	}
+
 	// Approve: a rule may hold the call until a human approves exactly
 	// this call. Only allowed calls get here, so approval never widens a
 	// grant.
 	if p.Approvals != nil {
-		if c.Hash, err = CallHash(tool, args); err != nil {
-			return c, Errorf(Invalid, "invalid arguments: not a JSON object")
-		}
 		if err := p.Approvals.Approve(ctx, c, t); err != nil {
 			return c, err
 		}
@@ -129,6 +145,14 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 		c.Detected = appendNew(c.Detected, fired...)
 	}
 	c.Result = res
+
+	// Remember what the caller received, as returned (after masking).
+	if p.Flows != nil {
+		if err := p.Flows.Remember(ctx, c); err != nil {
+			c.Result = nil
+			return c, err
+		}
+	}
 	return c, nil
 }
 

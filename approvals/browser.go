@@ -31,7 +31,7 @@ func (s *Service) ConfirmURL(id string) string {
 // the console, signed in as the same principal. Nothing the client sends
 // confirms it: the client's answer, its requestState and approval_id only
 // say which request to look at.
-func (s *Service) browser(ctx context.Context, c *warden.Call, r *Rule, est *estimate) error {
+func (s *Service) browser(ctx context.Context, c *warden.Call, r *Rule, est *estimate, why string) error {
 	if s.ConsoleURL == "" {
 		// Configuration refuses this; fail closed all the same.
 		return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
@@ -42,7 +42,7 @@ func (s *Service) browser(ctx context.Context, c *warden.Call, r *Rule, est *est
 		return err
 	}
 	if appr == nil {
-		appr = s.newApproval(c, r, warden.ViaBrowser, est)
+		appr = s.newApproval(c, r, warden.ViaBrowser, est, why)
 		if err := s.Store.CreateApproval(ctx, appr); err != nil {
 			return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
 		}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -187,6 +188,8 @@ type App struct {
 	Pipeline *warden.Pipeline
 	// Approvals holds calls for a human; nil without approval rules.
 	Approvals *approvals.Service
+	// Flows is the flow-control stage; nil without flows and budgets.
+	Flows *flows.Guard
 	// Verifier verifies bearer tokens; nil without identity.oidc.
 	Verifier *mcp.Verifier
 	Log      *slog.Logger
@@ -249,7 +252,7 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	if app.detectors != nil {
 		app.Pipeline.Scrubber = app.detectors
 	}
-	if len(cfg.Approvals) > 0 {
+	if len(cfg.Approvals) > 0 || needsHold(cfg) {
 		// The key that authenticates the requestState tokens warden
 		// hands clients: derived from the signing key, outside the
 		// store, and the same after a restart, so questions in flight
@@ -276,7 +279,46 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			return ""
 		}
 	}
+	if len(cfg.Flows)+len(cfg.Budgets) > 0 {
+		// Fingerprints are keyed with a key derived from the signing
+		// key: the same after a restart, never in the store.
+		key, err := store.Secret(ctx, "flows.fingerprint_key", 32)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("flows: %w", err)
+		}
+		fs, ok := store.(warden.FlowStore)
+		if !ok {
+			app.Close()
+			return nil, errors.New("flows: the configured store does not keep what flow rules remember; use store: sqlite:PATH")
+		}
+		opts := flows.Options{Rules: cfg.Flows, Budgets: cfg.Budgets, Kinds: cfg.BackendKinds(), Store: fs, Key: key,
+			Roles: pol.RolesFor, Clock: m.Clock}
+		if app.Approvals != nil {
+			opts.Hold = app.Approvals
+		}
+		if app.Flows, err = flows.New(opts); err != nil {
+			app.Close()
+			return nil, err
+		}
+		app.Pipeline.Flows = app.Flows
+	}
 	return app, nil
+}
+
+// needsHold reports whether a flow rule or budget holds calls for approval.
+func needsHold(cfg *Config) bool {
+	for _, r := range cfg.Flows {
+		if r.Action == flows.ActionApprove {
+			return true
+		}
+	}
+	for _, b := range cfg.Budgets {
+		if b.Action == flows.ActionApprove {
+			return true
+		}
+	}
+	return false
 }
 
 // newBackends creates the backends' clients and pools, without

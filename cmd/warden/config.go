@@ -14,6 +14,7 @@ import (
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/console"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -39,6 +40,10 @@ type Config struct {
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Flows keep data read from one backend from leaving through
+	// another; Budgets cap what a role may read per window.
+	Flows   flows.Rules   `yaml:"flows"`
+	Budgets flows.Budgets `yaml:"budgets"`
 	// Console is the reviewer's console (approvals and audit in a
 	// browser); nil leaves it off.
 	Console *console.Config `yaml:"console"`
@@ -179,6 +184,8 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("flows", c.Flows.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("budgets", c.Budgets.Validate(c.BackendKinds(), slices.Sorted(maps.Keys(c.Roles)))))
 	for i, r := range c.Approvals {
 		if r != nil && r.Approvers != nil && r.Approvers.Browser && (c.Console == nil || c.Console.Issuer == "") {
 			errs = append(errs, warden.FieldErrorf(fmt.Sprintf("approvals[%d].approvers.user", i),
