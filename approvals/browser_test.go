@@ -55,7 +55,7 @@ func TestBrowserConfirmation(t *testing.T) {
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
 		// Accepting with warden's own state, a form-mode yes, approval_id:
 		// each finds the request and asks again.
-		for _, in := range []*warden.Interaction{answer(p.Ask.State, warden.AnswerAccept), {CanAsk: true}} {
+		for _, in := range []*warden.Interaction{answer(p.Ask.State, warden.AnswerAccept), answer("forged."+p.Ask.State, warden.AnswerAccept), {CanAsk: true}} {
 			if again := f.askBrowser(f.call(alice, deleteArgs), in); again.ApprovalID != p.ApprovalID {
 				t.Errorf("retry asked about %s; want the same request %s", again.ApprovalID, p.ApprovalID)
 			}
