@@ -34,6 +34,10 @@ type Options struct {
 	// who can write the store cannot write is what keeps them from
 	// replacing the head along with the store.
 	KeyDir string
+	// OnCommit, when set, is told after each write transaction of
+	// records: how many it wrote and how long the commit took. It runs on
+	// the writer and must not block (metrics).
+	OnCommit func(records int, took time.Duration)
 }
 
 // Default checkpoint cadence.

@@ -44,6 +44,10 @@ type Config struct {
 	// another; Budgets cap what a role may read per window.
 	Flows   flows.Rules   `yaml:"flows"`
 	Budgets flows.Budgets `yaml:"budgets"`
+	// Log is warden's own log; Observe where metrics and probes are
+	// served (observe.go).
+	Log     LogConfig     `yaml:"log"`
+	Observe ObserveConfig `yaml:"observe"`
 	// Console is the reviewer's console (approvals and audit in a
 	// browser); nil leaves it off.
 	Console *console.Config `yaml:"console"`
@@ -162,7 +166,8 @@ func decodeConfig(root *yaml.Node, getenv func(string) (string, bool), validate 
 
 func (c *Config) validate() error {
 	errs := []error{c.validateStore()}
-	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()),
+		warden.Under("log", c.Log.Validate()), warden.Under("observe", c.Observe.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))
