@@ -95,15 +95,24 @@ const (
 	// ViaReviewer: a reviewer who is not the requester decides out of band
 	// (`warden approvals approve`).
 	ViaReviewer = "reviewer"
+	// ViaBrowser: the calling user confirms the call in the console,
+	// signed in through the identity provider (MCP URL-mode elicitation);
+	// the client alone cannot confirm it.
+	ViaBrowser = "browser"
 )
 
 // Approvers says who may approve a call an approval rule holds: the
 // calling user through the MCP client, reviewers named by subject or
 // group, or both (then the user is asked when the client can be asked,
 // and reviewers decide otherwise). In warden.yaml: `approvers: user` or
-// `approvers: {groups: [dba], subjects: [...], user: true}`.
+// `approvers: {groups: [dba], subjects: [...], user: true}`; `approvers:
+// {user: browser}` has the calling user confirm in the console instead of
+// in the client (Browser).
 type Approvers struct {
-	User     bool     `yaml:"user" json:"user,omitempty"`
+	User bool `yaml:"user" json:"user,omitempty"`
+	// Browser (with User): the calling user confirms in the browser, in
+	// the console, not in the MCP client.
+	Browser  bool     `yaml:"-" json:"browser,omitempty"`
 	Subjects []string `yaml:"subjects" json:"subjects,omitempty"`
 	Groups   []string `yaml:"groups" json:"groups,omitempty"`
 }
@@ -259,6 +268,12 @@ type Ask struct {
 	// State is the opaque, integrity-protected token the client echoes
 	// back with the answer; it binds the answer to this exact call.
 	State string
+	// URL, when set, makes this a URL-mode question: the user opens URL
+	// (the console's confirmation page) and answers there, not in the
+	// client; the client's own answer confirms nothing. ElicitationID
+	// names it for the client.
+	URL           string
+	ElicitationID string
 }
 
 // CallApproval is what the recording says about the approval of one call.

@@ -39,7 +39,8 @@ type Rule struct {
 	Resources  []string `yaml:"resources"`
 	Namespaces []string `yaml:"namespaces"`
 	RowsAbove  *int64   `yaml:"rows_above"`
-	// Approvers is `user` or {groups, subjects, user}.
+	// Approvers is `user` or {groups, subjects, user}; user is true
+	// (confirm in the MCP client) or browser (confirm in the console).
 	Approvers *warden.Approvers `yaml:"approvers"`
 	// Timeout is how long a request stays pending, and how long an
 	// approval stays usable once granted. Default 10m.
@@ -115,6 +116,8 @@ func (c Config) Validate(backends map[string]string) error {
 			add(p+".approvers", "missing approvers: `user` (the caller confirms in the client) or {groups: [...], subjects: [...]}")
 		case !a.User && !a.Reviewers():
 			add(p+".approvers", "no approvers: name groups or subjects, or set user: true")
+		case a.Browser && a.Reviewers():
+			add(p+".approvers.user", "user: browser cannot be combined with groups or subjects in this version: the calling user confirms in the console, alone")
 		}
 		if r.Timeout == 0 {
 			r.Timeout = warden.Duration(DefaultTimeout)
@@ -208,7 +211,10 @@ func (r *Rule) validateConditions(p, kind string) []error {
 func (r *Rule) Describe() string {
 	var who []string
 	a := r.Approvers
-	if a.User {
+	switch {
+	case a.User && a.Browser:
+		who = append(who, "the calling user, in the browser (the console's confirmation page, signed in through the identity provider)")
+	case a.User:
 		who = append(who, "the calling user")
 	}
 	if len(a.Groups) > 0 {

@@ -82,6 +82,9 @@ func (s *Service) Hold(ctx context.Context, c *warden.Call, t warden.Tool, r *Ru
 // decide asks for, waits for or applies a human's decision on c under r.
 func (s *Service) decide(ctx context.Context, c *warden.Call, r *Rule, est *estimate, why string) error {
 	a := c.Action
+	if r.Approvers.Browser {
+		return s.browser(ctx, c, r, est, why)
+	}
 	in := warden.InteractionFrom(ctx)
 	var note string
 	if ans := in.Answer; ans != nil {
@@ -453,6 +456,8 @@ func MayDecide(appr *warden.Approval, reviewer *warden.Caller, now time.Time) er
 	switch st := appr.Effective(now); {
 	case appr.Via == warden.ViaUser:
 		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
+	case appr.Via == warden.ViaBrowser:
+		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in the browser, not by a reviewer", id)
 	case st == warden.ApprovalExpired:
 		return warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
 			id, appr.ExpiresAt.UTC().Format(time.RFC3339))

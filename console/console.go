@@ -84,6 +84,9 @@ type Options struct {
 	Local     *warden.Caller
 	Approvals warden.ApprovalStore
 	Decider   Decider
+	// Confirmer takes the calling user's confirmations in the browser
+	// (rules with approvers: {user: browser}).
+	Confirmer Confirmer
 	// Audit is nil when the recording cannot be read here.
 	Audit Audit
 	Clock warden.Clock
@@ -151,6 +154,8 @@ func New(ctx context.Context, opts Options) (*Console, error) {
 	mux.HandleFunc("GET /console/approvals/{id}", c.signedIn(c.approvalsPage))
 	mux.HandleFunc("GET /console/approvals.live", c.signedIn(c.approvalsLive))
 	mux.HandleFunc("POST /console/approvals/{id}/decide", c.signedIn(c.decide))
+	mux.HandleFunc("GET /console/confirm/{id}", c.signedIn(c.confirmPage))
+	mux.HandleFunc("POST /console/confirm/{id}", c.signedIn(c.confirm))
 	mux.HandleFunc("GET /console/sessions", c.signedIn(c.auditor(c.sessionsPage)))
 	mux.HandleFunc("GET /console/sessions/{id}", c.signedIn(c.auditor(c.replayPage)))
 	mux.HandleFunc("GET /console/verify", c.signedIn(c.auditor(c.verifyPage)))

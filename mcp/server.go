@@ -155,6 +155,9 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
 		ctx = warden.WithInteraction(ctx, s.interaction(ctx, req))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
+		if e := browserAsk(err); e != nil {
+			return askInBrowser(ctx, call, e)
+		}
 		res := toolResult(call, err)
 		if err == nil && !res.IsError && !s.opts.Results.structured() {
 			// The text block holds the same JSON: sending it once halves

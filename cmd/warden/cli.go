@@ -517,6 +517,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			if err != nil {
 				return fmt.Errorf("console.listen: %w", err)
 			}
+			consoleOnLoopback(app, ln)
 			cctx, cancel := context.WithCancel(ctx)
 			done := make(chan struct{})
 			defer func() { cancel(); <-done }()
@@ -550,6 +551,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if con != nil {
+		consoleOnLoopback(app, ln)
 	}
 	app.Log.Info("warden listening", "transport", *transport, "addr", ln.Addr().String())
 	return srv.ServeHTTP(ctx, ln, *transport)

@@ -191,6 +191,12 @@ func (c *Config) validate() error {
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
 	errs = append(errs, warden.Under("flows", c.Flows.Validate(c.BackendKinds())))
 	errs = append(errs, warden.Under("budgets", c.Budgets.Validate(c.BackendKinds(), slices.Sorted(maps.Keys(c.Roles)))))
+	for i, r := range c.Approvals {
+		if r != nil && r.Approvers != nil && r.Approvers.Browser && (c.Console == nil || c.Console.Issuer == "") {
+			errs = append(errs, warden.FieldErrorf(fmt.Sprintf("approvals[%d].approvers.user", i),
+				"user: browser needs the console with an issuer (console.issuer): the calling user confirms on its confirmation page, signed in through the identity provider"))
+		}
+	}
 	if c.Console != nil {
 		errs = append(errs, warden.Under("console", c.Console.Validate()))
 		if c.Console.Issuer == "" && (c.Identity.Local == nil || !c.Identity.Local.Reviewer) {
@@ -345,6 +351,35 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 			}
 			t.User = true // `user` is short for {user: true}
 			return
+		}
+		if n.Kind == yaml.MappingNode {
+			// user: true | false | browser. The rest decodes as usual.
+			rest := *n
+			rest.Content = nil
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if k.Value == "user" && v.Kind == yaml.ScalarNode {
+					switch v.Value {
+					case "browser":
+						t.User, t.Browser = true, true
+						continue
+					case "true", "false":
+					default:
+						*errs = append(*errs, warden.FieldErrorf(join(path, "user"), "%q is not a way to confirm: use true (the calling user confirms in the MCP client) or browser (the calling user confirms in the console, signed in through the identity provider)", v.Value))
+						continue
+					}
+				}
+				rest.Content = append(rest.Content, k, v)
+			}
+			if len(rest.Content) != len(n.Content) {
+				type plain warden.Approvers // no case for it above
+				p := plain(*t)
+				decodeStrict(&rest, reflect.ValueOf(&p).Elem(), path, errs)
+				user, browser := t.User, t.Browser
+				*t = warden.Approvers(p)
+				t.User, t.Browser = t.User || user, browser
+				return
+			}
 		}
 	case *Backend:
 		decodeBackend(n, t, path, errs)

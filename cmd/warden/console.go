@@ -26,7 +26,7 @@ func (m *Main) provisionConsole(ctx context.Context, app *App) (*console.Console
 		decider = &approvals.Service{Store: app.Store, Clock: m.Clock}
 	}
 	opts := console.Options{
-		Config: *c, Approvals: app.Store, Decider: decider,
+		Config: *c, Approvals: app.Store, Decider: decider, Confirmer: decider,
 		Audit: &consoleAudit{m: m, store: app.Store}, Clock: m.Clock, Log: app.Log,
 	}
 	if c.Issuer != "" {
@@ -125,4 +125,17 @@ func (a *consoleAudit) Verify(ctx context.Context) (bool, string) {
 	var b strings.Builder
 	writeVerifyReport(&b, "the recording", rep, a.store.KeySource())
 	return true, b.String()
+}
+
+// consoleOnLoopback gives the approvals service the console's address when
+// console.base_url is not set, which the console allows only on a
+// loopback listener: the confirmation URLs (approvers: {user: browser})
+// point there.
+func consoleOnLoopback(app *App, ln net.Listener) {
+	if app.Approvals == nil || app.Approvals.ConsoleURL != "" {
+		return
+	}
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		app.Approvals.ConsoleURL = "http://" + a.String()
+	}
 }

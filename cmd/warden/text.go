@@ -255,8 +255,11 @@ func WriteApproval(w io.Writer, a *warden.Approval, history []recorder.ApprovalE
 		field(ew, "", "requester", caller(a.Requester))
 	}
 	var who []string
-	if a.Via == warden.ViaUser {
+	switch a.Via {
+	case warden.ViaUser:
 		who = append(who, "the calling user, in the client")
+	case warden.ViaBrowser:
+		who = append(who, "the calling user, in the browser (the console)")
 	}
 	if len(a.Approvers.Groups) > 0 {
 		who = append(who, "groups "+strings.Join(a.Approvers.Groups, ", "))
