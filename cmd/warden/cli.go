@@ -165,8 +165,8 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 	}
 	// A relative store path is relative to the config file, so the same
 	// file works from any working directory.
-	p := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
-	if !filepath.IsAbs(p) {
+	p, isFile := strings.CutPrefix(cfg.Store.URL, "sqlite:")
+	if isFile && !filepath.IsAbs(p) {
 		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
 	}
 	if k := cfg.Store.Keys; k != "" && !filepath.IsAbs(k) {
