@@ -150,15 +150,79 @@ func (s *Store) Export(ctx context.Context, w io.Writer, since time.Time) (int64
 	return 0, errors.New("export of a PostgreSQL store is not supported yet")
 }
 
-// Prune is not offered for a PostgreSQL store yet: records are kept.
+// Prune removes this instance's records before its newest checkpoint
+// older than cutoff, which then anchors its chain, and appends a prune
+// record that a checkpoint signs at once; decided approval requests made
+// before cutoff go too. Each instance prunes its own chain (a chain is
+// only ever written by its instance).
 func (s *Store) Prune(ctx context.Context, cutoff time.Time) (recorder.Pruned, error) {
-	return recorder.Pruned{}, errors.New("retention on a PostgreSQL store is not supported yet")
+	w, err := s.writable()
+	if err != nil {
+		return recorder.Pruned{}, err
+	}
+	stamp := recorder.FormatTime(cutoff)
+	var target, n int64
+	err = s.pool.QueryRow(ctx, `SELECT COALESCE(max(seq), 0) FROM records WHERE instance = $1 AND kind = 'checkpoint' AND at < $2`, s.instance, stamp).Scan(&target)
+	if err == nil && target > 0 {
+		err = s.pool.QueryRow(ctx, `SELECT count(*) FROM records WHERE instance = $1 AND seq < $2`, s.instance, target).Scan(&n)
+	}
+	if err != nil {
+		return recorder.Pruned{}, dbErr("pruning the recording", err)
+	}
+	if n > 0 {
+		body, err := recorder.Encode(recorder.PruneJSON{Before: target, Cutoff: stamp, Records: n})
+		if err != nil {
+			return recorder.Pruned{}, err
+		}
+		p := newPending(recorder.KindPrune, "", "", recorder.FormatTime(s.clock()), body)
+		p.sign = true
+		p.check = func(ctx context.Context, tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO horizon (instance, seq) VALUES ($1, $2)
+				ON CONFLICT (instance) DO UPDATE SET seq = greatest(horizon.seq, excluded.seq)`, s.instance, target); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM records WHERE instance = $1 AND seq < $2`, s.instance, target)
+			if err == nil && tag.RowsAffected() != n {
+				err = refuse(errors.New("the records to prune changed meanwhile; try again"))
+			}
+			return err
+		}
+		if err := w.append(ctx, p); err != nil {
+			return recorder.Pruned{}, fmt.Errorf("pruning the recording: %w", err)
+		}
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM approvals WHERE created_at < $1 AND status IN ('denied', 'expired', 'used')`, stamp); err != nil {
+		return recorder.Pruned{Records: n, Anchor: target}, dbErr("pruning approval requests", err)
+	}
+	return recorder.Pruned{Records: n, Anchor: target}, nil
 }
 
-// Retain logs once that records are kept, and returns.
+// Retain prunes records older than keep every RetainInterval until ctx
+// ends or the store closes.
 func (s *Store) Retain(ctx context.Context, keep time.Duration, log *slog.Logger) {
-	if log != nil {
-		log.Warn("retention: not supported on a PostgreSQL store yet; records are kept")
+	if log == nil {
+		log = slog.Default()
+	}
+	t := time.NewTicker(recorder.RetainInterval)
+	defer t.Stop()
+	for {
+		cutoff := s.clock().Add(-keep)
+		p, err := s.Prune(ctx, cutoff)
+		switch {
+		case errors.Is(err, errClosed), ctx.Err() != nil:
+			return
+		case err != nil:
+			log.Error("retention: pruning failed; records are kept", "err", err)
+		case p.Records > 0:
+			log.Info("retention: pruned the recording", "instance", s.instance, "records", p.Records, "anchor", p.Anchor)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closed:
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -241,3 +241,45 @@ func TestRecordsSurviveAcrossInstances(t *testing.T) {
 		t.Error("two instances derive different approval state keys")
 	}
 }
+
+func TestRetentionPrunesTheSharedStore(t *testing.T) {
+	ctx := context.Background()
+	url, keys := pgtest.New(t, ""), keyDir(t)
+	now := t0.Add(-40 * 24 * time.Hour)
+	clock := func() time.Time { return now }
+	a, err := postgres.Open(ctx, url, recorder.Options{KeyDir: keys, Instance: "a", Clock: clock, CheckpointEvery: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b := open(t, url, keys, "b")
+	for i := range 6 {
+		if err := a.FinishCall(ctx, call(fmt.Sprintf("old%d", i), now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.FinishCall(ctx, call("b0", t0)); err != nil {
+		t.Fatal(err)
+	}
+	now = t0
+	if err := a.FinishCall(ctx, call("new", t0)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := a.Prune(ctx, t0.Add(-30*24*time.Hour))
+	if err != nil || p.Records == 0 {
+		t.Fatalf("Prune = %+v, %v; want old records pruned", p, err)
+	}
+	calls, err := a.Calls(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		if strings.HasPrefix(c.ID, "old") && c.ID != "old5" {
+			t.Errorf("call %s survived retention", c.ID)
+		}
+	}
+	rep, err := a.Audit(ctx, recorder.AuditOptions{})
+	if err != nil || len(rep.Chains) != 2 || rep.Chains[0].PrunedBefore != p.Anchor {
+		t.Fatalf("Audit after pruning = %+v, %v; want both chains, a's anchored at %d", rep, err, p.Anchor)
+	}
+}

@@ -25,6 +25,8 @@ type pending struct {
 	// duplicate, for call records, is the refusal when the call id
 	// already has a record of this kind.
 	duplicate string
+	// sign asks for a checkpoint right after this record.
+	sign bool
 }
 
 func newPending(kind, sessionID, callID, at, body string) *pending {
@@ -351,7 +353,11 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 			w.wrote = true
 		}
 	}
-	if w.seq-w.lastCheckpoint >= w.every {
+	sign := w.seq-w.lastCheckpoint >= w.every
+	for i, r := range batch {
+		sign = sign || r.rec.sign && errs[i] == nil
+	}
+	if sign {
 		w.queueCheckpoint(b)
 	}
 	return tx.SendBatch(ctx, b).Close()
