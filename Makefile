@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL
 GO ?= go
 
-.PHONY: build demo test bench vet kubetools
+.PHONY: build demo test bench bench-mcp vet kubetools
 
 build:
 	$(GO) build -o bin/warden ./cmd/warden
@@ -39,3 +39,11 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/... ./mcp/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/kube/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/
+
+# warden as an agent sees it (issue 14): the official Go SDK client over
+# stdio and streamable HTTP against warden's binary, the MCP floor (a
+# do-nothing Go SDK server returning warden's bytes) and plain pgx, all in
+# one run against one database. docs/BENCHMARKS.md records the figures.
+bench-mcp:
+	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 300x -timeout 60m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult' -benchmem -count 5 ./mcp/

@@ -30,6 +30,10 @@ type Service struct {
 	// timeout).
 	HTTP *http.Client
 	Log  *slog.Logger
+	// ConsoleURL is the console's base URL (console.base_url), such as
+	// https://warden.example.com; when set, notifications link to the
+	// request in the console.
+	ConsoleURL string
 }
 
 const defaultPoll = 200 * time.Millisecond
@@ -389,22 +393,11 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 		return nil, warden.Wrap(warden.Unavailable, err, "the approval store cannot be read")
 	}
 	now := s.now()
-	switch st := appr.Effective(now); {
-	case appr.Via == warden.ViaUser:
-		return appr, warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
-	case st == warden.ApprovalExpired:
-		if appr.Status != warden.ApprovalExpired {
+	if err := MayDecide(appr, reviewer, now); err != nil {
+		if appr.Effective(now) == warden.ApprovalExpired && appr.Status != warden.ApprovalExpired {
 			_, _ = s.recordExpiry(ctx, appr, now) // the refusal stands either way; the sweep records it otherwise
 		}
-		return appr, warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
-			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
-	case st != warden.ApprovalPending:
-		return appr, warden.Errorf(warden.Denied, "request %s was already %s by %s at %s; a decision cannot be changed",
-			id, st, subject(appr.DecidedBy), appr.DecidedAt.UTC().Format(time.RFC3339))
-	case isRequester(appr.Requester, reviewer):
-		return appr, warden.Errorf(warden.Denied, "you (%s) requested this call; a reviewer other than the requester must decide it", reviewer.Subject)
-	case !appr.Approvers.Includes(reviewer):
-		return appr, warden.Errorf(warden.Denied, "%s may not decide request %s: rule %q is decided by %s", reviewer.Subject, id, appr.Rule, reviewers(appr.Approvers))
+		return appr, err
 	}
 	ch := warden.ApprovalChange{ID: id, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: reviewer, Reason: reason, At: now}
 	if approve {
@@ -421,6 +414,32 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 		return nil, warden.Wrap(warden.Unavailable, err, "the decision could not be recorded")
 	}
 	return decided, nil
+}
+
+// MayDecide returns nil when reviewer may decide appr now, or a Denied
+// error saying why not: it is confirmed by the calling user, it expired or
+// was decided already, reviewer requested it, or reviewer is not one of
+// its rule's approvers. Decide enforces it; the console uses it to show
+// Approve only to those who may.
+func MayDecide(appr *warden.Approval, reviewer *warden.Caller, now time.Time) error {
+	id := appr.ID
+	switch st := appr.Effective(now); {
+	case appr.Via == warden.ViaUser:
+		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
+	case st == warden.ApprovalExpired:
+		return warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
+			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
+	case st != warden.ApprovalPending:
+		return warden.Errorf(warden.Denied, "request %s was already %s by %s at %s; a decision cannot be changed",
+			id, st, subject(appr.DecidedBy), appr.DecidedAt.UTC().Format(time.RFC3339))
+	case reviewer == nil:
+		return warden.Errorf(warden.Denied, "request %s needs a reviewer identity to decide it", id)
+	case isRequester(appr.Requester, reviewer):
+		return warden.Errorf(warden.Denied, "you (%s) requested this call; a reviewer other than the requester must decide it", reviewer.Subject)
+	case !appr.Approvers.Includes(reviewer):
+		return warden.Errorf(warden.Denied, "%s may not decide request %s: rule %q is decided by %s", reviewer.Subject, id, appr.Rule, reviewers(appr.Approvers))
+	}
+	return nil
 }
 
 // Expire records the expiry of every request that passed its expiry

@@ -746,4 +746,26 @@ func TestReviewerApproval(t *testing.T) {
 			t.Errorf("notification = %+v", n)
 		}
 	})
+
+	t.Run("NotificationLinksToTheConsole", func(t *testing.T) {
+		got := make(chan []byte, 1)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got <- b
+		}))
+		defer hook.Close()
+		r := destructiveSQL(dba)
+		r.Notify = &approvals.Notify{Webhook: hook.URL + "/T000/B000/secret"}
+		f := newFixture(t, r)
+		f.svc.ConsoleURL = "https://warden.example.com/"
+		id := f.pend(f.call(carol, deleteArgs))
+		var n struct{ Text, URL string }
+		if err := json.Unmarshal(<-got, &n); err != nil {
+			t.Fatal(err)
+		}
+		want := "https://warden.example.com/console/approvals/" + id
+		if n.URL != want || !strings.Contains(n.Text, "Review in the console: "+want) {
+			t.Errorf("notification = %+v; want url %s in both", n, want)
+		}
+	})
 }

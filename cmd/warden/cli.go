@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -262,6 +263,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			Rules: cfg.Approvals, Kinds: cfg.BackendKinds(), Store: store, Key: key,
 			Clock: m.Clock, NewID: newID("a"), Log: log,
 		}
+		if cfg.Console != nil {
+			app.Approvals.ConsoleURL = cfg.Console.BaseURL
+		}
 		app.Pipeline.Approvals = app.Approvals
 		// A redirect http_call would follow is judged by the same rules.
 		svc := app.Approvals
@@ -400,16 +404,39 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if app.Approvals != nil {
 		go app.Approvals.RunExpiry(ctx, time.Minute)
 	}
+	var con http.Handler
+	if cfg.Console != nil {
+		c, err := m.provisionConsole(ctx, app)
+		if err != nil {
+			return err
+		}
+		con = c
+		if cfg.Console.Listen != "" {
+			ln, err := net.Listen("tcp", cfg.Console.Listen)
+			if err != nil {
+				return fmt.Errorf("console.listen: %w", err)
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			defer func() { cancel(); <-done }()
+			go func() { defer close(done); serveConsole(cctx, app, c, ln) }()
+			con = nil
+		} else if *transport == "stdio" {
+			return errors.New("console: with the stdio transport the console needs its own listener: set console.listen (a loopback address such as 127.0.0.1:8766)")
+		}
+	}
 	srv := mcp.New(mcp.Options{
 		Pipeline: app.Pipeline,
 		Policy:   app.Policy,
 		Sessions: app.Store,
 		Identity: &cfg.Identity,
 		HTTP:     &cfg.HTTP,
+		Results:  &cfg.Results,
 		Verifier: app.Verifier,
 		Version:  Version,
 		Log:      app.Log,
 		NewID:    newID("s"),
+		Console:  con,
 	})
 	if *transport == "stdio" {
 		return srv.ServeStdio(ctx, m.Stdin, m.Stdout, token)

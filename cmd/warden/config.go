@@ -13,6 +13,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/console"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -30,13 +31,18 @@ type Config struct {
 	Store    StoreConfig        `yaml:"store"`
 	Identity mcp.IdentityConfig `yaml:"identity"`
 	// HTTP bounds the edges of the HTTP transports.
-	HTTP     mcp.HTTPConfig     `yaml:"http"`
+	HTTP mcp.HTTPConfig `yaml:"http"`
+	// Results shapes successful tool results.
+	Results  mcp.ResultsConfig  `yaml:"results"`
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
 	Masking  *mask.Config       `yaml:"masking"`
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Console is the reviewer's console (approvals and audit in a
+	// browser); nil leaves it off.
+	Console *console.Config `yaml:"console"`
 }
 
 // StoreConfig is `store`: either "sqlite:PATH" or "postgres://...", or
@@ -180,6 +186,13 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
+	if c.Console != nil {
+		errs = append(errs, warden.Under("console", c.Console.Validate()))
+		if c.Console.Issuer == "" && (c.Identity.Local == nil || !c.Identity.Local.Reviewer) {
+			errs = append(errs, warden.FieldErrorf("console.issuer", "missing issuer: reviewers sign in to the console through an OpenID Connect issuer; "+
+				"without one, only identity.local with reviewer: true may use it (on a loopback listener)"))
+		}
+	}
 	if len(c.Backends) == 0 {
 		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
 	}
