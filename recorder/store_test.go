@@ -36,17 +36,17 @@ var stores = []store{
 				t.Fatal(err)
 			}
 			return s, func(q string) {
-				db, err := sql.Open("sqlite", "file:"+path)
-				if err != nil {
-					t.Fatal(err)
+					db, err := sql.Open("sqlite", "file:"+path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer db.Close()
+					if _, err := db.Exec(`DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete; ` + q); err != nil {
+						t.Fatal(err)
+					}
+				}, func() (recorder.Store, error) {
+					return sqlite.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
 				}
-				defer db.Close()
-				if _, err := db.Exec(`DROP TRIGGER records_no_update; DROP TRIGGER records_no_delete; ` + q); err != nil {
-					t.Fatal(err)
-				}
-			}, func() (recorder.Store, error) {
-				return sqlite.OpenWith(context.Background(), "sqlite:"+path, recorder.Options{ReadOnly: true})
-			}
 		},
 		record: "seq = %d",
 	},
@@ -59,17 +59,17 @@ var stores = []store{
 				t.Fatal(err)
 			}
 			return s, func(q string) {
-				conn, err := pgx.Connect(context.Background(), url)
-				if err != nil {
-					t.Fatal(err)
+					conn, err := pgx.Connect(context.Background(), url)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer conn.Close(context.Background())
+					if _, err := conn.Exec(context.Background(), `ALTER TABLE records DISABLE TRIGGER USER; `+q); err != nil {
+						t.Fatal(err)
+					}
+				}, func() (recorder.Store, error) {
+					return postgres.Open(context.Background(), url, recorder.Options{KeyDir: keys, ReadOnly: true})
 				}
-				defer conn.Close(context.Background())
-				if _, err := conn.Exec(context.Background(), `ALTER TABLE records DISABLE TRIGGER USER; `+q); err != nil {
-					t.Fatal(err)
-				}
-			}, func() (recorder.Store, error) {
-				return postgres.Open(context.Background(), url, recorder.Options{KeyDir: keys, ReadOnly: true})
-			}
 		},
 		record: "instance = 'a' AND seq = %d",
 	},
