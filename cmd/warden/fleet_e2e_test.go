@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -96,7 +95,9 @@ func launchInstance(t *testing.T, config, instance string) (*server, error) {
 }
 
 // balancer is a reverse proxy over the instances: round robin, or, with
-// affinity, by the Mcp-Session-Id header (round robin without one).
+// affinity, sticky by Mcp-Session-Id: it learns which instance issued a
+// session id from the response header, and sends every request carrying
+// that id there (HAProxy's stick-table on the header works the same way).
 func balancer(t *testing.T, backends []*server, affinity bool) string {
 	var next atomic.Uint64
 	var targets []*url.URL
@@ -104,15 +105,26 @@ func balancer(t *testing.T, backends []*server, affinity bool) string {
 		u, _ := url.Parse(b.base)
 		targets = append(targets, u)
 	}
+	var sessions sync.Map // Mcp-Session-Id -> target index
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			i := int(next.Add(1) % uint64(len(targets)))
 			if id := r.In.Header.Get("Mcp-Session-Id"); affinity && id != "" {
-				h := fnv.New32a()
-				h.Write([]byte(id))
-				i = int(h.Sum32() % uint32(len(targets)))
+				if v, ok := sessions.Load(id); ok {
+					i = v.(int)
+				}
 			}
 			r.SetURL(targets[i])
+		},
+		ModifyResponse: func(res *http.Response) error {
+			if id := res.Header.Get("Mcp-Session-Id"); affinity && id != "" {
+				for i, u := range targets {
+					if u.Host == res.Request.URL.Host {
+						sessions.Store(id, i)
+					}
+				}
+			}
+			return nil
 		},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
