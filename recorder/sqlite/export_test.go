@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/warden-mcp/warden/recorder"
 )
@@ -223,4 +224,12 @@ func Seed(dbPath string) ([]byte, error) {
 		return nil, err
 	}
 	return k.Seed(), nil
+}
+
+// SetLockWait sets how long a writer waits for the write lock, until the
+// test ends.
+func SetLockWait(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := lockWait
+	lockWait = d
+	t.Cleanup(func() { lockWait = old })
 }

@@ -204,7 +204,11 @@ func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, e
 	fail := func(err error) (*Store, error) {
 		s.w.db.Close()
 		s.read.Close()
+		s.w.lock.close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	if s.w.lock, err = openWriteLock(path); err != nil {
+		return fail(err)
 	}
 	if s.w.key, err = s.signingKey(ctx); err != nil {
 		return fail(err)
@@ -227,6 +231,11 @@ func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, e
 		return fail(err)
 	}
 	s.w.headSeq = s.w.seq
+	if err := s.w.syncHint(ctx); err != nil {
+		s.w.closeStatements()
+		s.w.headFile.Close()
+		return fail(fmt.Errorf("reading the end of the chain: %w", err))
+	}
 	if err := s.read.PingContext(ctx); err != nil {
 		s.w.closeStatements()
 		s.w.headFile.Close()
@@ -459,13 +468,15 @@ func createFile(path string) error {
 // dsn returns the driver's data source name for path. The writer takes the
 // write lock at BEGIN (_txlock=immediate), so a transaction never has to
 // upgrade a read lock and fail with SQLITE_BUSY; readers are query_only.
+// The writer checkpoints the WAL itself, outside its transactions
+// (checkpointWAL), not automatically inside them.
 func dsn(path string, readOnly bool) string {
 	// In a file: URI, '%', '?' and '#' in the path must be escaped.
 	p := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(filepath.ToSlash(path))
 	if readOnly {
 		return "file:" + p + "?_pragma=busy_timeout(5000)&_pragma=query_only(1)"
 	}
-	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
+	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_txlock=immediate"
 }
 
 // Version is the store's schema version (PRAGMA user_version).

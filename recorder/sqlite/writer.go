@@ -84,7 +84,20 @@ type writer struct {
 	// approvalKey keys the approvals rows' MACs (approvals.go).
 	approvalKey []byte
 	// Statements prepared once on the writer's connection.
-	insert, countBySession *sql.Stmt
+	insert, countBySession, lastSeq *sql.Stmt
+	// lock serialises write transactions with other processes sharing
+	// the store (writelock.go); nil for none.
+	lock *writeLock
+	// stale is set when another process appended since this writer last
+	// read or wrote the end of the chain: the next write reads it first.
+	stale bool
+	// hint is what the write lock said when this writer last took it.
+	hint   hint
+	hinted bool
+	// commits counts commits to the store (by every process, as far as
+	// the hint tells); walDue is set when a WAL checkpoint is due.
+	commits uint64
+	walDue  bool
 
 	every    int64
 	interval time.Duration
@@ -129,6 +142,7 @@ func (w *writer) prepare(ctx context.Context) error {
 		{&w.insert, insertSQL},
 		// kind "" counts records of any kind.
 		{&w.countBySession, `SELECT count(*) FROM records WHERE session_id = ?1 AND (?2 = '' OR kind = ?2)`},
+		{&w.lastSeq, lastRecordSQL},
 	} {
 		stmt, err := w.db.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -140,7 +154,7 @@ func (w *writer) prepare(ctx context.Context) error {
 }
 
 func (w *writer) closeStatements() {
-	for _, stmt := range []*sql.Stmt{w.insert, w.countBySession} {
+	for _, stmt := range []*sql.Stmt{w.insert, w.countBySession, w.lastSeq} {
 		if stmt != nil {
 			stmt.Close()
 		}
@@ -156,9 +170,41 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+const lastRecordSQL = `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`
+
 func (w *writer) loadFrom(ctx context.Context, q querier) error {
+	if err := w.scanEnd(q.QueryRowContext(ctx, lastRecordSQL)); err != nil {
+		return err
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// reload reads the end of the chain under the write lock, with the
+// statement prepared for it. When the store ends where the lock's hint
+// says, the newest checkpoint is taken from the hint; otherwise it is read
+// from the store too (see writelock.go). tx is the transaction to read
+// in, or nil for none.
+func (w *writer) reload(ctx context.Context, tx *sql.Tx) error {
+	var q querier = w.db
+	stmt := w.lastSeq
+	if tx != nil {
+		q, stmt = tx, tx.StmtContext(ctx, w.lastSeq)
+	}
+	if err := w.scanEnd(stmt.QueryRowContext(ctx)); err != nil {
+		return err
+	}
+	if h := w.hint; w.hinted && h.seq == w.seq && h.hash == w.head && h.checkpoint >= 0 && h.checkpoint <= h.seq {
+		w.lastCheckpoint = h.checkpoint
+		return nil
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// scanEnd reads the seq and hash of the record that ends the chain from
+// the row of lastRecordSQL.
+func (w *writer) scanEnd(row *sql.Row) error {
 	var hash []byte
-	err := q.QueryRowContext(ctx, `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`).Scan(&w.seq, &hash)
+	err := row.Scan(&w.seq, &hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		w.seq, w.head = 0, recorder.Digest{}
@@ -169,6 +215,11 @@ func (w *writer) loadFrom(ctx context.Context, q querier) error {
 	default:
 		w.head = recorder.Digest(hash)
 	}
+	return nil
+}
+
+// loadCheckpoint reads the seq of the newest checkpoint.
+func (w *writer) loadCheckpoint(ctx context.Context, q querier) error {
 	var cp sql.NullInt64
 	if err := q.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint'`).Scan(&cp); err != nil {
 		return err
@@ -223,7 +274,7 @@ func (w *writer) close() error {
 	w.mu.Unlock()
 	<-w.stopped
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close())
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close(), w.lock.close())
 }
 
 // loop is the writer goroutine.
@@ -266,6 +317,7 @@ func (w *writer) loop() {
 			w.commit(batch)
 			w.lastBatch = len(batch)
 			clear(batch)
+			w.checkpointWAL()
 			if closed {
 				w.closeErr = w.signRest()
 				return
@@ -336,7 +388,7 @@ func (w *writer) signRest() error {
 	sign := func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }
 	err := w.run(sign)
 	if errors.Is(err, errMoved) {
-		err = w.run(w.reloaded(sign))
+		err = w.run(sign) // which reads the end of the chain first
 	}
 	if err != nil {
 		return fmt.Errorf("signing the last records: %w", err)
@@ -375,7 +427,7 @@ func (w *writer) commit(batch []request) {
 	}
 	err := w.run(write)
 	if errors.Is(err, errMoved) {
-		err = w.run(w.reloaded(write))
+		err = w.run(write) // which reads the end of the chain first
 	}
 	for i, r := range batch {
 		if errs[i] == nil {
@@ -401,8 +453,17 @@ func (w *writer) reloaded(fn func(ctx context.Context, tx *sql.Tx) error) func(c
 }
 
 // appendAlone writes one record as its own autocommit INSERT. It returns
-// errMoved if another process appended first.
+// errMoved if another process appended first (and then the next
+// transaction reads the end of the chain before it writes).
 func (w *writer) appendAlone(p *pending) error {
+	if w.lockWrites() {
+		// Under the write lock: no other warden moves the end now.
+		if err := w.reload(context.Background(), nil); err != nil {
+			w.lock.unlock(nil)
+			return err
+		}
+		w.stale = false
+	}
 	f := w.fieldsFor(p)
 	hash := w.h.Hash(f)
 	_, err := w.insert.ExecContext(context.Background(), f.Seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
@@ -410,13 +471,71 @@ func (w *writer) appendAlone(p *pending) error {
 	switch {
 	case err == nil:
 		w.seq, w.head, w.wrote = f.Seq, hash, true
+		w.unlock()
 		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
-		return errors.New(p.duplicate)
+		err = errors.New(p.duplicate)
 	case isSeqConflict(err):
-		return errMoved
+		w.stale, err = true, errMoved
 	}
+	w.lock.unlock(nil)
 	return err
+}
+
+// lockWrites takes the write lock and reports whether the end of the
+// chain must be read first: another process moved it (the lock's hint
+// names another end), or an earlier attempt found so.
+func (w *writer) lockWrites() (stale bool) {
+	w.hint, w.hinted = w.lock.lock()
+	if w.hinted {
+		w.commits = max(w.commits, w.hint.commits)
+		if w.hint.seq != w.seq || w.hint.hash != w.head {
+			w.stale = true
+		}
+	}
+	return w.stale
+}
+
+// syncHint reads the end of the chain under the write lock and leaves it
+// as the hint, when the store is opened: the hint is then as current as
+// this writer's memory of the end (a migration or another program may
+// have changed the store since the hint was written).
+func (w *writer) syncHint(ctx context.Context) error {
+	w.lockWrites()
+	if err := w.load(ctx); err != nil {
+		w.lock.unlock(nil)
+		return err
+	}
+	w.stale = false
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+	return nil
+}
+
+// unlock releases the write lock after a commit, leaving the end of the
+// chain as the hint.
+func (w *writer) unlock() {
+	w.commits++
+	if w.commits%walCheckpointEvery == 0 {
+		w.walDue = true
+	}
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+}
+
+// walCheckpointEvery is how many commits (by any process) pass between
+// WAL checkpoints: about SQLite's default of 1000 pages, for records of a
+// few pages each.
+const walCheckpointEvery = 256
+
+// checkpointWAL copies the WAL into the database, if a checkpoint is due,
+// without waiting for readers or writers (PASSIVE); it runs between
+// batches, after the callers were answered. A failed one is retried at
+// the next due.
+func (w *writer) checkpointWAL() {
+	if !w.walDue {
+		return
+	}
+	w.walDue = false
+	_, _ = w.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
 }
 
 // run runs fn in one write transaction. If anything fails, the
@@ -426,24 +545,35 @@ func (w *writer) appendAlone(p *pending) error {
 func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
 	ctx := context.Background()
 	seq, head, cp, wrote := w.seq, w.head, w.lastCheckpoint, w.wrote
+	stale := w.lockWrites()
 	err := func() error {
 		tx, err := w.db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
+		if stale {
+			// Under the write lock, where no other process moves it.
+			if err := w.reload(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if err := fn(ctx, tx); err != nil {
 			return err
 		}
 		return tx.Commit()
 	}()
 	if err != nil {
+		w.lock.unlock(nil)
 		w.seq, w.head, w.lastCheckpoint, w.wrote = seq, head, cp, wrote
 		if isSeqConflict(err) {
+			w.stale = true
 			return errMoved
 		}
 		return err
 	}
+	w.stale = false
+	w.unlock()
 	return w.sealHead()
 }
 
