@@ -315,4 +315,13 @@ func TestFleetOnOnePostgresStore(t *testing.T) {
 	if strings.Contains(out+errOut, storeURL) {
 		t.Error("sessions verify printed the store's URL")
 	}
+
+	// A URL with a password: neither check nor a failing open prints it.
+	t.Setenv("STORE_URL", "postgres://warden:pw-not-to-print@127.0.0.1:1/warden?connect_timeout=2")
+	for _, args := range [][]string{{"check", "--config", config}, {"sessions", "list", "--config", config}} {
+		out, errOut, _ := runWardenEnv(t, append(os.Environ(), "E2E_DSN="+dsn, "WARDEN_INSTANCE=auditor"), args...)
+		if strings.Contains(out+errOut, "pw-not-to-print") {
+			t.Errorf("warden %s printed the store's password:\n%s%s", args[0], out, errOut)
+		}
+	}
 }
