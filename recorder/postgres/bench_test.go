@@ -66,6 +66,14 @@ func BenchmarkThreeInstances(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(next.Load())/time.Since(start).Seconds(), "records/s")
+	var commits, records int64
+	for _, s := range stores {
+		c, r := s.BatchStats()
+		commits, records = commits+c, records+r
+	}
+	if commits > 0 {
+		b.ReportMetric(float64(records)/float64(commits), "records/commit")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,6 +73,8 @@ type writer struct {
 	wrote               bool
 	lastBatch           int
 	h                   recorder.Hasher
+	// batches and batched count commits and the records they carried.
+	batches, batched atomic.Int64
 	m                   *recorder.Macer
 }
 
@@ -201,6 +204,8 @@ func (w *writer) loop() {
 			batch, closed = w.gather(append(batch[:0], r))
 			w.commit(batch)
 			w.lastBatch = len(batch)
+			w.batches.Add(1)
+			w.batched.Add(int64(len(batch)))
 			clear(batch)
 			if closed {
 				w.closeErr = w.signRest()
@@ -432,4 +437,13 @@ func nullable(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// BatchStats returns how many group commits this store made and how many
+// records they carried.
+func (s *Store) BatchStats() (commits, records int64) {
+	if s.w == nil {
+		return 0, 0
+	}
+	return s.w.batches.Load(), s.w.batched.Load()
 }
