@@ -75,7 +75,7 @@ type writer struct {
 	h                   recorder.Hasher
 	// batches and batched count commits and the records they carried.
 	batches, batched atomic.Int64
-	m                   *recorder.Macer
+	m                *recorder.Macer
 }
 
 func newWriter(s *Store, opts recorder.Options) *writer {
