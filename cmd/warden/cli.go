@@ -301,7 +301,18 @@ func (a *App) newBackends(ctx context.Context, cfg *Config) error {
 		case b.Kube != nil:
 			var be *kube.Backend
 			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
-				a.Kube[name] = be
+				// Continue tokens open on every instance that shares the
+				// key (check --connect has no store, and seals none).
+				var key []byte
+				if a.Store != nil {
+					key, err = a.Store.Secret(ctx, "kube.continue_key."+name, 32)
+				}
+				if err == nil {
+					if key != nil {
+						be.SetContinueKey(key)
+					}
+					a.Kube[name] = be
+				}
 			}
 		}
 		if err != nil {
