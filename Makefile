@@ -34,11 +34,14 @@ test: kubetools
 	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime 20000x ./tools/kube/
 	# Statements never crash the parser or the analysis.
 	$(GO) test -run '^$$' -fuzz '^FuzzStatement$$' -fuzztime 20000x ./tools/sql/
+	# Flow scanning: any arguments scanned without a panic and in bounded work.
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 20000x ./flows/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/... ./mcp/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/kube/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 5 ./flows/
 
 # warden as an agent sees it (issue 14): the official Go SDK client over
 # stdio and streamable HTTP against warden's binary, the MCP floor (a

@@ -114,6 +114,9 @@ type Approval struct {
 	Params    []string `json:"params,omitempty"`
 	Purpose   string   `json:"purpose,omitempty"`
 	Ops       []Op     `json:"ops,omitempty"`
+	// Why says why a flow rule or a budget held the call (which rule,
+	// the earlier call the data came from, the argument that carried it).
+	Why string `json:"why,omitempty"`
 	// EstimatedRows is the planner's estimate, when there is one.
 	EstimatedRows *int64 `json:"estimated_rows,omitempty"`
 

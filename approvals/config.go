@@ -48,6 +48,9 @@ type Rule struct {
 	// before it returns as pending with its approval_id. Default 60s.
 	Wait   *warden.Duration `yaml:"wait"`
 	Notify *Notify          `yaml:"notify"`
+	// Ref names the rule in refusals (default approvals.NAME); flow
+	// rules and budgets that hold calls through Service.Hold set it.
+	Ref string `yaml:"-"`
 }
 
 // Notify tells reviewers about new requests.

@@ -22,6 +22,9 @@ func Prompt(a *warden.Approval) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "warden holds this call for approval (rule %q).\n\n", a.Rule)
 	fmt.Fprintf(&b, "Requested by: %s\n", caller(a.Requester))
+	if a.Why != "" {
+		fmt.Fprintf(&b, "Held because: %s\n", warden.Printable(a.Why))
+	}
 	if a.Purpose != "" {
 		fmt.Fprintf(&b, "Stated purpose (from the agent): %s\n", warden.Printable(shorten(a.Purpose, 500)))
 	}

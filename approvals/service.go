@@ -62,6 +62,20 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 	if r == nil {
 		return nil
 	}
+	return s.decide(ctx, c, r, est, "")
+}
+
+// Hold holds c, which t planned, under r, a rule that is not one of the
+// approval rules (a flow rule or a budget builds its own), exactly as
+// Approve holds a call a rule matches: it returns nil once a human
+// approved this exact call. why is shown to whoever decides.
+func (s *Service) Hold(ctx context.Context, c *warden.Call, t warden.Tool, r *Rule, why string) error {
+	return s.decide(ctx, c, r, newEstimate(ctx, c.Action, t), why)
+}
+
+// decide asks for, waits for or applies a human's decision on c under r.
+func (s *Service) decide(ctx context.Context, c *warden.Call, r *Rule, est *estimate, why string) error {
+	a := c.Action
 	in := warden.InteractionFrom(ctx)
 	var note string
 	if ans := in.Answer; ans != nil {
@@ -89,10 +103,10 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 		note = join(note, "approval_id is ignored: this rule is decided by the calling user, not by a reviewer")
 	}
 	if r.Approvers.User && in.CanAsk {
-		return s.ask(ctx, c, r, est, note)
+		return s.ask(ctx, c, r, est, note, why)
 	}
 	if r.Approvers.Reviewers() {
-		return s.review(ctx, c, r, est, note)
+		return s.review(ctx, c, r, est, note, why)
 	}
 	c.Approval = &warden.CallApproval{Rule: r.Name, Via: warden.ViaUser, Status: warden.ApprovalDenied, Note: note}
 	return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
@@ -101,7 +115,12 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 			"The call did not run. Use a client that supports elicitation over stdio or streamable HTTP.", r.Name)}
 }
 
-func ruleRef(r *Rule) string { return "approvals." + r.Name }
+func ruleRef(r *Rule) string {
+	if r.Ref != "" {
+		return r.Ref
+	}
+	return "approvals." + r.Name
+}
 
 func (s *Service) now() time.Time { return s.Clock() }
 
@@ -113,14 +132,14 @@ func (s *Service) log() *slog.Logger {
 }
 
 // newApproval builds a pending request for c under r.
-func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate) *warden.Approval {
+func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate, why string) *warden.Approval {
 	now := s.now()
 	a := c.Action
 	return &warden.Approval{
 		ID: s.NewID(), Rule: r.Name, Via: via, Approvers: *r.Approvers,
 		Requester: c.Caller, SessionID: c.SessionID, CallID: c.ID,
 		Tool: c.Tool, CallHash: c.Hash,
-		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops,
+		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops, Why: why,
 		EstimatedRows: est.rows(),
 		Status:        warden.ApprovalPending, CreatedAt: now,
 		ExpiresAt: now.Add(time.Duration(r.Timeout)), Timeout: time.Duration(r.Timeout),
@@ -129,8 +148,8 @@ func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate
 
 // ask creates a request the calling user decides, and returns the
 // question for the transport to put to them.
-func (s *Service) ask(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
-	appr := s.newApproval(c, r, warden.ViaUser, est)
+func (s *Service) ask(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note, why string) error {
+	appr := s.newApproval(c, r, warden.ViaUser, est, why)
 	if err := s.Store.CreateApproval(ctx, appr); err != nil {
 		return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
 	}
@@ -237,13 +256,13 @@ func confirms(content map[string]any) bool {
 
 // review finds or creates the reviewers' request for c, and waits for a
 // decision.
-func (s *Service) review(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
+func (s *Service) review(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note, why string) error {
 	appr, err := s.Store.PendingApproval(ctx, c.Caller.Subject, c.Hash, s.now())
 	if err != nil {
 		return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
 	}
 	if appr == nil || appr.Via != warden.ViaReviewer || appr.Rule != r.Name || !samePrincipal(appr.Requester, c.Caller) {
-		appr = s.newApproval(c, r, warden.ViaReviewer, est)
+		appr = s.newApproval(c, r, warden.ViaReviewer, est, why)
 		if err := s.Store.CreateApproval(ctx, appr); err != nil {
 			return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
 		}

@@ -46,6 +46,14 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// HTTP bounds the HTTP transports' edges (defaults when nil).
 	HTTP *HTTPConfig
+	// Handlers are served beside the MCP endpoints, behind the same edge
+	// checks but without authentication: the readiness probe and the
+	// metrics (keys are http.ServeMux patterns such as "GET /metrics").
+	Handlers map[string]http.Handler
+	// AuthFailed, when set, is told the reason of each HTTP request
+	// refused for want of a valid identity: missing_token,
+	// invalid_token, insufficient_scope or access_denied.
+	AuthFailed func(reason string)
 	// Results shapes successful tool results (defaults when nil).
 	Results *ResultsConfig
 	// Console, when set, serves /console/ beside the HTTP transport. It
@@ -288,6 +296,9 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	for pattern, h := range s.opts.Handlers {
+		mux.Handle(pattern, h)
+	}
 	if s.opts.Verifier != nil {
 		mux.HandleFunc("GET "+metadataPath, s.serveMetadata)
 		mux.HandleFunc("GET "+metadataPath+"/{endpoint...}", s.serveMetadata)

@@ -36,6 +36,7 @@ type ApprovalJSON struct {
 	Statement     string      `json:"statement"`
 	Params        []string    `json:"params,omitempty"`
 	Purpose       string      `json:"purpose,omitempty"`
+	Why           string      `json:"why,omitempty"`
 	Ops           []OpJSON    `json:"ops,omitempty"`
 	EstimatedRows *int64      `json:"estimated_rows,omitempty"`
 	Status        string      `json:"status"`
@@ -77,7 +78,7 @@ func ApprovalToJSON(a *warden.Approval) *ApprovalJSON {
 		Approvers: approversJS{User: a.Approvers.User, Subjects: a.Approvers.Subjects, Groups: a.Approvers.Groups},
 		Requester: CallerToJSON(a.Requester), SessionID: a.SessionID, CallID: a.CallID,
 		Tool: a.Tool, CallHash: a.CallHash, Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params,
-		Purpose: a.Purpose, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
+		Purpose: a.Purpose, Why: a.Why, EstimatedRows: a.EstimatedRows, Status: string(a.Status),
 		CreatedAt: FormatTime(a.CreatedAt), ExpiresAt: FormatTime(a.ExpiresAt), TimeoutMS: a.Timeout.Milliseconds(),
 		DecidedBy: CallerToJSON(a.DecidedBy), Reason: a.Reason, UsedBy: a.UsedBy,
 	}
@@ -98,7 +99,7 @@ func ApprovalFromJSON(b *ApprovalJSON) *warden.Approval {
 		ID: b.ID, Rule: b.Rule, Via: b.Via,
 		Approvers: warden.Approvers{User: b.Approvers.User, Subjects: b.Approvers.Subjects, Groups: b.Approvers.Groups},
 		SessionID: b.SessionID, CallID: b.CallID, Tool: b.Tool, CallHash: b.CallHash,
-		Backend: b.Backend, Kind: b.Kind, Statement: b.Statement, Params: b.Params, Purpose: b.Purpose, EstimatedRows: b.EstimatedRows,
+		Backend: b.Backend, Kind: b.Kind, Statement: b.Statement, Params: b.Params, Purpose: b.Purpose, Why: b.Why, EstimatedRows: b.EstimatedRows,
 		Status: warden.ApprovalStatus(b.Status), CreatedAt: ParseTime(b.CreatedAt), ExpiresAt: ParseTime(b.ExpiresAt),
 		Timeout: time.Duration(b.TimeoutMS) * time.Millisecond, DecidedAt: ParseTime(b.DecidedAt),
 		Reason: b.Reason, UsedBy: b.UsedBy, UsedAt: ParseTime(b.UsedAt),

@@ -109,6 +109,9 @@ type CallJSON struct {
 	// approval it needed. Both only for calls an approval rule held.
 	Hash     string            `json:"hash,omitempty"`
 	Approval *CallApprovalJSON `json:"approval,omitempty"`
+	// Flow names the flow rule or budget that refused or held the call,
+	// the earlier call the data came from and the argument that carried it.
+	Flow *CallFlowJSON `json:"flow,omitempty"`
 	// ArgsIn, on a call_finish, names the record that holds the call's
 	// arguments and action ("call_start"); without it, this record does.
 	ArgsIn string `json:"args_in,omitempty"`
@@ -120,6 +123,13 @@ type CallJSON struct {
 	Truncated  bool            `json:"truncated,omitempty"`
 	EndedAt    string          `json:"ended_at,omitempty"`
 	DurationMS float64         `json:"duration_ms,omitempty"`
+}
+
+// CallFlowJSON is warden.CallFlow as recorded.
+type CallFlowJSON struct {
+	Rule       string `json:"rule"`
+	SourceCall string `json:"source_call,omitempty"`
+	Argument   string `json:"argument,omitempty"`
 }
 
 type CallApprovalJSON struct {
@@ -154,6 +164,9 @@ func CallToJSON(c *warden.Call) CallJSON {
 		b.Hash = c.Hash
 		b.Approval = &CallApprovalJSON{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: string(a.Status),
 			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
+	}
+	if f := c.Flow; f != nil {
+		b.Flow = &CallFlowJSON{Rule: f.Rule, SourceCall: f.SourceCall, Argument: f.Argument}
 	}
 	if d := c.Decision; d != nil {
 		b.Decision = &DecisionJSON{Effect: string(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}

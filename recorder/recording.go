@@ -38,6 +38,10 @@ type Options struct {
 	// instances share (PostgreSQL); default: the host name. Two processes
 	// cannot write as one instance at once.
 	Instance string
+	// OnCommit, when set, is told after each write transaction of
+	// records: how many it wrote and how long the commit took. It runs on
+	// the writer and must not block (metrics).
+	OnCommit func(records int, took time.Duration)
 }
 
 // Default checkpoint cadence.

@@ -64,6 +64,8 @@ type CallRecord struct {
 	// identity and what became of its approval.
 	Hash     string
 	Approval *warden.CallApproval
+	// Flow names the flow rule or budget that refused or held the call.
+	Flow *warden.CallFlow
 	// Outcome is "ok", "denied", "pending" or "error"; empty while running.
 	Outcome      string
 	ErrorCode    string
@@ -141,6 +143,9 @@ func CallFromJSON(b *CallJSON, status string) CallRecord {
 		r.Hash = b.Hash
 		r.Approval = &warden.CallApproval{ID: a.ID, Rule: a.Rule, Via: a.Via, Status: warden.ApprovalStatus(a.Status),
 			DecidedBy: a.DecidedBy, Reason: a.Reason, Note: a.Note}
+	}
+	if f := b.Flow; f != nil {
+		r.Flow = &warden.CallFlow{Rule: f.Rule, SourceCall: f.SourceCall, Argument: f.Argument}
 	}
 	if d := b.Decision; d != nil {
 		r.Decision = &warden.Decision{Effect: warden.Effect(d.Effect), Rule: d.Rule, Reasons: d.Reasons, Allowed: d.Allowed}

@@ -122,6 +122,18 @@ func (m *Main) check(ctx context.Context, args []string) error {
 			fmt.Fprintf(w, "  [%d] %s; %s; wait %s\n", i, r.Describe(), strings.Join(when, "; "), *r.Wait)
 		}
 	}
+	if len(cfg.Flows) > 0 {
+		fmt.Fprintln(w, "\nflows (checked after authorize, before approval rules):")
+		for i, r := range cfg.Flows {
+			fmt.Fprintf(w, "  [%d] %s\n", i, r.Describe())
+		}
+	}
+	if len(cfg.Budgets) > 0 {
+		fmt.Fprintln(w, "\nbudgets:")
+		for i, b := range cfg.Budgets {
+			fmt.Fprintf(w, "  [%d] %s\n", i, b.Describe())
+		}
+	}
 	if *connect {
 		if n := m.checkConnect(ctx, cfg); n > 0 {
 			return fmt.Errorf("%s: %d problems found by --connect", *config, n)

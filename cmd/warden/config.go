@@ -14,6 +14,7 @@ import (
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/console"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
@@ -40,6 +41,14 @@ type Config struct {
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Flows keep data read from one backend from leaving through
+	// another; Budgets cap what a role may read per window.
+	Flows   flows.Rules   `yaml:"flows"`
+	Budgets flows.Budgets `yaml:"budgets"`
+	// Log is warden's own log; Observe where metrics and probes are
+	// served (observe.go).
+	Log     LogConfig     `yaml:"log"`
+	Observe ObserveConfig `yaml:"observe"`
 	// Console is the reviewer's console (approvals and audit in a
 	// browser); nil leaves it off.
 	Console *console.Config `yaml:"console"`
@@ -164,7 +173,8 @@ func decodeConfig(root *yaml.Node, getenv func(string) (string, bool), validate 
 
 func (c *Config) validate() error {
 	errs := []error{c.validateStore()}
-	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()),
+		warden.Under("log", c.Log.Validate()), warden.Under("observe", c.Observe.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))
@@ -186,6 +196,8 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("flows", c.Flows.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("budgets", c.Budgets.Validate(c.BackendKinds(), slices.Sorted(maps.Keys(c.Roles)))))
 	if c.Console != nil {
 		errs = append(errs, warden.Under("console", c.Console.Validate()))
 		if c.Console.Issuer == "" && (c.Identity.Local == nil || !c.Identity.Local.Reviewer) {

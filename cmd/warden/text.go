@@ -105,6 +105,13 @@ func WriteSession(w io.Writer, s *recorder.SessionSummary, calls []recorder.Call
 			field(ew, ind, "approval", describeCallApproval(a))
 			field(ew, ind, "note", a.Note)
 		}
+		if f := c.Flow; f != nil {
+			flow := f.Rule
+			if f.SourceCall != "" {
+				flow += ": data from call " + f.SourceCall + " in argument " + f.Argument
+			}
+			field(ew, ind, "flow", flow)
+		}
 		if c.ErrorCode != "" {
 			field(ew, ind, "error", c.ErrorCode+": "+c.ErrorMessage)
 			field(ew, ind, "detail", c.ErrorDetail)
@@ -259,6 +266,7 @@ func WriteApproval(w io.Writer, a *warden.Approval, history []recorder.ApprovalE
 	}
 	field(ew, "", "decided by", strings.Join(who, "; or "))
 	field(ew, "", "call", fmt.Sprintf("%s on %s (%s), requested in call %s", a.Tool, a.Backend, a.Kind, a.CallID))
+	field(ew, "", "held for", a.Why)
 	field(ew, "", "purpose", a.Purpose)
 	field(ew, "", "statement", a.Statement)
 	for i, p := range a.Params {

@@ -61,6 +61,7 @@ type writer struct {
 	s        *Store
 	every    int64
 	interval time.Duration
+	onCommit func(records int, took time.Duration)
 
 	requests chan request
 	mu       sync.RWMutex
@@ -79,7 +80,7 @@ type writer struct {
 }
 
 func newWriter(s *Store, opts recorder.Options) *writer {
-	w := &writer{s: s, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval,
+	w := &writer{s: s, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval, onCommit: opts.OnCommit,
 		requests: make(chan request, 4096), stopped: make(chan struct{}), m: recorder.NewMacer(s.macKey)}
 	if w.every <= 0 {
 		w.every = recorder.DefaultCheckpointEvery
@@ -202,7 +203,11 @@ func (w *writer) loop() {
 			}
 			var closed bool
 			batch, closed = w.gather(append(batch[:0], r))
+			t := time.Now()
 			w.commit(batch)
+			if w.onCommit != nil {
+				w.onCommit(len(batch), time.Since(t))
+			}
 			w.lastBatch = len(batch)
 			w.batches.Add(1)
 			w.batched.Add(int64(len(batch)))

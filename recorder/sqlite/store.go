@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warden-mcp/warden/recorder"
@@ -130,6 +131,8 @@ type Store struct {
 	// started holds the ids of calls this store recorded the start of and
 	// not yet the finish: their finish need not repeat the arguments.
 	started sync.Map
+	// flowsReady is set once the flow table exists (see flows.go).
+	flowsReady atomic.Bool
 
 	closed    chan struct{}
 	closeOnce sync.Once

@@ -102,6 +102,7 @@ type writer struct {
 	every    int64
 	interval time.Duration
 	clock    func() time.Time
+	onCommit func(records int, took time.Duration)
 
 	requests chan request
 	mu       sync.RWMutex // held for reading while sending on requests; Close takes it to close the channel
@@ -121,7 +122,7 @@ type writer struct {
 
 func newWriter(db *sql.DB, opts recorder.Options, clock func() time.Time) *writer {
 	w := &writer{db: db, clock: clock, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval,
-		requests: make(chan request, 1024), stopped: make(chan struct{})}
+		onCommit: opts.OnCommit, requests: make(chan request, 1024), stopped: make(chan struct{})}
 	if w.every <= 0 {
 		w.every = recorder.DefaultCheckpointEvery
 	}
@@ -398,6 +399,9 @@ func (w *writer) signRest() error {
 
 // commit writes a batch of records in one transaction and answers each.
 func (w *writer) commit(batch []request) {
+	if w.onCommit != nil {
+		defer func(start time.Time) { w.onCommit(len(batch), time.Since(start)) }(time.Now())
+	}
 	// One record with nothing to check and no checkpoint due: a single
 	// autocommit INSERT is one statement instead of three.
 	if len(batch) == 1 && batch[0].rec.check == nil && w.seq+1-w.lastCheckpoint < w.every {
