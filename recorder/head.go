@@ -61,7 +61,7 @@ type headJSON struct {
 	Sig  string `json:"sig"`
 }
 
-func headMessage(seq int64, at string, hash Digest) []byte {
+func HeadMessage(seq int64, at string, hash Digest) []byte {
 	b := make([]byte, 0, len(headDomain)+8+4+len(at)+HashSize)
 	b = append(b, headDomain...)
 	b = binary.BigEndian.AppendUint64(b, uint64(seq))
@@ -97,7 +97,7 @@ func ReadHead(path string, key ed25519.PublicKey) (*Head, error) {
 	hash, herr := hex.DecodeString(h.Hash)
 	sig, serr := base64.StdEncoding.DecodeString(h.Sig)
 	if herr != nil || serr != nil || len(hash) != HashSize || h.Seq < 0 || !named.Equal(key) ||
-		!ed25519.Verify(key, headMessage(h.Seq, h.At, Digest(hash)), sig) {
+		!ed25519.Verify(key, HeadMessage(h.Seq, h.At, Digest(hash)), sig) {
 		return nil, fmt.Errorf("signed head %s does not verify with key %s: it was altered, or it is not this store's", path, FormatPublicKey(key))
 	}
 	return &Head{Seq: h.Seq, Hash: Digest(hash), At: h.At, Key: key}, nil
@@ -115,7 +115,7 @@ func headBytes(key ed25519.PrivateKey, seq int64, hash Digest, at string) []byte
 	body, _ := json.Marshal(headJSON{ // cannot fail for these types
 		Seq: seq, Hash: hex.EncodeToString(hash[:]), At: at,
 		Key: FormatPublicKey(key.Public().(ed25519.PublicKey)),
-		Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, headMessage(seq, at, hash))),
+		Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(key, HeadMessage(seq, at, hash))),
 	})
 	b := bytes.Repeat([]byte{' '}, headSize)
 	copy(b, body) // about 300 bytes: at (30) is fixed, seq at most 19 digits

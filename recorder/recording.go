@@ -34,6 +34,10 @@ type Options struct {
 	// who can write the store cannot write is what keeps them from
 	// replacing the head along with the store.
 	KeyDir string
+	// Instance names this process's hash chain in a store several
+	// instances share (PostgreSQL); default: the host name. Two processes
+	// cannot write as one instance at once.
+	Instance string
 	// OnCommit, when set, is told after each write transaction of
 	// records: how many it wrote and how long the commit took. It runs on
 	// the writer and must not block (metrics).

@@ -47,8 +47,10 @@ const (
 // record: the first one changed, deleted, inserted or moved, as far as the
 // chain around it tells, or the checkpoint that failed.
 type ChainError struct {
-	Seq    int64
-	Tamper Tamper
+	// Instance names the chain, in a store several instances write.
+	Instance string
+	Seq      int64
+	Tamper   Tamper
 	// Detail says what is wrong, completing "record Seq ...".
 	Detail string
 	// Record describes the record found at Seq, if there is one.
@@ -57,6 +59,9 @@ type ChainError struct {
 
 func (e *ChainError) Error() string {
 	s := fmt.Sprintf("record %d %s", e.Seq, e.Detail)
+	if e.Instance != "" {
+		s = fmt.Sprintf("instance %s: %s", warden.Printable(e.Instance), s)
+	}
 	if e.Record != "" {
 		s += " [" + e.Record + "]"
 	}
@@ -98,6 +103,15 @@ type VerifyReport struct {
 	// HeadEra is true when a checkpoint shows that the warden that wrote
 	// it kept a signed head: then a missing head means it was removed.
 	HeadEra bool
+	// Chains, for a store several instances write, is the report of each
+	// instance's chain, by instance; the fields above then sum them.
+	Chains []ChainReport
+}
+
+// ChainReport is what verification established about one instance's chain.
+type ChainReport struct {
+	Instance string
+	*VerifyReport
 }
 
 // VerifyOptions say what verification trusts. Nothing in them comes from

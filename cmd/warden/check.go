@@ -31,7 +31,7 @@ func (m *Main) check(ctx context.Context, args []string) error {
 		return err
 	}
 	w := m.Stdout
-	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *config, cfg.Store.URL)
+	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *config, storeName(cfg.Store.URL))
 	if l := cfg.Identity.Local; l != nil {
 		fmt.Fprintf(w, "identity.local: %s", l.Subject)
 		if len(l.Groups) > 0 {

@@ -169,8 +169,8 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 	}
 	// A relative store path is relative to the config file, so the same
 	// file works from any working directory.
-	p := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
-	if !filepath.IsAbs(p) {
+	p, isFile := strings.CutPrefix(cfg.Store.URL, "sqlite:")
+	if isFile && !filepath.IsAbs(p) {
 		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
 	}
 	if k := cfg.Store.Keys; k != "" && !filepath.IsAbs(k) {
@@ -381,7 +381,18 @@ func (a *App) newBackends(ctx context.Context, cfg *Config) error {
 		case b.Kube != nil:
 			var be *kube.Backend
 			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
-				a.Kube[name] = be
+				// Continue tokens open on every instance that shares the
+				// key (check --connect has no store, and seals none).
+				var key []byte
+				if a.Store != nil {
+					key, err = a.Store.Secret(ctx, "kube.continue_key."+name, 32)
+				}
+				if err == nil {
+					if key != nil {
+						be.SetContinueKey(key)
+					}
+					a.Kube[name] = be
+				}
 			}
 		}
 		if err != nil {

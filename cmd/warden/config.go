@@ -19,6 +19,7 @@ import (
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/postgres"
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -53,8 +54,8 @@ type Config struct {
 	Console *console.Config `yaml:"console"`
 }
 
-// StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
-// retention: 90d}.
+// StoreConfig is `store`: either "sqlite:PATH" or "postgres://...", or
+// {url: ..., retention: 90d, keys: DIR, instance: NAME}.
 type StoreConfig struct {
 	URL string `yaml:"url"`
 	// Retention is how long records are kept: a duration of at least an
@@ -66,10 +67,16 @@ type StoreConfig struct {
 	// secrets file (default: beside the database). Relative to the config
 	// file.
 	Keys string `yaml:"keys"`
+	// Instance names this process's hash chain in a PostgreSQL store
+	// several instances share (default: the host name); each instance
+	// needs its own. ${VAR} expands, so one config can serve them all.
+	Instance string `yaml:"instance"`
 }
 
 // Options are the recorder options the store config sets.
-func (c StoreConfig) Options() recorder.Options { return recorder.Options{KeyDir: c.Keys} }
+func (c StoreConfig) Options() recorder.Options {
+	return recorder.Options{KeyDir: c.Keys, Instance: c.Instance}
+}
 
 // DefaultRetention is how long records are kept when store.retention is
 // not set.
@@ -238,8 +245,18 @@ func (c *Config) validateStore() error {
 	if c.Store.URL == "" {
 		c.Store.URL = DefaultStore
 	}
-	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
-		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
+	switch {
+	case postgres.IsURL(c.Store.URL):
+		// Never echo this URL: it may hold a password.
+		if c.Store.Keys == "" {
+			errs = append(errs, warden.FieldErrorf("store.keys", "a PostgreSQL store needs the directory of the signing key every instance shares"))
+		}
+	case !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:":
+		scheme, _, _ := strings.Cut(c.Store.URL, ":")
+		if strings.ContainsAny(scheme, "/@") {
+			scheme = "(unreadable)"
+		}
+		errs = append(errs, warden.FieldErrorf("store", "scheme %q is not supported: use sqlite:PATH or postgres://...", scheme))
 	}
 	switch c.Store.Retention {
 	case "":

@@ -95,7 +95,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"OIDCNeedsAudience", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com}]\n", 1), "identity.oidc[0].audience"},
 		{"OIDCUnknownKey", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com, audience: warden, group_claim: g}]\n", 1), "identity.oidc[0].group_claim: unknown key"},
 		{"OIDCWithUnauthenticatedLoopback", strings.Replace(goodConfig, "identity:\n", "identity:\n  allow_unauthenticated_loopback: true\n  oidc: [{issuer: https://idp.example.com, audience: warden}]\n", 1), "identity.allow_unauthenticated_loopback: cannot be combined with oidc"},
-		{"StoreScheme", goodConfig + "store: postgres://x\n", `store: "postgres://x" is not supported`},
+		{"StoreScheme", goodConfig + "store: mysql://u:pw@x/db\n", `store: scheme "mysql" is not supported`},
+		{"PostgresStoreWithoutKeys", goodConfig + "store: postgres://u:pw@x/db\n", `store.keys: a PostgreSQL store needs`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

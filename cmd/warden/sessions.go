@@ -48,7 +48,7 @@ func (m *Main) openRecording(ctx context.Context, config string) (recorder.Store
 	if err != nil {
 		return nil, "", fmt.Errorf("open the recording store: %w", err)
 	}
-	return store, cfg.Store.URL, nil
+	return store, storeName(cfg.Store.URL), nil
 }
 
 func (m *Main) sessionsList(ctx context.Context, args []string) error {
@@ -226,6 +226,25 @@ func (m *Main) sessionsReseal(ctx context.Context, config string) error {
 func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, keySource string) {
 	if rep.Records == 0 {
 		fmt.Fprintf(w, "ok: %s holds no records\n", what)
+		return
+	}
+	if len(rep.Chains) > 0 {
+		fmt.Fprintf(w, "ok: %d records in %s, in %s\n", rep.Records, what, plural(int64(len(rep.Chains)), "instance chain"))
+		for _, c := range rep.Chains {
+			fmt.Fprintf(w, "  instance %s wrote records 1..%d: every record matches its hash and links to the one before; %s signed by %s",
+				warden.Printable(c.Instance), c.Last, plural(c.Checkpoints, "checkpoint"), recorder.FormatPublicKey(c.Key))
+			if c.Head != nil {
+				fmt.Fprintf(w, "; reaches its signed head (record %d)", c.Head.Seq)
+			}
+			if c.MACs > 0 {
+				fmt.Fprintf(w, "; %s checked", plural(c.MACs, "record MAC"))
+			}
+			if c.Unsigned > 0 {
+				fmt.Fprintf(w, "; %d after the last checkpoint, not yet signed", c.Unsigned)
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "  checkpoints verified with %s\n", keySource)
 		return
 	}
 	fmt.Fprintf(w, "ok: %d records (seq %d..%d) in %s\n", rep.Records, rep.First, rep.Last, what)

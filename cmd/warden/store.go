@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/postgres"
 	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
@@ -20,9 +21,20 @@ func openStore(ctx context.Context, url string, opts recorder.Options) (recorder
 	switch scheme {
 	case "sqlite":
 		return sqlite.OpenWith(ctx, url, opts)
+	case "postgres", "postgresql":
+		return postgres.Open(ctx, url, opts)
 	}
 	if strings.ContainsAny(scheme, "/\\.@") {
 		return nil, errors.New("store URL must have the form sqlite:PATH")
 	}
-	return nil, fmt.Errorf("store URL scheme %q is not supported: use sqlite:PATH", scheme)
+	return nil, fmt.Errorf("store URL scheme %q is not supported: use sqlite:PATH or postgres://...", scheme)
+}
+
+// storeName is how output names the store: a SQLite store by its URL, a
+// PostgreSQL store by no more than that, since its URL may hold a password.
+func storeName(url string) string {
+	if postgres.IsURL(url) {
+		return "the PostgreSQL store"
+	}
+	return url
 }
