@@ -99,7 +99,7 @@ FOR EACH ROW EXECUTE FUNCTION warden_approvals_forward();
 // migrations are applied in order, each once, under an advisory lock, so
 // instances that start together migrate the schema once. Each applied
 // migration leaves a row in warden_migrations.
-var migrations = []string{schemaV1}
+var migrations = []string{schemaV1, schemaV2}
 
 // migrateLock is the advisory lock key that serialises migrations.
 const migrateLock = 0x77617264656e // "warden"
@@ -372,3 +372,7 @@ func (s *Store) Secret(ctx context.Context, name string, n int) ([]byte, error) 
 func IsURL(url string) bool {
 	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }
+
+// SchemaVersion is the schema version this warden migrates a store to:
+// the number of rows warden_migrations holds once it has.
+func SchemaVersion() int { return len(migrations) }
