@@ -143,9 +143,78 @@ func VerifyChain(src Source, opts VerifyOptions) (*VerifyReport, error) {
 // VerifyExport verifies records exported by Export (JSON lines), as Verify
 // does for a store. An export that starts mid-chain (--since) is checked
 // from its first record on.
+//
+// An export of a store several instances write (PostgreSQL) carries each
+// record's instance, one chain after another: each chain is verified on
+// its own, the report has one ChainReport per instance (the totals sum
+// them) and a ChainError names the instance. A chain whose records are
+// not together in the file is refused.
 func VerifyExport(r io.Reader, key ed25519.PublicKey) (*VerifyReport, error) {
-	v := &chainVerifier{key: key, partial: true}
-	return v.run(&exportSource{dec: json.NewDecoder(r)})
+	src := &exportSource{dec: json.NewDecoder(r)}
+	first, err := src.peek()
+	if err != nil {
+		return &VerifyReport{}, err
+	}
+	if first == nil || first.instance == "" {
+		v := &chainVerifier{key: key, partial: true}
+		rep, err := v.run(src)
+		if err == nil && src.instances {
+			err = fmt.Errorf("export record %d names an instance, and the records before it do not", src.line)
+		}
+		return rep, err
+	}
+	total := &VerifyReport{Key: key, Partial: true}
+	done := map[string]bool{}
+	for {
+		next, err := src.peek()
+		if err != nil {
+			return total, err
+		}
+		if next == nil {
+			return total, nil
+		}
+		inst := next.instance
+		if inst == "" {
+			return total, fmt.Errorf("export record %d names no instance, and the records before it do", src.line)
+		}
+		if done[inst] {
+			return total, &ChainError{Instance: inst, Seq: next.Seq, Tamper: Reordered, Record: next.describe(),
+				Detail: "is apart from the rest of its instance's chain: an export holds each chain in one stretch"}
+		}
+		done[inst] = true
+		v := &chainVerifier{key: key, partial: true}
+		rep, err := v.run(&chainOf{src: src, instance: inst})
+		if err != nil {
+			var ce *ChainError
+			if errors.As(err, &ce) {
+				ce.Instance = inst
+			}
+			return rep, err
+		}
+		total.Chains = append(total.Chains, ChainReport{Instance: inst, VerifyReport: rep})
+		total.Records += rep.Records
+		total.Checkpoints += rep.Checkpoints
+		total.Unsigned += rep.Unsigned
+		total.KeyFromChain = total.KeyFromChain || rep.KeyFromChain
+		if total.Key == nil {
+			total.Key = rep.Key
+		}
+	}
+}
+
+// chainOf yields the records of one instance from an export, stopping at
+// the first record of another.
+type chainOf struct {
+	src      *exportSource
+	instance string
+}
+
+func (c *chainOf) Next() (*Row, error) {
+	r, err := c.src.peek()
+	if err != nil || r == nil || r.instance != c.instance {
+		return nil, err
+	}
+	return c.src.Next()
 }
 
 // Row is one record as read back.
@@ -155,6 +224,7 @@ type Row struct {
 	Hash     []byte
 	MAC      []byte // nil where the store has none
 	computed Digest // the hash of fields at fields.seq
+	instance string // the chain, for a record read from an export
 }
 
 func (r *Row) describe() string {
@@ -206,6 +276,7 @@ func KindName(b []byte) string {
 
 // exportLine is one line of an export.
 type exportLine struct {
+	Instance  *string         `json:"instance"`
 	Seq       int64           `json:"seq"`
 	Kind      string          `json:"kind"`
 	SessionID *string         `json:"session_id"`
@@ -219,9 +290,33 @@ type exportLine struct {
 type exportSource struct {
 	dec  *json.Decoder
 	line int
+	// next is a record read ahead by peek.
+	next *Row
+	// instances is set once a record named an instance.
+	instances bool
+}
+
+// peek returns the next record without taking it.
+func (e *exportSource) peek() (*Row, error) {
+	if e.next == nil {
+		r, err := e.read()
+		if err != nil || r == nil {
+			return nil, err
+		}
+		e.next = r
+	}
+	return e.next, nil
 }
 
 func (e *exportSource) Next() (*Row, error) {
+	if r := e.next; r != nil {
+		e.next = nil
+		return r, nil
+	}
+	return e.read()
+}
+
+func (e *exportSource) read() (*Row, error) {
 	var l exportLine
 	e.line++
 	if err := e.dec.Decode(&l); err != nil {
@@ -236,6 +331,9 @@ func (e *exportSource) Next() (*Row, error) {
 	}
 	r := &Row{Body: body}
 	r.Seq, r.Kind = l.Seq, l.Kind
+	if l.Instance != nil {
+		r.instance, e.instances = *l.Instance, true
+	}
 	if l.SessionID != nil {
 		r.SessionID, r.HasSession = *l.SessionID, true
 	}

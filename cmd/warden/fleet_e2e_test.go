@@ -316,6 +316,36 @@ func TestFleetOnOnePostgresStore(t *testing.T) {
 		t.Error("sessions verify printed the store's URL")
 	}
 
+	// An export carries every chain; verifying it checks each on its own
+	// and names the instance that wrote it.
+	env := append(os.Environ(), "E2E_DSN="+dsn, "WARDEN_INSTANCE=auditor")
+	export, errOut, code := runWardenEnv(t, env, "sessions", "export", "--config", config)
+	if code != 0 || strings.Contains(export+errOut, storeURL) {
+		t.Fatalf("sessions export = %d\n%s", code, errOut)
+	}
+	file := filepath.Join(t.TempDir(), "fleet.jsonl")
+	if err := os.WriteFile(file, []byte(export), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code = runWardenEnv(t, env, "sessions", "verify", "--export", file, "--config", config)
+	if code != 0 || !strings.Contains(out, "instance w1 wrote") || !strings.Contains(out, "instance w2 wrote") || !strings.Contains(out, "instance w3 wrote") {
+		t.Errorf("sessions verify --export = %d\n%s%s\nwant every instance's chain verified and named", code, out, errOut)
+	}
+	tampered := strings.Replace(export, `{"instance":"w2","seq":2,"kind":"`, `{"instance":"w2","seq":2,"kind":"x`, 1)
+	if tampered == export {
+		t.Fatal("w2's record 2 is not in the export")
+	}
+	if err := os.WriteFile(file, []byte(tampered), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := runWardenEnv(t, env, "sessions", "verify", "--export", file, "--config", config); code == 0 || !strings.Contains(errOut, "instance w2: record 2") {
+		t.Errorf("sessions verify --export of a changed export = %d\n%s%s\nwant a refusal naming instance w2, record 2", code, out, errOut)
+	}
+	// Reseal does not apply: heads are committed with their records.
+	if out, errOut, code := runWardenEnv(t, env, "sessions", "verify", "--reseal", "--config", config); code == 0 || !strings.Contains(errOut, "does not apply to a PostgreSQL store") {
+		t.Errorf("sessions verify --reseal = %d\n%s%s\nwant a refusal saying why", code, out, errOut)
+	}
+
 	// A URL with a password: neither check nor a failing open prints it.
 	t.Setenv("STORE_URL", "postgres://warden:pw-not-to-print@127.0.0.1:1/warden?connect_timeout=2")
 	for _, args := range [][]string{{"check", "--config", config}, {"sessions", "list", "--config", config}} {

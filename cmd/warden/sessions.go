@@ -231,8 +231,11 @@ func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, key
 	if len(rep.Chains) > 0 {
 		fmt.Fprintf(w, "ok: %d records in %s, in %s\n", rep.Records, what, plural(int64(len(rep.Chains)), "instance chain"))
 		for _, c := range rep.Chains {
-			fmt.Fprintf(w, "  instance %s wrote records 1..%d: every record matches its hash and links to the one before; %s signed by %s",
-				warden.Printable(c.Instance), c.Last, plural(c.Checkpoints, "checkpoint"), recorder.FormatPublicKey(c.Key))
+			fmt.Fprintf(w, "  instance %s wrote records %d..%d: every record matches its hash and links to the one before; %s signed by %s",
+				warden.Printable(c.Instance), c.First, c.Last, plural(c.Checkpoints, "checkpoint"), recorder.FormatPublicKey(c.Key))
+			if c.Partial && c.First > 1 {
+				fmt.Fprintf(w, "; the export starts at record %d, vouched for by the checkpoints after it", c.First)
+			}
 			if c.Head != nil {
 				fmt.Fprintf(w, "; reaches its signed head (record %d)", c.Head.Seq)
 			}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/ed25519"
@@ -139,16 +140,81 @@ func (s *Store) Audit(ctx context.Context, opts recorder.AuditOptions) (*recorde
 	return total, nil
 }
 
-// Reseal is not offered for a PostgreSQL store: its heads are written in
-// the transaction that extends each chain, so no crash leaves one behind.
+// Reseal does not apply to a PostgreSQL store, and says why. On SQLite it
+// repairs a signed head file left behind the store by a power loss (the
+// file and the database are written apart), or lost with its disk. Here
+// each instance's signed head is a row updated in the transaction that
+// extends its chain, so no crash leaves the two apart, and a database
+// restored from a backup restores both together. A head that does not
+// match its chain therefore means the database was changed, and signing a
+// new one would hide exactly that.
 func (s *Store) Reseal(ctx context.Context) (*recorder.VerifyReport, *recorder.Head, error) {
-	return nil, nil, errors.New("a PostgreSQL store's heads are committed with its records; there is nothing to reseal")
+	return nil, nil, errors.New("--reseal does not apply to a PostgreSQL store: each instance's signed head is committed in the same transaction as its records, " +
+		"so no crash or restore leaves them apart; a head that does not match its chain means the database was changed, and resealing would hide it " +
+		"(run `warden sessions verify` to see which instance and record)")
 }
 
-// Export is not offered for a PostgreSQL store yet.
+// Export writes every instance's chain as JSON lines, in the SQLite
+// store's format with one more key, "instance", first on each line: one
+// chain after another (ordered by instance name), each in seq order, from
+// one snapshot. With a non-zero since, each chain starts at its first
+// record stamped at or after it. recorder.VerifyExport verifies each chain
+// on its own and names the instance. It returns the records written.
 func (s *Store) Export(ctx context.Context, w io.Writer, since time.Time) (int64, error) {
-	return 0, errors.New("export of a PostgreSQL store is not supported yet")
+	select {
+	case <-s.closed:
+		return 0, errClosed
+	default:
+	}
+	var n int64
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := `SELECT instance, seq, kind, session_id, call_id, at, body, prev_hash, hash FROM records ORDER BY instance, seq`
+		args := []any{}
+		if !since.IsZero() {
+			q = `SELECT r.instance, r.seq, r.kind, r.session_id, r.call_id, r.at, r.body, r.prev_hash, r.hash
+				FROM records r JOIN (SELECT instance, min(seq) AS seq FROM records WHERE at >= $1 GROUP BY instance) f
+				ON r.instance = f.instance AND r.seq >= f.seq ORDER BY r.instance, r.seq`
+			args = append(args, recorder.FormatTime(since))
+		}
+		rows, err := tx.Query(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		bw := bufio.NewWriterSize(w, 64<<10)
+		var line []byte
+		var r recorder.ExportRecord
+		var body string
+		for rows.Next() {
+			if err := rows.Scan(&r.Instance, &r.Seq, &r.Kind, &r.SessionID, &r.CallID, &r.At, &body, &r.PrevHash, &r.Hash); err != nil {
+				return err
+			}
+			r.Body = []byte(body)
+			line = recorder.AppendExportLine(line[:0], &r)
+			if _, err := bw.Write(line); err != nil {
+				return &writeError{err}
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return &writeError{err}
+		}
+		return nil
+	})
+	var we *writeError
+	if errors.As(err, &we) {
+		return n, fmt.Errorf("exporting records: %w", we.err)
+	}
+	return n, dbErr("exporting records", err)
 }
+
+// writeError is a failure to write the export, not the database's.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
 
 // Prune removes this instance's records before its newest checkpoint
 // older than cutoff, which then anchors its chain, and appends a prune
