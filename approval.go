@@ -251,6 +251,17 @@ type ApprovalStore interface {
 	Approvals(ctx context.Context, f ApprovalFilter) ([]*Approval, error)
 }
 
+// ApprovalWatcher is implemented by an approval store that can tell a
+// waiting call at once that a request changed, in this process or another
+// sharing the store (PostgreSQL: LISTEN/NOTIFY). The approval stage still
+// reads the store on a timer as well, so a lost signal only delays.
+type ApprovalWatcher interface {
+	// WatchApproval returns a channel that receives after request id may
+	// have changed (a spurious signal is allowed: the receiver reads the
+	// request again), and a function that stops watching.
+	WatchApproval(ctx context.Context, id string) (<-chan struct{}, func())
+}
+
 // Pending describes a call held for approval; it is set on errors with
 // code NeedsApproval.
 type Pending struct {

@@ -24,7 +24,10 @@ type Service struct {
 	Clock warden.Clock
 	NewID func() string
 	// Poll is how often a call waiting for a reviewer reads the store
-	// (default 200ms); reviewers decide from another process.
+	// (default 200ms); reviewers decide from another process. A store
+	// that implements warden.ApprovalWatcher also wakes the call when the
+	// request changes, and the poll is then only the fallback (default
+	// 1s).
 	Poll time.Duration
 	// HTTP posts webhook notifications (default: a client with a 5s
 	// timeout).
@@ -39,7 +42,11 @@ type Service struct {
 	Scrubber warden.Scrubber
 }
 
-const defaultPoll = 200 * time.Millisecond
+const (
+	defaultPoll = 200 * time.Millisecond
+	// watchedPoll is the fallback poll when the store signals changes.
+	watchedPoll = time.Second
+)
 
 // Rule returns the rule that would hold a, which t planned, and the
 // planner's estimate when one was made: what `warden explain` shows.
@@ -328,11 +335,28 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 		deadline = closed
 	}
 	poll := s.Poll
+	var changed <-chan struct{}
+	if w, ok := s.Store.(warden.ApprovalWatcher); ok {
+		ch, stop := w.WatchApproval(ctx, appr.ID)
+		defer stop()
+		changed = ch
+		if poll <= 0 {
+			poll = watchedPoll
+		}
+	}
 	if poll <= 0 {
 		poll = defaultPoll
 	}
 	tick := time.NewTicker(poll)
 	defer tick.Stop()
+	reread := func() error {
+		fresh, err := s.Store.Approval(ctx, appr.ID)
+		if err != nil {
+			return storeErr(err, appr.ID)
+		}
+		appr = fresh
+		return nil
+	}
 	in := warden.InteractionFrom(ctx)
 	for {
 		now := s.now()
@@ -398,12 +422,14 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 					"A reviewer approves with: warden approvals approve %s",
 					reviewers(*r.Approvers), r.Name, appr.ID, appr.ExpiresAt.UTC().Format(time.RFC3339), appr.ID, appr.ID),
 				Pending: &warden.Pending{ApprovalID: appr.ID, Rule: r.Name, ExpiresAt: appr.ExpiresAt}}
-		case <-tick.C:
-			fresh, err := s.Store.Approval(ctx, appr.ID)
-			if err != nil {
-				return storeErr(err, appr.ID)
+		case <-changed:
+			if err := reread(); err != nil {
+				return err
 			}
-			appr = fresh
+		case <-tick.C:
+			if err := reread(); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -159,7 +159,10 @@ func (s *Store) ChangeApproval(ctx context.Context, c warden.ApprovalChange) (*w
 		if tag.RowsAffected() != 1 {
 			return refuse(fmt.Errorf("approval %s changed meanwhile: %w", c.ID, warden.ErrApprovalConflict))
 		}
-		return nil
+		// Delivered when (and only if) the change commits, to every
+		// instance listening: see WatchApproval.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, approvalChannel, c.ID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recording change of approval %s: %w", c.ID, err)

@@ -118,6 +118,7 @@ type Store struct {
 	w        *writer // nil when read-only
 	lock     *pgxpool.Conn
 	started  sync.Map
+	listen   listener
 
 	closed    chan struct{}
 	closeOnce sync.Once
