@@ -14,6 +14,8 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden/internal/pgtest"
+	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/postgres"
 )
 
 // flowSchema: customers, one of whom carries instructions planted by an
@@ -273,15 +275,31 @@ func TestBudgetCutsAPagedRead(t *testing.T) {
 // TestFlowRuleIntoADatabaseEndToEnd: the other direction. What the agent
 // read from an HTTP API may not be written to a table, neither as a
 // literal in the statement nor as a parameter; its own note is written.
+// It runs on both stores: flow memory on PostgreSQL is the flow_reads
+// table every instance shares.
 func TestFlowRuleIntoADatabaseEndToEnd(t *testing.T) {
-	dsn := pgtest.New(t, flowSchema+"CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);")
-	billing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"invoice":"INV-88213-Q4","payer":{"name":"Wanjiru Kamau","iban":"DE89 3704 0044 0532 0130 00"}}`)
-	}))
-	defer billing.Close()
-	cfg := fmt.Sprintf(`
-store: sqlite:recording.db
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			dsn := pgtest.New(t, flowSchema+"CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);")
+			config := filepath.Join(t.TempDir(), "warden.yaml")
+			store := "sqlite:recording.db"
+			if kind == "postgres" {
+				store = `{url: "${STORE_URL}", keys: keys, instance: e2e}`
+				t.Setenv("STORE_URL", pgtest.New(t, ""))
+				if err := os.MkdirAll(filepath.Join(filepath.Dir(config), "keys"), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := recorder.CreateKeyFile(filepath.Join(filepath.Dir(config), "keys", postgres.KeyName)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			billing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, `{"invoice":"INV-88213-Q4","payer":{"name":"Wanjiru Kamau","iban":"DE89 3704 0044 0532 0130 00"}}`)
+			}))
+			defer billing.Close()
+			cfg := fmt.Sprintf(`
+store: %s
 identity:
   local: {subject: alice@example.com, groups: [analysts]}
 backends:
@@ -296,32 +314,33 @@ roles:
 flows:
   - {name: invoices-stay-out-of-notes, from: {backend: billing, paths: ["/v1/invoices/**"]},
      to: {backend: shop, tables: [public.notes], actions: [insert, update]}}
-`, billing.URL)
-	config := filepath.Join(t.TempDir(), "warden.yaml")
-	if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("E2E_DSN", dsn)
-	c := startStdio(t, config, mcp.ProtocolVersion20251125)
-	read := call(t, c, "http_call", map[string]any{"api": "billing", "method": "GET", "path": "/v1/invoices/88213"})
-	if read.IsError {
-		t.Fatalf("GET invoice = %s", read.Text)
-	}
-	for _, args := range []map[string]any{
-		{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ('paid by Wanjiru Kamau')"},
-		{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ($1)", "params": []any{"ref inv-88213-q4"}},
-		{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ($1)", "params": []any{"iban DE89370400440532013000"}},
-	} {
-		r := call(t, c, "sql_query", args)
-		if !r.IsError || !strings.Contains(r.Text, `flow rule "invoices-stay-out-of-notes"`) || !strings.Contains(r.Text, read.callID()) {
-			t.Errorf("sql_query(%v) = %v %q; want a refusal naming the rule and call %s", args, r.IsError, r.Text, read.callID())
-		}
-	}
-	if n := count(t, dsn, "SELECT count(*) FROM notes"); n != 0 {
-		t.Fatalf("notes has %d rows; want none", n)
-	}
-	r := call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ('follow up next week')"})
-	if r.IsError || count(t, dsn, "SELECT count(*) FROM notes") != 1 {
-		t.Fatalf("own note = %v %q; want it written", r.IsError, r.Text)
+`, store, billing.URL)
+			if err := os.WriteFile(config, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("E2E_DSN", dsn)
+			c := startStdio(t, config, mcp.ProtocolVersion20251125)
+			read := call(t, c, "http_call", map[string]any{"api": "billing", "method": "GET", "path": "/v1/invoices/88213"})
+			if read.IsError {
+				t.Fatalf("GET invoice = %s", read.Text)
+			}
+			for _, args := range []map[string]any{
+				{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ('paid by Wanjiru Kamau')"},
+				{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ($1)", "params": []any{"ref inv-88213-q4"}},
+				{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ($1)", "params": []any{"iban DE89370400440532013000"}},
+			} {
+				r := call(t, c, "sql_query", args)
+				if !r.IsError || !strings.Contains(r.Text, `flow rule "invoices-stay-out-of-notes"`) || !strings.Contains(r.Text, read.callID()) {
+					t.Errorf("sql_query(%v) = %v %q; want a refusal naming the rule and call %s", args, r.IsError, r.Text, read.callID())
+				}
+			}
+			if n := count(t, dsn, "SELECT count(*) FROM notes"); n != 0 {
+				t.Fatalf("notes has %d rows; want none", n)
+			}
+			r := call(t, c, "sql_query", map[string]any{"database": "shop", "sql": "INSERT INTO notes (body) VALUES ('follow up next week')"})
+			if r.IsError || count(t, dsn, "SELECT count(*) FROM notes") != 1 {
+				t.Fatalf("own note = %v %q; want it written", r.IsError, r.Text)
+			}
+		})
 	}
 }
