@@ -51,7 +51,7 @@ protocols, one call over streamable HTTP, and the recording, verified and
 caught when tampered with. Its config and recording go to a new temporary
 directory, so it never touches another recording; it refuses to start while
 warden_demo is in use (for example, by a warden serve from an earlier demo).`,
-	"sessions": "Reads the recording, read-only: it works beside a running warden serve and on a copy.",
+	"sessions":      "Reads the recording, read-only: it works beside a running warden serve and on a copy.",
 	"sessions list": `Lists recorded sessions, newest first.`,
 	"sessions show": `Prints one session and each of its calls: the decision, the rule, the
 statement, the result's size.`,
@@ -61,7 +61,7 @@ and each record's MAC, and says what that establishes. Exit status 1 when
 anything does not verify.`,
 	"sessions export": `Writes the recording as JSON lines, one record per line, to standard output;
 sessions verify --export FILE verifies such a file.`,
-	"approvals": "Lists, shows and decides approval requests.",
+	"approvals":      "Lists, shows and decides approval requests.",
 	"approvals list": `Lists approval requests: pending ones unless --all or --status says otherwise.`,
 	"approvals show": `Prints one approval request: the call it holds, who asked, its history.`,
 	"approvals approve": `Approves one request as a reviewer (the subject of --token or $WARDEN_TOKEN,

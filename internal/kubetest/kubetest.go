@@ -118,7 +118,9 @@ func BinDir() string {
 // test.
 const SkipEnv = "WARDEN_SKIP_KUBE"
 
-func skipIfAsked(t testing.TB) {
+// SkipIfAsked skips the test when SkipEnv is 1. Start and Shared call it;
+// a test that needs a cluster beyond them calls it first.
+func SkipIfAsked(t testing.TB) {
 	t.Helper()
 	if os.Getenv(SkipEnv) == "1" {
 		t.Skipf("%s=1: the Kubernetes API server tests are left to `make test`", SkipEnv)
@@ -130,7 +132,7 @@ func skipIfAsked(t testing.TB) {
 // A missing binary fails the test with the command that builds it.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
-	skipIfAsked(t)
+	SkipIfAsked(t)
 	dir := t.TempDir()
 	c, err := start(dir)
 	if c != nil {
@@ -178,7 +180,7 @@ func Main(m *testing.M) {
 // tests should keep to namespaces of their own (see NewNamespace).
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
-	skipIfAsked(t)
+	SkipIfAsked(t)
 	shared.Lock()
 	inMain := shared.inMain
 	shared.Unlock()
