@@ -488,8 +488,8 @@ func tamperedCopy(dir, storeURL string) (string, int64, error) {
 type wireTap struct{ w io.Writer }
 
 func (wireTap) Enabled(context.Context, slog.Level) bool { return true }
-func (t wireTap) WithAttrs([]slog.Attr) slog.Handler      { return t }
-func (t wireTap) WithGroup(string) slog.Handler           { return t }
+func (t wireTap) WithAttrs([]slog.Attr) slog.Handler     { return t }
+func (t wireTap) WithGroup(string) slog.Handler          { return t }
 
 func (t wireTap) Handle(_ context.Context, r slog.Record) error {
 	var method, result string
