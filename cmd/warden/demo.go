@@ -36,12 +36,16 @@ import (
 func (m *Main) demo(ctx context.Context, args []string) error {
 	fs := m.flags("demo")
 	dbURL := fs.String("database-url", "", "PostgreSQL server to create the demo database in (default $DATABASE_URL or postgres://postgres@127.0.0.1:5432/postgres)")
+	dbName := fs.String("database", "warden_demo", "the database the demo (re)creates there: dropped first, unless it is in use")
 	dirFlag := fs.String("dir", "", "write the demo's config and recording to `DIR`, which must be new or empty (default: a new temporary directory)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("demo takes no arguments, got %q", fs.Arg(0))
+	}
+	if !demoDBName.MatchString(*dbName) {
+		return usagef("--database %q: use lower-case letters, digits and _", *dbName)
 	}
 	if *dbURL == "" {
 		*dbURL = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -68,7 +72,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		return err
 	}
 	w := m.Stdout
-	demoDSN, err := createDemoDatabase(ctx, *dbURL, string(seed))
+	demoDSN, err := createDemoDatabase(ctx, *dbURL, *dbName, string(seed))
 	if err != nil {
 		return err
 	}
@@ -77,7 +81,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(w, "== warden demo ==")
-	fmt.Fprintln(w, "Created database warden_demo: 40 customers (emails, card numbers), 300 orders, and a payroll table.")
+	fmt.Fprintf(w, "Created database %s: 40 customers (emails, card numbers), 300 orders, and a payroll table.\n", *dbName)
 	fmt.Fprintf(w, "The demo's config and its fresh recording are in %s.\n", dir)
 	fmt.Fprintln(w, "Starting `warden serve --config demo.yaml` over stdio. The agent below is a real MCP client;")
 	fmt.Fprintln(w, "it has no database password — only the tools warden gives it, as alice@example.com (group analysts).")
@@ -631,30 +635,33 @@ func (in *indenter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// createDemoDatabase (re)creates warden_demo on the server at adminURL and
-// loads the demo data; it returns the demo database's URL. It refuses
-// while another session uses warden_demo rather than cut it off.
-func createDemoDatabase(ctx context.Context, adminURL, seed string) (string, error) {
+var demoDBName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// createDemoDatabase (re)creates the database name on the server at
+// adminURL and loads the demo data; it returns the demo database's URL. It
+// refuses while another session uses the database rather than cut it off.
+func createDemoDatabase(ctx context.Context, adminURL, name, seed string) (string, error) {
 	admin, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return "", fmt.Errorf("connect to PostgreSQL (set DATABASE_URL or --database-url): %w", err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS warden_demo"); err != nil {
+	ident := pgx.Identifier{name}.Sanitize()
+	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+ident); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "55006" { // object_in_use
-			return "", errors.New("the database warden_demo is in use (by a warden serve from an earlier demo?): stop that, then run the demo again")
+			return "", fmt.Errorf("the database %s is in use (by a warden serve from an earlier demo?): stop that, then run the demo again", name)
 		}
 		return "", fmt.Errorf("drop old demo database: %w", err)
 	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE warden_demo"); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
 		return "", fmt.Errorf("create demo database: %w", err)
 	}
 	u, err := url.Parse(adminURL)
 	if err != nil {
 		return "", err
 	}
-	u.Path = "/warden_demo"
+	u.Path = "/" + name
 	conn, err := pgx.Connect(ctx, u.String())
 	if err != nil {
 		return "", err

@@ -44,7 +44,7 @@ Exit status: 0 the call would be allowed and run; 1 it would not run as
 given (denied, held for approval, invalid arguments) or warden could not
 decide (for example, the config does not load); 2 a usage error, such as an
 unknown tool (the known ones are listed).`,
-	"demo": `Creates the database warden_demo on a PostgreSQL server and tours warden with
+	"demo": `Creates the database warden_demo (--database) on a PostgreSQL server and tours warden with
 a real MCP client: allowed and refused calls, masking, approvals over both
 the 2025-11-25 (elicitation/create) and 2026-07-28 (input_required)
 protocols, one call over streamable HTTP, and the recording, verified and
@@ -105,6 +105,9 @@ func commandOf(fs *flag.FlagSet) string { return strings.TrimPrefix(fs.Name(), "
 func synopsis(command string) []string {
 	var lines []string
 	for _, l := range strings.Split(usage, "\n") {
+		if !strings.HasPrefix(l, "  warden ") {
+			continue
+		}
 		l = strings.TrimSpace(l)
 		rest, ok := strings.CutPrefix(l, "warden "+command)
 		if ok && (rest == "" || rest[0] == ' ') {
@@ -180,7 +183,7 @@ var placeholders = map[string]string{
 	"pubkey": "FILE|BASE64", "as": "SUBJECT[:group,...]", "subject": "SUBJECT",
 	"since": "WHEN", "until": "WHEN", "tool": "TOOL", "token": "TOKEN", "reason": "TEXT",
 	"listen": "HOST:PORT", "transport": "stdio|http|sse", "database-url": "URL", "dsn": "URL",
-	"status": "STATUS", "format": "FORMAT", "schema": "SCHEMA,...",
+	"status": "STATUS", "format": "FORMAT", "schema": "SCHEMA,...", "database": "NAME", "dir": "DIR",
 }
 
 // flagArg returns the placeholder a flag's value is shown with and its
