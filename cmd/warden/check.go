@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,11 +12,13 @@ import (
 )
 
 // check validates the config and prints what it allows, without
-// connecting to anything.
-func (m *Main) check(args []string) error {
+// connecting to anything; with --connect it also tries every backend and
+// reports what the config names that does not exist.
+func (m *Main) check(ctx context.Context, args []string) error {
 	fs := m.flags("check")
 	config := fs.String("config", "warden.yaml", "config file")
 	as := fs.String("as", "", "show the roles and grants of SUBJECT[:group,...]")
+	connect := fs.Bool("connect", false, "also connect to every backend and check that the tables, columns and namespaces the config names exist")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -117,6 +120,11 @@ func (m *Main) check(args []string) error {
 				when = append(when, "every call")
 			}
 			fmt.Fprintf(w, "  [%d] %s; %s; wait %s\n", i, r.Describe(), strings.Join(when, "; "), *r.Wait)
+		}
+	}
+	if *connect {
+		if n := m.checkConnect(ctx, cfg); n > 0 {
+			return fmt.Errorf("%s: %d problems found by --connect", *config, n)
 		}
 	}
 	if *as != "" {

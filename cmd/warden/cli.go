@@ -60,7 +60,7 @@ const usage = `warden — a zero-trust MCP server for AI agents
 
 Usage:
   warden serve    [--config warden.yaml] [--transport stdio|http|sse] [--listen 127.0.0.1:8765]
-  warden check    [--config warden.yaml] [--as SUBJECT[:group,...]]
+  warden check    [--config warden.yaml] [--as SUBJECT[:group,...]] [--connect]
   warden sessions list   [--config ...] [--subject S] [--since 1h] [--until T] [--tool T] [--denied] [--limit N]
   warden sessions show   [--config ...] ID
   warden sessions replay [--config ...] [--json] ID
@@ -72,6 +72,7 @@ Usage:
   warden approvals deny    [--config ...] [--token T] [--reason R] ID
   warden explain  [--config ...] --as SUBJECT[:group,...] TOOL [key=value | key:=json]...   dry-run decision; exit 0 allow, 1 refused
   warden demo     [--database-url URL]
+  warden init     --dsn URL [--schema s,...] [--sample N] [--out warden.yaml] [--force]
   warden version
 `
 
@@ -111,7 +112,7 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	case "serve":
 		return m.serve(ctx, args[1:])
 	case "check":
-		return m.check(args[1:])
+		return m.check(ctx, args[1:])
 	case "sessions":
 		return m.sessions(ctx, args[1:])
 	case "approvals":
@@ -120,6 +121,8 @@ func (m *Main) run(ctx context.Context, args []string) error {
 		return m.explain(ctx, args[1:])
 	case "demo":
 		return m.demo(ctx, args[1:])
+	case "init":
+		return m.initCmd(ctx, args[1:])
 	case "version":
 		if len(args) > 1 {
 			if isHelpArg(args[1]) {
@@ -238,29 +241,9 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			return nil, warden.Under("identity.oidc", err)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
-		var err error
-		switch b := cfg.Backends[name]; {
-		case b.Postgres != nil:
-			var be *sql.Backend
-			if be, err = sql.NewBackend(name, *b.Postgres); err == nil {
-				app.Backends[name] = be
-			}
-		case b.HTTP != nil:
-			var be *httptool.Backend
-			if be, err = httptool.NewBackend(ctx, name, *b.HTTP); err == nil { // resolves and pins the host
-				app.HTTP[name] = be
-			}
-		case b.Kube != nil:
-			var be *kube.Backend
-			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
-				app.Kube[name] = be
-			}
-		}
-		if err != nil {
-			app.Close()
-			return nil, warden.Under("backends."+name, err)
-		}
+	if err := app.newBackends(ctx, cfg); err != nil {
+		app.Close()
+		return nil, err
 	}
 	if err := app.provisionMasking(ctx, cfg); err != nil {
 		app.Close()
@@ -319,6 +302,38 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 	return app, nil
 }
 
+// newBackends creates the backends' clients and pools, without
+// connecting.
+func (a *App) newBackends(ctx context.Context, cfg *Config) error {
+	if a.Backends == nil {
+		a.Backends, a.HTTP, a.Kube = sql.Backends{}, httptool.Backends{}, kube.Backends{}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Backends)) {
+		var err error
+		switch b := cfg.Backends[name]; {
+		case b.Postgres != nil:
+			var be *sql.Backend
+			if be, err = sql.NewBackend(name, *b.Postgres); err == nil {
+				a.Backends[name] = be
+			}
+		case b.HTTP != nil:
+			var be *httptool.Backend
+			if be, err = httptool.NewBackend(ctx, name, *b.HTTP); err == nil { // resolves and pins the host
+				a.HTTP[name] = be
+			}
+		case b.Kube != nil:
+			var be *kube.Backend
+			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
+				a.Kube[name] = be
+			}
+		}
+		if err != nil {
+			return warden.Under("backends."+name, err)
+		}
+	}
+	return nil
+}
+
 // provisionMasking gives each backend its column rules and builds the
 // value detectors. The hash strategy's key comes from the config or is
 // derived from the signing key (never kept in the store).
@@ -354,25 +369,6 @@ func (a *App) provisionMasking(ctx context.Context, cfg *Config) error {
 			return warden.Under("masking.json_paths."+name, err)
 		}
 		a.HTTP[name].SetMasking(jm)
-	}
-	return nil
-}
-
-// checkMasking verifies, at start, that every masked column exists. A
-// database that cannot be reached now is checked on its first call, and
-// calls are refused until it passes.
-func (a *App) checkMasking(ctx context.Context) error {
-	for _, name := range a.Backends.SortedNames() {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := a.Backends[name].CheckMasking(cctx)
-		cancel()
-		var fe *sql.MaskingError
-		switch {
-		case errors.As(err, &fe):
-			return warden.Under("masking.columns."+name, err)
-		case err != nil:
-			a.Log.Warn("cannot check masking rules now; calls to this database are refused until it can be checked", "database", name)
-		}
 	}
 	return nil
 }
@@ -416,7 +412,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer app.Close()
-	if err := app.checkMasking(ctx); err != nil {
+	// Every backend is tried now and reported, one line each: a
+	// database warden cannot reach or log in to is named with the cause
+	// at start, not at the first call. warden still starts (the others
+	// work; the failed one's calls are refused with the cause until it
+	// answers). A masking rule naming a column that does not exist stops
+	// it.
+	if err := app.reportBackends(ctx); err != nil {
 		return err
 	}
 	if keep := cfg.Store.Keep; keep > 0 {

@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"maps"
@@ -201,4 +202,34 @@ func (d *pinnedDialer) DialContext(ctx context.Context, network, addr string) (n
 		}
 	}
 	return nil, first
+}
+
+// Probe checks that the API's host can be reached over the configured
+// transport: it connects to the pinned address and, for https, completes
+// the TLS handshake (with the configured CA and client certificate), then
+// hangs up. No HTTP request is sent, so no credential leaves warden and
+// the API sees no call. A failure is a *warden.Error whose message names
+// the cause, never the URL or a credential.
+func (b *Backend) Probe(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(b.cfg.Timeout))
+	defer cancel()
+	conn, err := b.dialer.DialContext(ctx, "tcp", net.JoinHostPort(b.base.Hostname(), b.port))
+	if err != nil {
+		return b.failure(ctx, err)
+	}
+	defer conn.Close()
+	if b.base.Scheme != "https" {
+		return nil
+	}
+	cfg := &tls.Config{}
+	if b.client.TLSClientConfig != nil {
+		cfg = b.client.TLSClientConfig.Clone()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = b.base.Hostname()
+	}
+	if err := tls.Client(conn, cfg).HandshakeContext(ctx); err != nil {
+		return b.failure(ctx, err)
+	}
+	return nil
 }

@@ -324,3 +324,18 @@ func (t *impersonating) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return t.next.RoundTrip(r)
 }
+
+// Probe checks that the cluster answers warden's credentials (GET
+// /version, as warden). A failure is a *warden.Error naming the cause,
+// never the cluster's address or the credential.
+func (b *Backend) Probe(ctx context.Context) error {
+	if _, err := do(ctx, b.self.Get().AbsPath("/version")); err != nil {
+		return b.apiError(ctx, err, "reading its version")
+	}
+	return nil
+}
+
+// Namespaces lists the cluster's namespaces, as warden.
+func (b *Backend) Namespaces(ctx context.Context) ([]string, error) {
+	return b.namespaces(ctx, []string{"*"})
+}

@@ -404,5 +404,10 @@ func (b *Backend) unavailable(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return warden.Wrap(warden.Unavailable, err, "the call was cancelled")
 	}
+	// The cause helps whoever reads the refusal fix it (a wrong password
+	// is not worth retrying); it never holds the DSN or the password.
+	if cause, known := connectCause(err); known {
+		return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable: "+cause)
+	}
 	return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable; try again later")
 }
