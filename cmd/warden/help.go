@@ -22,8 +22,14 @@ HTTP: --transport http serves streamable HTTP at /mcp, --transport sse
 serves SSE at /sse with messages posted to /message. On start it prints
 the endpoint URLs. Stop it with Ctrl-C (SIGINT) or SIGTERM.`,
 	"check": `Validates the config and prints what it allows: backends, roles, grants and
-approval rules. With --as, the roles and grants of that caller. It does not
-connect to anything.`,
+approval rules. With --as, the roles and grants of that caller. Without
+--connect it connects to nothing; with it, it also tries every backend and
+checks that the tables, columns and namespaces the config names exist.`,
+	"init": `Connects to a PostgreSQL database, reads its schema and a sample of its values,
+and writes a starting config: the backend (its DSN as ${VAR}, never the
+password), a read-only role, a masking rule for every column that looks
+sensitive with the reason in a comment, detectors on, and one approval rule
+for writes. Sampled values are never printed or written.`,
 	"explain": `Plans one tool call as the given caller and prints what warden would decide:
 the operations it found, the rule that allows or denies them, and whether an
 approval rule would hold the call. Nothing is executed; planning may read a
