@@ -3,7 +3,7 @@ DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 export DATABASE_URL
 GO ?= go
 
-.PHONY: build demo test test-quick test-build fuzz bench vet kubetools
+.PHONY: build demo test test-quick test-build fuzz bench bench-mcp vet kubetools
 
 build:
 	$(GO) build -o bin/warden ./cmd/warden
@@ -54,8 +54,19 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime 20000x ./tools/kube/
 	# Statements never crash the parser or the analysis.
 	$(GO) test -run '^$$' -fuzz '^FuzzStatement$$' -fuzztime 20000x ./tools/sql/
+	# Flow scanning: any arguments scanned without a panic and in bounded work.
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 20000x ./flows/
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/ ./mcp/
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/... ./mcp/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/kube/
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -cpu 1 ./mask/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20000x -count 5 ./flows/
+
+# warden as an agent sees it (issue 14): the official Go SDK client over
+# stdio and streamable HTTP against warden's binary, the MCP floor (a
+# do-nothing Go SDK server returning warden's bytes) and plain pgx, all in
+# one run against one database. docs/BENCHMARKS.md records the figures.
+bench-mcp:
+	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 300x -timeout 60m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult' -benchmem -count 5 ./mcp/

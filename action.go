@@ -78,6 +78,10 @@ type Action struct {
 	ApprovalID string `json:"approval_id,omitempty"`
 	// CallID is set by the pipeline before Execute, so results can name it.
 	CallID string `json:"-"`
+	// PreviewDigest is set by the approval stage when an approval that
+	// was bound to a preview releases the call: the tool must refuse the
+	// call unless the rows it affects still have this digest.
+	PreviewDigest string `json:"-"`
 	// Plan is the tool's private, already-validated execution plan.
 	Plan any `json:"-"`
 }

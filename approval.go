@@ -37,6 +37,42 @@ type Estimator interface {
 	Estimate(ctx context.Context, a *Action) (n int64, ok bool, err error)
 }
 
+// Previewer is implemented by tools that can show what a write will do
+// before it runs (for SQL: by running it in a transaction that is rolled
+// back). The approval stage stores the preview on the request and, when
+// the approval releases the call, sets Action.PreviewDigest so the tool
+// refuses the call if the rows it affects are no longer those previewed.
+type Previewer interface {
+	// Preview returns nil when the action is not a write it previews, a
+	// preview with NotPreviewed set when it cannot be previewed safely,
+	// or an error when the backend could not be asked.
+	Preview(ctx context.Context, a *Action) (*WritePreview, error)
+}
+
+// PreviewRowsShown is how many rows a preview shows before and after.
+const PreviewRowsShown = 20
+
+// WritePreview is what a write did in a transaction that was rolled back:
+// the rows it affected, up to PreviewRowsShown of them before and after,
+// masked like any result. Cells are display text; NULL is nil.
+type WritePreview struct {
+	// Rows is how many rows the statement affected.
+	Rows    int64    `json:"rows"`
+	Columns []string `json:"columns,omitempty"`
+	// Before are the affected rows as they were (UPDATE, DELETE); After
+	// as the statement left them (INSERT, UPDATE). Row i of Before and
+	// After is the same row.
+	Before [][]*string `json:"before,omitempty"`
+	After  [][]*string `json:"after,omitempty"`
+	// Masked names the columns whose values are masked.
+	Masked []string `json:"masked,omitempty"`
+	// NotPreviewed, when set, says why the statement was not run.
+	NotPreviewed string `json:"not_previewed,omitempty"`
+	// Digest identifies the affected row set (see tools/sql); empty when
+	// nothing was previewed.
+	Digest string `json:"digest,omitempty"`
+}
+
 // ApprovalStatus is where an approval request stands. It only moves
 // forward: pending → approved → used, or pending → denied | expired | used
 // (a user's confirmation is approved and used at once), or approved →
@@ -59,15 +95,24 @@ const (
 	// ViaReviewer: a reviewer who is not the requester decides out of band
 	// (`warden approvals approve`).
 	ViaReviewer = "reviewer"
+	// ViaBrowser: the calling user confirms the call in the console,
+	// signed in through the identity provider (MCP URL-mode elicitation);
+	// the client alone cannot confirm it.
+	ViaBrowser = "browser"
 )
 
 // Approvers says who may approve a call an approval rule holds: the
 // calling user through the MCP client, reviewers named by subject or
 // group, or both (then the user is asked when the client can be asked,
 // and reviewers decide otherwise). In warden.yaml: `approvers: user` or
-// `approvers: {groups: [dba], subjects: [...], user: true}`.
+// `approvers: {groups: [dba], subjects: [...], user: true}`; `approvers:
+// {user: browser}` has the calling user confirm in the console instead of
+// in the client (Browser).
 type Approvers struct {
-	User     bool     `yaml:"user" json:"user,omitempty"`
+	User bool `yaml:"user" json:"user,omitempty"`
+	// Browser (with User): the calling user confirms in the browser, in
+	// the console, not in the MCP client.
+	Browser  bool     `yaml:"-" json:"browser,omitempty"`
 	Subjects []string `yaml:"subjects" json:"subjects,omitempty"`
 	Groups   []string `yaml:"groups" json:"groups,omitempty"`
 }
@@ -114,8 +159,15 @@ type Approval struct {
 	Params    []string `json:"params,omitempty"`
 	Purpose   string   `json:"purpose,omitempty"`
 	Ops       []Op     `json:"ops,omitempty"`
+	// Why says why a flow rule or a budget held the call (which rule,
+	// the earlier call the data came from, the argument that carried it).
+	Why string `json:"why,omitempty"`
 	// EstimatedRows is the planner's estimate, when there is one.
 	EstimatedRows *int64 `json:"estimated_rows,omitempty"`
+	// Preview is what the write did when warden ran it in a transaction
+	// it rolled back, for tools that can say (SQL writes); its Digest
+	// binds the approval to the rows previewed.
+	Preview *WritePreview `json:"preview,omitempty"`
 
 	Status    ApprovalStatus `json:"status"`
 	CreatedAt time.Time      `json:"created_at"`
@@ -216,6 +268,12 @@ type Ask struct {
 	// State is the opaque, integrity-protected token the client echoes
 	// back with the answer; it binds the answer to this exact call.
 	State string
+	// URL, when set, makes this a URL-mode question: the user opens URL
+	// (the console's confirmation page) and answers there, not in the
+	// client; the client's own answer confirms nothing. ElicitationID
+	// names it for the client.
+	URL           string
+	ElicitationID string
 }
 
 // CallApproval is what the recording says about the approval of one call.

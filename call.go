@@ -21,7 +21,9 @@ type Call struct {
 	Hash string `json:"hash,omitempty"`
 	// Approval is what became of the approval this call needed, if any.
 	Approval *CallApproval `json:"approval,omitempty"`
-	Result   *Result       `json:"-"`
+	// Flow says which flow rule or budget refused or held the call.
+	Flow   *CallFlow `json:"flow,omitempty"`
+	Result *Result   `json:"-"`
 	// Detected names the value detectors that masked something in the
 	// result, the error or the recorded arguments.
 	Detected []string `json:"detected,omitempty"`

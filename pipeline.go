@@ -13,7 +13,8 @@ import (
 )
 
 // Pipeline runs every tool call through the same stages, in this order:
-// authenticate, authorize, classify, approve, execute, mask, record.
+// authenticate, authorize, classify, flows, approve, execute, mask,
+// remember (flows), record.
 // Transports decode a request, call Run, and encode what it returns; they
 // decide nothing.
 type Pipeline struct {
@@ -23,11 +24,18 @@ type Pipeline struct {
 	// Approvals holds calls that approval rules cover until a human
 	// approves them; nil when no rules are configured.
 	Approvals Approver
+	// Flows keeps data read from one backend from leaving through
+	// another, and enforces read budgets; nil when no flow rules or
+	// budgets are configured.
+	Flows FlowGuard
 	// Scrubber runs the value detectors; nil when none are configured.
 	Scrubber Scrubber
 	Clock    Clock
 	NewID    func() string
 	Log      *slog.Logger
+	// Observer is told as each stage begins and ends (metrics, traces,
+	// logs); nil observes nothing.
+	Observer Observer
 }
 
 // Run performs one tool call. It always returns the Call as recorded; the
@@ -44,11 +52,13 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	// anywhere in the call is a failure like any other: recorded as one
 	// (never as ok, which is what recording it with err still nil would
 	// say), answered as one, and warden keeps serving.
+	ctx, observed := p.observe(ctx, c, StageCall)
 	defer func() {
 		if r := recover(); r != nil {
 			err = p.recovered(c, r)
 		}
 		err = p.record(ctx, c, err)
+		observed(err)
 	}()
 
 	// Authenticate: the transport must have established a caller.
@@ -66,7 +76,9 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	}
 
 	// Plan: parse the request into the action policy judges.
-	action, err := t.Plan(ctx, args)
+	sctx, end := p.observe(ctx, c, StagePlan)
+	action, err := t.Plan(sctx, args)
+	end(err)
 	if err != nil {
 		if e := AsError(err); e.Code == Denied {
 			return c, p.deny(c, e)
@@ -77,33 +89,55 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	c.Action = p.scrubAction(c, action)
 
 	// Authorize: deny by default, every operation must be granted.
+	_, end = p.observe(ctx, c, StageAuthorize)
 	c.Decision = p.Policy.Authorize(c.Caller, action)
-	if err := c.Decision.Err(); err != nil {
+	err = c.Decision.Err()
+	end(err)
+	if err != nil {
 		return c, err
 	}
 
 	// Classify.
 	c.Risk = Classify(action)
 
+	if p.Approvals != nil || p.Flows != nil {
+		if c.Hash, err = CallHash(tool, args); err != nil {
+			return c, Errorf(Invalid, "invalid arguments: not a JSON object")
+		}
+	}
+
+	// Flows: data the caller read from a flow rule's source does not
+	// leave through its sink, and reads stay within budgets.
+	if p.Flows != nil {
+		if err := p.Flows.Check(ctx, c, t, args); err != nil {
+			return c, err
+		}
+	}
+
 	// Approve: a rule may hold the call until a human approves exactly
 	// this call. Only allowed calls get here, so approval never widens a
 	// grant.
 	if p.Approvals != nil {
-		if c.Hash, err = CallHash(tool, args); err != nil {
-			return c, Errorf(Invalid, "invalid arguments: not a JSON object")
-		}
-		if err := p.Approvals.Approve(ctx, c, t); err != nil {
+		sctx, end := p.observe(ctx, c, StageApprove)
+		err := p.Approvals.Approve(sctx, c, t)
+		end(err)
+		if err != nil {
 			return c, err
 		}
 	}
 
 	// No action reaches a backend unrecorded.
-	if err := p.Recorder.StartCall(context.WithoutCancel(ctx), c); err != nil {
+	sctx, end = p.observe(context.WithoutCancel(ctx), c, StageRecordIntent)
+	err = p.Recorder.StartCall(sctx, c)
+	end(err)
+	if err != nil {
 		return c, Wrap(Unavailable, err, "the call was refused because it could not be recorded")
 	}
 
 	// Execute with warden's credentials.
-	res, err := t.Execute(ctx, action)
+	sctx, end = p.observe(ctx, c, StageExecute)
+	res, err := t.Execute(sctx, action)
+	end(err)
 	if err != nil {
 		return c, err
 	}
@@ -123,12 +157,23 @@ func (p *Pipeline) Run(ctx context.Context, tool string, args json.RawMessage) (
 	// from the provenance it planned before executing.)
 	if p.Scrubber != nil {
 		var fired []string
-		if res.JSON, fired, err = p.Scrubber.ScrubJSON(res.JSON); err != nil {
+		_, end = p.observe(ctx, c, StageMask)
+		res.JSON, fired, err = p.Scrubber.ScrubJSON(res.JSON)
+		end(err)
+		if err != nil {
 			return c, Wrap(Internal, err, "the result could not be scanned for sensitive values")
 		}
 		c.Detected = appendNew(c.Detected, fired...)
 	}
 	c.Result = res
+
+	// Remember what the caller received, as returned (after masking).
+	if p.Flows != nil {
+		if err := p.Flows.Remember(ctx, c); err != nil {
+			c.Result = nil
+			return c, err
+		}
+	}
 	return c, nil
 }
 
@@ -249,7 +294,10 @@ func (p *Pipeline) record(ctx context.Context, c *Call, err error) error {
 	if c.Decision == nil && c.Err != nil && c.Err.Code == Invalid {
 		c.Decision = &Decision{Effect: Deny, Rule: "arguments", Reasons: []string{c.Err.Message}}
 	}
-	if rerr := p.Recorder.FinishCall(context.WithoutCancel(ctx), c); rerr != nil {
+	rctx, end := p.observe(context.WithoutCancel(ctx), c, StageRecord)
+	rerr := p.Recorder.FinishCall(rctx, c)
+	end(rerr)
+	if rerr != nil {
 		p.log().Error("recording failed", "call", c.ID, "err", rerr)
 		if c.Err == nil {
 			c.Result = nil

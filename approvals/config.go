@@ -39,7 +39,8 @@ type Rule struct {
 	Resources  []string `yaml:"resources"`
 	Namespaces []string `yaml:"namespaces"`
 	RowsAbove  *int64   `yaml:"rows_above"`
-	// Approvers is `user` or {groups, subjects, user}.
+	// Approvers is `user` or {groups, subjects, user}; user is true
+	// (confirm in the MCP client) or browser (confirm in the console).
 	Approvers *warden.Approvers `yaml:"approvers"`
 	// Timeout is how long a request stays pending, and how long an
 	// approval stays usable once granted. Default 10m.
@@ -48,6 +49,9 @@ type Rule struct {
 	// before it returns as pending with its approval_id. Default 60s.
 	Wait   *warden.Duration `yaml:"wait"`
 	Notify *Notify          `yaml:"notify"`
+	// Ref names the rule in refusals (default approvals.NAME); flow
+	// rules and budgets that hold calls through Service.Hold set it.
+	Ref string `yaml:"-"`
 }
 
 // Notify tells reviewers about new requests.
@@ -112,6 +116,8 @@ func (c Config) Validate(backends map[string]string) error {
 			add(p+".approvers", "missing approvers: `user` (the caller confirms in the client) or {groups: [...], subjects: [...]}")
 		case !a.User && !a.Reviewers():
 			add(p+".approvers", "no approvers: name groups or subjects, or set user: true")
+		case a.Browser && a.Reviewers():
+			add(p+".approvers.user", "user: browser cannot be combined with groups or subjects in this version: the calling user confirms in the console, alone")
 		}
 		if r.Timeout == 0 {
 			r.Timeout = warden.Duration(DefaultTimeout)
@@ -205,7 +211,10 @@ func (r *Rule) validateConditions(p, kind string) []error {
 func (r *Rule) Describe() string {
 	var who []string
 	a := r.Approvers
-	if a.User {
+	switch {
+	case a.User && a.Browser:
+		who = append(who, "the calling user, in the browser (the console's confirmation page, signed in through the identity provider)")
+	case a.User:
 		who = append(who, "the calling user")
 	}
 	if len(a.Groups) > 0 {

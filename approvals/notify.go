@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -20,6 +21,15 @@ const webhookTimeout = 5 * time.Second
 type notification struct {
 	Text     string           `json:"text"`
 	Approval *warden.Approval `json:"approval"`
+	// URL is the request's page in the console, when console.base_url is
+	// set.
+	URL string `json:"url,omitempty"`
+}
+
+// ConsoleLink is the console URL of approval request id under base (the
+// console's base URL, without /console).
+func ConsoleLink(base, id string) string {
+	return strings.TrimSuffix(base, "/") + "/console/approvals/" + url.PathEscape(id)
 }
 
 // notify posts a new reviewers' request to the rule's webhook, in the
@@ -30,7 +40,12 @@ func (s *Service) notify(r *Rule, a *warden.Approval) {
 	if r.Notify == nil || r.Notify.Webhook == "" {
 		return
 	}
-	body, err := json.Marshal(notification{Text: NotificationText(a), Approval: a})
+	n := notification{Text: NotificationText(a), Approval: a}
+	if s.ConsoleURL != "" {
+		n.URL = ConsoleLink(s.ConsoleURL, a.ID)
+		n.Text += "\nReview in the console: " + n.URL
+	}
+	body, err := json.Marshal(n)
 	if err != nil {
 		s.log().Error("approval notification could not be encoded", "approval", a.ID, "err", err)
 		return

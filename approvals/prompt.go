@@ -22,6 +22,9 @@ func Prompt(a *warden.Approval) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "warden holds this call for approval (rule %q).\n\n", a.Rule)
 	fmt.Fprintf(&b, "Requested by: %s\n", caller(a.Requester))
+	if a.Why != "" {
+		fmt.Fprintf(&b, "Held because: %s\n", warden.Printable(a.Why))
+	}
 	if a.Purpose != "" {
 		fmt.Fprintf(&b, "Stated purpose (from the agent): %s\n", warden.Printable(shorten(a.Purpose, 500)))
 	}
@@ -40,6 +43,14 @@ func Prompt(a *warden.Approval) string {
 	}
 	if a.EstimatedRows != nil {
 		fmt.Fprintf(&b, "Estimated rows: %d\n", *a.EstimatedRows)
+	}
+	if pv := a.Preview; pv != nil {
+		// The count only: row images are for the console and the CLI.
+		if pv.NotPreviewed != "" {
+			fmt.Fprintf(&b, "Not previewed: %s\n", warden.Printable(pv.NotPreviewed))
+		} else {
+			fmt.Fprintf(&b, "Previewed (run and rolled back): affects %d row(s)\n", pv.Rows)
+		}
 	}
 	if a.Via == warden.ViaUser {
 		b.WriteString("\nAccept runs exactly this call, once. Decline refuses it.")

@@ -30,6 +30,13 @@ type Service struct {
 	// timeout).
 	HTTP *http.Client
 	Log  *slog.Logger
+	// ConsoleURL is the console's base URL (console.base_url), such as
+	// https://warden.example.com; when set, notifications link to the
+	// request in the console.
+	ConsoleURL string
+	// Scrubber, when set, scrubs write previews with the detectors that
+	// scrub results and recordings.
+	Scrubber warden.Scrubber
 }
 
 const defaultPoll = 200 * time.Millisecond
@@ -47,6 +54,9 @@ func newEstimate(ctx context.Context, a *warden.Action, t warden.Tool) *estimate
 	if e, ok := t.(warden.Estimator); ok {
 		est.fn = func() (int64, bool, error) { return e.Estimate(ctx, a) }
 	}
+	if pv, ok := t.(warden.Previewer); ok {
+		est.preview = func() (*warden.WritePreview, error) { return pv.Preview(ctx, a) }
+	}
 	return est
 }
 
@@ -57,6 +67,23 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 	r := s.Rules.match(a, s.Kinds[a.Backend], est)
 	if r == nil {
 		return nil
+	}
+	return s.decide(ctx, c, r, est, "")
+}
+
+// Hold holds c, which t planned, under r, a rule that is not one of the
+// approval rules (a flow rule or a budget builds its own), exactly as
+// Approve holds a call a rule matches: it returns nil once a human
+// approved this exact call. why is shown to whoever decides.
+func (s *Service) Hold(ctx context.Context, c *warden.Call, t warden.Tool, r *Rule, why string) error {
+	return s.decide(ctx, c, r, newEstimate(ctx, c.Action, t), why)
+}
+
+// decide asks for, waits for or applies a human's decision on c under r.
+func (s *Service) decide(ctx context.Context, c *warden.Call, r *Rule, est *estimate, why string) error {
+	a := c.Action
+	if r.Approvers.Browser {
+		return s.browser(ctx, c, r, est, why)
 	}
 	in := warden.InteractionFrom(ctx)
 	var note string
@@ -85,10 +112,10 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 		note = join(note, "approval_id is ignored: this rule is decided by the calling user, not by a reviewer")
 	}
 	if r.Approvers.User && in.CanAsk {
-		return s.ask(ctx, c, r, est, note)
+		return s.ask(ctx, c, r, est, note, why)
 	}
 	if r.Approvers.Reviewers() {
-		return s.review(ctx, c, r, est, note)
+		return s.review(ctx, c, r, est, note, why)
 	}
 	c.Approval = &warden.CallApproval{Rule: r.Name, Via: warden.ViaUser, Status: warden.ApprovalDenied, Note: note}
 	return &warden.Error{Code: warden.Denied, Rule: ruleRef(r),
@@ -97,7 +124,12 @@ func (s *Service) Approve(ctx context.Context, c *warden.Call, t warden.Tool) er
 			"The call did not run. Use a client that supports elicitation over stdio or streamable HTTP.", r.Name)}
 }
 
-func ruleRef(r *Rule) string { return "approvals." + r.Name }
+func ruleRef(r *Rule) string {
+	if r.Ref != "" {
+		return r.Ref
+	}
+	return "approvals." + r.Name
+}
 
 func (s *Service) now() time.Time { return s.Clock() }
 
@@ -109,24 +141,24 @@ func (s *Service) log() *slog.Logger {
 }
 
 // newApproval builds a pending request for c under r.
-func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate) *warden.Approval {
+func (s *Service) newApproval(c *warden.Call, r *Rule, via string, est *estimate, why string) *warden.Approval {
 	now := s.now()
 	a := c.Action
 	return &warden.Approval{
 		ID: s.NewID(), Rule: r.Name, Via: via, Approvers: *r.Approvers,
 		Requester: c.Caller, SessionID: c.SessionID, CallID: c.ID,
 		Tool: c.Tool, CallHash: c.Hash,
-		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops,
-		EstimatedRows: est.rows(),
-		Status:        warden.ApprovalPending, CreatedAt: now,
+		Backend: a.Backend, Kind: a.Kind, Statement: a.Statement, Params: a.Params, Purpose: a.Purpose, Ops: a.Ops, Why: why,
+		EstimatedRows: est.rows(), Preview: s.preview(est),
+		Status: warden.ApprovalPending, CreatedAt: now,
 		ExpiresAt: now.Add(time.Duration(r.Timeout)), Timeout: time.Duration(r.Timeout),
 	}
 }
 
 // ask creates a request the calling user decides, and returns the
 // question for the transport to put to them.
-func (s *Service) ask(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
-	appr := s.newApproval(c, r, warden.ViaUser, est)
+func (s *Service) ask(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note, why string) error {
+	appr := s.newApproval(c, r, warden.ViaUser, est, why)
 	if err := s.Store.CreateApproval(ctx, appr); err != nil {
 		return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
 	}
@@ -199,6 +231,7 @@ func (s *Service) answered(ctx context.Context, c *warden.Call, r *Rule, appr *w
 	}
 	c.Approval = &warden.CallApproval{ID: appr.ID, Rule: r.Name, Via: warden.ViaUser, Status: ch.To, DecidedBy: c.Caller.Subject, Reason: ch.Reason}
 	if ch.To == warden.ApprovalUsed {
+		bindPreview(c, appr)
 		return true, nil
 	}
 	verb := "declined"
@@ -233,13 +266,13 @@ func confirms(content map[string]any) bool {
 
 // review finds or creates the reviewers' request for c, and waits for a
 // decision.
-func (s *Service) review(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note string) error {
+func (s *Service) review(ctx context.Context, c *warden.Call, r *Rule, est *estimate, note, why string) error {
 	appr, err := s.Store.PendingApproval(ctx, c.Caller.Subject, c.Hash, s.now())
 	if err != nil {
 		return warden.Wrap(warden.Unavailable, err, "the approval store cannot be read, so the call was refused")
 	}
 	if appr == nil || appr.Via != warden.ViaReviewer || appr.Rule != r.Name || !samePrincipal(appr.Requester, c.Caller) {
-		appr = s.newApproval(c, r, warden.ViaReviewer, est)
+		appr = s.newApproval(c, r, warden.ViaReviewer, est, why)
 		if err := s.Store.CreateApproval(ctx, appr); err != nil {
 			return warden.Wrap(warden.Unavailable, err, "the call needs approval, but the approval request could not be recorded, so it was refused")
 		}
@@ -310,6 +343,7 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 			if err == nil {
 				appr.UsedBy = used.UsedBy
 				c.Approval = ref(warden.ApprovalUsed)
+				bindPreview(c, appr)
 				return nil
 			}
 			if !errors.Is(err, warden.ErrApprovalConflict) {
@@ -389,22 +423,11 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 		return nil, warden.Wrap(warden.Unavailable, err, "the approval store cannot be read")
 	}
 	now := s.now()
-	switch st := appr.Effective(now); {
-	case appr.Via == warden.ViaUser:
-		return appr, warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
-	case st == warden.ApprovalExpired:
-		if appr.Status != warden.ApprovalExpired {
+	if err := MayDecide(appr, reviewer, now); err != nil {
+		if appr.Effective(now) == warden.ApprovalExpired && appr.Status != warden.ApprovalExpired {
 			_, _ = s.recordExpiry(ctx, appr, now) // the refusal stands either way; the sweep records it otherwise
 		}
-		return appr, warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
-			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
-	case st != warden.ApprovalPending:
-		return appr, warden.Errorf(warden.Denied, "request %s was already %s by %s at %s; a decision cannot be changed",
-			id, st, subject(appr.DecidedBy), appr.DecidedAt.UTC().Format(time.RFC3339))
-	case isRequester(appr.Requester, reviewer):
-		return appr, warden.Errorf(warden.Denied, "you (%s) requested this call; a reviewer other than the requester must decide it", reviewer.Subject)
-	case !appr.Approvers.Includes(reviewer):
-		return appr, warden.Errorf(warden.Denied, "%s may not decide request %s: rule %q is decided by %s", reviewer.Subject, id, appr.Rule, reviewers(appr.Approvers))
+		return appr, err
 	}
 	ch := warden.ApprovalChange{ID: id, From: []warden.ApprovalStatus{warden.ApprovalPending}, By: reviewer, Reason: reason, At: now}
 	if approve {
@@ -421,6 +444,34 @@ func (s *Service) Decide(ctx context.Context, reviewer *warden.Caller, id string
 		return nil, warden.Wrap(warden.Unavailable, err, "the decision could not be recorded")
 	}
 	return decided, nil
+}
+
+// MayDecide returns nil when reviewer may decide appr now, or a Denied
+// error saying why not: it is confirmed by the calling user, it expired or
+// was decided already, reviewer requested it, or reviewer is not one of
+// its rule's approvers. Decide enforces it; the console uses it to show
+// Approve only to those who may.
+func MayDecide(appr *warden.Approval, reviewer *warden.Caller, now time.Time) error {
+	id := appr.ID
+	switch st := appr.Effective(now); {
+	case appr.Via == warden.ViaUser:
+		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in their client, not by a reviewer", id)
+	case appr.Via == warden.ViaBrowser:
+		return warden.Errorf(warden.Denied, "request %s is confirmed by the calling user in the browser, not by a reviewer", id)
+	case st == warden.ApprovalExpired:
+		return warden.Errorf(warden.Denied, "request %s expired at %s; it can no longer be decided (the agent must request approval again)",
+			id, appr.ExpiresAt.UTC().Format(time.RFC3339))
+	case st != warden.ApprovalPending:
+		return warden.Errorf(warden.Denied, "request %s was already %s by %s at %s; a decision cannot be changed",
+			id, st, subject(appr.DecidedBy), appr.DecidedAt.UTC().Format(time.RFC3339))
+	case reviewer == nil:
+		return warden.Errorf(warden.Denied, "request %s needs a reviewer identity to decide it", id)
+	case isRequester(appr.Requester, reviewer):
+		return warden.Errorf(warden.Denied, "you (%s) requested this call; a reviewer other than the requester must decide it", reviewer.Subject)
+	case !appr.Approvers.Includes(reviewer):
+		return warden.Errorf(warden.Denied, "%s may not decide request %s: rule %q is decided by %s", reviewer.Subject, id, appr.Rule, reviewers(appr.Approvers))
+	}
+	return nil
 }
 
 // Expire records the expiry of every request that passed its expiry

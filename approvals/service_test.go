@@ -18,7 +18,7 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 var (
@@ -63,7 +63,7 @@ func (e *estimating) Estimate(context.Context, *warden.Action) (int64, bool, err
 type fixture struct {
 	t     *testing.T
 	svc   *approvals.Service
-	store *recorder.Store
+	store *sqlite.Store
 	clock *clock
 	tool  *estimating
 	n     int
@@ -82,7 +82,7 @@ func newFixture(t *testing.T, rules ...*approvals.Rule) *fixture {
 	if err := cfg.Validate(kinds); err != nil {
 		t.Fatalf("rules do not validate: %v", err)
 	}
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
+	store, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -744,6 +744,28 @@ func TestReviewerApproval(t *testing.T) {
 		}
 		if n.Approval.ID != id || !strings.Contains(n.Text, "warden approvals approve "+id) || !strings.Contains(n.Text, "DELETE FROM orders WHERE id = 3") || !strings.Contains(n.Text, "carol@example.com") {
 			t.Errorf("notification = %+v", n)
+		}
+	})
+
+	t.Run("NotificationLinksToTheConsole", func(t *testing.T) {
+		got := make(chan []byte, 1)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got <- b
+		}))
+		defer hook.Close()
+		r := destructiveSQL(dba)
+		r.Notify = &approvals.Notify{Webhook: hook.URL + "/T000/B000/secret"}
+		f := newFixture(t, r)
+		f.svc.ConsoleURL = "https://warden.example.com/"
+		id := f.pend(f.call(carol, deleteArgs))
+		var n struct{ Text, URL string }
+		if err := json.Unmarshal(<-got, &n); err != nil {
+			t.Fatal(err)
+		}
+		want := "https://warden.example.com/console/approvals/" + id
+		if n.URL != want || !strings.Contains(n.Text, "Review in the console: "+want) {
+			t.Errorf("notification = %+v; want url %s in both", n, want)
 		}
 	})
 }

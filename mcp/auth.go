@@ -133,6 +133,13 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, e *warden.Error,
 	default:
 		code = "invalid_request"
 	}
+	if s.opts.AuthFailed != nil {
+		reason := code
+		if code == "invalid_request" {
+			reason = "missing_token"
+		}
+		s.opts.AuthFailed(reason)
+	}
 	if status == http.StatusUnauthorized || code == "insufficient_scope" {
 		w.Header().Set("WWW-Authenticate", challenge)
 	}

@@ -177,3 +177,24 @@ func canonicalOrigin(s string) (string, error) {
 	}
 	return u.Scheme + "://" + host + ":" + port, nil
 }
+
+// ResultsConfig is the `results` section of warden.yaml: what a
+// successful tool result carries.
+type ResultsConfig struct {
+	// StructuredContent sends a successful result's JSON twice: as
+	// structuredContent and, escaped, as the text block (the 2025-06-18
+	// specification's backwards-compatible form). Default true. With
+	// false, the result is the text block alone: the same JSON, half the
+	// bytes on the wire, and no second decode in the client. Clients that
+	// prefer structuredContent (Claude Code, VS Code, Copilot CLI, Codex)
+	// hand the model that JSON serialized, so a model sees the same text
+	// either way; docs/BENCHMARKS.md (issue 14) has the measurements.
+	// Refusals and failures always carry both: their text is a summary
+	// for people and models, their structured content the codes.
+	StructuredContent *bool `yaml:"structured_content"`
+}
+
+// structured reports whether successful results carry structuredContent.
+func (c *ResultsConfig) structured() bool {
+	return c == nil || c.StructuredContent == nil || *c.StructuredContent
+}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/warden-mcp/warden"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
 func TestHTTPConfigValidate(t *testing.T) {
@@ -141,7 +141,7 @@ func TestCheckRequestSpeaksJSON(t *testing.T) {
 // refusals become one summary record, and nothing is lost.
 func TestRefusalsAreBounded(t *testing.T) {
 	ctx := context.Background()
-	store, err := recorder.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "rec.db"))
+	store, err := sqlite.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "rec.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

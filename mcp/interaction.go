@@ -100,3 +100,52 @@ var confirmSchema = map[string]any{
 	},
 	"required": []string{warden.ConfirmField},
 }
+
+// askInBrowser answers a call held for the calling user's confirmation in
+// the browser with a URL-mode elicitation pointing at the console: for
+// 2026-07-28 clients an input_required result (the client answers on a
+// retry, with the state), for earlier ones the -32042
+// URLElicitationRequiredError (the client retries once the user is done).
+// A client that did not declare URL-mode elicitation gets the refusal as
+// a tool result, whose text carries the URL. Either way the client's own
+// answer confirms nothing: only the console does.
+func askInBrowser(ctx context.Context, c *warden.Call, e *warden.Error) (*mcp.CallToolResult, error) {
+	ask := e.Pending.Ask
+	el := mcp.ElicitationParams{Mode: mcp.ElicitationModeURL, Message: ask.Message, URL: ask.URL, ElicitationID: ask.ElicitationID}
+	if !canElicitURL(ctx) {
+		return failure(c, e), nil
+	}
+	if mcp.IsModernProtocol(server.RequestProtocolVersion(ctx)) {
+		return server.NewInputRequestBuilder(ask.State).Elicit(askID, el).ToolResult(), nil
+	}
+	return nil, mcp.URLElicitationRequiredError{Elicitations: []mcp.ElicitationParams{el}}
+}
+
+// browserAsk returns the refusal when err holds a call for a URL-mode
+// confirmation, else nil.
+func browserAsk(err error) *warden.Error {
+	if err == nil {
+		return nil
+	}
+	e := warden.AsError(err)
+	if e.Code == warden.NeedsApproval && e.Pending != nil && e.Pending.Ask != nil && e.Pending.Ask.URL != "" {
+		return e
+	}
+	return nil
+}
+
+// canElicitURL reports whether the client declared URL-mode elicitation
+// (per request from 2026-07-28 on, at initialize before).
+func canElicitURL(ctx context.Context) bool {
+	var caps *mcp.ClientCapabilities
+	if info := server.RequestProtocolInfoFromContext(ctx); info != nil && info.ClientCapabilities != nil {
+		caps = info.ClientCapabilities
+	}
+	if caps == nil {
+		if ci, ok := server.ClientSessionFromContext(ctx).(server.SessionWithClientInfo); ok {
+			c := ci.GetClientCapabilities()
+			caps = &c
+		}
+	}
+	return caps != nil && caps.Elicitation != nil && caps.Elicitation.URL != nil
+}

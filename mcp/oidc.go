@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -353,34 +354,48 @@ func (iv *issuerVerifier) verify(ctx context.Context, token string, now time.Tim
 		return nil, until, unauthenticated("token not valid yet (issued in the future)", nil)
 	}
 
-	subject, _ := lookupClaim(claims, iv.cfg.SubjectClaim).(string)
-	if subject == "" {
-		if iv.cfg.SubjectClaim == "sub" {
-			return nil, until, unauthenticated("token has no subject", nil)
-		}
-		return nil, until, unauthenticated(fmt.Sprintf("token has no subject (claim %q)", iv.cfg.SubjectClaim), nil)
+	caller, err := iv.cfg.CallerFromClaims(claims)
+	if err != nil {
+		return nil, until, err
 	}
 	if missing := missingScopes(claims, iv.cfg.RequiredScopes); len(missing) > 0 {
 		return nil, until, &warden.Error{Code: warden.Denied, Rule: "insufficient_scope",
 			Message: fmt.Sprintf("token lacks the required scope %s; ask the identity provider for a token with it", strings.Join(missing, ", "))}
 	}
-	email, _ := lookupClaim(claims, iv.cfg.EmailClaim).(string)
+	return caller, exp.Add(skew), nil
+}
+
+// CallerFromClaims is the caller that verified claims of this issuer name,
+// by its subject, email and groups claims: bearer tokens and the
+// console's ID tokens map to callers the same way, so a reviewer is the
+// same principal in both. It returns an Unauthenticated *warden.Error
+// when the subject claim is missing.
+func (c *OIDCConfig) CallerFromClaims(claims map[string]any) (*warden.Caller, error) {
+	subjectClaim, emailClaim := cmp.Or(c.SubjectClaim, "sub"), cmp.Or(c.EmailClaim, "email")
+	subject, _ := lookupClaim(claims, subjectClaim).(string)
+	if subject == "" {
+		if subjectClaim == "sub" {
+			return nil, unauthenticated("token has no subject", nil)
+		}
+		return nil, unauthenticated(fmt.Sprintf("token has no subject (claim %q)", subjectClaim), nil)
+	}
+	email, _ := lookupClaim(claims, emailClaim).(string)
 	if v, ok := claims["email_verified"]; ok && (v == false || v == "false") {
 		// Policy may match members by email: one the provider says it has
 		// not verified could be anyone's.
 		email = ""
 	}
 	var groups []string
-	if iv.cfg.GroupsClaim != "" {
-		groups = stringsOf(lookupClaim(claims, iv.cfg.GroupsClaim))
+	if c.GroupsClaim != "" {
+		groups = stringsOf(lookupClaim(claims, c.GroupsClaim))
 	}
 	return &warden.Caller{
 		Subject: subject,
-		Issuer:  iv.cfg.Issuer,
+		Issuer:  c.Issuer,
 		Email:   email,
 		Groups:  groups,
 		Method:  "oidc",
-	}, exp.Add(skew), nil
+	}, nil
 }
 
 // diagnose turns a go-oidc failure into a reason. go-oidc's errors are

@@ -53,13 +53,17 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 	if !ok {
 		return errors.New("invalid request: not a JSON-RPC message")
 	}
+	// One decode serves the method, the arguments' shape and the protocol
+	// era; a message that does not fit it whole is judged as before, with
+	// the era decoded on its own (isModern).
 	var base struct {
 		Method mcp.MCPMethod `json:"method"`
 		Params struct {
 			Arguments json.RawMessage `json:"arguments"`
+			Meta      *mcp.Meta       `json:"_meta"`
 		} `json:"params"`
 	}
-	_ = json.Unmarshal(raw, &base)
+	baseErr := json.Unmarshal(raw, &base)
 	if newReq, ok := requestTypes[base.Method]; ok {
 		if err := json.Unmarshal(raw, newReq()); err != nil {
 			return errors.New(decodeError(base.Method, err))
@@ -68,7 +72,11 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 	if a := bytes.TrimSpace(base.Params.Arguments); base.Method == mcp.MethodToolsCall && len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
 		return fmt.Errorf("invalid %s request: params.arguments must be an object", base.Method)
 	}
-	if base.Method == mcp.MethodInitialize || base.Method == mcp.MethodPing || isModern(raw) {
+	modern := baseErr == nil && mcp.IsModernProtocol(base.Params.Meta.ProtocolVersion())
+	if baseErr != nil {
+		modern = isModern(raw)
+	}
+	if base.Method == mcp.MethodInitialize || base.Method == mcp.MethodPing || modern {
 		return nil
 	}
 	switch transportFrom(ctx) {

@@ -46,6 +46,21 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// HTTP bounds the HTTP transports' edges (defaults when nil).
 	HTTP *HTTPConfig
+	// Handlers are served beside the MCP endpoints, behind the same edge
+	// checks but without authentication: the readiness probe and the
+	// metrics (keys are http.ServeMux patterns such as "GET /metrics").
+	Handlers map[string]http.Handler
+	// AuthFailed, when set, is told the reason of each HTTP request
+	// refused for want of a valid identity: missing_token,
+	// invalid_token, insufficient_scope or access_denied.
+	AuthFailed func(reason string)
+	// Results shapes successful tool results (defaults when nil).
+	Results *ResultsConfig
+	// Console, when set, serves /console/ beside the HTTP transport. It
+	// is mounted outside the MCP edge checks (which refuse every browser
+	// origin not in http.allowed_origins) and does its own: its pages are
+	// meant for browsers, on the console's own origin only.
+	Console http.Handler
 }
 
 // Server is warden's MCP server: one set of tools, one pipeline, any
@@ -140,7 +155,17 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		ctx = warden.WithSession(ctx, s.tracker.forRequest(ctx))
 		ctx = warden.WithInteraction(ctx, s.interaction(ctx, req))
 		call, err := s.opts.Pipeline.Run(ctx, name, args)
-		return toolResult(call, err), nil
+		if e := browserAsk(err); e != nil {
+			return askInBrowser(ctx, call, e)
+		}
+		res := toolResult(call, err)
+		if err == nil && !res.IsError && !s.opts.Results.structured() {
+			// The text block holds the same JSON: sending it once halves
+			// what mcp-go encodes (and compacts twice) and the client
+			// decodes.
+			res.StructuredContent = nil
+		}
+		return res, nil
 	}
 }
 
@@ -274,6 +299,9 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	for pattern, h := range s.opts.Handlers {
+		mux.Handle(pattern, h)
+	}
 	if s.opts.Verifier != nil {
 		mux.HandleFunc("GET "+metadataPath, s.serveMetadata)
 		mux.HandleFunc("GET "+metadataPath+"/{endpoint...}", s.serveMetadata)
@@ -303,7 +331,14 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 	default:
 		return nil, nil, fmt.Errorf("unknown transport %q (use stdio, http or sse)", transport)
 	}
-	return s.edge(mux), shutdown, nil
+	h := s.edge(mux)
+	if s.opts.Console != nil {
+		top := http.NewServeMux()
+		top.Handle("/console/", s.opts.Console)
+		top.Handle("/", h)
+		return top, shutdown, nil
+	}
+	return h, shutdown, nil
 }
 
 // ServeHTTP serves an HTTP transport on ln until ctx is done, then stops

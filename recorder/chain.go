@@ -57,34 +57,34 @@ const (
 	checkpointDomainV2 = "warden/checkpoint/v2\x00"
 )
 
-// hashSize is the length of a record hash.
-const hashSize = sha256.Size
+// HashSize is the length of a record hash.
+const HashSize = sha256.Size
 
-type digest = [hashSize]byte
+type Digest = [HashSize]byte
 
-// fields are the hashed columns of one record. A nullable column is NULL
+// Fields are the hashed columns of one record. A nullable column is NULL
 // when its valid flag is false.
-type fields struct {
-	seq                        int64
-	kind                       string
-	sessionID, callID, at      string
-	hasSession, hasCall, hasAt bool
-	bodyHash                   digest
-	prevHash                   digest
+type Fields struct {
+	Seq                        int64
+	Kind                       string
+	SessionID, CallID, At      string
+	HasSession, HasCall, HasAt bool
+	BodyHash                   Digest
+	PrevHash                   Digest
 }
 
-// hasher computes record hashes, reusing one buffer.
-type hasher struct{ buf []byte }
+// Hasher computes record hashes, reusing one buffer.
+type Hasher struct{ buf []byte }
 
-func (h *hasher) hash(f *fields) digest {
+func (h *Hasher) Hash(f *Fields) Digest {
 	b := append(h.buf[:0], recordDomain...)
-	b = binary.BigEndian.AppendUint64(b, uint64(f.seq))
-	b = appendString(b, f.kind)
-	b = appendNullable(b, f.sessionID, f.hasSession)
-	b = appendNullable(b, f.callID, f.hasCall)
-	b = appendNullable(b, f.at, f.hasAt)
-	b = append(b, f.bodyHash[:]...)
-	b = append(b, f.prevHash[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(f.Seq))
+	b = appendString(b, f.Kind)
+	b = appendNullable(b, f.SessionID, f.HasSession)
+	b = appendNullable(b, f.CallID, f.HasCall)
+	b = appendNullable(b, f.At, f.HasAt)
+	b = append(b, f.BodyHash[:]...)
+	b = append(b, f.PrevHash[:]...)
 	h.buf = b
 	return sha256.Sum256(b)
 }
@@ -101,30 +101,30 @@ func appendNullable(b []byte, s string, valid bool) []byte {
 	return appendString(append(b, 1), s)
 }
 
-// checkpointMessage is what a checkpoint of the given version signs.
-func checkpointMessage(version int, seq int64, at string, prev digest) []byte {
+// CheckpointMessage is what a checkpoint of the given version signs.
+func CheckpointMessage(version int, seq int64, at string, prev Digest) []byte {
 	domain := checkpointDomain
 	if version == 2 {
 		domain = checkpointDomainV2
 	}
-	b := make([]byte, 0, len(domain)+8+4+len(at)+hashSize)
+	b := make([]byte, 0, len(domain)+8+4+len(at)+HashSize)
 	b = append(b, domain...)
 	b = binary.BigEndian.AppendUint64(b, uint64(seq))
 	b = appendString(b, at)
 	return append(b, prev[:]...)
 }
 
-// checkpointJSON is the body of a checkpoint record.
-type checkpointJSON struct {
+// CheckpointJSON is the body of a checkpoint record.
+type CheckpointJSON struct {
 	Key string `json:"key"`
 	Sig string `json:"sig"`
 	// V is 2 for a checkpoint written with a signed head; absent before.
 	V int `json:"v,omitempty"`
 }
 
-func signCheckpoint(key ed25519.PrivateKey, seq int64, at string, prev digest) string {
-	sig := ed25519.Sign(key, checkpointMessage(2, seq, at, prev))
-	body, _ := json.Marshal(checkpointJSON{ // cannot fail for strings
+func SignCheckpoint(key ed25519.PrivateKey, seq int64, at string, prev Digest) string {
+	sig := ed25519.Sign(key, CheckpointMessage(2, seq, at, prev))
+	body, _ := json.Marshal(CheckpointJSON{ // cannot fail for strings
 		Key: FormatPublicKey(key.Public().(ed25519.PublicKey)),
 		Sig: base64.StdEncoding.EncodeToString(sig),
 		V:   2,
@@ -132,9 +132,9 @@ func signCheckpoint(key ed25519.PrivateKey, seq int64, at string, prev digest) s
 	return string(body)
 }
 
-// pruneJSON is the body of a prune record: retention removed every record
+// PruneJSON is the body of a prune record: retention removed every record
 // before seq Before, which is a checkpoint that now anchors the chain.
-type pruneJSON struct {
+type PruneJSON struct {
 	Before    int64  `json:"before"`
 	Cutoff    string `json:"cutoff"`
 	Records   int64  `json:"records"`
@@ -176,13 +176,9 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(raw), nil
 }
 
-// KeyPath is where the signing key of the store at dbPath is kept by
-// default (Options.KeyDir moves it).
-func KeyPath(dbPath string) string { return dbPath + ".key" }
-
-// loadKey reads a PKCS #8 PEM Ed25519 private key that only its owner may
+// ReadKeyFile reads a PKCS #8 PEM Ed25519 private key that only its owner may
 // read. It returns an error wrapping fs.ErrNotExist if there is no file.
-func loadKey(path string) (ed25519.PrivateKey, error) {
+func ReadKeyFile(path string) (ed25519.PrivateKey, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -209,10 +205,10 @@ func loadKey(path string) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-// createKey generates a signing key and writes it to path (mode 0600),
+// CreateKeyFile generates a signing key and writes it to path (mode 0600),
 // synced with its directory, so a key that signed a checkpoint survives a
 // crash too. If another process created the file first, its key is used.
-func createKey(path string) (ed25519.PrivateKey, error) {
+func CreateKeyFile(path string) (ed25519.PrivateKey, error) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -223,7 +219,7 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return loadKey(path)
+		return ReadKeyFile(path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating signing key: %w", err)
@@ -236,7 +232,7 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 		err = cerr
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(path)
@@ -245,7 +241,7 @@ func createKey(path string) (ed25519.PrivateKey, error) {
 	return key, nil
 }
 
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -253,17 +249,3 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
-
-// PublicKey returns the public half of the signing key kept beside the
-// store, the key `warden sessions verify` trusts by default. It returns an
-// error wrapping fs.ErrNotExist if the store has no key file.
-func (s *Store) PublicKey() (ed25519.PublicKey, error) {
-	key, err := loadKey(s.KeyFile())
-	if err != nil {
-		return nil, err
-	}
-	return key.Public().(ed25519.PublicKey), nil
-}
-
-// Path is the store's database file.
-func (s *Store) Path() string { return s.path }

@@ -1,2 +1,2 @@
-// Package recorder keeps warden's log of sessions and calls in SQLite as a hash chain with signed checkpoints, durable before any result is returned.
+// Package recorder defines warden's recording: the record format, the hash chain with its signed checkpoints, heads and MACs, verification, and the Store interface the stores implement.
 package recorder

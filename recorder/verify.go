@@ -2,17 +2,18 @@ package recorder
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/warden-mcp/warden"
 )
 
 // Tamper names what verification found wrong with a record.
@@ -46,8 +47,10 @@ const (
 // record: the first one changed, deleted, inserted or moved, as far as the
 // chain around it tells, or the checkpoint that failed.
 type ChainError struct {
-	Seq    int64
-	Tamper Tamper
+	// Instance names the chain, in a store several instances write.
+	Instance string
+	Seq      int64
+	Tamper   Tamper
 	// Detail says what is wrong, completing "record Seq ...".
 	Detail string
 	// Record describes the record found at Seq, if there is one.
@@ -56,6 +59,9 @@ type ChainError struct {
 
 func (e *ChainError) Error() string {
 	s := fmt.Sprintf("record %d %s", e.Seq, e.Detail)
+	if e.Instance != "" {
+		s = fmt.Sprintf("instance %s: %s", warden.Printable(e.Instance), s)
+	}
 	if e.Record != "" {
 		s += " [" + e.Record + "]"
 	}
@@ -97,6 +103,15 @@ type VerifyReport struct {
 	// HeadEra is true when a checkpoint shows that the warden that wrote
 	// it kept a signed head: then a missing head means it was removed.
 	HeadEra bool
+	// Chains, for a store several instances write, is the report of each
+	// instance's chain, by instance; the fields above then sum them.
+	Chains []ChainReport
+}
+
+// ChainReport is what verification established about one instance's chain.
+type ChainReport struct {
+	Instance string
+	*VerifyReport
 }
 
 // VerifyOptions say what verification trusts. Nothing in them comes from
@@ -114,70 +129,15 @@ type VerifyOptions struct {
 	MACKey []byte
 }
 
-// MACKey returns the key that checks record MACs: derived from the
-// store's signing key, which only its owner can read. It returns an error
-// wrapping fs.ErrNotExist without a key file.
-func (s *Store) MACKey() ([]byte, error) {
-	key, err := loadKey(s.KeyFile())
-	if err != nil {
-		return nil, err
-	}
-	return macKey(key), nil
-}
-
-// Verify walks the whole chain in one read snapshot: every record's hash
-// must match its contents and link to the record before it, seqs must be
-// contiguous, and every checkpoint must be signed by key. A nil key trusts
-// the key the first checkpoint names (the report says so). It returns a
-// *ChainError for the first problem found, naming the record; other errors
-// are failures to read.
-//
-// Verify checks the chain and its checkpoints only; VerifyWith also checks
-// the signed head and the record MACs, which is what shows that no record
-// was removed from the end or rewritten after the last checkpoint.
-func (s *Store) Verify(ctx context.Context, key ed25519.PublicKey) (*VerifyReport, error) {
-	return s.VerifyWith(ctx, VerifyOptions{Key: key})
-}
-
-// VerifyWith verifies the chain as Verify does, and against opts.Head and
-// opts.MACKey.
-func (s *Store) VerifyWith(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
-	if s.version < 2 {
-		return nil, fmt.Errorf("store schema version %d has no hash chain: open it with warden serve once to migrate it", s.version)
-	}
+// VerifyChain verifies the records src yields, in stored order, against
+// opts: every record's hash must match its contents and link to the record
+// before it, seqs must be contiguous, and every checkpoint must be signed by
+// opts.Key (nil trusts the key the first checkpoint names; the report says
+// so). It returns a *ChainError for the first problem found, naming the
+// record; other errors are failures to read.
+func VerifyChain(src Source, opts VerifyOptions) (*VerifyReport, error) {
 	v := &chainVerifier{key: opts.Key, head: opts.Head, macKey: opts.MACKey}
-	withMAC := s.version >= 4
-	if !withMAC {
-		v.macKey = nil
-	}
-	var rep *VerifyReport
-	err := s.readTx(ctx, func(tx *sql.Tx) error {
-		mac := "NULL"
-		if withMAC {
-			mac = "mac"
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT seq, kind,
-			(session_id IS NOT NULL) | ((call_id IS NOT NULL) << 1) | ((at IS NOT NULL) << 2),
-			session_id, call_id, at, body, prev_hash, hash, `+mac+` FROM records ORDER BY seq`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		var verr error
-		rep, verr = v.run(&dbSource{rows: rows, withMAC: true})
-		if verr != nil {
-			return verr
-		}
-		return rows.Err()
-	})
-	var ce *ChainError
-	if errors.As(err, &ce) {
-		return rep, ce
-	}
-	if err != nil {
-		return rep, fmt.Errorf("verifying the chain: %w", err)
-	}
-	return rep, nil
+	return v.run(src)
 }
 
 // VerifyExport verifies records exported by Export (JSON lines), as Verify
@@ -188,101 +148,58 @@ func VerifyExport(r io.Reader, key ed25519.PublicKey) (*VerifyReport, error) {
 	return v.run(&exportSource{dec: json.NewDecoder(r)})
 }
 
-// row is one record as read back.
-type row struct {
-	fields
-	body     []byte
-	hash     []byte
-	mac      []byte // nil where the store has none
-	computed digest // the hash of fields at fields.seq
+// Row is one record as read back.
+type Row struct {
+	Fields
+	Body     []byte
+	Hash     []byte
+	MAC      []byte // nil where the store has none
+	computed Digest // the hash of fields at fields.seq
 }
 
-func (r *row) describe() string {
+func (r *Row) describe() string {
 	var parts []string
-	parts = append(parts, r.kind)
+	parts = append(parts, r.Kind)
 	id := func(s string) string {
 		if s == "" {
 			return `""`
 		}
-		return clean(s)
+		return warden.Printable(s)
 	}
-	if r.hasCall {
-		parts = append(parts, "call "+id(r.callID))
+	if r.HasCall {
+		parts = append(parts, "call "+id(r.CallID))
 	}
-	if r.hasSession {
-		parts = append(parts, "session "+id(r.sessionID))
+	if r.HasSession {
+		parts = append(parts, "session "+id(r.SessionID))
 	}
-	if r.hasAt {
-		parts = append(parts, "at "+clean(r.at))
+	if r.HasAt {
+		parts = append(parts, "at "+warden.Printable(r.At))
 	}
 	return strings.Join(parts, ", ")
 }
 
-// source yields rows in stored order; nil, nil at the end.
-type source interface {
-	next() (*row, error)
+// Source yields rows in stored order; nil, nil at the end.
+type Source interface {
+	Next() (*Row, error)
 }
 
-type dbSource struct {
-	rows                                 *sql.Rows
-	sid, cid, at, body, prev, hash, kind sql.RawBytes
-	// withMAC: the query's last column is the record MAC.
-	withMAC bool
-	mac     sql.RawBytes
-	dest    []any
-}
-
-func (d *dbSource) next() (*row, error) {
-	if !d.rows.Next() {
-		return nil, d.rows.Err()
-	}
-	r := &row{}
-	var present int
-	if d.dest == nil {
-		d.dest = []any{nil, &d.kind, nil, &d.sid, &d.cid, &d.at, &d.body, &d.prev, &d.hash}
-		if d.withMAC {
-			d.dest = append(d.dest, &d.mac)
-		}
-	}
-	d.dest[0], d.dest[2] = &r.seq, &present
-	if err := d.rows.Scan(d.dest...); err != nil {
-		return nil, err
-	}
-	if d.mac != nil {
-		r.mac = bytes.Clone(d.mac)
-	}
-	r.kind = kindName(d.kind)
-	r.hasSession, r.hasCall, r.hasAt = present&1 != 0, present&2 != 0, present&4 != 0
-	r.sessionID, r.callID, r.at = string(d.sid), string(d.cid), string(d.at)
-	r.bodyHash = sha256.Sum256(d.body)
-	if r.kind == kindCheckpoint || r.kind == kindPrune || r.kind == kindApprovalChange {
-		r.body = bytes.Clone(d.body)
-	}
-	copy(r.prevHash[:], d.prev) // a short prev_hash cannot match, as it must not
-	if len(d.prev) != hashSize {
-		r.prevHash[0] ^= 0xff
-	}
-	r.hash = bytes.Clone(d.hash)
-	return r, nil
-}
-
-// kindName returns the stored kind, without allocating for known kinds.
-func kindName(b []byte) string {
+// KindName returns the stored kind, without allocating for known kinds.
+func KindName(b []byte) string {
 	switch string(b) {
-	case kindSessionStart:
-		return kindSessionStart
-	case kindSessionUpdate:
-		return kindSessionUpdate
-	case kindSessionEnd:
-		return kindSessionEnd
-	case kindCallStart:
-		return kindCallStart
-	case kindCallFinish:
-		return kindCallFinish
-	case kindCheckpoint:
-		return kindCheckpoint
-	case kindPrune:
-		return kindPrune
+	case KindSessionStart:
+		return KindSessionStart
+	case KindSessionUpdate:
+		return KindSessionUpdate
+	case KindSessionEnd:
+		return KindSessionEnd
+	case KindCallStart:
+		return KindCallStart
+	case KindCallFinish:
+		return KindCallFinish
+	case KindCheckpoint:
+		return KindCheckpoint
+	case KindPrune:
+		return KindPrune
 	}
 	return string(b)
 }
@@ -304,7 +221,7 @@ type exportSource struct {
 	line int
 }
 
-func (e *exportSource) next() (*row, error) {
+func (e *exportSource) Next() (*Row, error) {
 	var l exportLine
 	e.line++
 	if err := e.dec.Decode(&l); err != nil {
@@ -317,24 +234,24 @@ func (e *exportSource) next() (*row, error) {
 	if err != nil {
 		return nil, fmt.Errorf("export record %d (seq %d): %w", e.line, l.Seq, err)
 	}
-	r := &row{body: body}
-	r.seq, r.kind = l.Seq, l.Kind
+	r := &Row{Body: body}
+	r.Seq, r.Kind = l.Seq, l.Kind
 	if l.SessionID != nil {
-		r.sessionID, r.hasSession = *l.SessionID, true
+		r.SessionID, r.HasSession = *l.SessionID, true
 	}
 	if l.CallID != nil {
-		r.callID, r.hasCall = *l.CallID, true
+		r.CallID, r.HasCall = *l.CallID, true
 	}
 	if l.At != nil {
-		r.at, r.hasAt = *l.At, true
+		r.At, r.HasAt = *l.At, true
 	}
-	r.bodyHash = sha256.Sum256(body)
+	r.BodyHash = sha256.Sum256(body)
 	prev, err := decodeHex(l.PrevHash)
 	if err != nil {
 		return nil, fmt.Errorf("export record %d (seq %d): prev_hash: %w", e.line, l.Seq, err)
 	}
-	r.prevHash = digest(prev)
-	if r.hash, err = decodeHex(l.Hash); err != nil {
+	r.PrevHash = Digest(prev)
+	if r.Hash, err = decodeHex(l.Hash); err != nil {
 		return nil, fmt.Errorf("export record %d (seq %d): hash: %w", e.line, l.Seq, err)
 	}
 	return r, nil
@@ -347,13 +264,13 @@ type chainVerifier struct {
 	partial bool
 	head    *Head
 	macKey  []byte
-	m       *macer
+	m       *Macer
 
 	rep      VerifyReport
-	h        hasher
+	h        Hasher
 	started  bool
 	prevSeq  int64
-	prevHash digest
+	prevHash Digest
 	// The largest "before" of the prune records seen, and of those a
 	// checkpoint has signed since: only a signed prune record accounts
 	// for a missing prefix, or anyone could delete one and append a
@@ -366,9 +283,9 @@ type chainVerifier struct {
 // is searched for.
 const lookahead = 64
 
-func (v *chainVerifier) run(src source) (*VerifyReport, error) {
+func (v *chainVerifier) run(src Source) (*VerifyReport, error) {
 	for {
-		r, err := src.next()
+		r, err := src.Next()
 		if err != nil {
 			return &v.rep, err
 		}
@@ -380,9 +297,9 @@ func (v *chainVerifier) run(src source) (*VerifyReport, error) {
 			return &v.rep, err
 		}
 		if broken {
-			var ahead []*row
+			var ahead []*Row
 			for len(ahead) < lookahead {
-				n, err := src.next()
+				n, err := src.Next()
 				if err != nil || n == nil {
 					break
 				}
@@ -401,7 +318,7 @@ func (v *chainVerifier) run(src source) (*VerifyReport, error) {
 		if v.rep.Last < h.Seq {
 			return &v.rep, &ChainError{Seq: v.rep.Last + 1, Tamper: Truncated,
 				Detail: fmt.Sprintf("was deleted, and records up to %d with it: the chain ends at record %d, but the signed head (written %s) names record %d: "+
-					"the newest records were removed, or an older copy of the store was put in place", h.Seq, v.rep.Last, clean(h.At), h.Seq)}
+					"the newest records were removed, or an older copy of the store was put in place", h.Seq, v.rep.Last, warden.Printable(h.At), h.Seq)}
 		}
 		v.rep.Head = h
 	}
@@ -413,30 +330,30 @@ func (v *chainVerifier) run(src source) (*VerifyReport, error) {
 
 // vouched checks what the signed head and the record MACs say about r,
 // whose hash and link already hold.
-func (v *chainVerifier) vouched(r *row) error {
-	if v.macKey != nil && r.mac != nil {
+func (v *chainVerifier) vouched(r *Row) error {
+	if v.macKey != nil && r.MAC != nil {
 		if v.m == nil {
-			v.m = newMacer(v.macKey)
+			v.m = NewMacer(v.macKey)
 		}
-		if !hmac.Equal(r.mac, v.m.mac(r.computed)) {
-			return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+		if !hmac.Equal(r.MAC, v.m.MAC(r.computed)) {
+			return &ChainError{Seq: r.Seq, Tamper: Unvouched, Record: r.describe(),
 				Detail: "has a MAC that does not verify: warden did not write it as it is (it was changed or inserted, and its hashes recomputed)"}
 		}
 		v.rep.MACs++
 	}
 	h := v.head
 	switch {
-	case h == nil || r.seq < h.Seq:
-	case r.seq == h.Seq:
+	case h == nil || r.Seq < h.Seq:
+	case r.Seq == h.Seq:
 		if r.computed != h.Hash {
-			return &ChainError{Seq: r.seq, Tamper: Changed, Record: r.describe(),
-				Detail: fmt.Sprintf("is not the record the signed head (written %s) names: it, or records before it, were rewritten with recomputed hashes", clean(h.At))}
+			return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(),
+				Detail: fmt.Sprintf("is not the record the signed head (written %s) names: it, or records before it, were rewritten with recomputed hashes", warden.Printable(h.At))}
 		}
 	case v.macKey == nil:
-		return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+		return &ChainError{Seq: r.Seq, Tamper: Unvouched, Record: r.describe(),
 			Detail: fmt.Sprintf("comes after the signed head (record %d), and without the signing key its MAC cannot be checked: nothing vouches that warden wrote it", h.Seq)}
-	case r.mac == nil:
-		return &ChainError{Seq: r.seq, Tamper: Unvouched, Record: r.describe(),
+	case r.MAC == nil:
+		return &ChainError{Seq: r.Seq, Tamper: Unvouched, Record: r.describe(),
 			Detail: fmt.Sprintf("comes after the signed head (record %d) and has no MAC: warden did not write it", h.Seq)}
 	}
 	return nil
@@ -445,94 +362,94 @@ func (v *chainVerifier) vouched(r *row) error {
 // check checks one record against the chain so far. It reports whether the
 // record's hash or link is broken (classify then says how); a checkpoint
 // that fails, or a gap, is returned as a *ChainError at once.
-func (v *chainVerifier) check(r *row) (broken bool, err error) {
-	r.computed = v.h.hash(&r.fields)
+func (v *chainVerifier) check(r *Row) (broken bool, err error) {
+	r.computed = v.h.Hash(&r.Fields)
 	linkOK := true
 	switch {
 	case !v.started:
-		v.rep.First = r.seq
+		v.rep.First = r.Seq
 		switch {
-		case r.seq == 1:
-			linkOK = r.prevHash == digest{}
+		case r.Seq == 1:
+			linkOK = r.PrevHash == Digest{}
 		case v.partial:
 			v.rep.Partial = true
-		case r.kind != kindCheckpoint:
+		case r.Kind != KindCheckpoint:
 			return false, &ChainError{Seq: 1, Tamper: Deleted, Record: "",
-				Detail: fmt.Sprintf("was deleted: the chain starts at record %d, which is not a checkpoint that anchors a pruned chain", r.seq)}
+				Detail: fmt.Sprintf("was deleted: the chain starts at record %d, which is not a checkpoint that anchors a pruned chain", r.Seq)}
 		default:
-			v.rep.PrunedBefore = r.seq
+			v.rep.PrunedBefore = r.Seq
 		}
-	case r.seq > v.prevSeq+1:
+	case r.Seq > v.prevSeq+1:
 		return false, v.gap(r)
-	case r.seq <= v.prevSeq:
-		return false, &ChainError{Seq: r.seq, Tamper: Reordered, Record: r.describe(),
+	case r.Seq <= v.prevSeq:
+		return false, &ChainError{Seq: r.Seq, Tamper: Reordered, Record: r.describe(),
 			Detail: fmt.Sprintf("is out of order: it comes after record %d", v.prevSeq)}
 	default:
-		linkOK = r.prevHash == v.prevHash
+		linkOK = r.PrevHash == v.prevHash
 	}
-	if !linkOK || !bytes.Equal(r.computed[:], r.hash) {
+	if !linkOK || !bytes.Equal(r.computed[:], r.Hash) {
 		return true, nil
 	}
 	if err := v.vouched(r); err != nil {
 		return false, err
 	}
-	switch r.kind {
-	case kindCheckpoint:
+	switch r.Kind {
+	case KindCheckpoint:
 		if err := v.checkpoint(r); err != nil {
 			return false, err
 		}
-	case kindPrune:
-		var p pruneJSON
-		if json.Unmarshal(r.body, &p) == nil {
+	case KindPrune:
+		var p PruneJSON
+		if json.Unmarshal(r.Body, &p) == nil {
 			v.pruneBefore = max(v.pruneBefore, p.Before)
 		}
 	}
 	v.started = true
-	v.prevSeq, v.prevHash = r.seq, r.computed
+	v.prevSeq, v.prevHash = r.Seq, r.computed
 	v.rep.Records++
-	v.rep.Last = r.seq
+	v.rep.Last = r.Seq
 	return false, nil
 }
 
-func (v *chainVerifier) gap(r *row) *ChainError {
-	from, to := v.prevSeq+1, r.seq-1
-	detail := fmt.Sprintf("was deleted: the chain goes from record %d to record %d", v.prevSeq, r.seq)
+func (v *chainVerifier) gap(r *Row) *ChainError {
+	from, to := v.prevSeq+1, r.Seq-1
+	detail := fmt.Sprintf("was deleted: the chain goes from record %d to record %d", v.prevSeq, r.Seq)
 	if to > from {
-		detail = fmt.Sprintf("was deleted, and records up to %d with it: the chain goes from record %d to record %d", to, v.prevSeq, r.seq)
+		detail = fmt.Sprintf("was deleted, and records up to %d with it: the chain goes from record %d to record %d", to, v.prevSeq, r.Seq)
 	}
 	return &ChainError{Seq: from, Tamper: Deleted, Detail: detail}
 }
 
 // checkpoint checks a checkpoint's key and signature.
-func (v *chainVerifier) checkpoint(r *row) error {
-	var cp checkpointJSON
-	if err := json.Unmarshal(r.body, &cp); err != nil {
-		return &ChainError{Seq: r.seq, Tamper: Changed, Record: r.describe(), Detail: "is a checkpoint that cannot be read"}
+func (v *chainVerifier) checkpoint(r *Row) error {
+	var cp CheckpointJSON
+	if err := json.Unmarshal(r.Body, &cp); err != nil {
+		return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(), Detail: "is a checkpoint that cannot be read"}
 	}
 	named, err := ParsePublicKey(cp.Key)
 	if err != nil {
-		return &ChainError{Seq: r.seq, Tamper: Changed, Record: r.describe(), Detail: "is a checkpoint whose key cannot be read"}
+		return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(), Detail: "is a checkpoint whose key cannot be read"}
 	}
 	if v.key == nil {
 		v.key, v.rep.KeyFromChain = named, true
 	}
 	v.rep.Key = v.key
-	covered := fmt.Sprintf("records %d..%d", v.rep.First, r.seq-1)
+	covered := fmt.Sprintf("records %d..%d", v.rep.First, r.Seq-1)
 	if v.rep.LastCheckpoint > 0 {
-		covered = fmt.Sprintf("records %d..%d", v.rep.LastCheckpoint+1, r.seq-1)
+		covered = fmt.Sprintf("records %d..%d", v.rep.LastCheckpoint+1, r.Seq-1)
 	}
 	if !named.Equal(v.key) {
-		return &ChainError{Seq: r.seq, Tamper: WrongKey, Record: r.describe(),
+		return &ChainError{Seq: r.Seq, Tamper: WrongKey, Record: r.describe(),
 			Detail: fmt.Sprintf("is a checkpoint signed by key %s, not the trusted key %s: the chain up to it was rewritten and re-signed, or the key was replaced",
 				cp.Key, FormatPublicKey(v.key))}
 	}
 	sig, err := base64.StdEncoding.DecodeString(cp.Sig)
-	if err != nil || (cp.V != 0 && cp.V != 2) || !ed25519.Verify(v.key, checkpointMessage(cp.V, r.seq, r.at, r.prevHash), sig) {
-		return &ChainError{Seq: r.seq, Tamper: BadSignature, Record: r.describe(),
+	if err != nil || (cp.V != 0 && cp.V != 2) || !ed25519.Verify(v.key, CheckpointMessage(cp.V, r.Seq, r.At, r.PrevHash), sig) {
+		return &ChainError{Seq: r.Seq, Tamper: BadSignature, Record: r.describe(),
 			Detail: fmt.Sprintf("is a checkpoint whose signature does not verify: %s were rewritten with recomputed hashes, or the checkpoint was altered", covered)}
 	}
 	v.rep.Checkpoints++
-	v.rep.LastCheckpoint = r.seq
+	v.rep.LastCheckpoint = r.Seq
 	if cp.V == 2 {
 		v.rep.HeadEra = true
 	}
@@ -542,18 +459,18 @@ func (v *chainVerifier) checkpoint(r *row) error {
 
 // writtenAs returns the seq at which r's contents hash to its stored hash,
 // searching near its present seq, or 0 if none does.
-func (v *chainVerifier) writtenAs(r *row) int64 {
-	if bytes.Equal(r.computed[:], r.hash) {
-		return r.seq
+func (v *chainVerifier) writtenAs(r *Row) int64 {
+	if bytes.Equal(r.computed[:], r.Hash) {
+		return r.Seq
 	}
-	f := r.fields
+	f := r.Fields
 	for k := int64(1); k <= lookahead; k++ {
-		for _, seq := range []int64{r.seq + k, r.seq - k} {
+		for _, seq := range []int64{r.Seq + k, r.Seq - k} {
 			if seq < 1 {
 				continue
 			}
-			f.seq = seq
-			if h := v.h.hash(&f); bytes.Equal(h[:], r.hash) {
+			f.Seq = seq
+			if h := v.h.Hash(&f); bytes.Equal(h[:], r.Hash) {
 				return seq
 			}
 		}
@@ -564,18 +481,18 @@ func (v *chainVerifier) writtenAs(r *row) int64 {
 // classify says how record r, whose hash or link is broken, came to be
 // where it is, using the records after it. Without the original there is
 // no certainty; these are the explanations the chain supports.
-func (v *chainVerifier) classify(r *row, ahead []*row) *ChainError {
-	s := r.seq
-	hashOK := bytes.Equal(r.computed[:], r.hash)
-	linkOK := !v.started || r.prevHash == v.prevHash
-	if !v.started && r.seq == 1 {
-		linkOK = r.prevHash == digest{}
+func (v *chainVerifier) classify(r *Row, ahead []*Row) *ChainError {
+	s := r.Seq
+	hashOK := bytes.Equal(r.computed[:], r.Hash)
+	linkOK := !v.started || r.PrevHash == v.prevHash
+	if !v.started && r.Seq == 1 {
+		linkOK = r.PrevHash == Digest{}
 	}
 	for _, n := range ahead {
-		n.computed = v.h.hash(&n.fields)
+		n.computed = v.h.Hash(&n.Fields)
 	}
-	var next *row
-	if len(ahead) > 0 && ahead[0].seq == s+1 {
+	var next *Row
+	if len(ahead) > 0 && ahead[0].Seq == s+1 {
 		next = ahead[0]
 	}
 	at := func(seq int64, t Tamper, detail string, args ...any) *ChainError {
@@ -591,14 +508,14 @@ func (v *chainVerifier) classify(r *row, ahead []*row) *ChainError {
 		switch {
 		case w != 0:
 			return at(s, Reordered, "is out of order: it was written as record %d", w)
-		case next != nil && next.prevHash == r.computed:
+		case next != nil && next.PrevHash == r.computed:
 			return at(s, Changed, "was changed: its stored hash was altered (its contents still match what record %d links to)", s+1)
 		case next != nil && v.writtenAs(next) == s:
 			return at(s, Inserted, "was inserted: the record now numbered %d was written as %d", s+1, s)
 		}
 		return at(s, Changed, "was changed: its contents do not match its hash")
 	case !linkOK && hashOK:
-		if s > 1 && (next == nil || next.prevHash == r.computed) {
+		if s > 1 && (next == nil || next.PrevHash == r.computed) {
 			return at(s-1, Changed, "was changed: its hash was recomputed, but record %d still links to the original", s)
 		}
 		return at(s, Changed, "was changed: its link to the record before it was altered and its hash recomputed")
@@ -607,8 +524,8 @@ func (v *chainVerifier) classify(r *row, ahead []*row) *ChainError {
 	switch {
 	case w > s:
 		for _, n := range ahead {
-			if nw := v.writtenAs(n); nw != 0 && nw < n.seq {
-				return at(s, Reordered, "is out of order: it was written as record %d (record %d was written as %d)", w, n.seq, nw)
+			if nw := v.writtenAs(n); nw != 0 && nw < n.Seq {
+				return at(s, Reordered, "is out of order: it was written as record %d (record %d was written as %d)", w, n.Seq, nw)
 			}
 		}
 		if w == s+1 {
@@ -623,4 +540,30 @@ func (v *chainVerifier) classify(r *row, ahead []*row) *ChainError {
 		return at(s, Inserted, "was inserted: the record now numbered %d was written as %d", s+1, s)
 	}
 	return at(s, Changed, "was changed: neither its contents nor its link match the chain")
+}
+
+// exportedBody returns the stored body bytes from an export's body value.
+func exportedBody(raw json.RawMessage) ([]byte, error) {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		return []byte(s), nil
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, fmt.Errorf("body is neither an object nor a string")
+	}
+	return raw, nil
+}
+
+func decodeHex(s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) != HashSize {
+		return nil, fmt.Errorf("%d bytes; want %d", len(b), HashSize)
+	}
+	return b, nil
 }

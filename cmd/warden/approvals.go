@@ -9,7 +9,6 @@ import (
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/mcp"
-	"github.com/warden-mcp/warden/recorder"
 )
 
 // approvals runs `warden approvals SUBCOMMAND`: list and show read the
@@ -65,7 +64,7 @@ func (m *Main) approvalsList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return recorder.WriteApprovalList(m.Stdout, list, m.Clock())
+	return WriteApprovalList(m.Stdout, list, m.Clock())
 }
 
 func (m *Main) approvalsShow(ctx context.Context, args []string) error {
@@ -93,7 +92,7 @@ func (m *Main) approvalsShow(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return recorder.WriteApproval(m.Stdout, a, history, m.Clock())
+	return WriteApproval(m.Stdout, a, history, m.Clock())
 }
 
 func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string) error {
@@ -119,7 +118,7 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 	if err != nil {
 		return err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	store, err := openStore(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return fmt.Errorf("open the recording store: %w", err)
 	}

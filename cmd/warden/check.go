@@ -31,7 +31,7 @@ func (m *Main) check(ctx context.Context, args []string) error {
 		return err
 	}
 	w := m.Stdout
-	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *config, cfg.Store.URL)
+	fmt.Fprintf(w, "%s: ok\n\nstore: %s\n", *config, storeName(cfg.Store.URL))
 	if l := cfg.Identity.Local; l != nil {
 		fmt.Fprintf(w, "identity.local: %s", l.Subject)
 		if len(l.Groups) > 0 {
@@ -120,6 +120,18 @@ func (m *Main) check(ctx context.Context, args []string) error {
 				when = append(when, "every call")
 			}
 			fmt.Fprintf(w, "  [%d] %s; %s; wait %s\n", i, r.Describe(), strings.Join(when, "; "), *r.Wait)
+		}
+	}
+	if len(cfg.Flows) > 0 {
+		fmt.Fprintln(w, "\nflows (checked after authorize, before approval rules):")
+		for i, r := range cfg.Flows {
+			fmt.Fprintf(w, "  [%d] %s\n", i, r.Describe())
+		}
+	}
+	if len(cfg.Budgets) > 0 {
+		fmt.Fprintln(w, "\nbudgets:")
+		for i, b := range cfg.Budgets {
+			fmt.Fprintf(w, "  [%d] %s\n", i, b.Describe())
 		}
 	}
 	if *connect {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,13 +21,16 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
+	"github.com/warden-mcp/warden/metrics"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
+	"github.com/warden-mcp/warden/tracing"
 )
 
 // Version is set at build time.
@@ -192,8 +196,8 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 	}
 	// A relative store path is relative to the config file, so the same
 	// file works from any working directory.
-	p := strings.TrimPrefix(cfg.Store.URL, "sqlite:")
-	if !filepath.IsAbs(p) {
+	p, isFile := strings.CutPrefix(cfg.Store.URL, "sqlite:")
+	if isFile && !filepath.IsAbs(p) {
 		cfg.Store.URL = "sqlite:" + filepath.Join(filepath.Dir(path), p)
 	}
 	if k := cfg.Store.Keys; k != "" && !filepath.IsAbs(k) {
@@ -205,7 +209,7 @@ func (m *Main) load(path string, load func(string, func(string) (string, bool)) 
 // App is a provisioned warden: store, backends, policy, tools, pipeline.
 type App struct {
 	Config   *Config
-	Store    *recorder.Store
+	Store    recorder.Store
 	Backends sql.Backends
 	HTTP     httptool.Backends
 	Kube     kube.Backends
@@ -213,9 +217,16 @@ type App struct {
 	Pipeline *warden.Pipeline
 	// Approvals holds calls for a human; nil without approval rules.
 	Approvals *approvals.Service
+	// Flows is the flow-control stage; nil without flows and budgets.
+	Flows *flows.Guard
 	// Verifier verifies bearer tokens; nil without identity.oidc.
 	Verifier *mcp.Verifier
 	Log      *slog.Logger
+	// Metrics are the Prometheus metrics the pipeline, the recorder and
+	// the transport fill.
+	Metrics *metrics.Metrics
+	// Tracer sends spans; nil without observe.traces.
+	Tracer *tracing.Tracer
 
 	detectors *mask.Detectors
 }
@@ -223,16 +234,20 @@ type App struct {
 // Provision opens the store and creates the backend pools (without
 // connecting) from a validated config.
 func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
-	log := slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log := cfg.Log.Logger(m.Stderr)
 	pol, err := policy.New(cfg.Roles, cfg.BackendKinds())
 	if err != nil {
 		return nil, err
 	}
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	met := metrics.New(Version)
+	storeOpts := cfg.Store.Options()
+	storeOpts.OnCommit = met.Commit
+	store, err := openStore(ctx, cfg.Store.URL, storeOpts)
 	if err != nil {
 		return nil, fmt.Errorf("open the recording store: %w", err)
 	}
-	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Kube: kube.Backends{}, Policy: pol, Log: log}
+	met.WatchQueue(queueDepth(store))
+	app := &App{Config: cfg, Store: store, Backends: sql.Backends{}, HTTP: httptool.Backends{}, Kube: kube.Backends{}, Policy: pol, Log: log, Metrics: met}
 	if len(cfg.Identity.OIDC) > 0 {
 		// Discovery and a first key fetch now: an issuer warden cannot
 		// verify against stops it at start, not at the first call.
@@ -264,6 +279,19 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		app.Close()
 		return nil, err
 	}
+	var tools []string
+	for _, t := range reg.Tools() {
+		tools = append(tools, t.Spec().Name)
+	}
+	labels := warden.NewLabels(tools, slices.Sorted(maps.Keys(cfg.Backends)))
+	observers := warden.Observers{met.Calls(labels), warden.LogCalls(log, labels)}
+	if t := cfg.Observe.Traces; t != nil {
+		if app.Tracer, err = tracing.New(ctx, *t, Version); err != nil {
+			app.Close()
+			return nil, warden.Under("observe.traces", err)
+		}
+		observers = append(observers, app.Tracer.Calls(labels))
+	}
 	app.Pipeline = &warden.Pipeline{
 		Tools:    reg,
 		Policy:   pol,
@@ -271,11 +299,12 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 		Clock:    m.Clock,
 		NewID:    newID("c"),
 		Log:      log,
+		Observer: observers,
 	}
 	if app.detectors != nil {
 		app.Pipeline.Scrubber = app.detectors
 	}
-	if len(cfg.Approvals) > 0 {
+	if len(cfg.Approvals) > 0 || needsHold(cfg) {
 		// The key that authenticates the requestState tokens warden
 		// hands clients: derived from the signing key, outside the
 		// store, and the same after a restart, so questions in flight
@@ -289,7 +318,23 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			Rules: cfg.Approvals, Kinds: cfg.BackendKinds(), Store: store, Key: key,
 			Clock: m.Clock, NewID: newID("a"), Log: log,
 		}
+		if cfg.Console != nil {
+			app.Approvals.ConsoleURL = cfg.Console.BaseURL
+		}
+		if app.detectors != nil {
+			app.Approvals.Scrubber = app.detectors // write previews
+		}
 		app.Pipeline.Approvals = app.Approvals
+		met.WatchApprovals(func(ctx context.Context) (int, error) {
+			pending, err := store.Approvals(ctx, warden.ApprovalFilter{Status: warden.ApprovalPending})
+			now, n := m.Clock(), 0
+			for _, a := range pending {
+				if now.Before(a.ExpiresAt) { // expired ones wait for RunExpiry to mark them
+					n++
+				}
+			}
+			return n, err
+		})
 		// A redirect http_call would follow is judged by the same rules.
 		svc := app.Approvals
 		httpCall.Holds = func(ctx context.Context, a *warden.Action) string {
@@ -299,7 +344,46 @@ func (m *Main) Provision(ctx context.Context, cfg *Config) (*App, error) {
 			return ""
 		}
 	}
+	if len(cfg.Flows)+len(cfg.Budgets) > 0 {
+		// Fingerprints are keyed with a key derived from the signing
+		// key: the same after a restart, never in the store.
+		key, err := store.Secret(ctx, "flows.fingerprint_key", 32)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("flows: %w", err)
+		}
+		fs, ok := store.(warden.FlowStore)
+		if !ok {
+			app.Close()
+			return nil, errors.New("flows: the configured store does not keep what flow rules remember; use store: sqlite:PATH")
+		}
+		opts := flows.Options{Rules: cfg.Flows, Budgets: cfg.Budgets, Kinds: cfg.BackendKinds(), Store: fs, Key: key,
+			Roles: pol.RolesFor, Clock: m.Clock}
+		if app.Approvals != nil {
+			opts.Hold = app.Approvals
+		}
+		if app.Flows, err = flows.New(opts); err != nil {
+			app.Close()
+			return nil, err
+		}
+		app.Pipeline.Flows = app.Flows
+	}
 	return app, nil
+}
+
+// needsHold reports whether a flow rule or budget holds calls for approval.
+func needsHold(cfg *Config) bool {
+	for _, r := range cfg.Flows {
+		if r.Action == flows.ActionApprove {
+			return true
+		}
+	}
+	for _, b := range cfg.Budgets {
+		if b.Action == flows.ActionApprove {
+			return true
+		}
+	}
+	return false
 }
 
 // newBackends creates the backends' clients and pools, without
@@ -324,7 +408,18 @@ func (a *App) newBackends(ctx context.Context, cfg *Config) error {
 		case b.Kube != nil:
 			var be *kube.Backend
 			if be, err = kube.NewBackend(name, *b.Kube); err == nil {
-				a.Kube[name] = be
+				// Continue tokens open on every instance that shares the
+				// key (check --connect has no store, and seals none).
+				var key []byte
+				if a.Store != nil {
+					key, err = a.Store.Secret(ctx, "kube.continue_key."+name, 32)
+				}
+				if err == nil {
+					if key != nil {
+						be.SetContinueKey(key)
+					}
+					a.Kube[name] = be
+				}
 			}
 		}
 		if err != nil {
@@ -378,6 +473,11 @@ func (a *App) Close() {
 	a.Backends.Close()
 	a.HTTP.Close()
 	a.Kube.Close()
+	if a.Tracer != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.Tracer.Shutdown(ctx) // sends what is buffered
+		cancel()
+	}
 	if a.Store != nil {
 		_ = a.Store.Close()
 	}
@@ -427,16 +527,58 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if app.Approvals != nil {
 		go app.Approvals.RunExpiry(ctx, time.Minute)
 	}
+	probes := app.probes()
+	handlers := map[string]http.Handler{"GET /readyz": probes.Ready()}
+	if cfg.Observe.Listen == "" {
+		handlers["GET /metrics"] = app.Metrics.Handler()
+	} else {
+		ln, err := net.Listen("tcp", cfg.Observe.Listen)
+		if err != nil {
+			return warden.Under("observe.listen", err)
+		}
+		app.Log.Info("observability endpoints listening", "addr", ln.Addr().String())
+		go func() {
+			if err := serveObserve(ctx, ln, observeHandler(probes, app.Metrics.Handler())); err != nil {
+				app.Log.Error("the observability listener stopped", "err", err)
+			}
+		}()
+	}
+	var con http.Handler
+	if cfg.Console != nil {
+		c, err := m.provisionConsole(ctx, app)
+		if err != nil {
+			return err
+		}
+		con = c
+		if cfg.Console.Listen != "" {
+			ln, err := net.Listen("tcp", cfg.Console.Listen)
+			if err != nil {
+				return fmt.Errorf("console.listen: %w", err)
+			}
+			consoleOnLoopback(app, ln)
+			cctx, cancel := context.WithCancel(ctx)
+			done := make(chan struct{})
+			defer func() { cancel(); <-done }()
+			go func() { defer close(done); serveConsole(cctx, app, c, ln) }()
+			con = nil
+		} else if *transport == "stdio" {
+			return errors.New("console: with the stdio transport the console needs its own listener: set console.listen (a loopback address such as 127.0.0.1:8766)")
+		}
+	}
 	srv := mcp.New(mcp.Options{
-		Pipeline: app.Pipeline,
-		Policy:   app.Policy,
-		Sessions: app.Store,
-		Identity: &cfg.Identity,
-		HTTP:     &cfg.HTTP,
-		Verifier: app.Verifier,
-		Version:  Version,
-		Log:      app.Log,
-		NewID:    newID("s"),
+		Pipeline:   app.Pipeline,
+		Policy:     app.Policy,
+		Sessions:   app.Store,
+		Identity:   &cfg.Identity,
+		HTTP:       &cfg.HTTP,
+		Results:    &cfg.Results,
+		Verifier:   app.Verifier,
+		Version:    Version,
+		Log:        app.Log,
+		NewID:      newID("s"),
+		Console:    con,
+		Handlers:   handlers,
+		AuthFailed: app.Metrics.AuthFailed,
 	})
 	if *transport == "stdio" {
 		return srv.ServeStdio(ctx, m.Stdin, m.Stdout, token)
@@ -447,6 +589,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if con != nil {
+		consoleOnLoopback(app, ln)
 	}
 	app.Log.Info("warden listening", endpoints(*transport, ln.Addr(), app.Verifier != nil)...)
 	return srv.ServeHTTP(ctx, ln, *transport)

@@ -13,10 +13,13 @@ import (
 
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
+	"github.com/warden-mcp/warden/console"
+	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/mcp"
 	"github.com/warden-mcp/warden/policy"
 	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/postgres"
 	httptool "github.com/warden-mcp/warden/tools/http"
 	"github.com/warden-mcp/warden/tools/kube"
 	"github.com/warden-mcp/warden/tools/sql"
@@ -29,17 +32,30 @@ type Config struct {
 	Store    StoreConfig        `yaml:"store"`
 	Identity mcp.IdentityConfig `yaml:"identity"`
 	// HTTP bounds the edges of the HTTP transports.
-	HTTP     mcp.HTTPConfig     `yaml:"http"`
+	HTTP mcp.HTTPConfig `yaml:"http"`
+	// Results shapes successful tool results.
+	Results  mcp.ResultsConfig  `yaml:"results"`
 	Backends map[string]Backend `yaml:"backends"`
 	Roles    policy.Config      `yaml:"roles"`
 	Masking  *mask.Config       `yaml:"masking"`
 	// Approvals are checked in order; the first rule that matches a call
 	// decides whether it waits for a human.
 	Approvals approvals.Config `yaml:"approvals"`
+	// Flows keep data read from one backend from leaving through
+	// another; Budgets cap what a role may read per window.
+	Flows   flows.Rules   `yaml:"flows"`
+	Budgets flows.Budgets `yaml:"budgets"`
+	// Log is warden's own log; Observe where metrics and probes are
+	// served (observe.go).
+	Log     LogConfig     `yaml:"log"`
+	Observe ObserveConfig `yaml:"observe"`
+	// Console is the reviewer's console (approvals and audit in a
+	// browser); nil leaves it off.
+	Console *console.Config `yaml:"console"`
 }
 
-// StoreConfig is `store`: either "sqlite:PATH" or {url: sqlite:PATH,
-// retention: 90d}.
+// StoreConfig is `store`: either "sqlite:PATH" or "postgres://...", or
+// {url: ..., retention: 90d, keys: DIR, instance: NAME}.
 type StoreConfig struct {
 	URL string `yaml:"url"`
 	// Retention is how long records are kept: a duration of at least an
@@ -51,10 +67,16 @@ type StoreConfig struct {
 	// secrets file (default: beside the database). Relative to the config
 	// file.
 	Keys string `yaml:"keys"`
+	// Instance names this process's hash chain in a PostgreSQL store
+	// several instances share (default: the host name); each instance
+	// needs its own. ${VAR} expands, so one config can serve them all.
+	Instance string `yaml:"instance"`
 }
 
 // Options are the recorder options the store config sets.
-func (c StoreConfig) Options() recorder.Options { return recorder.Options{KeyDir: c.Keys} }
+func (c StoreConfig) Options() recorder.Options {
+	return recorder.Options{KeyDir: c.Keys, Instance: c.Instance}
+}
 
 // DefaultRetention is how long records are kept when store.retention is
 // not set.
@@ -151,7 +173,8 @@ func decodeConfig(root *yaml.Node, getenv func(string) (string, bool), validate 
 
 func (c *Config) validate() error {
 	errs := []error{c.validateStore()}
-	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()))
+	errs = append(errs, warden.Under("identity", c.Identity.Validate()), warden.Under("http", c.HTTP.Validate()),
+		warden.Under("log", c.Log.Validate()), warden.Under("observe", c.Observe.Validate()))
 	if m := c.Masking; m != nil {
 		errs = append(errs, warden.Under("masking", m.Validate()), warden.Under("masking", m.ValidateColumns()),
 			warden.Under("masking", mask.ValidateJSONPaths(m.JSONPaths)))
@@ -173,6 +196,21 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, warden.Under("approvals", c.Approvals.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("flows", c.Flows.Validate(c.BackendKinds())))
+	errs = append(errs, warden.Under("budgets", c.Budgets.Validate(c.BackendKinds(), slices.Sorted(maps.Keys(c.Roles)))))
+	for i, r := range c.Approvals {
+		if r != nil && r.Approvers != nil && r.Approvers.Browser && (c.Console == nil || c.Console.Issuer == "") {
+			errs = append(errs, warden.FieldErrorf(fmt.Sprintf("approvals[%d].approvers.user", i),
+				"user: browser needs the console with an issuer (console.issuer): the calling user confirms on its confirmation page, signed in through the identity provider"))
+		}
+	}
+	if c.Console != nil {
+		errs = append(errs, warden.Under("console", c.Console.Validate()))
+		if c.Console.Issuer == "" && (c.Identity.Local == nil || !c.Identity.Local.Reviewer) {
+			errs = append(errs, warden.FieldErrorf("console.issuer", "missing issuer: reviewers sign in to the console through an OpenID Connect issuer; "+
+				"without one, only identity.local with reviewer: true may use it (on a loopback listener)"))
+		}
+	}
 	if len(c.Backends) == 0 {
 		errs = append(errs, warden.FieldErrorf("backends", "no backends configured"))
 	}
@@ -207,8 +245,18 @@ func (c *Config) validateStore() error {
 	if c.Store.URL == "" {
 		c.Store.URL = DefaultStore
 	}
-	if !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:" {
-		errs = append(errs, warden.FieldErrorf("store", "%q is not supported: use sqlite:PATH", c.Store.URL))
+	switch {
+	case postgres.IsURL(c.Store.URL):
+		// Never echo this URL: it may hold a password.
+		if c.Store.Keys == "" {
+			errs = append(errs, warden.FieldErrorf("store.keys", "a PostgreSQL store needs the directory of the signing key every instance shares"))
+		}
+	case !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:":
+		scheme, _, _ := strings.Cut(c.Store.URL, ":")
+		if strings.ContainsAny(scheme, "/@") {
+			scheme = "(unreadable)"
+		}
+		errs = append(errs, warden.FieldErrorf("store", "scheme %q is not supported: use sqlite:PATH or postgres://...", scheme))
 	}
 	switch c.Store.Retention {
 	case "":
@@ -320,6 +368,35 @@ func decodeStrict(n *yaml.Node, v reflect.Value, path string, errs *[]error) {
 			}
 			t.User = true // `user` is short for {user: true}
 			return
+		}
+		if n.Kind == yaml.MappingNode {
+			// user: true | false | browser. The rest decodes as usual.
+			rest := *n
+			rest.Content = nil
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				if k.Value == "user" && v.Kind == yaml.ScalarNode {
+					switch v.Value {
+					case "browser":
+						t.User, t.Browser = true, true
+						continue
+					case "true", "false":
+					default:
+						*errs = append(*errs, warden.FieldErrorf(join(path, "user"), "%q is not a way to confirm: use true (the calling user confirms in the MCP client) or browser (the calling user confirms in the console, signed in through the identity provider)", v.Value))
+						continue
+					}
+				}
+				rest.Content = append(rest.Content, k, v)
+			}
+			if len(rest.Content) != len(n.Content) {
+				type plain warden.Approvers // no case for it above
+				p := plain(*t)
+				decodeStrict(&rest, reflect.ValueOf(&p).Elem(), path, errs)
+				user, browser := t.User, t.Browser
+				*t = warden.Approvers(p)
+				t.User, t.Browser = t.User || user, browser
+				return
+			}
 		}
 	case *Backend:
 		decodeBackend(n, t, path, errs)

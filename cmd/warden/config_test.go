@@ -52,6 +52,10 @@ func TestParseConfigRejects(t *testing.T) {
 		want string
 	}{
 		{"UnknownTopLevelKey", goodConfig + "extra: 1\n", "extra: unknown key"},
+		{"UnknownFlowKey", goodConfig + "flows: [{name: f, form: {backend: shop}, to: {backend: shop}}]\n", "flows[0].form: unknown key"},
+		{"FlowUnknownBackend", goodConfig + "flows: [{name: f, from: {backend: shp}, to: {backend: shop}}]\n", `flows[0].from.backend: unknown backend "shp"`},
+		{"BudgetUnknownRole", goodConfig + "budgets: [{role: intern, backend: shop, rows: 10}]\n", `budgets[0].role: unknown role "intern"`},
+		{"BudgetBadPer", goodConfig + "budgets: [{role: analyst, backend: shop, rows: 10, per: often}]\n", `budgets[0].per: invalid duration "often"`},
 		{"WildcardOrigin", goodConfig + "http: {allowed_origins: ['*']}\n", `http.allowed_origins[0]: "*" is not allowed`},
 		{"UnknownHTTPKey", goodConfig + "http: {max_body: 5}\n", "http.max_body: unknown key"},
 		{"BadHTTPTimeout", goodConfig + "http: {read_timeout: forever}\n", `http.read_timeout: invalid duration "forever"`},
@@ -91,7 +95,8 @@ func TestParseConfigRejects(t *testing.T) {
 		{"OIDCNeedsAudience", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com}]\n", 1), "identity.oidc[0].audience"},
 		{"OIDCUnknownKey", strings.Replace(goodConfig, "identity:\n", "identity:\n  oidc: [{issuer: https://idp.example.com, audience: warden, group_claim: g}]\n", 1), "identity.oidc[0].group_claim: unknown key"},
 		{"OIDCWithUnauthenticatedLoopback", strings.Replace(goodConfig, "identity:\n", "identity:\n  allow_unauthenticated_loopback: true\n  oidc: [{issuer: https://idp.example.com, audience: warden}]\n", 1), "identity.allow_unauthenticated_loopback: cannot be combined with oidc"},
-		{"StoreScheme", goodConfig + "store: postgres://x\n", `store: "postgres://x" is not supported`},
+		{"StoreScheme", goodConfig + "store: mysql://u:pw@x/db\n", `store: scheme "mysql" is not supported`},
+		{"PostgresStoreWithoutKeys", goodConfig + "store: postgres://u:pw@x/db\n", `store.keys: a PostgreSQL store needs`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -275,7 +275,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := recorder.OpenWith(ctx, cfg.Store.URL, cfg.Store.Options())
+	st, err := openStore(ctx, cfg.Store.URL, cfg.Store.Options())
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		st.Close()
 		return err
 	}
-	if err := recorder.WriteSessionList(indentLines(w), list); err != nil {
+	if err := WriteSessionList(indentLines(w), list); err != nil {
 		st.Close()
 		return err
 	}
@@ -295,7 +295,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	fmt.Fprintf(w, "\n   $ warden sessions show --config demo.yaml %s\n", last.ID)
 	s, records, err := st.Session(ctx, last.ID)
 	if err == nil {
-		err = recorder.WriteSession(indentLines(w), s, records)
+		err = WriteSession(indentLines(w), s, records)
 	}
 	st.Close()
 	if err != nil {

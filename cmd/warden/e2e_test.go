@@ -494,9 +494,9 @@ func count(t *testing.T, dsn, q string, args ...any) int {
 }
 
 // openRecording opens the recording next to config, read-only.
-func openRecording(t *testing.T, config string) *recorder.Store {
+func openRecording(t *testing.T, config string) recorder.Store {
 	t.Helper()
-	store, err := recorder.OpenWith(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"), recorder.Options{ReadOnly: true})
+	store, err := openStore(context.Background(), "sqlite:"+filepath.Join(filepath.Dir(config), "recording.db"), recorder.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,15 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 	for _, a := range d.Allowed {
 		fmt.Fprintf(w, "allowed   %s\n", a)
 	}
+	if d.Effect == warden.Allow && app.Flows != nil {
+		lines, err := app.Flows.Explain(ctx, caller, action, raw)
+		if err != nil {
+			return err
+		}
+		for _, l := range lines {
+			fmt.Fprintf(w, "flow      %s\n", l)
+		}
+	}
 	if d.Effect == warden.Allow && app.Approvals != nil {
 		r, est := app.Approvals.Rule(ctx, action, t)
 		if est != nil {

@@ -231,7 +231,7 @@ func TestSessionsCommands(t *testing.T) {
 			}
 		}
 		out, _, code = runWarden(t, "sessions", "replay", "--json", first, "--config", config)
-		var tr recorder.Transcript
+		var tr Transcript
 		if err := json.Unmarshal([]byte(out), &tr); code != 0 || err != nil {
 			t.Fatalf("replay --json = %d, %v:\n%s", code, err, out)
 		}
@@ -328,7 +328,7 @@ func TestServePrunesByRetention(t *testing.T) {
 	}
 	ctx := context.Background()
 	old := time.Now().Add(-40 * 24 * time.Hour)
-	s, err := recorder.OpenWith(ctx, "sqlite:"+storePath(config), recorder.Options{Clock: func() time.Time { return old }})
+	s, err := openStore(ctx, "sqlite:"+storePath(config), recorder.Options{Clock: func() time.Time { return old }})
 	if err != nil {
 		t.Fatal(err)
 	}

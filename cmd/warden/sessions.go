@@ -37,18 +37,18 @@ func (m *Main) sessions(ctx context.Context, args []string) error {
 // openRecording opens the store the config names, read-only. Only the
 // config's store and identity are read: the backends' secrets need not be
 // set.
-func (m *Main) openRecording(ctx context.Context, config string) (*recorder.Store, string, error) {
+func (m *Main) openRecording(ctx context.Context, config string) (recorder.Store, string, error) {
 	cfg, err := m.loadRecordingConfig(config)
 	if err != nil {
 		return nil, "", err
 	}
 	opts := cfg.Store.Options()
 	opts.ReadOnly = true
-	store, err := recorder.OpenWith(ctx, cfg.Store.URL, opts)
+	store, err := openStore(ctx, cfg.Store.URL, opts)
 	if err != nil {
 		return nil, "", fmt.Errorf("open the recording store: %w", err)
 	}
-	return store, cfg.Store.URL, nil
+	return store, storeName(cfg.Store.URL), nil
 }
 
 func (m *Main) sessionsList(ctx context.Context, args []string) error {
@@ -83,7 +83,7 @@ func (m *Main) sessionsList(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return recorder.WriteSessionList(m.Stdout, list)
+	return WriteSessionList(m.Stdout, list)
 }
 
 func (m *Main) sessionsShow(ctx context.Context, sub string, args []string) error {
@@ -113,11 +113,11 @@ func (m *Main) sessionsShow(ctx context.Context, sub string, args []string) erro
 	}
 	switch {
 	case sub == "show":
-		return recorder.WriteSession(m.Stdout, s, calls)
+		return WriteSession(m.Stdout, s, calls)
 	case *asJSON:
-		return recorder.WriteReplayJSON(m.Stdout, s, calls)
+		return WriteReplayJSON(m.Stdout, s, calls)
 	}
-	return recorder.WriteReplay(m.Stdout, s, calls)
+	return WriteReplay(m.Stdout, s, calls)
 }
 
 func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
@@ -150,7 +150,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 		keySource = "the key given with --pubkey"
 	}
 
-	var store *recorder.Store
+	var store recorder.Store
 	var url string
 	if *export == "" || key == nil || *printKey {
 		var err error
@@ -165,7 +165,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 			k, err := store.PublicKey()
 			switch {
 			case err == nil:
-				key, keySource = k, "the key file "+store.KeyFile()
+				key, keySource = k, store.KeySource()
 			case *printKey || !errors.Is(err, fs.ErrNotExist):
 				return fmt.Errorf("reading the signing key: %w", err)
 			}
@@ -188,7 +188,7 @@ func (m *Main) sessionsVerify(ctx context.Context, args []string) error {
 		defer f.Close()
 		rep, err = recorder.VerifyExport(f, key)
 	} else {
-		rep, err = m.verifyStore(ctx, store, key, *pubkey != "", *headFile)
+		rep, err = store.Audit(ctx, recorder.AuditOptions{Key: key, KeyGiven: *pubkey != "", HeadFile: *headFile})
 	}
 	if err != nil {
 		var ce *recorder.ChainError
@@ -222,66 +222,29 @@ func (m *Main) sessionsReseal(ctx context.Context, config string) error {
 	return nil
 }
 
-// verifyStore verifies the store against its signed head (headFile, or
-// the head beside the signing key) and, unless the key was given with
-// --pubkey, the record MACs, whose key is derived from the signing key
-// beside the store. A head is required once warden writes one (schema 4):
-// without it, nothing shows the newest records are all there.
-func (m *Main) verifyStore(ctx context.Context, store *recorder.Store, key ed25519.PublicKey, givenKey bool, headFile string) (*recorder.VerifyReport, error) {
-	opts := recorder.VerifyOptions{Key: key}
-	if !givenKey {
-		// With --pubkey the key file beside the store is not trusted,
-		// so neither are MACs keyed from it.
-		mk, err := store.MACKey()
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("reading the signing key: %w", err)
-		}
-		opts.MACKey = mk
-	}
-	if headFile == "" {
-		headFile = store.HeadFile()
-	}
-	readHead := func() error {
-		h, err := recorder.ReadHead(headFile, key)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			return nil // only an empty store, or one from before heads, may have none: see below
-		case err != nil:
-			return err
-		}
-		opts.Head = h
-		return nil
-	}
-	if err := readHead(); err != nil {
-		return nil, err
-	}
-	rep, err := store.VerifyWith(ctx, opts)
-	var ce *recorder.ChainError
-	if errors.As(err, &ce) && ce.Tamper == recorder.Unvouched && opts.MACKey == nil && opts.Head != nil {
-		// A serving warden may have committed records after the head
-		// was read and before the store was: read the head again.
-		if err := readHead(); err != nil {
-			return nil, err
-		}
-		rep, err = store.VerifyWith(ctx, opts)
-	}
-	switch {
-	case err != nil || opts.Head != nil || rep.Records == 0:
-	case store.Version() >= 4:
-		return rep, fmt.Errorf("there is no signed head at %s, so nothing shows that the newest records are all there: pass the head kept with the signing key with --head FILE", headFile)
-	case rep.HeadEra:
-		// The store's version says "from before heads"; its signed
-		// checkpoints say otherwise.
-		return rep, fmt.Errorf("its checkpoints were written by a warden that keeps a signed head, but there is none at %s (and its schema version, %d, was lowered): "+
-			"the head was removed, so nothing shows that the newest records are all there", headFile, store.Version())
-	}
-	return rep, err
-}
-
 // writeVerifyReport says what a successful verification established.
 func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, keySource string) {
 	if rep.Records == 0 {
 		fmt.Fprintf(w, "ok: %s holds no records\n", what)
+		return
+	}
+	if len(rep.Chains) > 0 {
+		fmt.Fprintf(w, "ok: %d records in %s, in %s\n", rep.Records, what, plural(int64(len(rep.Chains)), "instance chain"))
+		for _, c := range rep.Chains {
+			fmt.Fprintf(w, "  instance %s wrote records 1..%d: every record matches its hash and links to the one before; %s signed by %s",
+				warden.Printable(c.Instance), c.Last, plural(c.Checkpoints, "checkpoint"), recorder.FormatPublicKey(c.Key))
+			if c.Head != nil {
+				fmt.Fprintf(w, "; reaches its signed head (record %d)", c.Head.Seq)
+			}
+			if c.MACs > 0 {
+				fmt.Fprintf(w, "; %s checked", plural(c.MACs, "record MAC"))
+			}
+			if c.Unsigned > 0 {
+				fmt.Fprintf(w, "; %d after the last checkpoint, not yet signed", c.Unsigned)
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "  checkpoints verified with %s\n", keySource)
 		return
 	}
 	fmt.Fprintf(w, "ok: %d records (seq %d..%d) in %s\n", rep.Records, rep.First, rep.Last, what)

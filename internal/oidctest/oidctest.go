@@ -38,6 +38,8 @@ type Provider struct {
 	closeOnce sync.Once
 
 	mu     sync.Mutex
+	login  *Login
+	codes  map[string]*grant
 	rsaKey signingKey
 	ecKey  signingKey
 	edKey  signingKey
@@ -71,10 +73,13 @@ func New(t testing.TB) *Provider {
 		ecKey:  signingKey{"ec-1", ecPriv},
 		edKey:  signingKey{"ed-1", edPriv},
 		rsaSeq: 1,
+		codes:  map[string]*grant{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.serveDiscovery)
 	mux.HandleFunc("GET /jwks", p.serveJWKS)
+	mux.HandleFunc("GET /authorize", p.serveAuthorize)
+	mux.HandleFunc("POST /token", p.serveToken)
 	p.srv = httptest.NewServer(mux)
 	t.Cleanup(p.Close)
 	return p
@@ -97,6 +102,8 @@ func (p *Provider) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"authorization_endpoint":                p.Issuer() + "/authorize",
 		"token_endpoint":                        p.Issuer() + "/token",
 		"response_types_supported":              []string{"code"},
+		"code_challenge_methods_supported":      []string{"S256"},
+		"grant_types_supported":                 []string{"authorization_code"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "PS256", "ES256", "EdDSA"},
 	})

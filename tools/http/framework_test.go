@@ -30,7 +30,7 @@ import (
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/approvals"
 	"github.com/warden-mcp/warden/policy"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 	whttp "github.com/warden-mcp/warden/tools/http"
 )
 
@@ -240,7 +240,7 @@ func newEdgeFixture(t *testing.T, b *whttp.Backend, grants []*policy.Grant, rule
 		t.Fatal(err)
 	}
 	db := filepath.Join(t.TempDir(), "warden.db")
-	store, err := recorder.Open(context.Background(), "sqlite:"+db)
+	store, err := sqlite.Open(context.Background(), "sqlite:"+db)
 	if err != nil {
 		t.Fatal(err)
 	}

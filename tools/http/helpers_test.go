@@ -14,7 +14,7 @@ import (
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 	whttp "github.com/warden-mcp/warden/tools/http"
 )
 
@@ -98,13 +98,13 @@ func billingPolicy(t testing.TB) *policy.Policy {
 
 // newPipeline is the real pipeline: the policy above, a SQLite recording
 // in a temp dir, and the value detectors when detectors are named.
-func newPipeline(t testing.TB, tool *whttp.Call, pol *policy.Policy, detectors ...string) (*warden.Pipeline, *recorder.Store) {
+func newPipeline(t testing.TB, tool *whttp.Call, pol *policy.Policy, detectors ...string) (*warden.Pipeline, *sqlite.Store) {
 	t.Helper()
 	reg, err := warden.NewRegistry(tool)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := recorder.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
+	store, err := sqlite.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "warden.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -129,6 +130,12 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 	b.cache = memory.NewMemCacheClientWithContext(dc)
 	return b, nil
 }
+
+// SetContinueKey replaces the random key continue tokens are sealed with.
+// warden derives it from the store's shared signing key, so that every
+// instance of a fleet opens the tokens any of them sealed. Call it before
+// the backend serves.
+func (b *Backend) SetContinueKey(key []byte) { b.key = bytes.Clone(key) }
 
 // Close releases the backend's idle connections.
 func (b *Backend) Close() {

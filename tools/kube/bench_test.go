@@ -14,7 +14,7 @@ import (
 	"github.com/warden-mcp/warden/internal/kubetest"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
-	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
 	corev1 "k8s.io/api/core/v1"
 	kresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -165,7 +165,7 @@ func BenchmarkList500Pods(b *testing.B) {
 		})
 	})
 	b.Run("kube_get-pipeline", func(b *testing.B) {
-		store, err := recorder.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
+		store, err := sqlite.Open(ctx, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"))
 		if err != nil {
 			b.Fatal(err)
 		}

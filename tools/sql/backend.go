@@ -411,3 +411,8 @@ func (b *Backend) unavailable(err error) error {
 	}
 	return warden.Wrap(warden.Unavailable, err, "database "+strconv.Quote(b.Name)+" is unavailable; try again later")
 }
+
+// Ping reports whether the database answers now (a ping on a pooled
+// connection): what /readyz asks, every few seconds, so it is cheaper than
+// Probe, which also reads the catalog.
+func (b *Backend) Ping(ctx context.Context) error { return b.pool.Ping(ctx) }

@@ -220,7 +220,7 @@ func numericText(i *big.Int, exp int32) string {
 		return "0"
 	}
 	var s string
-	if i.IsInt64() {
+	if i.IsInt64() && i.Int64() != math.MinInt64 { // whose negation overflows
 		// The common case, without big.Int's general formatting.
 		v := i.Int64()
 		if v < 0 {

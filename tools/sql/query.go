@@ -254,15 +254,19 @@ type Column struct {
 
 // QueryResult is what sql_query returns.
 type QueryResult struct {
-	Columns   []Column `json:"columns"`
-	Rows      [][]any  `json:"rows"`
-	RowCount  int64    `json:"row_count"`
-	Truncated bool     `json:"truncated"`
+	Columns []Column `json:"columns"`
+	// Rows are the cells' JSON, views of the result's encoding.
+	Rows      [][]json.RawMessage `json:"rows"`
+	RowCount  int64               `json:"row_count"`
+	Truncated bool                `json:"truncated"`
 	// Note says why a result was truncated.
 	Note string `json:"note,omitempty"`
 	// Command is PostgreSQL's command tag, such as "INSERT 0 3".
 	Command string `json:"command"`
 	CallID  string `json:"call_id"`
+
+	// rows holds the rows written by collect until encode.
+	rows *rowWriter
 }
 
 // Execute implements warden.Tool. Reads run in BEGIN READ ONLY; writes in a
@@ -275,12 +279,12 @@ func (q *Query) Execute(ctx context.Context, a *warden.Action) (*warden.Result, 
 	if p.refusal != nil {
 		return nil, p.refusal
 	}
-	res, err := p.backend.run(ctx, p)
+	res, err := p.backend.run(ctx, p, a)
 	if err != nil {
 		return nil, err
 	}
 	res.CallID = a.CallID
-	return &warden.Result{Structured: res, Count: res.RowCount, Truncated: res.Truncated}, nil
+	return &warden.Result{Structured: res, JSON: res.encode(), Count: res.RowCount, Truncated: res.Truncated}, nil
 }
 
 // acquire takes a connection for p; release gives it back, or closes it
@@ -301,7 +305,7 @@ func (b *Backend) acquire(ctx context.Context, p *queryPlan) (conn *pgxpool.Conn
 	}, nil
 }
 
-func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
+func (b *Backend) run(ctx context.Context, p *queryPlan, a *warden.Action) (*QueryResult, error) {
 	conn, release, err := b.acquire(ctx, p)
 	if err != nil {
 		return nil, err
@@ -310,21 +314,32 @@ func (b *Backend) run(ctx context.Context, p *queryPlan) (*QueryResult, error) {
 	if p.readOnly {
 		return b.runRead(ctx, conn, p)
 	}
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadWrite})
+	opts := pgx.TxOptions{AccessMode: pgx.ReadWrite}
+	if a.PreviewDigest != "" {
+		// Bound to a preview: the check and the statement share one
+		// snapshot (see preview.go).
+		opts.IsoLevel = pgx.RepeatableRead
+	}
+	tx, err := conn.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, b.unavailable(err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if a.PreviewDigest != "" {
+		if err := b.checkDigest(ctx, tx, p, a, a.PreviewDigest); err != nil {
+			return nil, err
+		}
+	}
 	rows, err := tx.Query(ctx, p.sql, p.params...)
 	if err != nil {
-		return nil, b.queryError(ctx, err)
+		return nil, b.boundError(ctx, err, a)
 	}
 	res, err := b.collect(ctx, rows, p)
 	if err != nil {
-		return nil, err
+		return nil, b.boundError(ctx, err, a)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, b.queryError(ctx, err)
+		return nil, b.boundError(ctx, err, a)
 	}
 	// A write that drew from a sequence (a serial or identity default)
 	// left currval and lastval set on this connection: the next caller
@@ -373,12 +388,13 @@ func (b *Backend) runRead(ctx context.Context, conn *pgxpool.Conn, p *queryPlan)
 	return res, nil
 }
 
-// collect reads at most MaxRows rows and converts them to JSON values.
+// collect reads at most MaxRows rows and writes them as JSON (see
+// rowWriter); the result's encode finishes it.
 func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*QueryResult, error) {
 	defer rows.Close()
 	fds := rows.FieldDescriptions()
 	n := p.names
-	res := &QueryResult{Columns: make([]Column, len(fds)), Rows: [][]any{}}
+	res := &QueryResult{Columns: make([]Column, len(fds))}
 	for i, fd := range fds {
 		if _, known := n.types[fd.DataTypeOID]; !known {
 			n = b.refreshTypes(ctx)
@@ -386,36 +402,36 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		res.Columns[i] = Column{Name: fd.Name, Type: n.typeName(fd.DataTypeOID)}
 	}
 	describeMasks(res, p.masked)
-	size := 0
+	w := newRowWriter(fds, rows.Conn().TypeMap())
+	size, count := 0, 0
 	for rows.Next() {
-		if len(res.Rows) == b.cfg.MaxRows {
+		if count == b.cfg.MaxRows {
 			res.Truncated = true
 			res.Note = fmt.Sprintf("only the first %d rows are returned (max_rows); add a LIMIT or narrow the WHERE clause", b.cfg.MaxRows)
 			break
 		}
-		vals, err := rows.Values()
+		m, rs, err := w.write(rows.RawValues())
 		if err != nil {
+			w.release()
 			return nil, warden.Wrap(warden.Internal, err, "could not decode a result row")
 		}
-		raw := rows.RawValues()
-		row := make([]any, len(vals))
-		for i, v := range vals {
-			row[i] = toJSON(v, fds[i].DataTypeOID, raw[i])
-		}
-		if size += rowSize(row); size > b.cfg.MaxResultBytes {
+		if size += rs; size > b.cfg.MaxResultBytes {
+			w.unwrite(m)
 			res.Truncated = true
-			res.Note = fmt.Sprintf("only the first %d rows are returned: the next would take the result over %d bytes (max_result_bytes); select fewer or shorter columns, or fewer rows", len(res.Rows), b.cfg.MaxResultBytes)
+			res.Note = fmt.Sprintf("only the first %d rows are returned: the next would take the result over %d bytes (max_result_bytes); select fewer or shorter columns, or fewer rows", count, b.cfg.MaxResultBytes)
 			break
 		}
-		res.Rows = append(res.Rows, row)
+		count++
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
+		w.release()
 		return nil, b.queryError(ctx, err)
 	}
+	res.rows = w
 	tag := rows.CommandTag()
 	res.Command = tag.String()
-	res.RowCount = int64(len(res.Rows))
+	res.RowCount = int64(count)
 	if p.limited {
 		// The tag counts the row fetched to detect truncation.
 		res.Command = "SELECT " + strconv.FormatInt(res.RowCount, 10)
@@ -425,6 +441,84 @@ func (b *Backend) collect(ctx context.Context, rows pgx.Rows, p *queryPlan) (*Qu
 		}
 	}
 	return res, nil
+}
+
+// boundError is queryError, except that a serialization failure of a call
+// bound to a preview means a row it affects changed after the check.
+func (b *Backend) boundError(ctx context.Context, err error, a *warden.Action) error {
+	var pe *pgconn.PgError
+	if a.PreviewDigest != "" && errors.As(err, &pe) && pe.Code == "40001" {
+		return warden.Wrap(warden.Denied, err, "the rows this statement affects changed since it was approved; it did not run. Ask again: call without approval_id to request a new approval.")
+	}
+	var we *warden.Error
+	if errors.As(err, &we) {
+		return err
+	}
+	return b.queryError(ctx, err)
+}
+
+// encode returns the result's JSON, exactly what encoding/json (without
+// HTML escaping) writes for it, and points Rows' cells into it. It is
+// called once, when CallID is set.
+func (r *QueryResult) encode() json.RawMessage {
+	w := r.rows
+	r.rows = nil
+	var rowBytes []byte
+	if w != nil {
+		rowBytes = w.buf
+	}
+	b := make([]byte, 0, 128+64*len(r.Columns)+len(rowBytes)+len(r.Note)+len(r.Command)+len(r.CallID))
+	b = append(b, `{"columns":[`...)
+	for i, c := range r.Columns {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"name":`...)
+		b, _ = appendText(b, c.Name)
+		b = append(b, `,"type":`...)
+		b, _ = appendText(b, c.Type)
+		b = append(b, `,"masked":`...)
+		b = strconv.AppendBool(b, c.Masked)
+		if c.Mask != "" {
+			b = append(b, `,"mask":`...)
+			b, _ = appendText(b, c.Mask)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `],"rows":[`...)
+	base := len(b)
+	b = append(b, rowBytes...)
+	b = append(b, `],"row_count":`...)
+	b = strconv.AppendInt(b, r.RowCount, 10)
+	b = append(b, `,"truncated":`...)
+	b = strconv.AppendBool(b, r.Truncated)
+	if r.Note != "" {
+		b = append(b, `,"note":`...)
+		b, _ = appendText(b, r.Note)
+	}
+	b = append(b, `,"command":`...)
+	b, _ = appendText(b, r.Command)
+	b = append(b, `,"call_id":`...)
+	b, _ = appendText(b, r.CallID)
+	b = append(b, '}')
+
+	// Rows, for callers in the process, are views of the same bytes.
+	r.Rows = [][]json.RawMessage{}
+	if w != nil && w.rows > 0 {
+		ncols := len(w.cells) / 2 / w.rows
+		cells := make([]json.RawMessage, w.rows*ncols)
+		for i := range cells {
+			cells[i] = b[base+int(w.cells[2*i]) : base+int(w.cells[2*i+1]) : base+int(w.cells[2*i+1])]
+		}
+		r.Rows = make([][]json.RawMessage, w.rows)
+		for i := range r.Rows {
+			r.Rows[i] = cells[i*ncols : (i+1)*ncols : (i+1)*ncols]
+		}
+	}
+	if w != nil {
+		w.release()
+	}
+	return b
 }
 
 // queryError translates a PostgreSQL error into an error the agent can act

@@ -1,0 +1,80 @@
+// Command floor is the MCP floor of warden's benchmarks: a server built
+// with the official Go SDK that does nothing but return a fixed result for
+// sql_query, so what it costs is what any MCP server pays to send those
+// bytes to a client.
+//
+//	floor -text result.json [-structured] [-listen 127.0.0.1:0]
+//
+// Without -listen it serves stdio; with it, streamable HTTP at /mcp, and
+// it prints "floor listening addr=HOST:PORT" on stderr once it listens.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func main() {
+	textFile := flag.String("text", "", "file holding the result text")
+	structured := flag.Bool("structured", false, "also send the text as structuredContent")
+	listen := flag.String("listen", "", "serve streamable HTTP on this address instead of stdio")
+	flag.Parse()
+	if err := run(*textFile, *structured, *listen); err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		os.Exit(1)
+	}
+}
+
+func run(textFile string, structured bool, listen string) error {
+	text, err := os.ReadFile(textFile)
+	if err != nil {
+		return err
+	}
+	if structured && !json.Valid(text) {
+		return fmt.Errorf("%s is not JSON; it cannot be sent as structured content", textFile)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s := mcp.NewServer(&mcp.Implementation{Name: "floor", Version: "1"}, nil)
+	s.AddTool(&mcp.Tool{
+		Name:        "sql_query",
+		Description: "returns a fixed result",
+		InputSchema: json.RawMessage(`{"type":"object"}`),
+	}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(text)}}}
+		if structured {
+			res.StructuredContent = json.RawMessage(text)
+		}
+		return res, nil
+	})
+	if listen == "" {
+		return s.Run(ctx, &mcp.StdioTransport{})
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "floor listening addr=%s\n", ln.Addr())
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", h)
+	hs := &http.Server{Handler: mux}
+	go func() {
+		<-ctx.Done()
+		_ = hs.Close()
+	}()
+	if err := hs.Serve(ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package sqlite_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/warden-mcp/warden/recorder"
+	"github.com/warden-mcp/warden/recorder/sqlite"
+)
+
+// The write lock's hint (PATH.lock) only saves work: a wrong or missing
+// one never forks the chain, leaves a gap or links a record to the wrong
+// hash. These tests write through stores whose hint lies, and verify.
+func TestWriteLockHintNeverBreaksTheChain(t *testing.T) {
+	ctx := context.Background()
+	// lie writes a hint naming seq, a made-up hash, checkpoint 0 and
+	// commits 0, as the lock file's layout has it.
+	lie := func(t *testing.T, path string, seq int64) {
+		b := make([]byte, 8+32+8+8)
+		binary.BigEndian.PutUint64(b, uint64(seq))
+		copy(b[8:40], bytes.Repeat([]byte{0xAB}, 32))
+		must(t, os.WriteFile(path+".lock", b, 0o600))
+	}
+	write := func(t *testing.T, s *sqlite.Store, prefix string, n int) {
+		for i := range n {
+			if err := s.StartCall(ctx, allowedCall(fmt.Sprintf("%s-%d", prefix, i), "", alice, t0)); err != nil {
+				t.Fatalf("StartCall = %v", err)
+			}
+		}
+	}
+	check := func(t *testing.T, path string, s *sqlite.Store, calls int) {
+		pub, err := s.PublicKey()
+		must(t, err)
+		must(t, s.Close())
+		rep, err := verify(t, path, pub)
+		if err != nil {
+			t.Fatalf("Verify = %v; want the chain intact", err)
+		}
+		if got := rep.Records - rep.Checkpoints; got != int64(calls) {
+			t.Errorf("Verify = %d call records; want %d", got, calls)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		seq  func(end int64) int64
+	}{
+		{"HintBehindTheStore", func(end int64) int64 { return end - 2 }},
+		{"HintAheadOfTheStore", func(end int64) int64 { return end + 5 }},
+		{"HintAtTheEndWithAnotherHash", func(end int64) int64 { return end }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s, path := openStoreWith(t, recorder.Options{CheckpointEvery: 1000})
+			write(t, s, "a", 5)
+			// Another process's hint: this writer's own end differs, so
+			// it reads the end before its next write.
+			lie(t, path, c.seq(5))
+			write(t, s, "b", 5)
+			check(t, path, s, 10)
+		})
+	}
+	t.Run("HintOfAnEarlierStoreAtThisPath", func(t *testing.T) {
+		s, path := openStoreWith(t, recorder.Options{CheckpointEvery: 1000})
+		write(t, s, "a", 5)
+		must(t, s.Close())
+		// A lock file whose hint names this store's end with another
+		// hash: Open reads the end and rewrites the hint.
+		lie(t, path, 5)
+		s, err := sqlite.Open(ctx, "sqlite:"+path)
+		must(t, err)
+		write(t, s, "b", 5)
+		check(t, path, s, 10)
+	})
+	// Two writers that do not share the lock (its file was replaced
+	// under the first) still keep one chain, by SQLite's lock and the
+	// seq's primary key.
+	t.Run("WritersWithoutACommonLock", func(t *testing.T) {
+		a, path := openStoreWith(t, recorder.Options{CheckpointEvery: 20})
+		must(t, os.Remove(path+".lock"))
+		b, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 20})
+		must(t, err)
+		var wg sync.WaitGroup
+		for i, s := range []*sqlite.Store{a, b, a, b} {
+			wg.Go(func() { write(t, s, fmt.Sprintf("w%d", i), 25) })
+		}
+		wg.Wait()
+		must(t, b.Close())
+		check(t, path, a, 100)
+	})
+}

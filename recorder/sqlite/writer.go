@@ -1,0 +1,724 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/warden-mcp/warden/recorder"
+)
+
+// The writer is the only code that writes the records table. It runs one
+// goroutine that owns the write connection and the end of the chain (the
+// last seq and hash), so hashing needs no lock and no read of the previous
+// row. Callers encode and hash their record's body on their own goroutine,
+// queue it and wait; the writer takes everything queued so far (and, when
+// several callers are writing, waits up to linger for more), writes it in
+// one transaction and commits once (group commit), then answers every
+// caller: nil only once the commit returned. A lone record is one
+// autocommit INSERT. A batch whose transaction fails answers every caller
+// in it with the error, and the end of the chain goes back to what was
+// committed. Another process appending to the same file (a second warden)
+// shows up as a clash on the seq primary key: the writer reloads the end
+// of the chain and writes the batch again, so the chain never forks.
+
+// Batch limits: enough to amortise a commit over many records, small
+// enough that one batch never holds the others up for long.
+const (
+	maxBatch      = 512
+	maxBatchBytes = 16 << 20
+)
+
+// pending is one record waiting to be appended.
+type pending struct {
+	kind, sessionID, callID, at string
+	body                        string
+	bodyHash                    recorder.Digest
+	// check runs inside the batch's transaction before the insert; a
+	// *refusal means this record is refused, any other error fails the
+	// batch.
+	check func(ctx context.Context, tx *sql.Tx) error
+	// duplicate is the refusal for a unique-index violation (a second
+	// start or finish of the same call).
+	duplicate string
+}
+
+// newPending builds a record, hashing its body on the caller's goroutine.
+func newPending(kind, sessionID, callID, at, body string) *pending {
+	return &pending{kind: kind, sessionID: sessionID, callID: callID, at: at, body: body,
+		bodyHash: sha256.Sum256([]byte(body))}
+}
+
+// refusal is a record refused on its own merits (a session started twice),
+// as opposed to a failure of the store.
+type refusal struct{ err error }
+
+func (r *refusal) Error() string { return r.err.Error() }
+func (r *refusal) Unwrap() error { return r.err }
+
+func refuse(err error) error { return &refusal{err} }
+
+// request is a record to append, or a job that needs the write connection.
+type request struct {
+	rec  *pending
+	job  func(ctx context.Context) error
+	done chan error // buffered: the writer never blocks answering
+}
+
+type writer struct {
+	db  *sql.DB // exactly one connection
+	key ed25519.PrivateKey
+	// macKey keys the record MACs; headPath is the signed head, rewritten
+	// after every commit (see head.go).
+	macKey   []byte
+	headPath string
+	headFile *recorder.HeadWriter // nil until vouch opened it
+	headSeq  int64                // the seq the head file names, as this writer last wrote it
+	macer    *recorder.Macer
+	// approvalKey keys the approvals rows' MACs (approvals.go).
+	approvalKey []byte
+	// Statements prepared once on the writer's connection.
+	insert, countBySession, lastSeq *sql.Stmt
+	// lock serialises write transactions with other processes sharing
+	// the store (writelock.go); nil for none.
+	lock *writeLock
+	// stale is set when another process appended since this writer last
+	// read or wrote the end of the chain: the next write reads it first.
+	stale bool
+	// hint is what the write lock said when this writer last took it.
+	hint   hint
+	hinted bool
+	// commits counts commits to the store (by every process, as far as
+	// the hint tells); walDue is set when a WAL checkpoint is due.
+	commits uint64
+	walDue  bool
+
+	every    int64
+	interval time.Duration
+	clock    func() time.Time
+	onCommit func(records int, took time.Duration)
+
+	requests chan request
+	mu       sync.RWMutex // held for reading while sending on requests; Close takes it to close the channel
+	closed   bool
+	stopped  chan struct{}
+	closeErr error // the final checkpoint's error, set before stopped is closed
+
+	// The end of the chain; only the writer goroutine touches these once
+	// it runs.
+	seq            int64           // last record's seq; 0 for an empty store
+	head           recorder.Digest // last record's hash
+	lastCheckpoint int64           // seq of the newest checkpoint; 0 if none
+	wrote          bool            // this writer appended a record, so it signs what it leaves
+	lastBatch      int             // records in the last batch
+	h              recorder.Hasher
+}
+
+func newWriter(db *sql.DB, opts recorder.Options, clock func() time.Time) *writer {
+	w := &writer{db: db, clock: clock, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval,
+		onCommit: opts.OnCommit, requests: make(chan request, 1024), stopped: make(chan struct{})}
+	if w.every <= 0 {
+		w.every = recorder.DefaultCheckpointEvery
+	}
+	if w.interval <= 0 {
+		w.interval = recorder.DefaultCheckpointInterval
+	}
+	return w
+}
+
+const insertSQL = `INSERT INTO records (seq, kind, session_id, call_id, at, body, prev_hash, hash, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// prepare prepares the statements every write uses.
+func (w *writer) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		stmt  **sql.Stmt
+		query string
+	}{
+		{&w.insert, insertSQL},
+		// kind "" counts records of any kind.
+		{&w.countBySession, `SELECT count(*) FROM records WHERE session_id = ?1 AND (?2 = '' OR kind = ?2)`},
+		{&w.lastSeq, lastRecordSQL},
+	} {
+		stmt, err := w.db.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("preparing statements: %w", err)
+		}
+		*p.stmt = stmt
+	}
+	return nil
+}
+
+func (w *writer) closeStatements() {
+	for _, stmt := range []*sql.Stmt{w.insert, w.countBySession, w.lastSeq} {
+		if stmt != nil {
+			stmt.Close()
+		}
+	}
+}
+
+// load reads the end of the chain from the store.
+func (w *writer) load(ctx context.Context) error {
+	return w.loadFrom(ctx, w.db)
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+const lastRecordSQL = `SELECT seq, hash FROM records ORDER BY seq DESC LIMIT 1`
+
+func (w *writer) loadFrom(ctx context.Context, q querier) error {
+	if err := w.scanEnd(q.QueryRowContext(ctx, lastRecordSQL)); err != nil {
+		return err
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// reload reads the end of the chain under the write lock, with the
+// statement prepared for it. When the store ends where the lock's hint
+// says, the newest checkpoint is taken from the hint; otherwise it is read
+// from the store too (see writelock.go). tx is the transaction to read
+// in, or nil for none.
+func (w *writer) reload(ctx context.Context, tx *sql.Tx) error {
+	var q querier = w.db
+	stmt := w.lastSeq
+	if tx != nil {
+		q, stmt = tx, tx.StmtContext(ctx, w.lastSeq)
+	}
+	if err := w.scanEnd(stmt.QueryRowContext(ctx)); err != nil {
+		return err
+	}
+	if h := w.hint; w.hinted && h.seq == w.seq && h.hash == w.head && h.checkpoint >= 0 && h.checkpoint <= h.seq {
+		w.lastCheckpoint = h.checkpoint
+		return nil
+	}
+	return w.loadCheckpoint(ctx, q)
+}
+
+// scanEnd reads the seq and hash of the record that ends the chain from
+// the row of lastRecordSQL.
+func (w *writer) scanEnd(row *sql.Row) error {
+	var hash []byte
+	err := row.Scan(&w.seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		w.seq, w.head = 0, recorder.Digest{}
+	case err != nil:
+		return err
+	case len(hash) != recorder.HashSize:
+		return fmt.Errorf("record %d has a malformed hash", w.seq)
+	default:
+		w.head = recorder.Digest(hash)
+	}
+	return nil
+}
+
+// loadCheckpoint reads the seq of the newest checkpoint.
+func (w *writer) loadCheckpoint(ctx context.Context, q querier) error {
+	var cp sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT max(seq) FROM records WHERE kind = 'checkpoint'`).Scan(&cp); err != nil {
+		return err
+	}
+	w.lastCheckpoint = cp.Int64
+	return nil
+}
+
+// send queues req and waits for its answer. It returns an error if the
+// store is closed or ctx ends first; an error never means the record is
+// durable, and nil always does.
+func (w *writer) send(ctx context.Context, req request) error {
+	req.done = make(chan error, 1)
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return errClosed
+	}
+	select {
+	case w.requests <- req:
+		w.mu.RUnlock()
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// append queues one record and waits until it is durable.
+func (w *writer) append(ctx context.Context, p *pending) error {
+	return w.send(ctx, request{rec: p})
+}
+
+// do runs job on the writer goroutine, between batches.
+func (w *writer) do(ctx context.Context, job func(ctx context.Context) error) error {
+	return w.send(ctx, request{job: job})
+}
+
+// close stops accepting requests, lets the goroutine finish what was
+// queued and sign what it wrote, and closes the connections.
+func (w *writer) close() error {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.requests)
+	}
+	w.mu.Unlock()
+	<-w.stopped
+	w.closeStatements()
+	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close(), w.lock.close())
+}
+
+// loop is the writer goroutine.
+func (w *writer) loop() {
+	defer close(w.stopped)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	batch := make([]request, 0, maxBatch)
+	var held *request // a request taken while gathering that belongs to the next round
+	for {
+		var req request
+		if held != nil {
+			req, held = *held, nil
+		} else {
+			select {
+			case r, ok := <-w.requests:
+				if !ok {
+					w.closeErr = w.signRest()
+					return
+				}
+				req = r
+			case <-timer.C:
+				armed = false
+				if w.seq > w.lastCheckpoint {
+					// A failure leaves the records unsigned; the timer
+					// re-arms below and tries again.
+					_ = w.run(w.reloaded(func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }))
+				}
+			}
+		}
+		switch {
+		case req.done == nil:
+			// The timer fired; nothing was asked.
+		case req.job != nil:
+			req.done <- req.job(context.Background())
+		default:
+			var closed bool
+			batch, held, closed = w.gather(append(batch[:0], req))
+			w.commit(batch)
+			w.lastBatch = len(batch)
+			clear(batch)
+			w.checkpointWAL()
+			if closed {
+				w.closeErr = w.signRest()
+				return
+			}
+		}
+		// A record this process wrote is signed within the interval.
+		if unsigned := w.seq > w.lastCheckpoint && w.wrote; unsigned && !armed {
+			timer.Reset(w.interval)
+			armed = true
+		} else if !unsigned && armed {
+			timer.Stop()
+			armed = false
+		}
+	}
+}
+
+// linger is the longest the writer waits for more records before it
+// commits a batch, and only when the last batch showed several callers
+// writing at once.
+const linger = 100 * time.Microsecond
+
+// gather adds to batch the records already queued. When the last batch
+// held several records, the callers it answered are about to queue their
+// next ones, so it waits up to linger for as many as last time: one commit
+// then serves them all, instead of a few commits serving a few each. It
+// stops at a job (returned as held, for the next round) or when the queue
+// is closed.
+func (w *writer) gather(batch []request) (_ []request, held *request, closed bool) {
+	size := len(batch[0].rec.body)
+	var deadline <-chan time.Time
+	for len(batch) < maxBatch && size < maxBatchBytes {
+		var r request
+		var ok bool
+		select {
+		case r, ok = <-w.requests:
+		default:
+			if w.lastBatch <= 1 || len(batch) >= w.lastBatch {
+				return batch, nil, false
+			}
+			if deadline == nil {
+				t := time.NewTimer(linger)
+				defer t.Stop()
+				deadline = t.C
+			}
+			select {
+			case r, ok = <-w.requests:
+			case <-deadline:
+				return batch, nil, false
+			}
+		}
+		switch {
+		case !ok:
+			return batch, nil, true
+		case r.job != nil:
+			return batch, &r, false
+		}
+		batch = append(batch, r)
+		size += len(r.rec.body)
+	}
+	return batch, nil, false
+}
+
+// signRest writes a final checkpoint if this writer left records unsigned.
+func (w *writer) signRest() error {
+	if !w.wrote || w.seq == w.lastCheckpoint {
+		return nil
+	}
+	sign := func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }
+	err := w.run(sign)
+	if errors.Is(err, errMoved) {
+		err = w.run(sign) // which reads the end of the chain first
+	}
+	if err != nil {
+		return fmt.Errorf("signing the last records: %w", err)
+	}
+	return nil
+}
+
+// commit writes a batch of records in one transaction and answers each.
+func (w *writer) commit(batch []request) {
+	if w.onCommit != nil {
+		defer func(start time.Time) { w.onCommit(len(batch), time.Since(start)) }(time.Now())
+	}
+	// One record with nothing to check and no checkpoint due: a single
+	// autocommit INSERT is one statement instead of three.
+	if len(batch) == 1 && batch[0].rec.check == nil && w.seq+1-w.lastCheckpoint < w.every {
+		if err := w.appendAlone(batch[0].rec); !errors.Is(err, errMoved) {
+			batch[0].done <- err
+			return
+		}
+	}
+	errs := make([]error, len(batch))
+	write := func(ctx context.Context, tx *sql.Tx) error {
+		clear(errs)
+		ins := tx.StmtContext(ctx, w.insert)
+		for i, r := range batch {
+			err := w.appendTx(ctx, tx, ins, r.rec)
+			var rf *refusal
+			switch {
+			case errors.As(err, &rf):
+				errs[i] = rf.err
+			case err != nil:
+				return err
+			}
+		}
+		if w.seq-w.lastCheckpoint >= w.every {
+			return w.checkpoint(ctx, tx)
+		}
+		return nil
+	}
+	err := w.run(write)
+	if errors.Is(err, errMoved) {
+		err = w.run(write) // which reads the end of the chain first
+	}
+	for i, r := range batch {
+		if errs[i] == nil {
+			errs[i] = err
+		}
+		r.done <- errs[i]
+	}
+}
+
+// errMoved means another process appended to the store, so the chain did
+// not end where this writer believed.
+var errMoved = errors.New("another process wrote to the recording store at the same time")
+
+// reloaded returns fn preceded by reading the end of the chain inside the
+// transaction, under the write lock, where another process cannot move it.
+func (w *writer) reloaded(fn func(ctx context.Context, tx *sql.Tx) error) func(ctx context.Context, tx *sql.Tx) error {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		if err := w.loadFrom(ctx, tx); err != nil {
+			return err
+		}
+		return fn(ctx, tx)
+	}
+}
+
+// appendAlone writes one record as its own autocommit INSERT. It returns
+// errMoved if another process appended first (and then the next
+// transaction reads the end of the chain before it writes).
+func (w *writer) appendAlone(p *pending) error {
+	if w.lockWrites() {
+		// Under the write lock: no other warden moves the end now.
+		if err := w.reload(context.Background(), nil); err != nil {
+			w.lock.unlock(nil)
+			return err
+		}
+		w.stale = false
+	}
+	f := w.fieldsFor(p)
+	hash := w.h.Hash(f)
+	_, err := w.insert.ExecContext(context.Background(), f.Seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
+		p.body, f.PrevHash[:], hash[:], w.mac(hash))
+	switch {
+	case err == nil:
+		w.seq, w.head, w.wrote = f.Seq, hash, true
+		w.unlock()
+		return w.sealHead()
+	case p.duplicate != "" && isUniqueViolation(err):
+		err = errors.New(p.duplicate)
+	case isSeqConflict(err):
+		w.stale, err = true, errMoved
+	}
+	w.lock.unlock(nil)
+	return err
+}
+
+// lockWrites takes the write lock and reports whether the end of the
+// chain must be read first: another process moved it (the lock's hint
+// names another end), or an earlier attempt found so.
+func (w *writer) lockWrites() (stale bool) {
+	w.hint, w.hinted = w.lock.lock()
+	if w.hinted {
+		w.commits = max(w.commits, w.hint.commits)
+		if w.hint.seq != w.seq || w.hint.hash != w.head {
+			w.stale = true
+		}
+	}
+	return w.stale
+}
+
+// syncHint reads the end of the chain under the write lock and leaves it
+// as the hint, when the store is opened: the hint is then as current as
+// this writer's memory of the end (a migration or another program may
+// have changed the store since the hint was written).
+func (w *writer) syncHint(ctx context.Context) error {
+	w.lockWrites()
+	if err := w.load(ctx); err != nil {
+		w.lock.unlock(nil)
+		return err
+	}
+	w.stale = false
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+	return nil
+}
+
+// unlock releases the write lock after a commit, leaving the end of the
+// chain as the hint.
+func (w *writer) unlock() {
+	w.commits++
+	if w.commits%walCheckpointEvery == 0 {
+		w.walDue = true
+	}
+	w.lock.unlock(&hint{seq: w.seq, hash: w.head, checkpoint: w.lastCheckpoint, commits: w.commits})
+}
+
+// walCheckpointEvery is how many commits (by any process) pass between
+// WAL checkpoints: about SQLite's default of 1000 pages, for records of a
+// few pages each.
+const walCheckpointEvery = 256
+
+// checkpointWAL copies the WAL into the database, if a checkpoint is due,
+// without waiting for readers or writers (PASSIVE); it runs between
+// batches, after the callers were answered. A failed one is retried at
+// the next due.
+func (w *writer) checkpointWAL() {
+	if !w.walDue {
+		return
+	}
+	w.walDue = false
+	_, _ = w.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+}
+
+// run runs fn in one write transaction. If anything fails, the
+// transaction is rolled back and the in-memory end of the chain restored;
+// if it failed because another process appended to the store, run returns
+// errMoved.
+func (w *writer) run(fn func(ctx context.Context, tx *sql.Tx) error) error {
+	ctx := context.Background()
+	seq, head, cp, wrote := w.seq, w.head, w.lastCheckpoint, w.wrote
+	stale := w.lockWrites()
+	err := func() error {
+		tx, err := w.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if stale {
+			// Under the write lock, where no other process moves it.
+			if err := w.reload(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
+	if err != nil {
+		w.lock.unlock(nil)
+		w.seq, w.head, w.lastCheckpoint, w.wrote = seq, head, cp, wrote
+		if isSeqConflict(err) {
+			w.stale = true
+			return errMoved
+		}
+		return err
+	}
+	w.stale = false
+	w.unlock()
+	return w.sealHead()
+}
+
+// mac returns the MAC of a record with the given hash, a fresh slice (the
+// driver may keep it until the statement ran).
+func (w *writer) mac(hash recorder.Digest) []byte {
+	if w.macer == nil {
+		w.macer = recorder.NewMacer(w.macKey)
+	}
+	return bytes.Clone(w.macer.MAC(hash))
+}
+
+// sealHead rewrites the signed head to name the end of the chain, after a
+// commit and before anyone is told it is durable. If it fails, the records
+// are committed but reported as failed (so no call runs on them); the next
+// start vouches for them by their MACs.
+func (w *writer) sealHead() error {
+	if w.seq == w.headSeq || w.headFile == nil {
+		return nil
+	}
+	if err := w.headFile.Write(w.key, w.seq, w.head, recorder.FormatTime(w.clock())); err != nil {
+		return err
+	}
+	w.headSeq = w.seq
+	return nil
+}
+
+// fieldsFor returns the hashed fields of p as the next record.
+func (w *writer) fieldsFor(p *pending) *recorder.Fields {
+	return &recorder.Fields{
+		Seq: w.seq + 1, Kind: p.kind,
+		SessionID: p.sessionID, HasSession: p.sessionID != "",
+		CallID: p.callID, HasCall: p.callID != "",
+		At: p.at, HasAt: p.at != "",
+		BodyHash: p.bodyHash, PrevHash: w.head,
+	}
+}
+
+// appendTx checks and inserts one record inside tx, extending the chain.
+// The seq primary key is what keeps the chain from forking: if another
+// process appended first, the insert fails (isSeqConflict) instead of
+// writing a second record with the same seq.
+func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pending) error {
+	if p.check != nil {
+		if err := p.check(ctx, tx); err != nil {
+			return err
+		}
+	}
+	f := w.fieldsFor(p)
+	hash := w.h.Hash(f)
+	_, err := ins.ExecContext(ctx, f.Seq, p.kind, nullable(p.sessionID), nullable(p.callID), nullable(p.at),
+		p.body, f.PrevHash[:], hash[:], w.mac(hash))
+	if err != nil {
+		if p.duplicate != "" && isUniqueViolation(err) {
+			return refuse(errors.New(p.duplicate))
+		}
+		return err
+	}
+	w.seq, w.head = f.Seq, hash
+	if p.kind == recorder.KindCheckpoint {
+		w.lastCheckpoint = f.Seq
+	} else {
+		w.wrote = true
+	}
+	return nil
+}
+
+// checkpoint appends a signed checkpoint inside tx.
+func (w *writer) checkpoint(ctx context.Context, tx *sql.Tx) error {
+	at := recorder.FormatTime(w.clock())
+	body := recorder.SignCheckpoint(w.key, w.seq+1, at, w.head)
+	return w.appendTx(ctx, tx, tx.StmtContext(ctx, w.insert), newPending(recorder.KindCheckpoint, "", "", at, body))
+}
+
+// migrateV1 rebuilds a version 1 records table (no hashes) as version 2,
+// hashing the existing records in order, and signs the result: from here
+// on, any change to the history the migration found is evident.
+func (w *writer) migrateV1(ctx context.Context, tx *sql.Tx) error {
+	for _, q := range []string{
+		`DROP TRIGGER IF EXISTS records_no_update`,
+		`DROP TRIGGER IF EXISTS records_no_delete`,
+		`DROP INDEX IF EXISTS records_session`,
+		`DROP INDEX IF EXISTS records_call`,
+		`DROP INDEX IF EXISTS records_session_start`,
+		`ALTER TABLE records RENAME TO records_v1`,
+		schema,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	ins, err := tx.PrepareContext(ctx, insertSQL)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	// In chunks, so the copy never holds a cursor open while it inserts.
+	// Records are renumbered 1..n in their order; version 1 never deleted,
+	// so that keeps every seq.
+	const chunk = 10000
+	after := int64(-1 << 63)
+	for {
+		var recs []*pending
+		var lastSeq int64
+		err := func() error {
+			rows, err := tx.QueryContext(ctx, `SELECT seq, kind, session_id, call_id, at, body FROM records_v1 WHERE seq > ? ORDER BY seq LIMIT ?`, after, chunk)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var kind, body string
+				var sid, cid, at sql.NullString
+				if err := rows.Scan(&lastSeq, &kind, &sid, &cid, &at, &body); err != nil {
+					return err
+				}
+				p := newPending(kind, sid.String, cid.String, at.String, body)
+				recs = append(recs, p)
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return err
+		}
+		for _, p := range recs {
+			if err := w.appendTx(ctx, tx, ins, p); err != nil {
+				return err
+			}
+		}
+		if len(recs) < chunk {
+			break
+		}
+		after = lastSeq
+	}
+	w.wrote = false
+	if _, err := tx.ExecContext(ctx, `DROP TABLE records_v1`); err != nil {
+		return err
+	}
+	if w.seq == 0 {
+		return nil
+	}
+	at := recorder.FormatTime(w.clock())
+	return w.appendTx(ctx, tx, ins, newPending(recorder.KindCheckpoint, "", "", at, recorder.SignCheckpoint(w.key, w.seq+1, at, w.head)))
+}
