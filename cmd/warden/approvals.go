@@ -129,8 +129,9 @@ func (m *Main) approvalsDecide(ctx context.Context, approve bool, args []string)
 		return errors.New(warden.AsError(err).Message)
 	}
 	if approve {
-		fmt.Fprintf(m.Stdout, "approved %s (rule %s) for %s as %s; it releases this one call once, until %s:\n%s\n",
-			a.ID, a.Rule, a.Requester.Subject, reviewer.Subject, a.ExpiresAt.UTC().Format(time.RFC3339), warden.Printable(a.Statement))
+		fmt.Fprintf(m.Stdout, "approved %s (rule %s) for %s as %s; it releases this one call once, until %s:\n",
+			a.ID, a.Rule, a.Requester.Subject, reviewer.Subject, a.ExpiresAt.UTC().Format(time.RFC3339))
+		writeLines(m.Stdout, "  ", a.Statement)
 		return nil
 	}
 	fmt.Fprintf(m.Stdout, "denied %s (rule %s) for %s as %s\n", a.ID, a.Rule, a.Requester.Subject, reviewer.Subject)

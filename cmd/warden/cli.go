@@ -42,6 +42,10 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) (string, bool)
 	Clock          warden.Clock
+
+	// command is the command being run ("sessions list"): a usage error
+	// prints its usage lines.
+	command string
 }
 
 // NewMain returns a Main wired to the process's standard streams.
@@ -70,7 +74,7 @@ Usage:
   warden approvals show    [--config ...] ID
   warden approvals approve [--config ...] [--token T] [--reason R] ID
   warden approvals deny    [--config ...] [--token T] [--reason R] ID
-  warden explain  [--config ...] --as SUBJECT[:group,...] TOOL key=value...   dry-run policy decision, no execution
+  warden explain  [--config ...] --as SUBJECT[:group,...] TOOL [key=value | key:=json]...   dry-run decision; exit 0 allow, 1 refused
   warden demo     [--database-url URL]
   warden init     --dsn URL [--schema s,...] [--sample N] [--out warden.yaml] [--force]
   warden version
@@ -84,12 +88,17 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return 0
 	}
 	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintf(m.Stderr, "warden: %s\n\n%s", ue.msg, usage)
+	var help *helpRequested
+	var status exitStatus
+	switch {
+	case errors.As(err, &help):
+		writeHelp(m.Stdout, help.command, help.fs)
+		return 0
+	case errors.As(err, &ue):
+		writeUsageError(m.Stderr, m.command, ue.msg)
 		return 2
-	}
-	if errors.Is(err, flag.ErrHelp) {
-		return 2
+	case errors.As(err, &status):
+		return int(status)
 	}
 	fmt.Fprintf(m.Stderr, "warden: %s\n", err)
 	return 1
@@ -98,6 +107,10 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 func (m *Main) run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usagef("missing command")
+	}
+	m.command = args[0]
+	if groups[args[0]] && len(args) > 1 && isHelpArg(args[1]) {
+		return &helpRequested{command: args[0]}
 	}
 	switch args[0] {
 	case "serve":
@@ -115,18 +128,32 @@ func (m *Main) run(ctx context.Context, args []string) error {
 	case "init":
 		return m.initCmd(ctx, args[1:])
 	case "version":
+		if len(args) > 1 {
+			if isHelpArg(args[1]) {
+				return &helpRequested{command: "version"}
+			}
+			return usagef("version takes no arguments, got %q", args[1])
+		}
 		fmt.Fprintln(m.Stdout, "warden", Version)
 		return nil
-	case "help", "-h", "--help":
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && args[0] == "help" && !isHelpArg(args[1]) {
+			// warden help sessions list = warden sessions list --help
+			return m.run(ctx, append(args[1:], "--help"))
+		}
 		fmt.Fprint(m.Stdout, usage)
 		return nil
 	}
 	return usagef("unknown command %q", args[0])
 }
 
+// flags returns the flag set of a command. Parse errors and help are
+// reported by Run, once: the flag package itself prints nothing.
 func (m *Main) flags(name string) *flag.FlagSet {
+	m.command = name
 	fs := flag.NewFlagSet("warden "+name, flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
@@ -138,7 +165,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return err
+				return &helpRequested{command: commandOf(fs), fs: fs}
 			}
 			return usagef("%v", err)
 		}
@@ -566,8 +593,27 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if con != nil {
 		consoleOnLoopback(app, ln)
 	}
-	app.Log.Info("warden listening", "transport", *transport, "addr", ln.Addr().String())
+	app.Log.Info("warden listening", endpoints(*transport, ln.Addr(), app.Verifier != nil)...)
 	return srv.ServeHTTP(ctx, ln, *transport)
+}
+
+// endpoints are the attributes of the listening message: the address and
+// the full URLs a client connects to.
+func endpoints(transport string, addr net.Addr, metadata bool) []any {
+	base := "http://" + addr.String()
+	attrs := []any{"transport", transport, "addr", addr.String()}
+	endpoint := "/mcp"
+	if transport == "sse" {
+		endpoint = "/sse"
+		attrs = append(attrs, "sse", base+"/sse", "message", base+"/message")
+	} else {
+		attrs = append(attrs, "mcp", base+"/mcp")
+	}
+	if metadata {
+		// RFC 9728: the metadata of /mcp is at the well-known path + /mcp.
+		attrs = append(attrs, "metadata", base+"/.well-known/oauth-protected-resource"+endpoint)
+	}
+	return append(attrs, "health", base+"/healthz")
 }
 
 // newID returns a generator of time-ordered ids such as c-0fz3k2m8q1w5x7ab.

@@ -619,7 +619,7 @@ func TestCLI(t *testing.T) {
 	})
 	t.Run("ExplainDecidesWithoutExecuting", func(t *testing.T) {
 		out, code := run("explain", "--config", config, "--as", "bob@example.com:analysts", "sql_query", "database=shop", "sql=DELETE FROM orders")
-		if code != 0 || !strings.Contains(out, "op        delete public.orders") || !strings.Contains(out, "decision  deny by default-deny") {
+		if code != 1 || !strings.Contains(out, "op        delete public.orders") || !strings.Contains(out, "decision  deny by default-deny") {
 			t.Errorf("explain delete = %d\n%s", code, out)
 		}
 		if n := count(t, dsn, "SELECT count(*) FROM orders"); n != 30 {
@@ -630,7 +630,7 @@ func TestCLI(t *testing.T) {
 			t.Errorf("explain select = %d\n%s", code, out)
 		}
 		out, code = run("explain", "--config", config, "--as", "eve@example.com", "sql_query", "database=shop", "sql=SET role postgres")
-		if code != 0 || !strings.Contains(out, "decision  denied by sql.statement") {
+		if code != 1 || !strings.Contains(out, "decision  denied by sql.statement") {
 			t.Errorf("explain SET = %d\n%s", code, out)
 		}
 	})

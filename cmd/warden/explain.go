@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/warden-mcp/warden"
@@ -23,22 +24,9 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 		return usagef("explain needs --as SUBJECT[:group,...] and a tool name, then key=value arguments")
 	}
 	tool := fs.Arg(0)
-	callArgs := map[string]any{}
-	for _, kv := range fs.Args()[1:] {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return usagef("argument %q is not key=value", kv)
-		}
-		var parsed any
-		// Values that are JSON (numbers, arrays, objects) are passed as
-		// such; anything else is a string.
-		if strings.HasPrefix(v, "[") || strings.HasPrefix(v, "{") {
-			if err := json.Unmarshal([]byte(v), &parsed); err == nil {
-				callArgs[k] = parsed
-				continue
-			}
-		}
-		callArgs[k] = v
+	callArgs, err := explainArgs(fs.Args()[1:])
+	if err != nil {
+		return err
 	}
 	raw, _ := json.Marshal(callArgs)
 	cfg, err := m.loadConfig(*config)
@@ -52,7 +40,11 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 	defer app.Close()
 	t, ok := app.Pipeline.Tools.Lookup(tool)
 	if !ok {
-		return fmt.Errorf("unknown tool %q", tool)
+		var names []string
+		for _, t := range app.Pipeline.Tools.Tools() {
+			names = append(names, t.Spec().Name)
+		}
+		return usagef("unknown tool %q; warden's tools are %s", tool, strings.Join(names, ", "))
 	}
 	caller := parseAs(*as)
 	w := m.Stdout
@@ -60,8 +52,9 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 	action, err := t.Plan(warden.WithCaller(ctx, caller), raw)
 	if err != nil {
 		e := warden.AsError(err)
-		fmt.Fprintf(w, "decision  %s by %s\nreason    %s\n", e.Code, orDash(e.Rule), e.Message)
-		return nil
+		fmt.Fprintf(w, "decision  %s by %s\n", e.Code, orDash(e.Rule))
+		writeLines(w, "reason    ", e.Message)
+		return exitStatus(1)
 	}
 	fmt.Fprintf(w, "tool      %s on %s (%s), risk %s\n", tool, action.Backend, action.Kind, warden.Classify(action))
 	for _, op := range action.Ops {
@@ -73,7 +66,7 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 	d := app.Policy.Authorize(caller, action)
 	fmt.Fprintf(w, "decision  %s by %s\n", d.Effect, d.Rule)
 	for _, r := range d.Reasons {
-		fmt.Fprintf(w, "reason    %s\n", r)
+		writeLines(w, "reason    ", r)
 	}
 	for _, a := range d.Allowed {
 		fmt.Fprintf(w, "allowed   %s\n", a)
@@ -92,13 +85,58 @@ func (m *Main) explain(ctx context.Context, args []string) error {
 		if est != nil {
 			fmt.Fprintf(w, "estimate  %d rows\n", *est)
 		}
-		if r == nil {
-			fmt.Fprintln(w, "approval  none: no approval rule holds this call")
-		} else {
+		if r != nil {
 			fmt.Fprintf(w, "approval  needed: rule %s\n", r.Describe())
+			return exitStatus(1)
 		}
+		fmt.Fprintln(w, "approval  none: no approval rule holds this call")
+	}
+	if d.Effect != warden.Allow {
+		return exitStatus(1)
 	}
 	return nil
+}
+
+// explainArgs reads explain's key=value and key:=json arguments.
+func explainArgs(args []string) (map[string]any, error) {
+	callArgs := map[string]any{}
+	for _, kv := range args {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || k == ":" {
+			return nil, usagef("argument %q is neither key=value nor key:=json", kv)
+		}
+		if name, isJSON := strings.CutSuffix(k, ":"); isJSON {
+			var parsed any
+			if err := json.Unmarshal([]byte(v), &parsed); err != nil {
+				return nil, usagef("argument %s:=%s: the value is not JSON: %v", name, v, err)
+			}
+			callArgs[name] = parsed
+			continue
+		}
+		// A value that starts like a JSON array or object and is one is
+		// passed as such (params=[42]); anything else is a string.
+		if strings.HasPrefix(v, "[") || strings.HasPrefix(v, "{") {
+			var parsed any
+			if err := json.Unmarshal([]byte(v), &parsed); err == nil {
+				callArgs[k] = parsed
+				continue
+			}
+		}
+		callArgs[k] = v
+	}
+	return callArgs, nil
+}
+
+// writeLines prints text that may span lines as lines, each after label
+// (or its width in spaces), with control characters escaped.
+func writeLines(w io.Writer, label, text string) {
+	pad := strings.Repeat(" ", len(label))
+	for i, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if i > 0 {
+			label = pad
+		}
+		fmt.Fprintf(w, "%s%s\n", label, warden.Printable(strings.TrimSuffix(l, "\r")))
+	}
 }
 
 func orNone(s []string) []string {

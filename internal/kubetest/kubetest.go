@@ -112,11 +112,27 @@ func BinDir() string {
 	return filepath.Join(home, ".cache", "warden-kube", Version)
 }
 
+// SkipEnv names the environment variable that, set to 1, makes Start and
+// Shared skip the test instead of starting a cluster: `make test-quick`
+// sets it. `make test` and CI do not, and there a missing binary fails the
+// test.
+const SkipEnv = "WARDEN_SKIP_KUBE"
+
+// SkipIfAsked skips the test when SkipEnv is 1. Start and Shared call it;
+// a test that needs a cluster beyond them calls it first.
+func SkipIfAsked(t testing.TB) {
+	t.Helper()
+	if os.Getenv(SkipEnv) == "1" {
+		t.Skipf("%s=1: the Kubernetes API server tests are left to `make test`", SkipEnv)
+	}
+}
+
 // Start starts a cluster of the test's own, files in t.TempDir(), and stops
 // it when the test ends; the processes' logs are printed if the test failed.
 // A missing binary fails the test with the command that builds it.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
+	SkipIfAsked(t)
 	dir := t.TempDir()
 	c, err := start(dir)
 	if c != nil {
@@ -164,6 +180,7 @@ func Main(m *testing.M) {
 // tests should keep to namespaces of their own (see NewNamespace).
 func Shared(t testing.TB) *Cluster {
 	t.Helper()
+	SkipIfAsked(t)
 	shared.Lock()
 	inMain := shared.inMain
 	shared.Unlock()

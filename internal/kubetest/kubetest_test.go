@@ -176,6 +176,7 @@ func whoami(t *testing.T, cfg *rest.Config, user string) {
 // TestStart checks that a cluster of a test's own is up during the test and
 // gone after it.
 func TestStart(t *testing.T) {
+	kubetest.SkipIfAsked(t)
 	var cfg *rest.Config
 	t.Run("own", func(t *testing.T) {
 		c := kubetest.Start(t)
