@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/warden-mcp/warden"
 	"github.com/warden-mcp/warden/flows"
 	"github.com/warden-mcp/warden/internal/pgtest"
@@ -169,5 +170,33 @@ func TestFlowGuardAcrossInstances(t *testing.T) {
 	c, err := send(b)
 	if warden.ErrorCode(err) != warden.Denied || c.Flow == nil || c.Flow.SourceCall != "c-read" || c.Flow.Argument != "body.to" {
 		t.Fatalf("Check on b after a read through a = %v, flow %+v; want Denied from c-read in body.to", err, c.Flow)
+	}
+}
+
+// A store made by a warden before flow memory (schema version 1, with
+// records) gains the flow table when a newer warden opens it.
+func TestSchemaV1StoreGainsFlowReads(t *testing.T) {
+	ctx := context.Background()
+	url, keys := pgtest.New(t, ""), keyDir(t)
+	s := open(t, url, keys, "a")
+	if err := s.StartCall(ctx, call("c-1", t0)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP TABLE flow_reads; DELETE FROM warden_migrations WHERE version >= 2`); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, url, keys, "a")
+	if err := s.AddFlowRead(ctx, &warden.FlowRead{Caller: "alice", CallID: "c-1", At: t0, Rules: []string{}}); err != nil {
+		t.Fatalf("AddFlowRead after the upgrade = %v", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM warden_migrations`).Scan(&n); err != nil || n != postgres.SchemaVersion() {
+		t.Errorf("migrations after the upgrade = %d, %v; want %d", n, err, postgres.SchemaVersion())
 	}
 }
