@@ -240,6 +240,11 @@ func TestRecordsSurviveAcrossInstances(t *testing.T) {
 	if string(k1) != string(k2) || len(k1) != 32 {
 		t.Error("two instances derive different approval state keys")
 	}
+	// The refused duplicates left both chains whole: b wrote after its
+	// refusals, and every chain verifies.
+	if _, err := a.Audit(ctx, recorder.AuditOptions{}); err != nil {
+		t.Errorf("Audit after refused duplicates = %v; want every chain to verify", err)
+	}
 }
 
 func TestRetentionPrunesTheSharedStore(t *testing.T) {

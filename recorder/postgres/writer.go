@@ -282,10 +282,19 @@ func (w *writer) signRest() error {
 // record is committed alone, so only the duplicate is refused.
 func (w *writer) commit(batch []request) {
 	errs := make([]error, len(batch))
-	err := w.run(func(ctx context.Context, tx pgx.Tx) error {
-		clear(errs)
-		return w.insertBatch(ctx, tx, batch, errs)
-	}, false)
+	err := w.pipelined(batch, errs)
+	if err != nil && !errors.Is(err, errNeedsTx) && !isUniqueViolation(err) {
+		for _, r := range batch {
+			r.done <- dbErr("writing to the PostgreSQL store", err)
+		}
+		return
+	}
+	if err != nil {
+		err = w.run(func(ctx context.Context, tx pgx.Tx) error {
+			clear(errs)
+			return w.insertBatch(ctx, tx, batch, errs)
+		}, false)
+	}
 	if isUniqueViolation(err) && len(batch) > 1 {
 		for i := range batch {
 			one := batch[i : i+1]
@@ -307,6 +316,72 @@ func (w *writer) commit(batch []request) {
 		}
 		r.done <- errs[i]
 	}
+}
+
+// errNeedsTx: the batch holds a record whose check must read inside the
+// write transaction, so it cannot go as one pipeline.
+var errNeedsTx = errors.New("the batch needs an interactive transaction")
+
+// pipelined commits a batch of records that need no checks (the common
+// case: session and call records) in ONE round trip: BEGIN, the inserts,
+// a checkpoint when one is due, the head update and COMMIT are sent as one
+// pgx batch. PostgreSQL stops at the first error and skips the rest up to
+// the batch's end, COMMIT included, so the batch commits whole or not at
+// all (and pgxpool drops a connection left in a failed transaction). The
+// duplicate-call check is the unique index: a violation sends the batch
+// through the interactive path, which names the duplicate. Returns
+// errNeedsTx, without sending anything, when a record has a check.
+func (w *writer) pipelined(batch []request, errs []error) error {
+	for _, r := range batch {
+		if r.rec.check != nil {
+			return errNeedsTx
+		}
+	}
+	seq, head, cp, wrote := w.seq, w.head, w.lastCheckpoint, w.wrote
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	seen := make(map[[2]string]bool, len(batch))
+	sign := false
+	for i, r := range batch {
+		p := r.rec
+		if p.duplicate != "" {
+			k := [2]string{p.callID, p.kind}
+			if seen[k] {
+				errs[i] = errors.New(p.duplicate)
+				continue
+			}
+			seen[k] = true
+		}
+		w.queue(b, p)
+		if p.kind != recorder.KindCheckpoint {
+			w.wrote = true
+		}
+		sign = sign || p.sign
+	}
+	if sign || w.seq-w.lastCheckpoint >= w.every {
+		w.queueCheckpoint(b)
+	}
+	if w.seq != seq {
+		w.queueHead(b)
+	}
+	b.Queue("COMMIT")
+	if err := w.s.pool.SendBatch(context.Background(), b).Close(); err != nil {
+		w.seq, w.head, w.lastCheckpoint, w.wrote = seq, head, cp, wrote
+		clear(errs)
+		return err
+	}
+	return nil
+}
+
+const headSQL = `INSERT INTO heads (instance, seq, hash, at, sig) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at, sig = excluded.sig`
+
+// queueHead adds to b the update of this instance's signed head to the
+// end of its chain as queued so far.
+func (w *writer) queueHead(b *pgx.Batch) {
+	at := recorder.FormatTime(w.s.clock())
+	sig := ed25519.Sign(w.s.key, recorder.HeadMessage(w.seq, at, w.head))
+	b.Queue(headSQL, w.s.instance, w.seq, w.head[:], at, sig)
 }
 
 // insertBatch runs each record's check, refuses duplicate call records,
@@ -420,9 +495,7 @@ func (w *writer) run(fn func(ctx context.Context, tx pgx.Tx) error, sign bool) e
 		}
 		at := recorder.FormatTime(w.s.clock())
 		sig := ed25519.Sign(w.s.key, recorder.HeadMessage(w.seq, at, w.head))
-		_, err := tx.Exec(ctx, `INSERT INTO heads (instance, seq, hash, at, sig) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (instance) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, at = excluded.at, sig = excluded.sig`,
-			w.s.instance, w.seq, w.head[:], at, sig)
+		_, err := tx.Exec(ctx, headSQL, w.s.instance, w.seq, w.head[:], at, sig)
 		return err
 	})
 	if err != nil {
