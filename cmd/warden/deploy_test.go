@@ -146,11 +146,10 @@ func TestDeployManifests(t *testing.T) {
 	}
 
 	// The ConfigMap's warden.yaml is a config warden accepts, with the
-	// Secret's variables set (a SQLite store stands in for the
-	// PostgreSQL URL where this build's store does not take one).
+	// Secret's variables set: a PostgreSQL store, as the fleet uses.
 	data, _, _ := unstructured.NestedStringMap(typed["ConfigMap/warden-config"].Object, "data")
 	env := map[string]string{
-		"WARDEN_STORE_URL": "sqlite:" + filepath.Join(t.TempDir(), "warden.db"),
+		"WARDEN_STORE_URL": "postgres://warden:x@postgres.database.svc:5432/warden",
 		"ANALYTICS_DSN":    "postgres://warden_ro:x@analytics.database.svc:5432/analytics",
 	}
 	parsed, err := ParseConfig([]byte(data["warden.yaml"]), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
@@ -159,6 +158,9 @@ func TestDeployManifests(t *testing.T) {
 	}
 	if parsed.Observe.Listen != "0.0.0.0:9090" || ctr.Ports[1].ContainerPort != 9090 {
 		t.Errorf("observe.listen = %q, container port %d; the probes need them to agree", parsed.Observe.Listen, ctr.Ports[1].ContainerPort)
+	}
+	if !strings.HasPrefix(parsed.Store.URL, "postgres://") {
+		t.Errorf("store.url = %q; want the shared PostgreSQL store", parsed.Store.URL)
 	}
 	if !strings.HasSuffix(parsed.Store.Keys, "/etc/warden/keys") {
 		t.Errorf("store.keys = %q; want the mounted warden-keys Secret", parsed.Store.Keys)
