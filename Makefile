@@ -17,20 +17,22 @@ demo: build
 kubetools:
 	bash hack/kubetools/build.sh
 
-# Everything, the Kubernetes API server tests included: what CI runs. The
+# Everything, the Kubernetes API server tests included: what CI runs.
+# cmd/warden's end-to-end tests take about 10 minutes under -race on two
+# cores, the go test default timeout, hence -timeout 30m. The
 # Kubernetes binaries build while the tests compile; then every test runs,
 # and a missing binary fails the Kubernetes tests (WARDEN_SKIP_KUBE is
 # cleared, whatever the shell has).
 test:
 	$(MAKE) -j2 kubetools test-build
-	WARDEN_SKIP_KUBE= $(GO) test -race -count=1 ./...
+	WARDEN_SKIP_KUBE= $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 # Everything except the tests that start a real kube-apiserver and etcd
 # (they skip, and nothing Kubernetes is built).
 test-quick:
 	$(GO) vet ./...
-	WARDEN_SKIP_KUBE=1 $(GO) test -race -count=1 ./...
+	WARDEN_SKIP_KUBE=1 $(GO) test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 # vet, and compile every test binary without running it.
