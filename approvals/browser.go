@@ -156,6 +156,7 @@ func (s *Service) waitBrowser(ctx context.Context, c *warden.Call, r *Rule, appr
 				To: warden.ApprovalUsed, At: now, CallID: c.ID, Reason: "released call " + c.ID})
 			if err == nil {
 				c.Approval = ref(warden.ApprovalUsed, "")
+				bindPreview(c, appr)
 				return nil
 			}
 			if !errors.Is(err, warden.ErrApprovalConflict) {

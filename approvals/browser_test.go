@@ -84,6 +84,24 @@ func TestBrowserConfirmation(t *testing.T) {
 		}
 	})
 
+	t.Run("ReleaseIsBoundToWhatWasPreviewed", func(t *testing.T) {
+		// As for a reviewer's approval: the confirmed call runs only on
+		// the rows the user was shown (tools/sql compares the digest).
+		f := newBrowserFixture(t)
+		f.tool.preview = &warden.WritePreview{Rows: 2, Digest: "rows-as-previewed"}
+		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})
+		if e := f.confirm(aliceOIDC, p.ApprovalID, true); e != nil {
+			t.Fatalf("confirm = %v", e)
+		}
+		c := f.call(alice, deleteArgs)
+		if e := f.approve(c, &warden.Interaction{}); e != nil {
+			t.Fatalf("retry after confirmation = %v; want it to run", e)
+		}
+		if c.Action.PreviewDigest != "rows-as-previewed" {
+			t.Errorf("released call's PreviewDigest = %q; want the previewed %q", c.Action.PreviewDigest, "rows-as-previewed")
+		}
+	})
+
 	t.Run("ConfirmedCallRunsOnce", func(t *testing.T) {
 		f := newBrowserFixture(t)
 		p := f.askBrowser(f.call(alice, deleteArgs), &warden.Interaction{})

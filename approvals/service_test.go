@@ -46,6 +46,12 @@ type estimating struct {
 	ok    bool
 	err   error
 	calls atomic.Int32
+	// preview, when set, is what the tool previews a write to do.
+	preview *warden.WritePreview
+}
+
+func (e *estimating) Preview(context.Context, *warden.Action) (*warden.WritePreview, error) {
+	return e.preview, nil
 }
 
 func (e *estimating) Spec() warden.ToolSpec { return warden.ToolSpec{Name: "sql_query"} }
