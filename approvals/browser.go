@@ -125,22 +125,8 @@ func (s *Service) waitBrowser(ctx context.Context, c *warden.Call, r *Rule, appr
 		}
 		return ca
 	}
-	var deadline <-chan time.Time
-	if w := time.Duration(*r.Wait); w > 0 {
-		t := time.NewTimer(w)
-		defer t.Stop()
-		deadline = t.C
-	} else {
-		closed := make(chan time.Time)
-		close(closed)
-		deadline = closed
-	}
-	poll := s.Poll
-	if poll <= 0 {
-		poll = defaultPoll
-	}
-	tick := time.NewTicker(poll)
-	defer tick.Stop()
+	deadline, tick, changed, stop := s.follow(ctx, r, appr.ID)
+	defer stop()
 	in := warden.InteractionFrom(ctx)
 	for {
 		now := s.now()
@@ -194,13 +180,14 @@ func (s *Service) waitBrowser(ctx context.Context, c *warden.Call, r *Rule, appr
 		case <-deadline:
 			c.Approval = ref(warden.ApprovalPending, "not confirmed in the browser yet")
 			return s.askBrowser(c, r, appr)
-		case <-tick.C:
-			fresh, err := s.Store.Approval(ctx, appr.ID)
-			if err != nil {
-				return storeErr(err, appr.ID)
-			}
-			appr = fresh
+		case <-changed:
+		case <-tick:
 		}
+		fresh, err := s.Store.Approval(ctx, appr.ID)
+		if err != nil {
+			return storeErr(err, appr.ID)
+		}
+		appr = fresh
 	}
 }
 

@@ -324,31 +324,8 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 		}
 		return ca
 	}
-	var deadline <-chan time.Time
-	if w := time.Duration(*r.Wait); w > 0 {
-		t := time.NewTimer(w)
-		defer t.Stop()
-		deadline = t.C
-	} else {
-		closed := make(chan time.Time)
-		close(closed)
-		deadline = closed
-	}
-	poll := s.Poll
-	var changed <-chan struct{}
-	if w, ok := s.Store.(warden.ApprovalWatcher); ok {
-		ch, stop := w.WatchApproval(ctx, appr.ID)
-		defer stop()
-		changed = ch
-		if poll <= 0 {
-			poll = watchedPoll
-		}
-	}
-	if poll <= 0 {
-		poll = defaultPoll
-	}
-	tick := time.NewTicker(poll)
-	defer tick.Stop()
+	deadline, tick, changed, stop := s.follow(ctx, r, appr.ID)
+	defer stop()
 	reread := func() error {
 		fresh, err := s.Store.Approval(ctx, appr.ID)
 		if err != nil {
@@ -426,10 +403,47 @@ func (s *Service) wait(ctx context.Context, c *warden.Call, r *Rule, appr *warde
 			if err := reread(); err != nil {
 				return err
 			}
-		case <-tick.C:
+		case <-tick:
 			if err := reread(); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// follow returns what a wait on approval request id selects on: the end
+// of the rule's wait (already passed when the rule does not wait), a tick
+// to read the request again, and, when the store signals changes
+// (warden.ApprovalWatcher), that signal; stop releases them. The tick is
+// the fallback that still sees a decision when the signal is lost.
+func (s *Service) follow(ctx context.Context, r *Rule, id string) (deadline, tick <-chan time.Time, changed <-chan struct{}, stop func()) {
+	var stops []func()
+	if w := time.Duration(*r.Wait); w > 0 {
+		t := time.NewTimer(w)
+		stops = append(stops, func() { t.Stop() })
+		deadline = t.C
+	} else {
+		passed := make(chan time.Time)
+		close(passed)
+		deadline = passed
+	}
+	poll := s.Poll
+	if w, ok := s.Store.(warden.ApprovalWatcher); ok {
+		ch, stopWatch := w.WatchApproval(ctx, id)
+		stops = append(stops, stopWatch)
+		changed = ch
+		if poll <= 0 {
+			poll = watchedPoll
+		}
+	}
+	if poll <= 0 {
+		poll = defaultPoll
+	}
+	ticker := time.NewTicker(poll)
+	stops = append(stops, ticker.Stop)
+	return deadline, ticker.C, changed, func() {
+		for _, f := range stops {
+			f()
 		}
 	}
 }
