@@ -3,8 +3,10 @@ package recorder
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/warden-mcp/warden"
@@ -221,3 +223,61 @@ func WritePrivateFile(path string, data []byte) error {
 
 // jsonUnmarshal decodes a stored body.
 func jsonUnmarshal(body string, v any) error { return json.Unmarshal([]byte(body), v) }
+
+// FinishRecord is the body of c's call_finish record, encoded, and the
+// time it names. started says the call_start record already holds the
+// arguments and action, which are then left out. The result is written as
+// the bytes the agent receives (Result.JSON, encoded or checked once by
+// the pipeline), spliced in rather than encoded again. resultErr, when
+// set, says the result could not be encoded: the record says so and the
+// result is withheld; the store must still write the record and report
+// resultErr. err means no record could be made.
+func FinishRecord(c *warden.Call, started bool) (text, endedAt string, resultErr, err error) {
+	body := CallToJSON(c)
+	if started {
+		body.Args, body.Action, body.ArgsIn = nil, nil, KindCallStart
+	}
+	body.Outcome = c.Outcome()
+	body.EndedAt = FormatTime(c.EndedAt)
+	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
+	if c.Err != nil {
+		body.Error = &ErrorJSON{Code: string(c.Err.Code), Message: c.Err.Message}
+		if c.Err.Err != nil {
+			body.Error.Detail = c.Err.Err.Error()
+		}
+	}
+	var raw json.RawMessage
+	if c.Result != nil {
+		body.Count = c.Result.Count
+		body.Truncated = c.Result.Truncated
+		if c.Result.JSON != nil {
+			raw = c.Result.JSON
+		} else {
+			var text string
+			text, resultErr = Encode(c.Result.Structured)
+			body.Result = json.RawMessage(text)
+		}
+		if resultErr != nil {
+			resultErr = fmt.Errorf("encoding result: %w", resultErr)
+			body.Result = nil
+			body.Outcome = "error"
+			body.Error = &ErrorJSON{Code: string(warden.Internal),
+				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
+		}
+	}
+	text, err = Encode(body)
+	if err != nil {
+		return "", "", nil, err
+	}
+	if raw != nil {
+		// body encodes to an object with fields, so it ends in "}".
+		var b strings.Builder
+		b.Grow(len(text) + len(raw) + 10)
+		b.WriteString(text[:len(text)-1])
+		b.WriteString(`,"result":`)
+		b.Write(raw)
+		b.WriteByte('}')
+		text = b.String()
+	}
+	return text, body.EndedAt, resultErr, nil
+}

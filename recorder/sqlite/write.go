@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/warden-mcp/warden"
@@ -122,60 +121,16 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 	if c == nil || c.ID == "" {
 		return errors.New("recording call finish: call has no id")
 	}
-	body := recorder.CallToJSON(c)
-	if _, started := s.started.LoadAndDelete(c.ID); started {
-		body.Args, body.Action, body.ArgsIn = nil, nil, recorder.KindCallStart
-	}
-	body.Outcome = c.Outcome()
-	body.EndedAt = recorder.FormatTime(c.EndedAt)
-	body.DurationMS = float64(c.EndedAt.Sub(c.StartedAt)) / float64(time.Millisecond)
-	if c.Err != nil {
-		body.Error = &recorder.ErrorJSON{Code: string(c.Err.Code), Message: c.Err.Message}
-		if c.Err.Err != nil {
-			body.Error.Detail = c.Err.Err.Error()
-		}
-	}
-	var resultErr error
-	var raw json.RawMessage // the result's bytes, spliced in as they are
-	if c.Result != nil {
-		body.Count = c.Result.Count
-		body.Truncated = c.Result.Truncated
-		if c.Result.JSON != nil {
-			// The bytes the agent receives, encoded (or checked) once by
-			// the pipeline: written as they are, not encoded again.
-			raw = c.Result.JSON
-		} else {
-			var text string
-			text, resultErr = recorder.Encode(c.Result.Structured)
-			body.Result = json.RawMessage(text)
-		}
-		if resultErr != nil {
-			resultErr = fmt.Errorf("encoding result: %w", resultErr)
-			body.Result = nil
-			body.Outcome = "error"
-			body.Error = &recorder.ErrorJSON{Code: string(warden.Internal),
-				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
-		}
-	}
+	_, started := s.started.LoadAndDelete(c.ID)
 	w, err := s.writable()
 	if err != nil {
 		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
 	}
-	text, err := recorder.Encode(body)
+	text, endedAt, resultErr, err := recorder.FinishRecord(c, started)
 	if err != nil {
 		return fmt.Errorf("recording finish of call %s: encoding record: %w", c.ID, err)
 	}
-	if raw != nil {
-		// body encodes to an object with fields, so it ends in "}".
-		var b strings.Builder
-		b.Grow(len(text) + len(raw) + 10)
-		b.WriteString(text[:len(text)-1])
-		b.WriteString(`,"result":`)
-		b.Write(raw)
-		b.WriteByte('}')
-		text = b.String()
-	}
-	p := newPending(recorder.KindCallFinish, c.SessionID, c.ID, body.EndedAt, text)
+	p := newPending(recorder.KindCallFinish, c.SessionID, c.ID, endedAt, text)
 	p.duplicate = "call was already finished"
 	err = w.append(ctx, p)
 	if err = errors.Join(resultErr, err); err != nil {
