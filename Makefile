@@ -68,7 +68,9 @@ bench:
 # warden as an agent sees it (issue 14): the official Go SDK client over
 # stdio and streamable HTTP against warden's binary, the MCP floor (a
 # do-nothing Go SDK server returning warden's bytes) and plain pgx, all in
-# one run against one database. docs/BENCHMARKS.md records the figures.
+# one run against one database; then eight stdio wardens with a store each
+# against eight sharing one. docs/BENCHMARKS.md records the figures.
 bench-mcp:
-	$(GO) test -run '^$$' -bench BenchmarkMCP -benchtime 300x -timeout 60m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkMCP$$' -benchtime 300x -timeout 60m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkMCPProcesses' -benchtime 3000x -timeout 30m ./internal/mcpbench/
 	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult' -benchmem -count 5 ./mcp/
