@@ -54,7 +54,8 @@ FROM generate_series(1, 100) i;`
 // server-cpu-µs/call (user plus system time of the server process over
 // the measured calls, from /proc/PID/stat in 10 ms ticks),
 // client-cpu-µs/call (this process's, at c=1: the Go SDK client), rss-MB (the
-// server's resident set after the c=8 calls) and x-floor-text,
+// server's resident set after the c=8 calls; rss-anon-MB and rss-file-MB
+// its anonymous and file-backed parts) and x-floor-text,
 // x-floor-structured (p50, or the reciprocal of calls/s, against that
 // floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
 // and MCPBENCH_PROTOCOL the protocol version the client asks for. Run
@@ -250,7 +251,7 @@ func benchConcurrent(b *testing.B, srv *server) float64 {
 	perSec := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(perSec, "calls/s")
 	b.ReportMetric(float64((srv.cpu(b)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
-	b.ReportMetric(srv.rssMB(b), "rss-MB")
+	srv.rss(b)
 	return perSec
 }
 
@@ -467,18 +468,28 @@ func clientCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// rssMB is the server's resident set size (VmRSS) in MB.
-func (s *server) rssMB(b *testing.B) float64 {
+// rss reports the server's resident set: rss-MB (VmRSS), and its two
+// parts, rss-anon-MB (RssAnon: the heap, stacks, SQLite's and the SQL
+// parser's allocations — what the process itself allocated) and
+// rss-file-MB (RssFile: pages of the binary and other mapped files, page
+// cache every process running the same binary shares).
+func (s *server) rss(b *testing.B) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
 		b.Fatal(err)
 	}
+	fields := map[string]string{"VmRSS:": "rss-MB", "RssAnon:": "rss-anon-MB", "RssFile:": "rss-file-MB"}
+	found := 0
 	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return kb / 1024
+		for prefix, unit := range fields {
+			if rest, ok := strings.CutPrefix(line, prefix); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				b.ReportMetric(kb/1024, unit)
+				found++
+			}
 		}
 	}
-	b.Fatal("no VmRSS in /proc status")
-	return 0
+	if found != len(fields) {
+		b.Fatal("no VmRSS, RssAnon or RssFile in /proc status")
+	}
 }
