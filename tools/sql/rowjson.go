@@ -36,6 +36,9 @@ type rowWriter struct {
 	buf   []byte
 	cells []int32
 	rows  int
+	// fallbacks counts the values left to the fallback (tests check the
+	// common types never are).
+	fallbacks int
 }
 
 // cellEncoder appends one non-NULL value's JSON to b and returns its size
@@ -63,7 +66,7 @@ func (w *rowWriter) release() {
 	if cap(w.buf) > maxPooledRowBytes {
 		return
 	}
-	w.buf, w.cells, w.rows = w.buf[:0], w.cells[:0], 0
+	w.buf, w.cells, w.rows, w.fallbacks = w.buf[:0], w.cells[:0], 0, 0
 	w.fds, w.typeMap = nil, nil
 	rowWriters.Put(w)
 }
@@ -114,6 +117,7 @@ func (w *rowWriter) unwrite(m mark) {
 // (exactly as rows.Values() does), converted by toJSON, encoded by
 // encoding/json without HTML escaping.
 func (w *rowWriter) fallback(b []byte, col int, raw []byte) ([]byte, int, error) {
+	w.fallbacks++
 	fd := &w.fds[col]
 	var v any
 	if t, ok := w.typeMap.TypeForOID(fd.DataTypeOID); ok {
@@ -161,14 +165,21 @@ var arrayElements = map[uint32]uint32{
 // format of pgx's own codecs for these types; a column whose type the
 // connection's type map has given another codec goes to the fallback.
 func encoderFor(oid uint32, format int16, typeMap *pgtype.Map) cellEncoder {
-	if format != pgtype.BinaryFormatCode {
-		if _, known := typeMap.TypeForOID(oid); !known && format == pgtype.TextFormatCode {
+	t, known := typeMap.TypeForOID(oid)
+	if format == pgtype.TextFormatCode {
+		if !known {
 			// rows.Values() returns an unknown type's text as a string.
 			return encodeText
 		}
+		if builtinCodec(t) {
+			// pgx asks for the text format for the types whose codec
+			// prefers it (TextCodec, JSONCodec, JSONBCodec): text,
+			// varchar, bpchar, name and json, jsonb come this way.
+			return textFormatEncoder(oid)
+		}
 		return leaveToFallback
 	}
-	if t, ok := typeMap.TypeForOID(oid); !ok || !builtinCodec(t) {
+	if format != pgtype.BinaryFormatCode || !known || !builtinCodec(t) {
 		return leaveToFallback
 	}
 	if elem, ok := arrayElements[oid]; ok {
@@ -189,6 +200,22 @@ func builtinCodec(t *pgtype.Type) bool {
 }
 
 func leaveToFallback(b, _ []byte) ([]byte, int, bool) { return b, 0, false }
+
+// textFormatEncoder is the encoder for a value of a built-in type sent in
+// the text format. TextCodec decodes either format to string(raw), and
+// the json codecs read the same text, so these encoders are the binary
+// ones; jsonb's text has no version byte.
+func textFormatEncoder(oid uint32) cellEncoder {
+	switch oid {
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.UnknownOID:
+		return encodeText
+	case pgtype.JSONOID:
+		return encodeJSON
+	case pgtype.JSONBOID:
+		return encodeJSONBText
+	}
+	return leaveToFallback
+}
 
 func scalarEncoder(oid uint32) cellEncoder {
 	switch oid {
@@ -503,6 +530,16 @@ func encodeJSONB(b, raw []byte) ([]byte, int, bool) {
 		return b, 0, false
 	}
 	return appendCompactJSON(b, raw[1:]) // binary jsonb: version byte, then text
+}
+
+// encodeJSONBText is encodeJSON for jsonb in the text format. toJSON
+// drops a leading 1 as binary jsonb's version byte whatever the format:
+// such text (never JSON) goes to the fallback.
+func encodeJSONBText(b, raw []byte) ([]byte, int, bool) {
+	if len(raw) > 0 && raw[0] == 1 {
+		return b, 0, false
+	}
+	return appendCompactJSON(b, raw)
 }
 
 func appendCompactJSON(b, text []byte) ([]byte, int, bool) {

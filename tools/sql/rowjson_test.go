@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/warden-mcp/warden/internal/pgtest"
 )
@@ -111,11 +112,38 @@ func TestRowJSONMatchesValuesConversion(t *testing.T) {
 			compareConversions(t, b, query, c.values)
 		})
 	}
-	// A row of many types, and a whole result, as the bench reads it.
+	// A row of many types, and a whole result, as the bench reads it:
+	// every value written by an encoder, none left to the fallback.
 	t.Run("WholeRows", func(t *testing.T) {
-		compareConversions(t, b, `SELECT i, 'item ' || i AS name, i * 1.25 AS price, timestamptz '2025-01-01' + i * interval '1 hour' AS added,
+		if n := compareConversions(t, b, `SELECT i, 'item ' || i AS name, i * 1.25 AS price, timestamptz '2025-01-01' + i * interval '1 hour' AS added,
 			i % 2 = 0 AS active, ARRAY['t' || i, NULL] AS tags, jsonb_build_object('i', i) AS doc, NULL::text AS nothing
-			FROM generate_series(1, 50) i`, nil)
+			FROM generate_series(1, 50) i`, nil); n != 0 {
+			t.Errorf("%d values went to the fallback; want none", n)
+		}
+	})
+	// pgx asks for these types in the text format (their codecs prefer
+	// it); they are written from that text, not by the fallback.
+	t.Run("TextFormat", func(t *testing.T) {
+		const q = `SELECT v::text AS t, v::varchar AS vc, v::bpchar(12) AS bp, v::name AS n, v::json AS j, v::jsonb AS jb
+			FROM (VALUES ('"x"'), ('{"a": [1, 2.50, null], "b": "<&>\u2028"}'), ('  [ 1,2 ]  '), ('"quo\"te é"')) AS t(v)`
+		conn, err := b.pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, fd := range rows.FieldDescriptions() {
+			if fd.Format != pgtype.TextFormatCode {
+				t.Errorf("column %d (%s) came in format %d; this test means the text format", i, fd.Name, fd.Format)
+			}
+		}
+		rows.Close()
+		conn.Release()
+		if n := compareConversions(t, b, q, nil); n != 0 {
+			t.Errorf("%d values went to the fallback; want none", n)
+		}
 	})
 	t.Run("NoColumns", func(t *testing.T) {
 		compareConversions(t, b, "SELECT FROM generate_series(1, 3)", nil)
@@ -156,8 +184,9 @@ func TestRowJSONFailsWhereValuesFailed(t *testing.T) {
 
 // compareConversions runs query once and, for each row, writes it with
 // the row writer and converts it as before, and compares bytes and sizes;
-// then the whole result's encoding. values name the rows in failures.
-func compareConversions(t *testing.T, b *Backend, query string, values []string) {
+// then the whole result's encoding. values name the rows in failures. It
+// returns how many values the row writer left to the fallback.
+func compareConversions(t *testing.T, b *Backend, query string, values []string) (fallbacks int) {
 	t.Helper()
 	ctx := t.Context()
 	conn, err := b.pool.Acquire(ctx)
@@ -210,6 +239,7 @@ func compareConversions(t *testing.T, b *Backend, query string, values []string)
 	if err := rows.Err(); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
+	fallbacks = w.fallbacks
 	res := &QueryResult{Columns: []Column{{Name: "c", Type: "t <&>", Masked: true, Mask: "last4 of x"}}, RowCount: int64(len(old)),
 		Truncated: true, Note: "note\u2028", Command: "SELECT 3", CallID: "c-1", rows: w}
 	oldRes := struct {
@@ -238,6 +268,7 @@ func compareConversions(t *testing.T, b *Backend, query string, values []string)
 			}
 		}
 	}
+	return fallbacks
 }
 
 // encodeOld encodes v as the pipeline encoded results: encoding/json
