@@ -32,10 +32,9 @@ type rowWriter struct {
 	typeMap *pgtype.Map
 	fds     []pgconn.FieldDescription
 	// buf holds the rows array's elements, comma separated, without the
-	// brackets; cells holds each cell's start and end in buf.
-	buf   []byte
-	cells []int32
-	rows  int
+	// brackets.
+	buf  []byte
+	rows int
 	// fallbacks counts the values left to the fallback (tests check the
 	// common types never are).
 	fallbacks int
@@ -66,18 +65,18 @@ func (w *rowWriter) release() {
 	if cap(w.buf) > maxPooledRowBytes {
 		return
 	}
-	w.buf, w.cells, w.rows, w.fallbacks = w.buf[:0], w.cells[:0], 0, 0
+	w.buf, w.rows, w.fallbacks = w.buf[:0], 0, 0
 	w.fds, w.typeMap = nil, nil
 	rowWriters.Put(w)
 }
 
 // mark is a position to roll back to, see unwrite.
-type mark struct{ buf, cells, rows int }
+type mark struct{ buf, rows int }
 
 // write appends one row and returns its size as rowSize counts it. An
 // error is one pgx's decoder returned for a value the encoders left to it.
 func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
-	m := mark{len(w.buf), len(w.cells), w.rows}
+	m := mark{len(w.buf), w.rows}
 	if w.rows > 0 {
 		w.buf = append(w.buf, ',')
 	}
@@ -101,7 +100,6 @@ func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
 			}
 		}
 		size += n
-		w.cells = append(w.cells, int32(start), int32(len(w.buf)))
 	}
 	w.buf = append(w.buf, ']')
 	w.rows++
@@ -110,7 +108,7 @@ func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
 
 // unwrite drops the rows written since m.
 func (w *rowWriter) unwrite(m mark) {
-	w.buf, w.cells, w.rows = w.buf[:m.buf], w.cells[:m.cells], m.rows
+	w.buf, w.rows = w.buf[:m.buf], m.rows
 }
 
 // fallback converts a value as every value used to be: decoded by pgx

@@ -258,10 +258,10 @@ func compareConversions(t *testing.T, b *Backend, query string, values []string)
 	if got := res.encode(); !bytes.Equal(got, want) {
 		t.Errorf("encode() = %s; the old encoding %s", got, want)
 	}
-	if len(res.Rows) != len(old) {
-		t.Fatalf("encode() left %d rows; want %d", len(res.Rows), len(old))
+	if len(res.Rows()) != len(old) {
+		t.Fatalf("encode() left %d rows; want %d", len(res.Rows()), len(old))
 	}
-	for i, r := range res.Rows {
+	for i, r := range res.Rows() {
 		for j, cell := range r {
 			if want, _ := encodeOld(old[i][j]); !bytes.Equal(cell, want) {
 				t.Errorf("Rows[%d][%d] = %s; want %s", i, j, cell, want)
