@@ -373,6 +373,11 @@ func encodeNumeric(b, raw []byte) ([]byte, int, bool) {
 		d := int(binary.BigEndian.Uint16(raw[8+2*i:]))
 		return d, d < 10000
 	}
+	if d, _ := digit(0); weight > 0 && d == 0 {
+		// A leading zero group (PostgreSQL never sends one) would write
+		// a number with leading zeros, which is not JSON.
+		return b, 0, false
+	}
 	start := len(b)
 	b = append(b, '"')
 	if sign == 0x4000 {
