@@ -355,3 +355,37 @@ func TestPipelineRecordsAPanicAsAFailure(t *testing.T) {
 		})
 	}
 }
+
+// rawTool returns the JSON it is given as its result.
+type rawTool struct {
+	echoTool
+	json  json.RawMessage
+	valid bool
+}
+
+func (r *rawTool) Execute(context.Context, *warden.Action) (*warden.Result, error) {
+	return &warden.Result{JSON: r.json, JSONValid: r.valid, Count: 1}, nil
+}
+
+// TestPipelineRefusesAResultThatIsNotJSON: a tool's own encoding is
+// checked unless the tool says it writes JSON by construction; the
+// recording splices it in as it is.
+func TestPipelineRefusesAResultThatIsNotJSON(t *testing.T) {
+	for _, raw := range []string{`{"rows": [1, 2}`, `{"a": 1} trailing`, ``} {
+		tool := &rawTool{json: json.RawMessage(raw)}
+		rec := &memRecorder{}
+		reg, err := warden.NewRegistry(tool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &warden.Pipeline{Tools: reg, Policy: allowTables{"public.orders"}, Recorder: rec,
+			Clock: time.Now, NewID: func() string { return "c-1" }}
+		call, err := p.Run(warden.WithCaller(context.Background(), alice), "echo", json.RawMessage(`{"table":"public.orders"}`))
+		if warden.ErrorCode(err) != warden.Internal || call.Result != nil {
+			t.Errorf("a result of %q: error %v, result %+v; want Internal and no result", raw, err, call.Result)
+		}
+		if len(rec.finished) != 1 || rec.finished[0].Result != nil {
+			t.Errorf("a result of %q: recorded %d finishes with result %+v; want the failure recorded without it", raw, len(rec.finished), rec.finished)
+		}
+	}
+}

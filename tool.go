@@ -58,6 +58,12 @@ type Result struct {
 	// pipeline checks it is valid JSON. The recording and the response use
 	// these exact bytes, so what is recorded is what the agent received.
 	JSON json.RawMessage
+	// JSONValid is set by a tool whose encoder writes valid JSON by
+	// construction, a property its tests check over every encoder and
+	// malformed input: the pipeline then skips its own check (json.Valid
+	// over the whole result). The value detectors parse the result
+	// anyway when they run.
+	JSONValid bool
 }
 
 // Registry is the fixed, sorted set of tools a server offers.

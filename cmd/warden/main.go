@@ -18,6 +18,7 @@ func main() {
 	code := m.Run(ctx, os.Args[1:])
 	stop()
 	stopProfile()
+	heapProfile(os.Getenv("WARDEN_MEMPROFILE"))
 	os.Exit(code)
 }
 
@@ -40,5 +41,25 @@ func profile(path string) (stop func()) {
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+	}
+}
+
+// heapProfile writes a heap profile to path as the process exits
+// normally (allocations since start and what the last GC found live),
+// for measuring warden's memory as a client drives it. An empty path
+// writes nothing.
+func heapProfile(path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("heap").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warden: WARDEN_MEMPROFILE: %v\n", err)
 	}
 }

@@ -32,8 +32,8 @@ func TestQueryStopsAHugeScanAtMaxRows(t *testing.T) {
 				params = []string{`0`}
 			}
 			res := mustQuery(t, q, sql, params...)
-			if len(res.Rows) != 5 || !res.Truncated || res.RowCount != 5 {
-				t.Fatalf("sql_query(%q) = %d rows, truncated %v, row_count %d; want 5, true, 5", sql, len(res.Rows), res.Truncated, res.RowCount)
+			if len(res.Rows()) != 5 || !res.Truncated || res.RowCount != 5 {
+				t.Fatalf("sql_query(%q) = %d rows, truncated %v, row_count %d; want 5, true, 5", sql, len(res.Rows()), res.Truncated, res.RowCount)
 			}
 			if res.Command != "SELECT 5" {
 				t.Errorf("sql_query(%q) command = %q; want %q (the agent sent a query, not a FETCH)", sql, res.Command, "SELECT 5")
@@ -98,15 +98,15 @@ func TestQueryCapsResultBytes(t *testing.T) {
 	} {
 		t.Run(sql, func(t *testing.T) {
 			res := mustQuery(t, q, sql)
-			enc, err := json.Marshal(res.Rows)
+			enc, err := json.Marshal(res.Rows())
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(enc) > limit {
 				t.Errorf("sql_query(%q) rows encode to %d bytes; want at most %d", sql, len(enc), limit)
 			}
-			if !res.Truncated || len(res.Rows) == 0 || !strings.Contains(res.Note, "max_result_bytes") {
-				t.Errorf("sql_query(%q) = %d rows, truncated %v, note %q; want some rows, truncated, a note naming max_result_bytes", sql, len(res.Rows), res.Truncated, res.Note)
+			if !res.Truncated || len(res.Rows()) == 0 || !strings.Contains(res.Note, "max_result_bytes") {
+				t.Errorf("sql_query(%q) = %d rows, truncated %v, note %q; want some rows, truncated, a note naming max_result_bytes", sql, len(res.Rows()), res.Truncated, res.Note)
 			}
 		})
 	}

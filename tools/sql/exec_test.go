@@ -90,7 +90,7 @@ func mustQuery(t *testing.T, q *Query, sql string, params ...string) *QueryResul
 // rowsJSON is the JSON encoding of a result's rows, as a client sees it.
 func rowsJSON(t *testing.T, res *QueryResult) string {
 	t.Helper()
-	b, err := json.Marshal(res.Rows)
+	b, err := json.Marshal(res.Rows())
 	if err != nil {
 		t.Fatalf("json.Marshal(rows) = %v", err)
 	}
@@ -232,15 +232,15 @@ func TestQueryReturnsFaithfulJSON(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			res := mustQuery(t, q, c.sql)
-			if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+			if len(res.Rows()) != 1 || len(res.Rows()[0]) != 1 {
 				t.Fatalf("sql_query(%q) rows = %s; want one row of one cell", c.sql, rowsJSON(t, res))
 			}
-			got, err := json.Marshal(res.Rows[0][0])
+			got, err := json.Marshal(res.Rows()[0][0])
 			if err != nil {
-				t.Fatalf("json.Marshal(%q cell %#v) = %v", c.sql, res.Rows[0][0], err)
+				t.Fatalf("json.Marshal(%q cell %#v) = %v", c.sql, res.Rows()[0][0], err)
 			}
 			if string(got) != c.want {
-				t.Errorf("sql_query(%q) cell = %s (Go %T); want %s", c.sql, got, res.Rows[0][0], c.want)
+				t.Errorf("sql_query(%q) cell = %s (Go %T); want %s", c.sql, got, res.Rows()[0][0], c.want)
 			}
 			if res.Columns[0].Type != c.wantType {
 				t.Errorf("sql_query(%q) column type = %q; want %q", c.sql, res.Columns[0].Type, c.wantType)
@@ -349,8 +349,8 @@ func TestQueryCapsRows(t *testing.T) {
 			if qr.Truncated != c.wantTruncated || res.Truncated != c.wantTruncated {
 				t.Errorf("sql_query(%q) truncated = %v (result %v); want %v", c.sql, qr.Truncated, res.Truncated, c.wantTruncated)
 			}
-			if res.Count != int64(len(qr.Rows)) || qr.RowCount != int64(len(qr.Rows)) {
-				t.Errorf("sql_query(%q) count = %d, row_count = %d; want %d", c.sql, res.Count, qr.RowCount, len(qr.Rows))
+			if res.Count != int64(len(qr.Rows())) || qr.RowCount != int64(len(qr.Rows())) {
+				t.Errorf("sql_query(%q) count = %d, row_count = %d; want %d", c.sql, res.Count, qr.RowCount, len(qr.Rows()))
 			}
 		})
 	}

@@ -32,10 +32,12 @@ type rowWriter struct {
 	typeMap *pgtype.Map
 	fds     []pgconn.FieldDescription
 	// buf holds the rows array's elements, comma separated, without the
-	// brackets; cells holds each cell's start and end in buf.
-	buf   []byte
-	cells []int32
-	rows  int
+	// brackets.
+	buf  []byte
+	rows int
+	// fallbacks counts the values left to the fallback (tests check the
+	// common types never are).
+	fallbacks int
 }
 
 // cellEncoder appends one non-NULL value's JSON to b and returns its size
@@ -63,18 +65,18 @@ func (w *rowWriter) release() {
 	if cap(w.buf) > maxPooledRowBytes {
 		return
 	}
-	w.buf, w.cells, w.rows = w.buf[:0], w.cells[:0], 0
+	w.buf, w.rows, w.fallbacks = w.buf[:0], 0, 0
 	w.fds, w.typeMap = nil, nil
 	rowWriters.Put(w)
 }
 
 // mark is a position to roll back to, see unwrite.
-type mark struct{ buf, cells, rows int }
+type mark struct{ buf, rows int }
 
 // write appends one row and returns its size as rowSize counts it. An
 // error is one pgx's decoder returned for a value the encoders left to it.
 func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
-	m := mark{len(w.buf), len(w.cells), w.rows}
+	m := mark{len(w.buf), w.rows}
 	if w.rows > 0 {
 		w.buf = append(w.buf, ',')
 	}
@@ -98,7 +100,6 @@ func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
 			}
 		}
 		size += n
-		w.cells = append(w.cells, int32(start), int32(len(w.buf)))
 	}
 	w.buf = append(w.buf, ']')
 	w.rows++
@@ -107,13 +108,14 @@ func (w *rowWriter) write(raw [][]byte) (mark, int, error) {
 
 // unwrite drops the rows written since m.
 func (w *rowWriter) unwrite(m mark) {
-	w.buf, w.cells, w.rows = w.buf[:m.buf], w.cells[:m.cells], m.rows
+	w.buf, w.rows = w.buf[:m.buf], m.rows
 }
 
 // fallback converts a value as every value used to be: decoded by pgx
 // (exactly as rows.Values() does), converted by toJSON, encoded by
 // encoding/json without HTML escaping.
 func (w *rowWriter) fallback(b []byte, col int, raw []byte) ([]byte, int, error) {
+	w.fallbacks++
 	fd := &w.fds[col]
 	var v any
 	if t, ok := w.typeMap.TypeForOID(fd.DataTypeOID); ok {
@@ -161,14 +163,21 @@ var arrayElements = map[uint32]uint32{
 // format of pgx's own codecs for these types; a column whose type the
 // connection's type map has given another codec goes to the fallback.
 func encoderFor(oid uint32, format int16, typeMap *pgtype.Map) cellEncoder {
-	if format != pgtype.BinaryFormatCode {
-		if _, known := typeMap.TypeForOID(oid); !known && format == pgtype.TextFormatCode {
+	t, known := typeMap.TypeForOID(oid)
+	if format == pgtype.TextFormatCode {
+		if !known {
 			// rows.Values() returns an unknown type's text as a string.
 			return encodeText
 		}
+		if builtinCodec(t) {
+			// pgx asks for the text format for the types whose codec
+			// prefers it (TextCodec, JSONCodec, JSONBCodec): text,
+			// varchar, bpchar, name and json, jsonb come this way.
+			return textFormatEncoder(oid)
+		}
 		return leaveToFallback
 	}
-	if t, ok := typeMap.TypeForOID(oid); !ok || !builtinCodec(t) {
+	if format != pgtype.BinaryFormatCode || !known || !builtinCodec(t) {
 		return leaveToFallback
 	}
 	if elem, ok := arrayElements[oid]; ok {
@@ -189,6 +198,22 @@ func builtinCodec(t *pgtype.Type) bool {
 }
 
 func leaveToFallback(b, _ []byte) ([]byte, int, bool) { return b, 0, false }
+
+// textFormatEncoder is the encoder for a value of a built-in type sent in
+// the text format. TextCodec decodes either format to string(raw), and
+// the json codecs read the same text, so these encoders are the binary
+// ones; jsonb's text has no version byte.
+func textFormatEncoder(oid uint32) cellEncoder {
+	switch oid {
+	case pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.UnknownOID:
+		return encodeText
+	case pgtype.JSONOID:
+		return encodeJSON
+	case pgtype.JSONBOID:
+		return encodeJSONBText
+	}
+	return leaveToFallback
+}
 
 func scalarEncoder(oid uint32) cellEncoder {
 	switch oid {
@@ -348,6 +373,11 @@ func encodeNumeric(b, raw []byte) ([]byte, int, bool) {
 		d := int(binary.BigEndian.Uint16(raw[8+2*i:]))
 		return d, d < 10000
 	}
+	if d, _ := digit(0); weight > 0 && d == 0 {
+		// A leading zero group (PostgreSQL never sends one) would write
+		// a number with leading zeros, which is not JSON.
+		return b, 0, false
+	}
 	start := len(b)
 	b = append(b, '"')
 	if sign == 0x4000 {
@@ -503,6 +533,16 @@ func encodeJSONB(b, raw []byte) ([]byte, int, bool) {
 		return b, 0, false
 	}
 	return appendCompactJSON(b, raw[1:]) // binary jsonb: version byte, then text
+}
+
+// encodeJSONBText is encodeJSON for jsonb in the text format. toJSON
+// drops a leading 1 as binary jsonb's version byte whatever the format:
+// such text (never JSON) goes to the fallback.
+func encodeJSONBText(b, raw []byte) ([]byte, int, bool) {
+	if len(raw) > 0 && raw[0] == 1 {
+		return b, 0, false
+	}
+	return appendCompactJSON(b, raw)
 }
 
 func appendCompactJSON(b, text []byte) ([]byte, int, bool) {

@@ -3,6 +3,7 @@ package sql
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/warden-mcp/warden/internal/pgtest"
 )
@@ -111,11 +113,38 @@ func TestRowJSONMatchesValuesConversion(t *testing.T) {
 			compareConversions(t, b, query, c.values)
 		})
 	}
-	// A row of many types, and a whole result, as the bench reads it.
+	// A row of many types, and a whole result, as the bench reads it:
+	// every value written by an encoder, none left to the fallback.
 	t.Run("WholeRows", func(t *testing.T) {
-		compareConversions(t, b, `SELECT i, 'item ' || i AS name, i * 1.25 AS price, timestamptz '2025-01-01' + i * interval '1 hour' AS added,
+		if n := compareConversions(t, b, `SELECT i, 'item ' || i AS name, i * 1.25 AS price, timestamptz '2025-01-01' + i * interval '1 hour' AS added,
 			i % 2 = 0 AS active, ARRAY['t' || i, NULL] AS tags, jsonb_build_object('i', i) AS doc, NULL::text AS nothing
-			FROM generate_series(1, 50) i`, nil)
+			FROM generate_series(1, 50) i`, nil); n != 0 {
+			t.Errorf("%d values went to the fallback; want none", n)
+		}
+	})
+	// pgx asks for these types in the text format (their codecs prefer
+	// it); they are written from that text, not by the fallback.
+	t.Run("TextFormat", func(t *testing.T) {
+		const q = `SELECT v::text AS t, v::varchar AS vc, v::bpchar(12) AS bp, v::name AS n, v::json AS j, v::jsonb AS jb
+			FROM (VALUES ('"x"'), ('{"a": [1, 2.50, null], "b": "<&>\u2028"}'), ('  [ 1,2 ]  '), ('"quo\"te é"')) AS t(v)`
+		conn, err := b.pool.Acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, fd := range rows.FieldDescriptions() {
+			if fd.Format != pgtype.TextFormatCode {
+				t.Errorf("column %d (%s) came in format %d; this test means the text format", i, fd.Name, fd.Format)
+			}
+		}
+		rows.Close()
+		conn.Release()
+		if n := compareConversions(t, b, q, nil); n != 0 {
+			t.Errorf("%d values went to the fallback; want none", n)
+		}
 	})
 	t.Run("NoColumns", func(t *testing.T) {
 		compareConversions(t, b, "SELECT FROM generate_series(1, 3)", nil)
@@ -156,8 +185,9 @@ func TestRowJSONFailsWhereValuesFailed(t *testing.T) {
 
 // compareConversions runs query once and, for each row, writes it with
 // the row writer and converts it as before, and compares bytes and sizes;
-// then the whole result's encoding. values name the rows in failures.
-func compareConversions(t *testing.T, b *Backend, query string, values []string) {
+// then the whole result's encoding. values name the rows in failures. It
+// returns how many values the row writer left to the fallback.
+func compareConversions(t *testing.T, b *Backend, query string, values []string) (fallbacks int) {
 	t.Helper()
 	ctx := t.Context()
 	conn, err := b.pool.Acquire(ctx)
@@ -210,6 +240,7 @@ func compareConversions(t *testing.T, b *Backend, query string, values []string)
 	if err := rows.Err(); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
+	fallbacks = w.fallbacks
 	res := &QueryResult{Columns: []Column{{Name: "c", Type: "t <&>", Masked: true, Mask: "last4 of x"}}, RowCount: int64(len(old)),
 		Truncated: true, Note: "note\u2028", Command: "SELECT 3", CallID: "c-1", rows: w}
 	oldRes := struct {
@@ -228,16 +259,17 @@ func compareConversions(t *testing.T, b *Backend, query string, values []string)
 	if got := res.encode(); !bytes.Equal(got, want) {
 		t.Errorf("encode() = %s; the old encoding %s", got, want)
 	}
-	if len(res.Rows) != len(old) {
-		t.Fatalf("encode() left %d rows; want %d", len(res.Rows), len(old))
+	if len(res.Rows()) != len(old) {
+		t.Fatalf("encode() left %d rows; want %d", len(res.Rows()), len(old))
 	}
-	for i, r := range res.Rows {
+	for i, r := range res.Rows() {
 		for j, cell := range r {
 			if want, _ := encodeOld(old[i][j]); !bytes.Equal(cell, want) {
 				t.Errorf("Rows[%d][%d] = %s; want %s", i, j, cell, want)
 			}
 		}
 	}
+	return fallbacks
 }
 
 // encodeOld encodes v as the pipeline encoded results: encoding/json
@@ -416,4 +448,105 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestEncodersWriteJSON: the row writer's encoding is valid JSON by
+// construction, so the pipeline does not check it again (Result.JSONValid).
+// Every encoder, fed arbitrary bytes as a server could send them
+// (including what PostgreSQL never sends), either leaves the value to the
+// fallback (whose output encoding/json writes) or appends exactly one
+// valid JSON value, leaving what was before it untouched.
+func TestEncodersWriteJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	types := pgtype.NewMap()
+	type enc struct {
+		name string
+		enc  cellEncoder
+	}
+	var encs []enc
+	for _, oid := range []uint32{pgtype.BoolOID, pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.Float4OID, pgtype.Float8OID,
+		pgtype.NumericOID, pgtype.TextOID, pgtype.VarcharOID, pgtype.BPCharOID, pgtype.NameOID, pgtype.TimestampOID, pgtype.TimestamptzOID,
+		pgtype.DateOID, pgtype.UUIDOID, pgtype.ByteaOID, pgtype.JSONOID, pgtype.JSONBOID} {
+		encs = append(encs, enc{fmt.Sprintf("binary %d", oid), encoderFor(oid, pgtype.BinaryFormatCode, types)},
+			enc{fmt.Sprintf("text %d", oid), encoderFor(oid, pgtype.TextFormatCode, types)})
+	}
+	for arr, elem := range arrayElements {
+		encs = append(encs, enc{fmt.Sprintf("array %d of %d", arr, elem), encoderFor(arr, pgtype.BinaryFormatCode, types)})
+	}
+	encs = append(encs, enc{"unknown type, text", encoderFor(999999, pgtype.TextFormatCode, types)})
+
+	var inputs [][]byte
+	for _, s := range []string{"", "\x00", "\x01", "\xff", `{"a":1}`, "\x01{\"a\":1}", "[1e400]", "\"", "\\", "\x01\x02\x03\x04", "00012"} {
+		inputs = append(inputs, []byte(s))
+	}
+	for range 3000 {
+		raw := make([]byte, rng.IntN(24))
+		for i := range raw {
+			raw[i] = byte(rng.IntN(256))
+		}
+		inputs = append(inputs, raw)
+	}
+	// Numerics with headers in range and digits that may not be.
+	be := func(b []byte, v ...uint16) []byte {
+		for _, x := range v {
+			b = append(b, byte(x>>8), byte(x))
+		}
+		return b
+	}
+	for range 5000 {
+		nd := rng.IntN(5)
+		raw := be(nil, uint16(nd), uint16(int16(rng.IntN(9)-4)), []uint16{0, 0x4000, 0xC000, 0xD000, 0xF000, 0x1234}[rng.IntN(6)], uint16(int16(rng.IntN(20)-2)))
+		for range nd {
+			d := uint16(rng.IntN(10000))
+			switch rng.IntN(4) {
+			case 0:
+				d = 0
+			case 1:
+				d = uint16(rng.IntN(65536))
+			}
+			raw = be(raw, d)
+		}
+		inputs = append(inputs, raw)
+	}
+	// Arrays: a valid header of each element type, then random elements.
+	for _, elem := range arrayElements {
+		for range 300 {
+			n := rng.IntN(4)
+			raw := binary.BigEndian.AppendUint32(nil, 1)
+			raw = binary.BigEndian.AppendUint32(raw, 0)
+			raw = binary.BigEndian.AppendUint32(raw, elem)
+			raw = binary.BigEndian.AppendUint32(raw, uint32(n))
+			raw = binary.BigEndian.AppendUint32(raw, 1)
+			for range n {
+				if rng.IntN(5) == 0 {
+					raw = binary.BigEndian.AppendUint32(raw, math.MaxUint32) // NULL
+					continue
+				}
+				v := inputs[rng.IntN(len(inputs))]
+				raw = binary.BigEndian.AppendUint32(raw, uint32(len(v)))
+				raw = append(raw, v...)
+			}
+			inputs = append(inputs, raw)
+		}
+	}
+	written := 0
+	for _, e := range encs {
+		for _, raw := range inputs {
+			prefix := []byte(`[1,`)
+			out, _, ok := e.enc(append([]byte(nil), prefix...), raw)
+			if !ok {
+				continue
+			}
+			written++
+			if !bytes.Equal(out[:len(prefix)], prefix) {
+				t.Fatalf("%s(%x) changed what was before it: %q", e.name, raw, out[:len(prefix)])
+			}
+			if v := out[len(prefix):]; !json.Valid(v) {
+				t.Errorf("%s(%x) wrote %q: not JSON", e.name, raw, v)
+			}
+		}
+	}
+	if written < len(inputs) {
+		t.Fatalf("only %d values written by the encoders: the inputs do not exercise them", written)
+	}
 }
