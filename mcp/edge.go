@@ -55,7 +55,7 @@ func (s *Server) edge(next http.Handler) http.Handler {
 			return
 		}
 		defer ew.finish()
-		next.ServeHTTP(ew, r)
+		next.ServeHTTP(ew, r.WithContext(withSplicer(r.Context(), &ew.splice)))
 	})
 }
 
@@ -131,6 +131,9 @@ type edgeWriter struct {
 	timeout time.Duration
 	origin  string // the request's allowed Origin, or ""
 	wrote   bool
+	// splice holds the tools/call result values this request's handler
+	// built (splice.go); Write puts them in place of their placeholders.
+	splice splicer
 }
 
 func (w *edgeWriter) commit() {
@@ -165,7 +168,26 @@ func (w *edgeWriter) WriteHeader(status int) {
 func (w *edgeWriter) Write(p []byte) (int, error) {
 	w.commit()
 	w.deadline()
+	if bytes.Contains(p, spliceNonce) {
+		return w.writeSpliced(p)
+	}
 	return w.ResponseWriter.Write(p)
+}
+
+// writeSpliced writes p with its placeholders replaced, or nothing of it
+// when one is not this request's (splice.go).
+func (w *edgeWriter) writeSpliced(p []byte) (int, error) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	out, err := w.splice.rewrite((*buf)[:0], p)
+	*buf = out
+	if err != nil {
+		return 0, err
+	}
+	if _, err := w.ResponseWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (w *edgeWriter) Flush() {
@@ -176,7 +198,10 @@ func (w *edgeWriter) Flush() {
 
 // finish gives the server's final flush of the response a fresh write
 // deadline.
-func (w *edgeWriter) finish() { w.deadline() }
+func (w *edgeWriter) finish() {
+	w.deadline()
+	w.splice.release()
+}
 
 func (w *edgeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
