@@ -134,6 +134,10 @@ type edgeWriter struct {
 	// splice holds the tools/call result values this request's handler
 	// built (splice.go); Write puts them in place of their placeholders.
 	splice splicer
+	// held is the end of the last write when it could begin a placeholder:
+	// it is sent with the next write (or when the handler is done), so a
+	// placeholder split across writes is still found.
+	held []byte
 }
 
 func (w *edgeWriter) commit() {
@@ -168,10 +172,25 @@ func (w *edgeWriter) WriteHeader(status int) {
 func (w *edgeWriter) Write(p []byte) (int, error) {
 	w.commit()
 	w.deadline()
-	if bytes.Contains(p, spliceNonce) {
-		return w.writeSpliced(p)
+	n := len(p)
+	if len(w.held) > 0 {
+		p = append(w.held, p...)
+		w.held = nil
 	}
-	return w.ResponseWriter.Write(p)
+	if bytes.Contains(p, spliceNonce) {
+		if _, err := w.writeSpliced(p); err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+	if k := nonceTail(p); k > 0 {
+		w.held = bytes.Clone(p[len(p)-k:])
+		p = p[:len(p)-k]
+	}
+	if _, err := w.ResponseWriter.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // writeSpliced writes p with its placeholders replaced, or nothing of it
@@ -200,6 +219,11 @@ func (w *edgeWriter) Flush() {
 // deadline.
 func (w *edgeWriter) finish() {
 	w.deadline()
+	if len(w.held) > 0 {
+		// Less than the nonce: no placeholder.
+		_, _ = w.ResponseWriter.Write(w.held)
+		w.held = nil
+	}
 	w.splice.release()
 }
 

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -46,9 +47,12 @@ var errSplice = errors.New("warden: a response holds a placeholder that is not t
 // until the response carrying their placeholders is written.
 type splicer struct {
 	mu      sync.Mutex
-	seq     int
 	pending map[int]*splice
 }
+
+// spliceSeq numbers placeholders across the process, so that one request's
+// placeholder is never another's.
+var spliceSeq atomic.Int64
 
 type splice struct {
 	text       *[]byte // the text block's JSON string, quotes included
@@ -78,9 +82,8 @@ func spliceResult(ctx context.Context, res *mcp.CallToolResult) *mcp.CallToolRes
 	}
 	text := getBuffer()
 	*text = appendString((*text)[:0], textOf(res.Content[0]).Text)
+	n := int(spliceSeq.Add(1))
 	sp.mu.Lock()
-	sp.seq++
-	n := sp.seq
 	if sp.pending == nil {
 		sp.pending = map[int]*splice{}
 	}
@@ -150,4 +153,17 @@ func (sp *splicer) release() {
 		putBuffer(s.text)
 		delete(sp.pending, n)
 	}
+}
+
+// nonceTail returns how many bytes at the end of p could begin the nonce
+// (0 if none): a placeholder split across two writes is put back together
+// before it is judged.
+func nonceTail(p []byte) int {
+	from := max(0, len(p)-len(spliceNonce)+1)
+	for i := from; i < len(p); i++ {
+		if p[i] == spliceNonce[0] && bytes.HasPrefix(spliceNonce, p[i:]) {
+			return len(p) - i
+		}
+	}
+	return 0
 }
