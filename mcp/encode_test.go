@@ -182,3 +182,59 @@ func BenchmarkAppendToolResponse(b *testing.B) {
 		})
 	}
 }
+
+var validCases = []string{
+	``, ` `, `0`, `-0`, `-`, `01`, `1.`, `1.5`, `.5`, `1e5`, `1E+5`, `1e-5`, `1e`, `1e+`, `-1.25e-10`, `+1`, `1 2`,
+	`true`, `false`, `null`, `tru`, `nul`, `nulls`, `True`,
+	`""`, `"a"`, `"\"\\\/\b\f\n\r\t"`, `"\u00e9\uD83D\ude00"`, `"\u12"`, `"\x"`, "\"\x01\"", "\"\x7f\xff\xfe\"", `"abc`, `"\`,
+	`{}`, `[]`, ` { } `, `{"a":1}`, `{"a" : [1, {"b":null}] }`, `{"a":1,}`, `[1,]`, `[,1]`, `{,}`, `{"a"}`, `{"a":}`, `{1:2}`,
+	`[1 2]`, `{"a":1 "b":2}`, `[}`, `{]`, `[[[]]]`, `[[[]]`, `]`, `}`, `{"a":[1,2,{"c":"d"}],"e":{"f":[]}}`,
+	"\t[\r\n1\n]\n", `[1]x`, `{"a":1}{"b":2}`,
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+	strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000),
+	strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
+}
+
+func TestValidJSONMatchesEncodingJSON(t *testing.T) {
+	check := func(b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%.200q) = %v, json.Valid says %v", b, got, want)
+		}
+	}
+	for _, c := range validCases {
+		check([]byte(c))
+	}
+	body := benchResult()
+	check(body)
+	rng := rand.New(rand.NewPCG(3, 4))
+	alphabet := []byte("{}[],:\"\\ \t\n-+.0123456789eEtrufalsn/u\x01\xff")
+	for range 20000 {
+		b := bytes.Clone(body)
+		if rng.IntN(2) == 0 {
+			b = b[:rng.IntN(len(b)+1)]
+		}
+		for range rng.IntN(4) {
+			if len(b) > 0 {
+				b[rng.IntN(len(b))] = alphabet[rng.IntN(len(alphabet))]
+			}
+		}
+		check(b)
+		small := make([]byte, rng.IntN(12))
+		for i := range small {
+			small[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		check(small)
+	}
+}
+
+func FuzzValidJSON(f *testing.F) {
+	for _, c := range validCases {
+		f.Add([]byte(c))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", b, got, want)
+		}
+	})
+}

@@ -90,7 +90,9 @@ func TestStdioAnswersAsMCPGo(t *testing.T) {
 		`silent:{"jsonrpc":"2.0","id":null,"method":"ping"}`,
 	}
 	caller := &warden.Caller{Subject: "bench@example.com"}
-	base := func(ctx context.Context) context.Context { return warden.WithCaller(withTransport(ctx, "stdio"), caller) }
+	base := func(ctx context.Context) context.Context {
+		return warden.WithCaller(withTransport(ctx, "stdio"), caller)
+	}
 
 	// mcp-go's StdioServer keeps one session for the whole process; it
 	// runs first, before anything here has initialized it.
