@@ -176,11 +176,14 @@ func appendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// The run of bytes written as they are, in one tight loop.
+		for i < len(s) && safeByte[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if b := s[i]; b < utf8.RuneSelf {
-			if htmlSafe[b] {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch b {
 			case '\\', '"':
@@ -234,6 +237,13 @@ var htmlSafe = func() (t [utf8.RuneSelf]bool) {
 			t[b] = true
 		}
 	}
+	return t
+}()
+
+// safeByte is htmlSafe over every byte value: false from 0x80 up, where
+// appendString decodes UTF-8.
+var safeByte = func() (t [256]bool) {
+	copy(t[:], htmlSafe[:])
 	return t
 }()
 
