@@ -55,7 +55,7 @@ func (s *Server) edge(next http.Handler) http.Handler {
 			return
 		}
 		defer ew.finish()
-		next.ServeHTTP(ew, r)
+		next.ServeHTTP(ew, r.WithContext(withSplicer(r.Context(), &ew.splice)))
 	})
 }
 
@@ -131,6 +131,13 @@ type edgeWriter struct {
 	timeout time.Duration
 	origin  string // the request's allowed Origin, or ""
 	wrote   bool
+	// splice holds the tools/call result values this request's handler
+	// built (splice.go); Write puts them in place of their placeholders.
+	splice splicer
+	// held is the end of the last write when it could begin a placeholder:
+	// it is sent with the next write (or when the handler is done), so a
+	// placeholder split across writes is still found.
+	held []byte
 }
 
 func (w *edgeWriter) commit() {
@@ -165,7 +172,41 @@ func (w *edgeWriter) WriteHeader(status int) {
 func (w *edgeWriter) Write(p []byte) (int, error) {
 	w.commit()
 	w.deadline()
-	return w.ResponseWriter.Write(p)
+	n := len(p)
+	if len(w.held) > 0 {
+		p = append(w.held, p...)
+		w.held = nil
+	}
+	if bytes.Contains(p, spliceNonce) {
+		if _, err := w.writeSpliced(p); err != nil {
+			return 0, err
+		}
+		return n, nil
+	}
+	if k := nonceTail(p); k > 0 {
+		w.held = bytes.Clone(p[len(p)-k:])
+		p = p[:len(p)-k]
+	}
+	if _, err := w.ResponseWriter.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// writeSpliced writes p with its placeholders replaced, or nothing of it
+// when one is not this request's (splice.go).
+func (w *edgeWriter) writeSpliced(p []byte) (int, error) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	out, err := w.splice.rewrite((*buf)[:0], p)
+	*buf = out
+	if err != nil {
+		return 0, err
+	}
+	if _, err := w.ResponseWriter.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func (w *edgeWriter) Flush() {
@@ -176,7 +217,15 @@ func (w *edgeWriter) Flush() {
 
 // finish gives the server's final flush of the response a fresh write
 // deadline.
-func (w *edgeWriter) finish() { w.deadline() }
+func (w *edgeWriter) finish() {
+	w.deadline()
+	if len(w.held) > 0 {
+		// Less than the nonce: no placeholder.
+		_, _ = w.ResponseWriter.Write(w.held)
+		w.held = nil
+	}
+	w.splice.release()
+}
 
 func (w *edgeWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 

@@ -53,6 +53,24 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 	if !ok {
 		return errors.New("invalid request: not a JSON-RPC message")
 	}
+	// A tools/call (the one request served per call) is decoded once, into
+	// the type mcp-go will decode it into: that decode judges its shape and
+	// gives its arguments and protocol era. A message naming tools/call is
+	// refused on that decode's error exactly as below, since that is the
+	// decode the rules below make too; anything else takes the path below.
+	if bytes.Contains(raw, []byte(mcp.MethodToolsCall)) {
+		var call mcp.CallToolRequest
+		err := json.Unmarshal(raw, &call)
+		if call.Method == string(mcp.MethodToolsCall) {
+			if err != nil {
+				return errors.New(decodeError(mcp.MethodToolsCall, err))
+			}
+			if a := bytes.TrimSpace(call.Params.RawArguments); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+				return fmt.Errorf("invalid %s request: params.arguments must be an object", mcp.MethodToolsCall)
+			}
+			return checkInitialized(ctx, mcp.MethodToolsCall, mcp.IsModernProtocol(call.Params.Meta.ProtocolVersion()))
+		}
+	}
 	// One decode serves the method, the arguments' shape and the protocol
 	// era; a message that does not fit it whole is judged as before, with
 	// the era decoded on its own (isModern).
@@ -76,14 +94,20 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 	if baseErr != nil {
 		modern = isModern(raw)
 	}
-	if base.Method == mcp.MethodInitialize || base.Method == mcp.MethodPing || modern {
+	return checkInitialized(ctx, base.Method, modern)
+}
+
+// checkInitialized refuses a session-era request other than initialize
+// and ping on a stdio or SSE session that has not been initialized.
+func checkInitialized(ctx context.Context, method mcp.MCPMethod, modern bool) error {
+	if method == mcp.MethodInitialize || method == mcp.MethodPing || modern {
 		return nil
 	}
 	switch transportFrom(ctx) {
 	case "stdio", "sse":
 		// Streamable HTTP sessions exist only once initialize made them.
 		if cs := server.ClientSessionFromContext(ctx); cs != nil && !cs.Initialized() {
-			return fmt.Errorf("%s before initialize: this session has not been initialized; send initialize first", clip(string(base.Method), clipLen))
+			return fmt.Errorf("%s before initialize: this session has not been initialized; send initialize first", clip(string(method), clipLen))
 		}
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -165,7 +164,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 			// decodes.
 			res.StructuredContent = nil
 		}
-		return res, nil
+		return spliceResult(ctx, res), nil
 	}
 }
 
@@ -264,10 +263,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, to
 	default:
 		return errors.New("stdio needs a caller: set WARDEN_TOKEN to a token from a configured issuer, or configure identity.local")
 	}
-	std := server.NewStdioServer(s.mcp)
-	std.SetErrorLogger(log.New(io.Discard, "", 0))
-	std.SetContextFunc(base)
-	err := std.Listen(ctx, in, out)
+	err := serveStdio(ctx, s.mcp, in, out, base)
 	s.tracker.endAll()
 	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil

@@ -1,0 +1,456 @@
+package mcp
+
+import (
+	"bytes"
+	"encoding/json"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/mark3labs/mcp-go/mcp"
+)
+
+// warden builds the bytes of a tools/call response itself. mcp-go's path
+// (CallToolResult.MarshalJSON builds a map and marshals it, and
+// encoding/json re-validates every Marshaler's output) escapes the result
+// text once and then scans it twice more, and scans structuredContent three
+// times. Here the text is escaped once and structuredContent is checked
+// once and copied. The bytes are mcp-go's own for every result warden
+// builds (encode_test.go compares them over many results); anything of
+// another shape goes through encoding/json, as before.
+
+// appendToolResponse appends resp, followed by a newline, as
+// json.Marshal would encode it, and reports whether it could: only a
+// response holding a *mcp.CallToolResult whose content is text blocks, with
+// no input requests, is built here; the caller marshals anything else.
+func appendToolResponse(dst []byte, resp mcp.JSONRPCMessage) ([]byte, bool) {
+	r, ok := resp.(mcp.JSONRPCResponse)
+	if !ok {
+		return dst, false
+	}
+	res, ok := r.Result.(*mcp.CallToolResult)
+	if !ok || res == nil || len(res.InputRequests) > 0 || res.RequestState != "" {
+		return dst, false
+	}
+	for _, c := range res.Content {
+		if !plainText(c) {
+			return dst, false
+		}
+	}
+	structured, ok := structuredJSON(res)
+	if !ok {
+		return dst, false
+	}
+	id, err := json.Marshal(r.ID)
+	if err != nil {
+		return dst, false
+	}
+	jsonrpc, err := json.Marshal(r.JSONRPC)
+	if err != nil {
+		return dst, false
+	}
+	start := len(dst)
+	dst = append(dst, `{"jsonrpc":`...)
+	dst = append(dst, jsonrpc...)
+	dst = append(dst, `,"id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"result":{`...)
+	// CallToolResult.MarshalJSON marshals a map: its keys come out sorted.
+	if res.Meta != nil {
+		meta, err := json.Marshal(res.Meta)
+		if err != nil {
+			return dst[:start], false
+		}
+		dst = append(dst, `"_meta":`...)
+		dst = append(dst, meta...)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"content":[`...)
+	for i, c := range res.Content {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"type":`...)
+		dst = appendString(dst, textOf(c).Type)
+		dst = append(dst, `,"text":`...)
+		dst = appendString(dst, textOf(c).Text)
+		dst = append(dst, '}')
+	}
+	dst = append(dst, ']')
+	if res.IsError {
+		dst = append(dst, `,"isError":true`...)
+	}
+	if res.ResultType != "" {
+		dst = append(dst, `,"resultType":`...)
+		dst = appendString(dst, string(res.ResultType))
+	}
+	if structured != nil {
+		dst = append(dst, `,"structuredContent":`...)
+		dst = append(dst, structured...)
+	}
+	dst = append(dst, "}}\n"...)
+	return dst, true
+}
+
+// plainText reports whether c is a text block with nothing but its type
+// and text, which appendToolResponse writes itself.
+func plainText(c mcp.Content) bool {
+	var t mcp.TextContent
+	switch v := c.(type) {
+	case mcp.TextContent:
+		t = v
+	case *mcp.TextContent:
+		if v == nil {
+			return false
+		}
+		t = *v
+	default:
+		return false
+	}
+	return t.Annotations == nil && t.Meta == nil
+}
+
+func textOf(c mcp.Content) mcp.TextContent {
+	if p, ok := c.(*mcp.TextContent); ok {
+		return *p
+	}
+	return c.(mcp.TextContent)
+}
+
+// structuredJSON returns the bytes encoding/json would write for a
+// result's structuredContent (nil when it has none), and whether it could
+// tell them without encoding/json. Raw JSON (what warden sends) is used as
+// it is when it is valid, holds no line break (it must stay on one line of
+// stdio or one SSE data line) and nothing encoding/json would rewrite
+// (<, >, &, U+2028, U+2029); compact JSON, as warden's tools write it, then
+// comes out byte for byte as encoding/json writes it.
+func structuredJSON(res *mcp.CallToolResult) ([]byte, bool) {
+	var raw []byte
+	switch {
+	case len(res.RawStructuredContent) > 0:
+		raw = res.RawStructuredContent
+	case res.StructuredContent == nil:
+		return nil, true
+	default:
+		switch v := res.StructuredContent.(type) {
+		case json.RawMessage:
+			raw = v
+		case []byte:
+			return nil, false
+		default:
+			return nil, false
+		}
+	}
+	if !rawAsIs(raw) {
+		return nil, false
+	}
+	return raw, true
+}
+
+// rawAsIs reports whether raw JSON can be written as it is: valid, with no
+// line break and nothing encoding/json would escape.
+func rawAsIs(raw []byte) bool {
+	if len(raw) == 0 || bytes.IndexAny(raw, "\n\r<>&") >= 0 {
+		return false
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], 0xE2) // U+2028 and U+2029 are E2 80 A8/A9
+		if j < 0 {
+			break
+		}
+		i += j
+		if i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9) {
+			return false
+		}
+		i++
+	}
+	return validJSON(raw)
+}
+
+// appendString appends s as a JSON string exactly as encoding/json writes
+// it with HTML escaping on (json.Marshal's default): <, > and & as \u003c,
+// \u003e and \u0026, control characters escaped, invalid UTF-8 as \ufffd,
+// U+2028 and U+2029 escaped. (Adapted from encoding/json's appendString,
+// Go 1.26; BSD licence.)
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		// The run of bytes written as they are, in one tight loop.
+		for i < len(s) && safeByte[s[i]] {
+			i++
+		}
+		if i == len(s) {
+			break
+		}
+		if b := s[i]; b < utf8.RuneSelf {
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		c, size := utf8.DecodeRuneInString(s[i:])
+		if c == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if c == '\u2028' || c == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// htmlSafe marks the ASCII bytes a JSON string holds as they are under
+// HTML escaping: printable, and none of " \ < > &.
+var htmlSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		switch b {
+		case '"', '\\', '<', '>', '&', 0x7f:
+			t[b] = b == 0x7f
+		default:
+			t[b] = true
+		}
+	}
+	return t
+}()
+
+// safeByte is htmlSafe over every byte value: false from 0x80 up, where
+// appendString decodes UTF-8.
+var safeByte = func() (t [256]bool) {
+	copy(t[:], htmlSafe[:])
+	return t
+}()
+
+// responseBuffers recycles the buffers responses are built in: a result is
+// several kilobytes, built once per call.
+var responseBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBuffer() *[]byte { return responseBuffers.Get().(*[]byte) }
+
+// putBuffer returns b to the pool unless it grew past what calls usually
+// need, so that one huge result does not stay pinned.
+func putBuffer(b *[]byte) {
+	if cap(*b) > 1<<20 {
+		return
+	}
+	*b = (*b)[:0]
+	responseBuffers.Put(b)
+}
+
+// maxDepth is encoding/json's limit on nesting: deeper JSON is not valid to
+// it, so not to validJSON either.
+const maxDepth = 10000
+
+// validJSON reports whether b is one JSON value (with white space around
+// it), exactly as json.Valid does (encode_test.go compares them), several
+// times faster: structured content is checked once per call.
+func validJSON(b []byte) bool {
+	var stack []byte // the open containers, '{' or '['
+	i := skipSpace(b, 0)
+	for {
+		// A value starts at i.
+		if i >= len(b) {
+			return false
+		}
+		switch c := b[i]; {
+		case c == '{' || c == '[':
+			if len(stack) >= maxDepth { // an empty one counts too
+				return false
+			}
+			i = skipSpace(b, i+1)
+			if i < len(b) && b[i] == c+2 { // '}' or ']'
+				i++
+				break
+			}
+			stack = append(stack, c)
+			if c == '{' {
+				var ok bool
+				if i, ok = objectKey(b, i); !ok {
+					return false
+				}
+			}
+			continue
+		case c == '"':
+			var ok bool
+			if i, ok = jsonString(b, i); !ok {
+				return false
+			}
+		case c == '-' || c >= '0' && c <= '9':
+			var ok bool
+			if i, ok = jsonNumber(b, i); !ok {
+				return false
+			}
+		case c == 't':
+			if !bytes.HasPrefix(b[i:], []byte("true")) {
+				return false
+			}
+			i += 4
+		case c == 'f':
+			if !bytes.HasPrefix(b[i:], []byte("false")) {
+				return false
+			}
+			i += 5
+		case c == 'n':
+			if !bytes.HasPrefix(b[i:], []byte("null")) {
+				return false
+			}
+			i += 4
+		default:
+			return false
+		}
+		// A value ended before i: close containers until the next value.
+	next:
+		for {
+			i = skipSpace(b, i)
+			if len(stack) == 0 {
+				return i == len(b)
+			}
+			if i >= len(b) {
+				return false
+			}
+			top := stack[len(stack)-1]
+			switch b[i] {
+			case ',':
+				i = skipSpace(b, i+1)
+				if top == '{' {
+					var ok bool
+					if i, ok = objectKey(b, i); !ok {
+						return false
+					}
+				}
+				break next
+			case top + 2:
+				stack = stack[:len(stack)-1]
+				i++
+			default:
+				return false
+			}
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// objectKey reads `"key" :` at i and returns where the value starts.
+func objectKey(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return i, false
+	}
+	i, ok := jsonString(b, i)
+	if !ok {
+		return i, false
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) || b[i] != ':' {
+		return i, false
+	}
+	return skipSpace(b, i+1), true
+}
+
+// jsonString reads the string starting at b[i] == '"' and returns the index
+// after its closing quote. Like encoding/json, it accepts any byte from
+// 0x20 up other than an unescaped quote or backslash (UTF-8 is not
+// checked).
+func jsonString(b []byte, i int) (int, bool) {
+	for i++; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, true
+		case c < 0x20:
+			return i, false
+		case c != '\\':
+			i++
+			continue
+		}
+		if i+1 >= len(b) {
+			return i, false
+		}
+		switch b[i+1] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			i += 2
+		case 'u':
+			if i+6 > len(b) {
+				return i, false
+			}
+			for _, h := range b[i+2 : i+6] {
+				if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+					return i, false
+				}
+			}
+			i += 6
+		default:
+			return i, false
+		}
+	}
+	return i, false
+}
+
+// jsonNumber reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? at i.
+func jsonNumber(b []byte, i int) (int, bool) {
+	digits := func(i int) (int, bool) {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i, i > start
+	}
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		i, _ = digits(i)
+	default:
+		return i, false
+	}
+	var ok bool
+	if i < len(b) && b[i] == '.' {
+		if i, ok = digits(i + 1); !ok {
+			return i, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i, ok = digits(i); !ok {
+			return i, false
+		}
+	}
+	return i, true
+}
