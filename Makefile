@@ -56,6 +56,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzClean$$' -fuzztime 20000x ./tools/kube/
 	# Statements never crash the parser or the analysis.
 	$(GO) test -run '^$$' -fuzz '^FuzzStatement$$' -fuzztime 20000x ./tools/sql/
+	# The response encoder's JSON validator accepts exactly what encoding/json's does.
+	$(GO) test -run '^$$' -fuzz '^FuzzValidJSON$$' -fuzztime 40000x ./mcp/
 	# Flow scanning: any arguments scanned without a panic and in bounded work.
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 20000x ./flows/
 
