@@ -82,6 +82,12 @@ func BenchmarkPairs(b *testing.B) {
 				b.ReportMetric(float64(2*len(all))/elapsed.Seconds(), "records/s")
 				b.ReportMetric(float64(all[len(all)/2].Nanoseconds())/1e3, "pair-p50-µs")
 				b.ReportMetric(float64(all[len(all)*99/100].Nanoseconds())/1e3, "pair-p99-µs")
+				b.ReportMetric(float64(all[len(all)*999/1000].Nanoseconds())/1e3, "pair-p99.9-µs")
+				slow := len(all) - slices.IndexFunc(all, func(d time.Duration) bool { return d > 2*time.Millisecond })
+				if slow > len(all) {
+					slow = 0
+				}
+				b.ReportMetric(float64(slow)/float64(len(all))*100, "%pairs>2ms")
 				b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(2*len(all)), "cpu-µs/record")
 			}
 		})
