@@ -40,10 +40,11 @@ import (
 //
 // which only a holder of the signing key can check or forge. warden
 // rewrites the MAC part after every commit, before it reports the record
-// durable; it signs the head off the callers' path: within signEvery of a
-// commit, when the writer has nothing else to do, and when it closes (the
-// first commit to a store with no signed head yet is signed at once). A
-// signature costs about 60µs, two per call; a MAC about 1µs. A file from
+// durable; it signs the head off the callers' path: between batches, at
+// most 100 ms after a commit the signature does not cover (so at most ten
+// signatures a second, whatever the load), and when it closes (the first
+// commit to a store with no signed head yet is signed at once). A
+// signature costs about 60µs, and there were two per call; a MAC about 1µs. A file from
 // before the MAC part (no "tail") is read as a head whose MAC part names
 // what its signature does.
 //
