@@ -81,12 +81,13 @@ type Head struct {
 	At   string
 	// Key is the key that signed the head.
 	Key ed25519.PublicKey
-	// Signed, SignedHash and SignedAt are what the signature covers. When
-	// Signed is below Seq, the head's MAC vouches for records
-	// Signed+1..Seq.
+	// Signed, SignedHash and SignedAt are what the signature covers, for a
+	// head read from a file. When MACed, Signed is below Seq and the head's
+	// MAC vouches for records Signed+1..Seq.
 	Signed     int64
 	SignedHash Digest
 	SignedAt   string
+	MACed      bool
 	// Claimed is, for a head read with the public key only (ReadHead),
 	// the seq its MAC part names, unchecked: nothing the public key
 	// checks vouches for records Seq+1..Claimed. ClaimedHash is the hash
@@ -95,9 +96,9 @@ type Head struct {
 	ClaimedHash Digest
 }
 
-// MACVouched reports whether the head's MAC vouches for records after
-// the signed one.
-func (h *Head) MACVouched() bool { return h.Seq > h.Signed }
+// MACVouched reports whether the head's MAC, checked with the signing
+// key, vouches for records after the signed one.
+func (h *Head) MACVouched() bool { return h.MACed }
 
 type headJSON struct {
 	V    int       `json:"v,omitempty"`
@@ -166,7 +167,7 @@ func ReadHeadMAC(path string, key ed25519.PublicKey, macKey []byte) (*Head, erro
 	if !hmac.Equal(HeadMAC(macKey, tail.Seq, tail.At, tail.Hash), tail.MAC) {
 		return nil, fmt.Errorf("signed head %s: its MAC does not verify with the key derived from signing key %s: it was altered, or it is not this store's", path, FormatPublicKey(h.Key))
 	}
-	h.Seq, h.Hash, h.At = tail.Seq, tail.Hash, tail.At
+	h.Seq, h.Hash, h.At, h.MACed = tail.Seq, tail.Hash, tail.At, tail.Seq > h.Signed
 	return h, nil
 }
 

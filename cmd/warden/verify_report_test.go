@@ -28,8 +28,14 @@ func TestVerifyReportNeverCallsTheMACTailSigned(t *testing.T) {
 		t.Errorf("pubkey report:\n%s\nnames record 7 as reached", pub)
 	}
 	key := report(&recorder.VerifyReport{Records: 7, First: 1, Last: 7, MACs: 7,
-		Head: &recorder.Head{Seq: 7, Signed: 1, At: "t"}})
+		Head: &recorder.Head{Seq: 7, Signed: 1, MACed: true, At: "t"}})
 	if !strings.Contains(key, "reaches its head (record 7,") || !strings.Contains(key, "its signature names record 1, its MAC") || strings.Contains(key, "NOT vouched") {
 		t.Errorf("report with the signing key:\n%s\nwant the head at 7, signed at 1, the rest vouched for by the MAC", key)
+	}
+	// A head that is not a file's (PostgreSQL's heads table) has no
+	// signed part apart from its seq.
+	pg := report(&recorder.VerifyReport{Records: 7, First: 1, Last: 7, Head: &recorder.Head{Seq: 7, At: "t"}})
+	if !strings.Contains(pg, "reaches its signed head (record 7,") {
+		t.Errorf("report of a head from a table:\n%s\nwant it to reach its signed head", pg)
 	}
 }
