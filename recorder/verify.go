@@ -98,6 +98,12 @@ type VerifyReport struct {
 	// Head is the signed head checked, if one was given: the store reaches
 	// it and holds its record.
 	Head *Head
+	// AfterHead counts the records after Head.Seq that the head's MAC part
+	// names but nothing given vouches for: verified with the public key
+	// only, which cannot check that MAC (or the records' own). They are
+	// chained, not signed: warden signs the head within a moment of
+	// writing, and when it stops.
+	AfterHead int64
 	// MACs counts the record MACs checked (only with a MAC key).
 	MACs int64
 	// HeadEra is true when a checkpoint shows that the warden that wrote
@@ -418,6 +424,11 @@ func (v *chainVerifier) run(src Source) (*VerifyReport, error) {
 				Detail: fmt.Sprintf("was deleted, and records up to %d with it: the chain ends at record %d, but the signed head (written %s) names record %d: "+
 					"the newest records were removed, or an older copy of the store was put in place", h.Seq, v.rep.Last, warden.Printable(h.At), h.Seq)}
 		}
+		if v.rep.Last < h.Claimed {
+			return &v.rep, &ChainError{Seq: v.rep.Last + 1, Tamper: Truncated,
+				Detail: fmt.Sprintf("was deleted, and records up to %d with it: the chain ends at record %d, but the head's MAC part names record %d (its signature record %d): "+
+					"the newest records were removed, or an older copy of the store was put in place", h.Claimed, v.rep.Last, h.Claimed, h.Seq)}
+		}
 		v.rep.Head = h
 	}
 	if v.rep.Last > v.rep.LastCheckpoint {
@@ -441,12 +452,25 @@ func (v *chainVerifier) vouched(r *Row) error {
 	}
 	h := v.head
 	switch {
-	case h == nil || r.Seq < h.Seq:
+	case h == nil:
+	case r.Seq < h.Seq:
+		if r.Seq == h.Signed && r.computed != h.SignedHash {
+			return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(),
+				Detail: fmt.Sprintf("is not the record the signed head (written %s) names: it, or records before it, were rewritten with recomputed hashes", warden.Printable(h.SignedAt))}
+		}
 	case r.Seq == h.Seq:
 		if r.computed != h.Hash {
 			return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(),
 				Detail: fmt.Sprintf("is not the record the signed head (written %s) names: it, or records before it, were rewritten with recomputed hashes", warden.Printable(h.At))}
 		}
+	case v.macKey == nil && r.Seq <= h.Claimed:
+		// Named by the head's MAC part, which the public key cannot
+		// check: reported as such, never as signed.
+		if r.Seq == h.Claimed && r.computed != h.ClaimedHash {
+			return &ChainError{Seq: r.Seq, Tamper: Changed, Record: r.describe(),
+				Detail: fmt.Sprintf("is not the record the head's MAC part names (after the signed head, record %d): it, or records before it, were rewritten", h.Seq)}
+		}
+		v.rep.AfterHead++
 	case v.macKey == nil:
 		return &ChainError{Seq: r.Seq, Tamper: Unvouched, Record: r.describe(),
 			Detail: fmt.Sprintf("comes after the signed head (record %d), and without the signing key its MAC cannot be checked: nothing vouches that warden wrote it", h.Seq)}

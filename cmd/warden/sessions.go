@@ -267,13 +267,21 @@ func writeVerifyReport(w io.Writer, what string, rep *recorder.VerifyReport, key
 	if rep.PrunedBefore > 0 {
 		fmt.Fprintf(w, "  records before %d were pruned by retention; checkpoint %d anchors the chain\n", rep.PrunedBefore, rep.PrunedBefore)
 	}
-	if rep.Head != nil {
-		fmt.Fprintf(w, "  the store reaches its signed head (record %d, written %s): no newer record was removed\n", rep.Head.Seq, warden.Printable(rep.Head.At))
+	if h := rep.Head; h != nil && h.MACVouched() {
+		fmt.Fprintf(w, "  the store reaches its head (record %d, written %s): no newer record was removed; its signature names record %d, its MAC (checked with the key derived from the signing key) the rest\n",
+			h.Seq, warden.Printable(h.At), h.Signed)
+	} else if h != nil {
+		fmt.Fprintf(w, "  the store reaches its signed head (record %d, written %s): no newer record was removed\n", h.Seq, warden.Printable(h.At))
 	} else if rep.Records > 0 && !rep.Partial {
 		fmt.Fprintln(w, "  no signed head (a store from before warden kept one): the removal of the newest records cannot be ruled out")
 	}
 	if rep.MACs > 0 {
 		fmt.Fprintf(w, "  %s checked with the key derived from the signing key\n", plural(rep.MACs, "record MAC"))
+	}
+	if rep.AfterHead > 0 {
+		fmt.Fprintf(w, "  %s after the signed head (seq %d..%d): NOT vouched for by the signature; only the head's MAC names them, which the public key cannot check\n",
+			plural(rep.AfterHead, "record"), rep.Head.Seq+1, rep.Head.Seq+rep.AfterHead)
+		fmt.Fprintln(w, "  (warden signs the head within a moment of writing, and when it stops; verify with the signing key, without --pubkey, to check them)")
 	}
 	if rep.Unsigned > 0 {
 		fmt.Fprintf(w, "  %s after the last checkpoint (seq %d..%d): chained, not yet signed\n", plural(rep.Unsigned, "record"), rep.Last-rep.Unsigned+1, rep.Last)

@@ -17,20 +17,31 @@ import (
 func (store *Store) Audit(ctx context.Context, o recorder.AuditOptions) (*recorder.VerifyReport, error) {
 	key, givenKey, headFile := o.Key, o.KeyGiven, o.HeadFile
 	opts := recorder.VerifyOptions{Key: key}
+	var headMAC []byte
 	if !givenKey {
 		// With --pubkey the key file beside the store is not trusted,
 		// so neither are MACs keyed from it.
-		mk, err := store.MACKey()
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		k, err := recorder.ReadKeyFile(store.KeyFile())
+		switch {
+		case err == nil:
+			opts.MACKey, headMAC = recorder.RecordMACKey(k), recorder.HeadMACKey(k)
+		case !errors.Is(err, fs.ErrNotExist):
 			return nil, fmt.Errorf("reading the signing key: %w", err)
 		}
-		opts.MACKey = mk
 	}
 	if headFile == "" {
 		headFile = store.HeadFile()
 	}
 	readHead := func() error {
-		h, err := recorder.ReadHead(headFile, key)
+		var h *recorder.Head
+		var err error
+		if headMAC != nil {
+			// The head's MAC part, checked with the signing key, names
+			// the last commit; with the public key only, its signature.
+			h, err = recorder.ReadHeadMAC(headFile, key, headMAC)
+		} else {
+			h, err = recorder.ReadHead(headFile, key)
+		}
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			return nil // only an empty store, or one from before heads, may have none: see below

@@ -19,13 +19,14 @@ import (
 func HeadPath(dbPath string) string { return dbPath + ".head" }
 
 // vouch checks, before this writer extends the chain, that its end is
-// what warden left: the store reaches the signed head and holds the
-// head's record there, and every record after the head carries a valid
-// MAC and links to the one before. migrated is true when this open
+// what warden left: the store reaches the head (its MAC part, which names
+// the last commit warden reported durable) and holds the head's records
+// there and at its signed seq, and every record after the head carries a
+// valid MAC and links to the one before. migrated is true when this open
 // migrated a store from before heads existed, which has none yet. It then
 // signs the head at the end of the chain.
 func (w *writer) vouch(ctx context.Context, path string, migrated bool) error {
-	head, err := recorder.ReadHead(path, w.key.Public().(ed25519.PublicKey))
+	head, err := recorder.ReadHeadMAC(path, w.key.Public().(ed25519.PublicKey), recorder.HeadMACKey(w.key))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if w.seq > 0 && !migrated {
@@ -41,17 +42,41 @@ func (w *writer) vouch(ctx context.Context, path string, migrated bool) error {
 			"(if a power loss lost them, `warden sessions verify --reseal` accepts the store's end once it verifies)",
 			w.seq, path, head.Seq, head.At)
 	default:
-		if err := w.checkTail(ctx, head); err != nil {
+		err := w.checkSigned(ctx, head)
+		if err == nil {
+			err = w.checkTail(ctx, head)
+		}
+		if err != nil {
 			return fmt.Errorf("%w; warden does not extend a chain it cannot vouch for (see `warden sessions verify`)", err)
 		}
 	}
-	if w.headFile, err = recorder.OpenHead(path); err != nil {
+	if w.headFile, err = recorder.OpenHead(path, w.key); err != nil {
 		return err
 	}
 	if w.seq == 0 {
 		return nil
 	}
-	return w.headFile.Write(w.key, w.seq, w.head, recorder.FormatTime(w.clock()))
+	return w.headFile.Sign(w.seq, w.head, recorder.FormatTime(w.clock()))
+}
+
+// checkSigned checks that the store holds, at the seq the head's signature
+// names, the record it names, when the head's MAC names a later one (else
+// checkTail checks it).
+func (w *writer) checkSigned(ctx context.Context, head *recorder.Head) error {
+	if !head.MACVouched() || head.Signed == 0 {
+		return nil
+	}
+	var hash []byte
+	err := w.db.QueryRowContext(ctx, `SELECT hash FROM records WHERE seq = ?`, head.Signed).Scan(&hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("record %d, which the signed head names, is missing", head.Signed)
+	case err != nil:
+		return err
+	case !bytes.Equal(hash, head.SignedHash[:]):
+		return fmt.Errorf("record %d is not the record the signed head names: the chain was rewritten", head.Signed)
+	}
+	return nil
 }
 
 // checkTail checks the record at head.Seq and every record after it.
@@ -115,7 +140,10 @@ func (s *Store) Reseal(ctx context.Context) (*recorder.VerifyReport, *recorder.H
 		return nil, nil, fmt.Errorf("resealing needs the signing key: %w", err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	old, _ := recorder.ReadHead(s.HeadFile(), pub)
+	old, err := recorder.ReadHeadMAC(s.HeadFile(), pub, recorder.HeadMACKey(key))
+	if err != nil {
+		old, _ = recorder.ReadHead(s.HeadFile(), pub)
+	}
 	if s.version < 4 {
 		return nil, old, fmt.Errorf("store schema version %d has no record MACs: open it with warden serve once to migrate it", s.version)
 	}

@@ -233,7 +233,7 @@ func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, e
 		s.w.headFile.Close()
 		return fail(err)
 	}
-	s.w.headSeq = s.w.seq
+	s.w.headSeq, s.w.signedSeq = s.w.seq, s.w.seq
 	if err := s.w.syncHint(ctx); err != nil {
 		s.w.closeStatements()
 		s.w.headFile.Close()

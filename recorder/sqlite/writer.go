@@ -74,13 +74,15 @@ type request struct {
 type writer struct {
 	db  *sql.DB // exactly one connection
 	key ed25519.PrivateKey
-	// macKey keys the record MACs; headPath is the signed head, rewritten
-	// after every commit (see head.go).
-	macKey   []byte
-	headPath string
-	headFile *recorder.HeadWriter // nil until vouch opened it
-	headSeq  int64                // the seq the head file names, as this writer last wrote it
-	macer    *recorder.Macer
+	// macKey keys the record MACs; headPath is the signed head, its MAC
+	// part rewritten after every commit, its signature within signEvery
+	// (see recorder/head.go).
+	macKey    []byte
+	headPath  string
+	headFile  *recorder.HeadWriter // nil until vouch opened it
+	headSeq   int64                // the seq the head file's MAC part names, as this writer last wrote it
+	signedSeq int64                // the seq its signature names, as this writer last wrote it; 0 for none
+	macer     *recorder.Macer
 	// approvalKey keys the approvals rows' MACs (approvals.go).
 	approvalKey []byte
 	// Statements prepared once on the writer's connection.
@@ -284,6 +286,10 @@ func (w *writer) loop() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	armed := false
+	// signTimer signs the head within signEvery of a commit.
+	signTimer := time.NewTimer(time.Hour)
+	signTimer.Stop()
+	signArmed := false
 	batch := make([]request, 0, maxBatch)
 	var held *request // a request taken while gathering that belongs to the next round
 	for {
@@ -298,6 +304,11 @@ func (w *writer) loop() {
 					return
 				}
 				req = r
+			case <-signTimer.C:
+				signArmed = false
+				// A failure leaves the head vouched for by its MAC; the
+				// timer re-arms below and tries again.
+				_ = w.signHead()
 			case <-timer.C:
 				armed = false
 				if w.seq > w.lastCheckpoint {
@@ -323,6 +334,10 @@ func (w *writer) loop() {
 				w.closeErr = w.signRest()
 				return
 			}
+		}
+		if w.signedSeq < w.headSeq && !signArmed {
+			signTimer.Reset(signEvery)
+			signArmed = true
 		}
 		// A record this process wrote is signed within the interval.
 		if unsigned := w.seq > w.lastCheckpoint && w.wrote; unsigned && !armed {
@@ -381,10 +396,11 @@ func (w *writer) gather(batch []request) (_ []request, held *request, closed boo
 	return batch, nil, false
 }
 
-// signRest writes a final checkpoint if this writer left records unsigned.
+// signRest writes a final checkpoint if this writer left records unsigned,
+// and signs the head.
 func (w *writer) signRest() error {
 	if !w.wrote || w.seq == w.lastCheckpoint {
-		return nil
+		return w.signHead()
 	}
 	sign := func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }
 	err := w.run(sign)
@@ -392,20 +408,26 @@ func (w *writer) signRest() error {
 		err = w.run(sign) // which reads the end of the chain first
 	}
 	if err != nil {
-		return fmt.Errorf("signing the last records: %w", err)
+		return errors.Join(fmt.Errorf("signing the last records: %w", err), w.signHead())
 	}
-	return nil
+	return w.signHead()
 }
 
 // commit writes a batch of records in one transaction and answers each.
 func (w *writer) commit(batch []request) {
-	if w.onCommit != nil {
-		defer func(start time.Time) { w.onCommit(len(batch), time.Since(start)) }(time.Now())
+	start := time.Now()
+	// reported runs before the callers are answered, so that a caller
+	// told its record is durable finds the commit reported.
+	reported := func() {
+		if w.onCommit != nil {
+			w.onCommit(len(batch), time.Since(start))
+		}
 	}
 	// One record with nothing to check and no checkpoint due: a single
 	// autocommit INSERT is one statement instead of three.
 	if len(batch) == 1 && batch[0].rec.check == nil && w.seq+1-w.lastCheckpoint < w.every {
 		if err := w.appendAlone(batch[0].rec); !errors.Is(err, errMoved) {
+			reported()
 			batch[0].done <- err
 			return
 		}
@@ -433,6 +455,7 @@ func (w *writer) commit(batch []request) {
 	if errors.Is(err, errMoved) {
 		err = w.run(write) // which reads the end of the chain first
 	}
+	reported()
 	for i, r := range batch {
 		if errs[i] == nil {
 			errs[i] = err
@@ -590,18 +613,41 @@ func (w *writer) mac(hash recorder.Digest) []byte {
 	return bytes.Clone(w.macer.MAC(hash))
 }
 
-// sealHead rewrites the signed head to name the end of the chain, after a
-// commit and before anyone is told it is durable. If it fails, the records
-// are committed but reported as failed (so no call runs on them); the next
-// start vouches for them by their MACs.
+// signEvery is the longest the head's signature lags its MAC part while
+// warden writes: a signature costs about 60µs, and is made off the
+// callers' path, at most once per signEvery.
+var signEvery = 100 * time.Millisecond
+
+// sealHead rewrites the head's MAC part to name the end of the chain,
+// after a commit and before anyone is told it is durable. The first
+// commit to a store with no signed head is signed at once, so a head
+// file always carries a signature. If it fails, the records are committed
+// but reported as failed (so no call runs on them); the next start
+// vouches for them by their MACs.
 func (w *writer) sealHead() error {
 	if w.seq == w.headSeq || w.headFile == nil {
 		return nil
 	}
-	if err := w.headFile.Write(w.key, w.seq, w.head, recorder.FormatTime(w.clock())); err != nil {
+	if w.signedSeq == 0 {
+		return w.signHead()
+	}
+	if err := w.headFile.Write(w.seq, w.head, recorder.FormatTime(w.clock())); err != nil {
 		return err
 	}
 	w.headSeq = w.seq
+	return nil
+}
+
+// signHead signs the head at the end of the chain this writer knows to be
+// committed, if its signature lags.
+func (w *writer) signHead() error {
+	if w.headFile == nil || w.seq == 0 || w.seq == w.signedSeq && w.seq == w.headSeq {
+		return nil
+	}
+	if err := w.headFile.Sign(w.seq, w.head, recorder.FormatTime(w.clock())); err != nil {
+		return err
+	}
+	w.headSeq, w.signedSeq = w.seq, w.seq
 	return nil
 }
 
