@@ -75,4 +75,4 @@ bench:
 bench-mcp:
 	$(GO) test -run '^$$' -bench 'BenchmarkMCP$$' -benchtime 300x -timeout 60m ./internal/mcpbench/
 	$(GO) test -run '^$$' -bench 'BenchmarkMCPProcesses' -benchtime 3000x -timeout 30m ./internal/mcpbench/
-	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult' -benchmem -count 5 ./mcp/
+	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult|BenchmarkAppendToolResponse' -benchmem -count 5 ./mcp/

@@ -142,9 +142,11 @@ func benchToolsCall(b *testing.B, results *ResultsConfig) {
 	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
 }
 
-// BenchmarkEncodeResult is the response half alone: the pipeline's
-// outcome to the bytes the stdio transport writes (mcp-go marshals the
-// JSON-RPC response holding the tool result).
+// BenchmarkEncodeResult is the response half alone as mcp-go encodes it:
+// the pipeline's outcome to the bytes of the JSON-RPC response, through
+// mcp-go's json.Marshal (what its StdioServer wrote, and the baseline of
+// BenchmarkAppendToolResponse, warden's own encoding, which the stdio loop
+// now uses).
 func BenchmarkEncodeResult(b *testing.B) {
 	b.Run("text+structured", func(b *testing.B) { benchEncodeResult(b, true) })
 	b.Run("text", func(b *testing.B) { benchEncodeResult(b, false) })
