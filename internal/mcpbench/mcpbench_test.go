@@ -216,40 +216,9 @@ func benchConcurrent(b *testing.B, srv *server) float64 {
 		defer s.Close()
 		sessions = append(sessions, s)
 	}
-	for _, s := range sessions {
-		for range 5 {
-			callOnce(b, s)
-		}
-	}
+	warm(b, sessions)
 	cpu0 := srv.cpu(b)
-	var next sync.WaitGroup
-	work := make(chan struct{}, b.N)
-	for range b.N {
-		work <- struct{}{}
-	}
-	close(work)
-	errs := make(chan error, concurrency)
-	b.ResetTimer()
-	start := time.Now()
-	for _, s := range sessions {
-		next.Go(func() {
-			for range work {
-				if _, err := call(s); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	next.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	perSec := float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(perSec, "calls/s")
+	perSec := loop(b, sessions)
 	b.ReportMetric(float64((srv.cpu(b)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
 	srv.rss(b)
 	return perSec
