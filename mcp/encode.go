@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/mark3labs/mcp-go/mcp"
 )
@@ -166,86 +165,18 @@ func rawAsIs(raw []byte) bool {
 	return validJSON(raw)
 }
 
-// appendString appends s as a JSON string exactly as encoding/json writes
-// it with HTML escaping on (json.Marshal's default): <, > and & as \u003c,
-// \u003e and \u0026, control characters escaped, invalid UTF-8 as \ufffd,
-// U+2028 and U+2029 escaped. (Adapted from encoding/json's appendString,
-// Go 1.26; BSD licence.)
+// appendString appends s as a JSON string exactly as json.Marshal writes
+// it (HTML escaping on: <, > and & as \u003c, \u003e and \u0026; control
+// characters escaped; invalid UTF-8 as \ufffd; U+2028 and U+2029 escaped),
+// by asking encoding/json itself: one escaping pass over the text, which
+// is what mcp-go's path did several times.
 func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		// The run of bytes written as they are, in one tight loop.
-		for i < len(s) && safeByte[s[i]] {
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		if b := s[i]; b < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch b {
-			case '\\', '"':
-				dst = append(dst, '\\', b)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[b>>4], hex[b&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		c, size := utf8.DecodeRuneInString(s[i:])
-		if c == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if c == '\u2028' || c == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[c&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic("warden: a string did not encode as JSON: " + err.Error()) // encoding/json encodes every string
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, b...)
 }
-
-// htmlSafe marks the ASCII bytes a JSON string holds as they are under
-// HTML escaping: printable, and none of " \ < > &.
-var htmlSafe = func() (t [utf8.RuneSelf]bool) {
-	for b := 0x20; b < utf8.RuneSelf; b++ {
-		switch b {
-		case '"', '\\', '<', '>', '&', 0x7f:
-			t[b] = b == 0x7f
-		default:
-			t[b] = true
-		}
-	}
-	return t
-}()
-
-// safeByte is htmlSafe over every byte value: false from 0x80 up, where
-// appendString decodes UTF-8.
-var safeByte = func() (t [256]bool) {
-	copy(t[:], htmlSafe[:])
-	return t
-}()
 
 // responseBuffers recycles the buffers responses are built in: a result is
 // several kilobytes, built once per call.
