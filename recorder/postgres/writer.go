@@ -203,11 +203,7 @@ func (w *writer) loop() {
 			}
 			var closed bool
 			batch, closed = w.gather(append(batch[:0], r))
-			t := time.Now()
 			w.commit(batch)
-			if w.onCommit != nil {
-				w.onCommit(len(batch), time.Since(t))
-			}
 			w.lastBatch = len(batch)
 			w.batches.Add(1)
 			w.batched.Add(int64(len(batch)))
@@ -281,11 +277,24 @@ func (w *writer) signRest() error {
 // the transaction fails on a uniqueness race with another instance, each
 // record is committed alone, so only the duplicate is refused.
 func (w *writer) commit(batch []request) {
+	start := time.Now()
+	// The commit is reported before the first caller is answered, so that
+	// a caller told its record is durable finds the commit reported.
+	reported := false
+	answer := func(r request, err error) {
+		if !reported {
+			reported = true
+			if w.onCommit != nil {
+				w.onCommit(len(batch), time.Since(start))
+			}
+		}
+		r.done <- err
+	}
 	errs := make([]error, len(batch))
 	err := w.pipelined(batch, errs)
 	if err != nil && !errors.Is(err, errNeedsTx) && !isUniqueViolation(err) {
 		for _, r := range batch {
-			r.done <- dbErr("writing to the PostgreSQL store", err)
+			answer(r, dbErr("writing to the PostgreSQL store", err))
 		}
 		return
 	}
@@ -306,7 +315,7 @@ func (w *writer) commit(batch []request) {
 			if e[0] == nil {
 				e[0] = dbErr("writing to the PostgreSQL store", err)
 			}
-			batch[i].done <- e[0]
+			answer(batch[i], e[0])
 		}
 		return
 	}
@@ -314,7 +323,7 @@ func (w *writer) commit(batch []request) {
 		if errs[i] == nil {
 			errs[i] = dbErr("writing to the PostgreSQL store", err)
 		}
-		r.done <- errs[i]
+		answer(r, errs[i])
 	}
 }
 
