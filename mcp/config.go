@@ -88,7 +88,9 @@ type HTTPConfig struct {
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// MaxRequestBytes bounds a request body; a larger one is refused
 	// before it is read (declared length) or as soon as it passes the
-	// limit (chunked). Default 4 MiB.
+	// limit (chunked). It bounds a stdio message (one line) too: a longer
+	// line is read to its end without being kept, and refused. Default
+	// 4 MiB.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// ReadTimeout bounds reading a request's headers, and separately its
 	// body. Default 10s.

@@ -263,7 +263,14 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, to
 	default:
 		return errors.New("stdio needs a caller: set WARDEN_TOKEN to a token from a configured issuer, or configure identity.local")
 	}
-	err := serveStdio(ctx, s.mcp, in, out, base)
+	err := serveStdio(ctx, s.mcp, in, out, base, stdioLimits{
+		MaxLine: int(s.http.MaxRequestBytes),
+		Refused: func(ctx context.Context, e *warden.Error) {
+			// Like an HTTP refusal before parsing: what was refused and
+			// the limit, never the message (which was not kept).
+			s.opts.Pipeline.Refuse(ctx, "stdio:message", json.RawMessage(fmt.Sprintf(`{"max_bytes":%d}`, s.http.MaxRequestBytes)), e)
+		},
+	})
 	s.tracker.endAll()
 	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil

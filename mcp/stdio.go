@@ -13,6 +13,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"github.com/warden-mcp/warden"
 )
 
 // warden serves stdio with its own loop instead of mcp-go's StdioServer,
@@ -197,9 +198,24 @@ func (s *stdioSession) answer(rawID, result, rpcErr json.RawMessage) bool {
 	return true
 }
 
+// stdioLimits bound what a stdio client may send before anything parses
+// it.
+type stdioLimits struct {
+	// MaxLine is the longest message (one line) read; a longer one is
+	// read to its end without being kept, and refused. Zero is
+	// DefaultMaxRequestBytes.
+	MaxLine int
+	// Refused, when set, is told of each message refused for its size
+	// (it records the refusal).
+	Refused func(ctx context.Context, e *warden.Error)
+}
+
 // serveStdio serves one client on in/out until in ends or ctx is done;
 // base adds the caller to every request's context.
-func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io.Writer, base func(context.Context) context.Context) error {
+func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io.Writer, base func(context.Context) context.Context, limits stdioLimits) error {
+	if limits.MaxLine <= 0 {
+		limits.MaxLine = DefaultMaxRequestBytes
+	}
 	c := &stdioConn{srv: srv, out: out}
 	c.session = &stdioSession{conn: c, notifications: make(chan mcp.JSONRPCNotification, 100), pending: map[int64]chan elicitationAnswer{}}
 	if err := srv.RegisterSession(ctx, c.session); err != nil {
@@ -235,7 +251,7 @@ func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io
 	go func() {
 		r := bufio.NewReaderSize(in, 64<<10)
 		for {
-			line, err := r.ReadBytes('\n')
+			line, err := readLine(r, limits.MaxLine)
 			if err != nil {
 				// A last line without its newline is dropped, as mcp-go does.
 				readErr <- err
@@ -262,7 +278,12 @@ loop:
 			}
 			break loop
 		case line := <-lines:
-			if err = c.dispatch(ctx, line, queue, &requests); err != nil {
+			if line == nil {
+				err = c.refuseTooLong(ctx, limits)
+			} else {
+				err = c.dispatch(ctx, line, queue, &requests)
+			}
+			if err != nil {
 				break loop
 			}
 		}
@@ -272,6 +293,46 @@ loop:
 	workers.Wait()
 	requests.Wait()
 	return err
+}
+
+// readLine reads the next line, newline included. A line longer than max
+// bytes is read to its end without being kept, and returned as nil: the
+// client is answered that it was too large, and nothing of it is parsed.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := r.ReadSlice('\n')
+		switch {
+		case tooLong:
+		case len(line)+len(chunk) > max:
+			tooLong, line = true, nil
+		default:
+			line = append(line, chunk...)
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if tooLong {
+			return nil, nil
+		}
+		return line, nil
+	}
+}
+
+// refuseTooLong answers a message longer than the limit (its id, like the
+// rest of it, was never read) and has the refusal recorded.
+func (c *stdioConn) refuseTooLong(ctx context.Context, limits stdioLimits) error {
+	e := &warden.Error{Code: warden.Invalid, Rule: "http.max_request_bytes",
+		Message: fmt.Sprintf("message too large: a message may be at most %d bytes (http.max_request_bytes); it was not read", limits.MaxLine)}
+	if limits.Refused != nil {
+		limits.Refused(ctx, e)
+	}
+	return c.respond(mcp.JSONRPCError{JSONRPC: mcp.JSONRPC_VERSION, ID: mcp.NewRequestId(nil),
+		Error: mcp.NewJSONRPCErrorDetails(mcp.INVALID_REQUEST, e.Message, nil)})
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(raw, []byte("null")) }

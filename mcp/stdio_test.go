@@ -2,11 +2,13 @@ package mcp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/server"
@@ -105,7 +107,7 @@ func TestStdioAnswersAsMCPGo(t *testing.T) {
 	}, lines)
 	ours := stdioExchange(t, func(ctx context.Context, in io.Reader, out io.Writer) error {
 		s := benchServer(t, benchResult())
-		return serveStdio(ctx, s.mcp, in, out, base)
+		return serveStdio(ctx, s.mcp, in, out, base, stdioLimits{})
 	}, lines)
 	// mcp-go's one session outlives its StdioServer, so only the first run
 	// in a process sees it uninitialized; warden's session is the
@@ -125,4 +127,64 @@ func TestStdioAnswersAsMCPGo(t *testing.T) {
 	if !strings.Contains(ours[4], `row_count`) {
 		t.Errorf("tools/call answered %.300q", ours[4])
 	}
+}
+
+// TestStdioBoundsEachMessage: a line longer than the limit is never
+// kept or parsed — the client is told it was too large, the refusal is
+// recorded, and the messages after it are served as usual. Judged by what
+// the client received and what was recorded.
+func TestStdioBoundsEachMessage(t *testing.T) {
+	const max = 4096
+	for _, size := range []int{max + 1, 3 * max, 200 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			// A tools/call whose arguments carry the padding: if any of it
+			// were parsed, the call would run and the reply carry its id.
+			pad := strings.Repeat("x", size)
+			long := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sql_query","arguments":{"sql":"` + pad + `"}}}`
+			ping := `{"jsonrpc":"2.0","id":8,"method":"ping"}`
+			var refused []*warden.Error
+			var mu sync.Mutex
+			limits := stdioLimits{MaxLine: max, Refused: func(_ context.Context, e *warden.Error) {
+				mu.Lock()
+				refused = append(refused, e)
+				mu.Unlock()
+			}}
+			s := benchServer(t, benchResult())
+			in := strings.NewReader(long + "\n" + ping + "\n")
+			var out bytes.Buffer
+			ctx := context.Background()
+			if err := serveStdio(ctx, s.mcp, in, &out, func(ctx context.Context) context.Context { return ctx }, limits); err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("replies: %q", out.String())
+			}
+			want := `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"message too large: a message may be at most 4096 bytes (http.max_request_bytes); it was not read"}}`
+			if lines[0] != want {
+				t.Errorf("reply to the long line: %s", lines[0])
+			}
+			if !strings.Contains(lines[1], `"id":8`) || strings.Contains(lines[1], "error") {
+				t.Errorf("the message after it was not served: %s", lines[1])
+			}
+			if strings.Contains(out.String(), `"id":7`) || strings.Contains(out.String(), "xxxx") {
+				t.Errorf("something of the long line was parsed or echoed: %.300s", out.String())
+			}
+			if len(refused) != 1 || refused[0].Rule != "http.max_request_bytes" {
+				t.Errorf("refusals recorded: %v", refused)
+			}
+		})
+	}
+	t.Run("AtTheLimit", func(t *testing.T) {
+		// A message of exactly max bytes (newline included) is served.
+		ping := `{"jsonrpc":"2.0","id":9,"method":"ping"}`
+		ping += strings.Repeat(" ", max-len(ping)-1)
+		s := benchServer(t, benchResult())
+		var out bytes.Buffer
+		err := serveStdio(context.Background(), s.mcp, strings.NewReader(ping+"\n"), &out,
+			func(ctx context.Context) context.Context { return ctx }, stdioLimits{MaxLine: max})
+		if err != nil || !strings.Contains(out.String(), `"id":9`) || strings.Contains(out.String(), "error") {
+			t.Fatalf("err %v, reply %q", err, out.String())
+		}
+	})
 }
