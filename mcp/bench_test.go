@@ -148,11 +148,17 @@ func benchToolsCall(b *testing.B, results *ResultsConfig) {
 // BenchmarkAppendToolResponse, warden's own encoding, which the stdio loop
 // now uses).
 func BenchmarkEncodeResult(b *testing.B) {
-	b.Run("text+structured", func(b *testing.B) { benchEncodeResult(b, true) })
-	b.Run("text", func(b *testing.B) { benchEncodeResult(b, false) })
+	encode := func(resp mcp.JSONRPCMessage) error {
+		_, err := json.Marshal(resp)
+		return err
+	}
+	b.Run("text+structured", func(b *testing.B) { benchEncodeResult(b, true, encode) })
+	b.Run("text", func(b *testing.B) { benchEncodeResult(b, false, encode) })
 }
 
-func benchEncodeResult(b *testing.B, structured bool) {
+// benchEncodeResult measures encode over the JSON-RPC response holding the
+// benchmark's result (with or without structured content).
+func benchEncodeResult(b *testing.B, structured bool, encode func(mcp.JSONRPCMessage) error) {
 	body := benchResult()
 	call := &warden.Call{ID: "c-1", Result: &warden.Result{JSON: body, Count: 100}}
 	b.ReportAllocs()
@@ -163,7 +169,7 @@ func benchEncodeResult(b *testing.B, structured bool) {
 		if !structured {
 			res.StructuredContent = nil
 		}
-		if _, err := json.Marshal(mcp.NewJSONRPCResultResponse(mcp.NewRequestId(i), res)); err != nil {
+		if err := encode(mcp.NewJSONRPCResultResponse(mcp.NewRequestId(i), res)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,6 +3,7 @@ package mcp
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -154,33 +155,18 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 // BenchmarkAppendToolResponse is warden's encoding of the same response
 // BenchmarkEncodeResult measures through mcp-go.
 func BenchmarkAppendToolResponse(b *testing.B) {
-	body := benchResult()
-	call := &warden.Call{ID: "c-1", Result: &warden.Result{JSON: body, Count: 100}}
-	for _, structured := range []bool{true, false} {
-		name := "text"
-		if structured {
-			name = "text+structured"
+	encode := func(resp mcp.JSONRPCMessage) error {
+		buf := getBuffer()
+		defer putBuffer(buf)
+		out, ok := appendToolResponse((*buf)[:0], resp)
+		*buf = out
+		if !ok {
+			return errors.New("not built by appendToolResponse")
 		}
-		b.Run(name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			cpu := startCPU()
-			for i := range b.N {
-				res := toolResult(call, nil)
-				if !structured {
-					res.StructuredContent = nil
-				}
-				buf := getBuffer()
-				out, ok := appendToolResponse((*buf)[:0], mcp.NewJSONRPCResultResponse(mcp.NewRequestId(i), res))
-				if !ok {
-					b.Fatal("not built")
-				}
-				*buf = out
-				putBuffer(buf)
-			}
-			cpu.report(b)
-		})
+		return nil
 	}
+	b.Run("text+structured", func(b *testing.B) { benchEncodeResult(b, true, encode) })
+	b.Run("text", func(b *testing.B) { benchEncodeResult(b, false, encode) })
 }
 
 var validCases = []string{

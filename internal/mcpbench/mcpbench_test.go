@@ -297,8 +297,14 @@ func buildBinaries(b *testing.B) binaries {
 // goes to a SQLite store in dir. extra is appended to the config.
 func wardenConfig(b *testing.B, dir, extra string) string {
 	name := fmt.Sprintf("warden-%d", len(extra))
+	return writeConfig(b, filepath.Join(dir, name+".yaml"), filepath.Join(dir, name+".db"), extra)
+}
+
+// writeConfig writes to path a config granting the local identity select
+// on items, recording to the SQLite store at store, with extra added.
+func writeConfig(b *testing.B, path, store, extra string) string {
 	cfg := extra + `
-store: sqlite:` + filepath.Join(dir, name+".db") + `
+store: sqlite:` + store + `
 identity:
   local: {subject: bench@example.com, groups: [analysts]}
   allow_unauthenticated_loopback: true
@@ -310,7 +316,6 @@ roles:
     grants:
       - {backend: shop, tables: [public.items], actions: [select]}
 `
-	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		b.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func BenchmarkMCPProcesses(b *testing.B) {
 					if shared {
 						store = filepath.Join(dir, "shared.db")
 					}
-					config := storeConfig(b, dir, i, store)
+					config := writeConfig(b, filepath.Join(dir, fmt.Sprintf("warden-%d.yaml", i)), store, "results: {structured_content: false}\n")
 					servers[i] = startServer(b, fmt.Sprintf("warden %d (round %d)", i, round), env, "", bins.warden, "serve", "--config", config)
 				}
 				defer func() {
@@ -115,26 +115,4 @@ func loop(b *testing.B, sessions []*mcp.ClientSession) float64 {
 	perSec := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(perSec, "calls/s")
 	return perSec
-}
-
-// storeConfig is wardenConfig's grant with text-only results and the
-// recording in store.
-func storeConfig(b *testing.B, dir string, i int, store string) string {
-	cfg := `results: {structured_content: false}
-store: sqlite:` + store + `
-identity:
-  local: {subject: bench@example.com, groups: [analysts]}
-backends:
-  shop: {kind: postgres, dsn: "${BENCH_DSN}"}
-roles:
-  analyst:
-    members: {groups: [analysts]}
-    grants:
-      - {backend: shop, tables: [public.items], actions: [select]}
-`
-	path := filepath.Join(dir, fmt.Sprintf("warden-%d.yaml", i))
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	return path
 }
