@@ -130,14 +130,11 @@ func structuredJSON(res *mcp.CallToolResult) ([]byte, bool) {
 	case res.StructuredContent == nil:
 		return nil, true
 	default:
-		switch v := res.StructuredContent.(type) {
-		case json.RawMessage:
-			raw = v
-		case []byte:
-			return nil, false
-		default:
+		v, ok := res.StructuredContent.(json.RawMessage)
+		if !ok {
 			return nil, false
 		}
+		raw = v
 	}
 	if !rawAsIs(raw) {
 		return nil, false
@@ -148,19 +145,9 @@ func structuredJSON(res *mcp.CallToolResult) ([]byte, bool) {
 // rawAsIs reports whether raw JSON can be written as it is: valid, with no
 // line break and nothing encoding/json would escape.
 func rawAsIs(raw []byte) bool {
-	if len(raw) == 0 || bytes.IndexAny(raw, "\n\r<>&") >= 0 {
+	if len(raw) == 0 || bytes.IndexAny(raw, "\n\r<>&") >= 0 ||
+		bytes.Contains(raw, []byte("\u2028")) || bytes.Contains(raw, []byte("\u2029")) {
 		return false
-	}
-	for i := 0; ; {
-		j := bytes.IndexByte(raw[i:], 0xE2) // U+2028 and U+2029 are E2 80 A8/A9
-		if j < 0 {
-			break
-		}
-		i += j
-		if i+2 < len(raw) && raw[i+1] == 0x80 && (raw[i+2] == 0xA8 || raw[i+2] == 0xA9) {
-			return false
-		}
-		i++
 	}
 	return validJSON(raw)
 }
