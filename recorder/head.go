@@ -243,11 +243,10 @@ type HeadWriter struct {
 	f      *os.File
 	key    ed25519.PrivateKey
 	pub    string
-	mac    hash.Hash // keyed once; Reset keeps the key
-	signed []byte    // the signed part: the JSON up to the tail
+	mac    *Macer
+	signed []byte // the signed part: the JSON up to the tail
 	buf    []byte
 	msg    []byte
-	sum    [sha256.Size]byte
 }
 
 // OpenHead opens (creating) the head file at path, to be written with key.
@@ -257,7 +256,7 @@ func OpenHead(path string, key ed25519.PrivateKey) (*HeadWriter, error) {
 		return nil, fmt.Errorf("opening the signed head: %w", err)
 	}
 	return &HeadWriter{f: f, key: key, pub: FormatPublicKey(key.Public().(ed25519.PublicKey)),
-		mac: hmac.New(sha256.New, HeadMACKey(key)), buf: make([]byte, 0, headSize)}, nil
+		mac: NewMacer(HeadMACKey(key)), buf: make([]byte, 0, headSize)}, nil
 }
 
 // Sign signs seq and hash and rewrites the head naming them in both parts.
@@ -273,9 +272,7 @@ func (h *HeadWriter) Write(seq int64, hash Digest, at string) error {
 		return h.Sign(seq, hash, at)
 	}
 	h.msg = appendHeadMessage(h.msg[:0], headMACDomain, seq, at, hash)
-	h.mac.Reset()
-	h.mac.Write(h.msg)
-	b := appendTail(append(h.buf[:0], h.signed...), seq, hash, at, h.mac.Sum(h.sum[:0]))
+	b := appendTail(append(h.buf[:0], h.signed...), seq, hash, at, h.mac.Sum(h.msg))
 	if len(b) >= headSize {
 		return fmt.Errorf("writing the signed head: %d bytes do not fit in %d", len(b), headSize)
 	}
@@ -353,8 +350,9 @@ func Derive(key ed25519.PrivateKey, purpose string, n int) []byte {
 // RecordMACKey is the key of the record MACs.
 func RecordMACKey(key ed25519.PrivateKey) []byte { return Derive(key, "record-mac/v1", sha256.Size) }
 
-// Macer computes record MACs, reusing one keyed HMAC: Reset keeps the
-// keyed state, so a MAC costs two SHA-256 blocks, not a new key schedule.
+// Macer computes MACs (of records, and of the head's MAC part), reusing
+// one keyed HMAC: Reset keeps the keyed state, so a MAC costs two SHA-256
+// blocks, not a new key schedule.
 type Macer struct {
 	h   hash.Hash
 	buf [sha256.Size]byte
@@ -369,8 +367,11 @@ func NewMacer(key []byte) *Macer {
 
 // MAC returns the MAC of a record with the given hash, valid until the
 // next call.
-func (m *Macer) MAC(hash Digest) []byte {
+func (m *Macer) MAC(hash Digest) []byte { return m.Sum(hash[:]) }
+
+// Sum returns the MAC of msg, valid until the next call.
+func (m *Macer) Sum(msg []byte) []byte {
 	m.h.Reset()
-	m.h.Write(hash[:])
+	m.h.Write(msg)
 	return m.h.Sum(m.buf[:0])
 }
