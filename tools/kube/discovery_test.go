@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"net/http"
+	"os/exec"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,6 +35,23 @@ func TestBuiltinSchemeIsClientGos(t *testing.T) {
 	for _, g := range []string{"", "apps", "batch", "networking.k8s.io", "resource.k8s.io", "storagemigration.k8s.io"} {
 		if g != "" && !builtinScheme().IsGroupRegistered(g) {
 			t.Errorf("group %q not registered", g)
+		}
+	}
+}
+
+// TestClientGoSchemeIsNotLinked: nothing warden links imports client-go's
+// kubernetes/scheme (client-go's discovery does), whose init would
+// register every built-in type in every warden process again, with a
+// cluster configured or not.
+func TestClientGoSchemeIsNotLinked(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "github.com/warden-mcp/warden/cmd/warden").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		switch pkg {
+		case "k8s.io/client-go/kubernetes/scheme", "k8s.io/client-go/discovery":
+			t.Errorf("cmd/warden links %s", pkg)
 		}
 	}
 }
