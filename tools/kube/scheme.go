@@ -69,9 +69,9 @@ import (
 // two equal), built on first use.
 //
 // warden does not import client-go's scheme package: its init registers
-// every built-in type (reflect over ~1,000 types, 0.7 MB allocated, 1 MB
-// kept) at start, in every warden process, also those with no cluster
-// configured; and the binary's pages it touches doing so stay resident.
+// every built-in kind (740 of them; 0.7 MB in ≈ 5,700 allocations, the
+// scheme's maps kept) at start, in every warden process, also those with
+// no cluster configured; and the binary's pages it touches stay resident.
 // Only a process with a kube backend builds this one (NewBackend).
 var builtin = sync.OnceValues(func() (*runtime.Scheme, serializer.CodecFactory) {
 	s := runtime.NewScheme()
