@@ -270,7 +270,9 @@ var (
 	buildErr  error
 )
 
-// buildBinaries builds warden and the floor server once per test binary.
+// buildBinaries builds warden and the floor server once per test binary,
+// and drops them from the page cache: a server's resident set is measured
+// as a deployed binary's, read from disk (dropPageCache).
 func buildBinaries(b *testing.B) binaries {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mcpbench-")
@@ -283,6 +285,10 @@ func buildBinaries(b *testing.B) binaries {
 			cmd := exec.Command("go", "build", "-o", out, pkg)
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+				return
+			}
+			if err := dropPageCache(out); err != nil {
+				buildErr = fmt.Errorf("dropping %s from the page cache: %v", out, err)
 				return
 			}
 		}

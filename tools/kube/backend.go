@@ -20,8 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/rest"
 )
 
@@ -62,7 +60,7 @@ type Backend struct {
 	typedOnce   sync.Once
 	typedRC     *rest.RESTClient
 	typedErr    error
-	cache       discovery.CachedDiscoveryInterfaceWithContext
+	discovery   discovery
 	// creds are warden's own credentials, replaced wherever they would
 	// appear in a result (credential.go).
 	creds *credentials
@@ -123,11 +121,8 @@ func NewBackend(name string, cfg Config) (*Backend, error) {
 		b.httpClients = append(b.httpClients, objHTTP)
 		b.listConfig, b.objectsHTTP = ic, objHTTP
 	}
-	dc, err := discovery.NewDiscoveryClientForConfigAndClient(rc, selfHTTP)
-	if err != nil {
-		return nil, fmt.Errorf("building the discovery client: %w", err)
-	}
-	b.cache = memory.NewMemCacheClientWithContext(dc)
+	b.discovery.client = b.self
+	builtin() // the typed lists and masking need it: built now, not on a caller's first call
 	return b, nil
 }
 
@@ -207,7 +202,7 @@ func (b *Backend) rediscover(ctx context.Context) bool {
 		return false
 	}
 	b.lastRefreshed = time.Now()
-	b.cache.InvalidateWithContext(ctx)
+	b.discovery.invalidate()
 	return true
 }
 

@@ -10,7 +10,6 @@ import (
 	"github.com/warden-mcp/warden"
 	"k8s.io/apimachinery/pkg/api/meta"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -26,14 +25,15 @@ const protobufList = "application/vnd.kubernetes.protobuf"
 
 // typed reports whether r's lists can be read as protobuf.
 func (r *resource) typed() bool {
-	return !r.secret() && scheme.Scheme.Recognizes(r.gvr.GroupVersion().WithKind(r.kind+"List"))
+	return !r.secret() && builtinScheme().Recognizes(r.gvr.GroupVersion().WithKind(r.kind+"List"))
 }
 
 // typedClient is b's client for typed protobuf lists, built on first use.
 func (b *Backend) typedClient() (*rest.RESTClient, error) {
 	b.typedOnce.Do(func() {
 		c := rest.CopyConfig(b.listConfig)
-		c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+		_, codecs := builtin()
+		c.NegotiatedSerializer = codecs.WithoutConversion()
 		c.ContentType = protobufList
 		c.AcceptContentTypes = protobufList + ",application/json"
 		b.typedRC, b.typedErr = rest.UnversionedRESTClientForConfigAndClient(c, b.objectsHTTP)

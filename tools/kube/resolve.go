@@ -8,7 +8,6 @@ import (
 	"github.com/warden-mcp/warden"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/scheme"
 )
 
 // Resources are resolved from discovery by warden itself, the same way
@@ -55,7 +54,7 @@ func groupClass(group string) int {
 	switch {
 	case group == "":
 		return 0
-	case scheme.Scheme.IsGroupRegistered(group), group == "apiextensions.k8s.io", group == "apiregistration.k8s.io":
+	case builtinScheme().IsGroupRegistered(group), group == "apiextensions.k8s.io", group == "apiregistration.k8s.io":
 		return 1
 	}
 	return 2
@@ -72,7 +71,7 @@ type candidate struct {
 // lookup resolves arg (lower case) against discovery; it returns nil
 // without an error when nothing matches.
 func (b *Backend) lookup(ctx context.Context, arg string) (*resource, error) {
-	groups, lists, err := b.cache.ServerGroupsAndResourcesWithContext(ctx)
+	groups, lists, err := b.discovery.groupsAndResources(ctx)
 	if len(lists) == 0 && err != nil {
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/warden-mcp/warden"
 	"go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes/scheme"
 )
 
 // What an agent sees of an object is decided by where each value sits,
@@ -577,7 +576,7 @@ func (w *walker) document(doc any, depth int) any {
 				// A kind the cluster serves is masked as such; anything
 				// else that looks like one (a kubeconfig's v1 Config) by
 				// its keys' names.
-				if groupClass(group) == 2 || scheme.Scheme.Recognizes(schema.GroupVersionKind{Group: group, Version: version(av), Kind: kind}) {
+				if groupClass(group) == 2 || builtinScheme().Recognizes(schema.GroupVersionKind{Group: group, Version: version(av), Kind: kind}) {
 					w.object(m, group, kind, depth)
 					return m
 				}
