@@ -271,7 +271,7 @@ var (
 )
 
 // buildBinaries builds warden and the floor server once per test binary.
-func buildBinaries(b *testing.B) binaries {
+func buildBinaries(b testing.TB) binaries {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mcpbench-")
 		if err != nil {
