@@ -250,7 +250,9 @@ var (
 // errors and panics, questions put to the user during the call and their
 // answers, cancellation.
 func TestStdioDirectAnswersAsHandleMessage(t *testing.T) {
-	var lines []string
+	// A 2026-07-28 client sends no initialize: its first call initializes
+	// the session, then the session-era client below starts afresh.
+	lines := []string{`{"jsonrpc":"2.0","id":"first","method":"tools/call","params":{"name":"sql_query","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{"form":{}}},"io.modelcontextprotocol/clientInfo":{"name":"m","version":"2"}}}}`}
 	lines = append(lines, stdioCases[:4]...)
 	lines = append(lines, ownLegacy...)
 	lines = append(lines, stdioCases[4:]...)
