@@ -24,8 +24,10 @@ import (
 // tools/call result means escaping the result's text once and scanning it
 // twice more. Here each line is decoded once, and a tools/call response
 // is built by appendToolResponse (escaped once, raw structured content
-// checked once). Every message is still served by
-// MCPServer.HandleMessage, so what is answered is mcp-go's; the framing,
+// checked once). Every message but an ordinary tools/call is still served
+// by MCPServer.HandleMessage, and such a call is served by direct.go
+// exactly as HandleMessage would (anything else it hands to
+// HandleMessage), so what is answered is mcp-go's; the framing,
 // concurrency and session behaviour below are mcp-go v1.2.1's
 // (server/stdio.go): one JSON message per line, tools/call served by a
 // pool of five workers behind a queue of 100, other requests each on
