@@ -93,11 +93,17 @@ const benchCall = `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"nam
 // included.
 func BenchmarkToolsCall(b *testing.B) {
 	off := false
-	b.Run("text+structured", func(b *testing.B) { benchToolsCall(b, nil) })
-	b.Run("text", func(b *testing.B) { benchToolsCall(b, &ResultsConfig{StructuredContent: &off}) })
+	b.Run("text+structured", func(b *testing.B) { benchToolsCall(b, nil, benchCall) })
+	b.Run("text", func(b *testing.B) { benchToolsCall(b, &ResultsConfig{StructuredContent: &off}, benchCall) })
+	// As a 2026-07-28 client sends it (the official Go SDK's client in
+	// internal/mcpbench): the protocol version, capabilities and client in
+	// every request's _meta.
+	b.Run("text/2026-07-28", func(b *testing.B) { benchToolsCall(b, &ResultsConfig{StructuredContent: &off}, benchCallModern) })
 }
 
-func benchToolsCall(b *testing.B, results *ResultsConfig) {
+const benchCallModern = `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"roots":{"listChanged":true}},"io.modelcontextprotocol/clientInfo":{"name":"mcpbench","version":"v1.0.0"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"sql_query","arguments":{"database":"shop","sql":"SELECT id, name, price, added, active FROM items ORDER BY id"}}}` + "\n"
+
+func benchToolsCall(b *testing.B, results *ResultsConfig, call string) {
 	s := benchServer(b, benchResult())
 	s.opts.Results = results
 	inR, inW := io.Pipe()
@@ -122,7 +128,7 @@ func benchToolsCall(b *testing.B, results *ResultsConfig) {
 	send(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}` + "\n")
 	read()
 	send(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
-	send(fmt.Sprintf(benchCall, 1))
+	send(fmt.Sprintf(call, 1))
 	if first := read(); !strings.Contains(string(first), `row_count`) || strings.Contains(string(first), `"isError":true`) {
 		b.Fatalf("unexpected response: %.300s", first)
 	}
@@ -132,7 +138,7 @@ func benchToolsCall(b *testing.B, results *ResultsConfig) {
 	cpu := startCPU()
 	for i := range b.N {
 		start := time.Now()
-		send(fmt.Sprintf(benchCall, i+2))
+		send(fmt.Sprintf(call, i+2))
 		read()
 		durations = append(durations, time.Since(start))
 	}

@@ -28,7 +28,7 @@ func (s *Server) interaction(ctx context.Context, req mcp.CallToolRequest) *ward
 		in.Answer = ans
 	}
 	if req.Params.Meta != nil && req.Params.Meta.ProgressToken != nil {
-		in.Progress = progress(ctx, req.Params.Meta.ProgressToken)
+		in.Progress = progress(ctx, s.mcp, req.Params.Meta.ProgressToken)
 	}
 	return in
 }
@@ -65,11 +65,7 @@ const progressEvery = 5 * time.Second
 
 // progress returns a reporter that sends notifications/progress for the
 // request's token, at most once per progressEvery.
-func progress(ctx context.Context, token mcp.ProgressToken) func(string) {
-	srv := server.ServerFromContext(ctx)
-	if srv == nil {
-		return nil
-	}
+func progress(ctx context.Context, srv *server.MCPServer, token mcp.ProgressToken) func(string) {
 	var mu sync.Mutex
 	var n float64
 	var last time.Time

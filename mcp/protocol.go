@@ -65,10 +65,7 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 			if err != nil {
 				return errors.New(decodeError(mcp.MethodToolsCall, err))
 			}
-			if a := bytes.TrimSpace(call.Params.RawArguments); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
-				return fmt.Errorf("invalid %s request: params.arguments must be an object", mcp.MethodToolsCall)
-			}
-			return checkInitialized(ctx, mcp.MethodToolsCall, mcp.IsModernProtocol(call.Params.Meta.ProtocolVersion()))
+			return checkCall(ctx, call.Params.RawArguments, call.Params.Meta)
 		}
 	}
 	// One decode serves the method, the arguments' shape and the protocol
@@ -95,6 +92,16 @@ func (s *Server) checkRequest(ctx context.Context, _ any, message any) error {
 		modern = isModern(raw)
 	}
 	return checkInitialized(ctx, base.Method, modern)
+}
+
+// checkCall judges a tools/call that decoded: its arguments must be an
+// object (or absent, or null), and a session-era call needs an initialized
+// session. A direct call (direct.go) is judged here too.
+func checkCall(ctx context.Context, args json.RawMessage, meta *mcp.Meta) error {
+	if a := bytes.TrimSpace(args); len(a) > 0 && a[0] != '{' && !bytes.Equal(a, []byte("null")) {
+		return fmt.Errorf("invalid %s request: params.arguments must be an object", mcp.MethodToolsCall)
+	}
+	return checkInitialized(ctx, mcp.MethodToolsCall, mcp.IsModernProtocol(meta.ProtocolVersion()))
 }
 
 // checkInitialized refuses a session-era request other than initialize

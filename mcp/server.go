@@ -65,10 +65,15 @@ type Options struct {
 // Server is warden's MCP server: one set of tools, one pipeline, any
 // transport.
 type Server struct {
-	opts    Options
-	mcp     *server.MCPServer
-	specs   map[string]warden.ToolSpec
-	tracker *tracker
+	opts  Options
+	mcp   *server.MCPServer
+	specs map[string]warden.ToolSpec
+	// handlers are the tools' handlers as registered with mcp-go, and
+	// implementation is how mcp-go names the server: what a tools/call
+	// served without HandleMessage uses (direct.go).
+	handlers       map[string]server.ToolHandlerFunc
+	implementation mcp.Implementation
+	tracker        *tracker
 	// http is Options.HTTP with defaults filled in.
 	http     HTTPConfig
 	refusals *refusals
@@ -89,12 +94,14 @@ func New(opts Options) *Server {
 		opts.ShutdownGrace = 10 * time.Second
 	}
 	s := &Server{
-		opts:     opts,
-		specs:    map[string]warden.ToolSpec{},
-		schemas:  map[string]json.RawMessage{},
-		tracker:  newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
-		http:     opts.HTTP.withDefaults(),
-		refusals: &refusals{pipeline: opts.Pipeline, rules: map[string]int{}},
+		opts:           opts,
+		specs:          map[string]warden.ToolSpec{},
+		handlers:       map[string]server.ToolHandlerFunc{},
+		implementation: mcp.Implementation{Name: "warden", Version: opts.Version},
+		schemas:        map[string]json.RawMessage{},
+		tracker:        newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
+		http:           opts.HTTP.withDefaults(),
+		refusals:       &refusals{pipeline: opts.Pipeline, rules: map[string]int{}},
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(s.checkRequest)
@@ -108,11 +115,15 @@ func New(opts Options) *Server {
 	hooks.AddOnUnregisterSession(func(ctx context.Context, cs server.ClientSession) {
 		s.tracker.end(sessionKey(cs))
 	})
-	s.mcp = server.NewMCPServer("warden", opts.Version,
+	// A tools/call on stdio is served without HandleMessage (direct.go),
+	// reproducing what these options make it do: an option added here
+	// (hooks, middleware, validation, tracing, task tools) must be
+	// reproduced there too, or direct calls turned off.
+	s.mcp = server.NewMCPServer(s.implementation.Name, s.implementation.Version,
 		server.WithToolCapabilities(false),
 		server.WithToolFilter(s.filterTools),
 		server.WithHooks(hooks),
-		server.WithRecovery(),
+		server.WithToolHandlerMiddleware(recoverTool),
 		server.WithInstructions("warden is the only way to reach these databases and APIs; it holds the credentials. "+
 			"For SQL, call sql_schema to see the tables and columns you may use, then sql_query with one statement per call. "+
 			"For HTTP APIs, call http_call with a method and a path under the API. "+
@@ -130,7 +141,8 @@ func New(opts Options) *Server {
 			RawInputSchema: s.schema(spec, nil),
 			Annotations:    mcp.ToolAnnotation{Title: spec.Title, ReadOnlyHint: mcp.ToBoolPtr(spec.ReadOnly), OpenWorldHint: mcp.ToBoolPtr(false)},
 		}
-		s.mcp.AddTool(tool, s.handler(spec.Name))
+		s.handlers[spec.Name] = s.handler(spec.Name)
+		s.mcp.AddTool(tool, s.handlers[spec.Name])
 	}
 	return s
 }
@@ -270,7 +282,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, to
 			// the limit, never the message (which was not kept).
 			s.opts.Pipeline.Refuse(ctx, "stdio:message", json.RawMessage(fmt.Sprintf(`{"max_bytes":%d}`, s.http.MaxRequestBytes)), e)
 		},
-	})
+	}, s.callTool)
 	s.tracker.endAll()
 	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
 		return nil

@@ -24,8 +24,10 @@ import (
 // tools/call result means escaping the result's text once and scanning it
 // twice more. Here each line is decoded once, and a tools/call response
 // is built by appendToolResponse (escaped once, raw structured content
-// checked once). Every message is still served by
-// MCPServer.HandleMessage, so what is answered is mcp-go's; the framing,
+// checked once). Every message but an ordinary tools/call is still served
+// by MCPServer.HandleMessage, and such a call is served by direct.go
+// exactly as HandleMessage would (anything else it hands to
+// HandleMessage), so what is answered is mcp-go's; the framing,
 // concurrency and session behaviour below are mcp-go v1.2.1's
 // (server/stdio.go): one JSON message per line, tools/call served by a
 // pool of five workers behind a queue of 100, other requests each on
@@ -45,7 +47,17 @@ type stdioConn struct {
 	wmu sync.Mutex // one message per write, whole
 
 	session *stdioSession
+
+	// direct, when set, serves a tools/call without HandleMessage, or
+	// reports that it did not (direct.go); inflight holds the cancels of
+	// the calls it is serving, for notifications/cancelled.
+	direct   directFunc
+	inflight sync.Map
 }
+
+// directFunc serves a tools/call without HandleMessage and reports whether
+// it did; when it did not, it did nothing.
+type directFunc func(ctx context.Context, msg json.RawMessage, inflight *sync.Map) (mcp.JSONRPCMessage, bool)
 
 // stdioSession is the one session of a stdio connection. It implements
 // what mcp-go's own stdio session does that warden uses: logging level,
@@ -211,12 +223,13 @@ type stdioLimits struct {
 }
 
 // serveStdio serves one client on in/out until in ends or ctx is done;
-// base adds the caller to every request's context.
-func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io.Writer, base func(context.Context) context.Context, limits stdioLimits) error {
+// base adds the caller to every request's context. direct, when not nil,
+// serves the tools/call requests it can without HandleMessage.
+func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io.Writer, base func(context.Context) context.Context, limits stdioLimits, direct directFunc) error {
 	if limits.MaxLine <= 0 {
 		limits.MaxLine = DefaultMaxRequestBytes
 	}
-	c := &stdioConn{srv: srv, out: out}
+	c := &stdioConn{srv: srv, out: out, direct: direct}
 	c.session = &stdioSession{conn: c, notifications: make(chan mcp.JSONRPCNotification, 100), pending: map[int64]chan elicitationAnswer{}}
 	if err := srv.RegisterSession(ctx, c.session); err != nil {
 		return fmt.Errorf("register session: %w", err)
@@ -237,7 +250,7 @@ func serveStdio(ctx context.Context, srv *server.MCPServer, in io.Reader, out io
 					if !ok {
 						return
 					}
-					c.serve(ctx, w.id, w.msg)
+					c.serve(ctx, w.id, w.msg, true)
 				case <-ctx.Done():
 					return
 				}
@@ -377,14 +390,23 @@ func (c *stdioConn) dispatch(ctx context.Context, line []byte, queue chan<- tool
 			return ctx.Err()
 		default:
 			// The queue is full: served here, holding up the reading.
-			c.serve(ctx, m.ID, msg)
+			c.serve(ctx, m.ID, msg, true)
 			return nil
 		}
 	case parsed && hasID:
-		requests.Go(func() { c.serve(ctx, m.ID, msg) })
+		requests.Go(func() { c.serve(ctx, m.ID, msg, false) })
 		return nil
 	}
-	resp := c.handle(ctx, m.ID, msg)
+	resp := c.handle(ctx, m.ID, msg, false)
+	if parsed && m.Method == string(mcp.MethodNotificationCancelled) {
+		// A call served directly is not among HandleMessage's in-flight
+		// requests: cancel it here, as HandleMessage would have.
+		if key := cancelledRequest(msg); key != "" {
+			if cancel, ok := c.inflight.LoadAndDelete(key); ok {
+				cancel.(context.CancelFunc)()
+			}
+		}
+	}
 	if resp == nil {
 		return nil
 	}
@@ -395,15 +417,16 @@ func (c *stdioConn) dispatch(ctx context.Context, line []byte, queue chan<- tool
 }
 
 // serve handles a request and writes its response.
-func (c *stdioConn) serve(ctx context.Context, id, msg json.RawMessage) {
-	if resp := c.handle(ctx, id, msg); resp != nil {
+func (c *stdioConn) serve(ctx context.Context, id, msg json.RawMessage, call bool) {
+	if resp := c.handle(ctx, id, msg, call); resp != nil {
 		_ = c.respond(resp)
 	}
 }
 
-// handle runs HandleMessage; a panic becomes an internal error carrying
-// the request's id (a notification, with no id, gets no answer).
-func (c *stdioConn) handle(ctx context.Context, id json.RawMessage, msg json.RawMessage) (resp mcp.JSONRPCMessage) {
+// handle serves a message: a tools/call (call) directly when it can, else
+// through HandleMessage. A panic becomes an internal error carrying the
+// request's id (a notification, with no id, gets no answer).
+func (c *stdioConn) handle(ctx context.Context, id json.RawMessage, msg json.RawMessage, call bool) (resp mcp.JSONRPCMessage) {
 	defer func() {
 		if r := recover(); r != nil {
 			resp = nil
@@ -415,6 +438,11 @@ func (c *stdioConn) handle(ctx context.Context, id json.RawMessage, msg json.Raw
 			}
 		}
 	}()
+	if call && c.direct != nil {
+		if resp, ok := c.direct(ctx, msg, &c.inflight); ok {
+			return resp
+		}
+	}
 	return c.srv.HandleMessage(ctx, msg)
 }
 

@@ -273,7 +273,7 @@ var (
 // buildBinaries builds warden and the floor server once per test binary,
 // and drops them from the page cache: a server's resident set is measured
 // as a deployed binary's, read from disk (dropPageCache).
-func buildBinaries(b *testing.B) binaries {
+func buildBinaries(b testing.TB) binaries {
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "mcpbench-")
 		if err != nil {
