@@ -75,6 +75,18 @@ func TestWriteLockHintNeverBreaksTheChain(t *testing.T) {
 		write(t, s, "b", 5)
 		check(t, path, s, 10)
 	})
+	// Two writers that take turns, one record each: each finds the
+	// other's end in the hint and writes after it, checked by the insert.
+	t.Run("WritersTakingTurns", func(t *testing.T) {
+		a, path := openStoreWith(t, recorder.Options{CheckpointEvery: 7})
+		b, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 7})
+		must(t, err)
+		for i := range 30 {
+			write(t, []*sqlite.Store{a, b}[i%2], fmt.Sprintf("t%d", i), 1)
+		}
+		must(t, b.Close())
+		check(t, path, a, 30)
+	})
 	// Two writers that do not share the lock (its file was replaced
 	// under the first) still keep one chain, by SQLite's lock and the
 	// seq's primary key.
