@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 
@@ -84,8 +85,15 @@ func TestWriteLockHintNeverBreaksTheChain(t *testing.T) {
 		for i := range 30 {
 			write(t, []*sqlite.Store{a, b}[i%2], fmt.Sprintf("t%d", i), 1)
 		}
+		// A call the other writer started is refused as a repeat, and
+		// the writers go on after the refusal.
+		if err := a.StartCall(ctx, allowedCall("t29-0", "", alice, t0)); err == nil || !strings.Contains(err.Error(), "already started") {
+			t.Errorf("StartCall of a call the other writer started = %v; want it refused as already started", err)
+		}
+		write(t, b, "u", 1)
+		write(t, a, "v", 1)
 		must(t, b.Close())
-		check(t, path, a, 30)
+		check(t, path, a, 32)
 	})
 	// Two writers that do not share the lock (its file was replaced
 	// under the first) still keep one chain, by SQLite's lock and the
