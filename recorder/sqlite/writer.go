@@ -593,12 +593,23 @@ const walCheckpointEvery = 256
 // without waiting for readers or writers (PASSIVE); it runs between
 // batches, after the callers were answered. A failed one is retried at
 // the next due.
+//
+// It runs under the write lock, so no other warden appends while it
+// copies: a checkpoint that copies the whole log lets the next writer
+// start the log again from its beginning (SQLite does that only when
+// the log was wholly copied when that writer began). Outside the lock,
+// with other processes writing steadily, the copy never caught up with
+// the end of the log, which then grew without bound (to 320 MB in a
+// 30 s BenchmarkProcesses run, every write extending the file and every
+// page lookup searching a longer index of it).
 func (w *writer) checkpointWAL() {
 	if !w.walDue {
 		return
 	}
 	w.walDue = false
+	w.lock.lock()
 	_, _ = w.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	w.lock.unlock(nil)
 }
 
 // run runs fn in one write transaction. If anything fails, the
