@@ -40,9 +40,9 @@ import (
 // the database (walCheckpointEvery): SQLite's automatic one runs inside
 // the committing transaction, with two fsyncs, while every other writer
 // waits for the lock; warden runs it after the callers are answered, one
-// for every walCheckpointEvery commits whichever process made them, under
-// the lock taken again, so that no other process appends while it copies
-// and the log can start again from its beginning (checkpointWAL).
+// for every walCheckpointEvery commits whichever process made them, and
+// finishes it under the lock taken again, so that the log can start again
+// from its beginning (checkpointWAL).
 //
 // A process that holds the lock and stops (SIGSTOP) must not hang the
 // others for ever: a writer waits for the flock at most lockWait, as long

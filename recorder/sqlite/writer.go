@@ -594,21 +594,27 @@ const walCheckpointEvery = 256
 // batches, after the callers were answered. A failed one is retried at
 // the next due.
 //
-// It runs under the write lock, so no other warden appends while it
-// copies: a checkpoint that copies the whole log lets the next writer
-// start the log again from its beginning (SQLite does that only when
-// the log was wholly copied when that writer began). Outside the lock,
-// with other processes writing steadily, the copy never caught up with
-// the end of the log, which then grew without bound (to 320 MB in a
-// 30 s BenchmarkProcesses run, every write extending the file and every
-// page lookup searching a longer index of it).
+// SQLite starts the log again from its beginning only when a writer
+// begins its transaction after a checkpoint copied all of it. Copied
+// while other wardens write, the log never gets there: one of them is
+// always inside a transaction that began before the copy ended, and
+// appends. It grew without bound (to 320 MB in a 30 s BenchmarkProcesses
+// run, every write extending the file and every page lookup searching a
+// longer index of it). So the copy is finished under the write lock,
+// where no transaction is open: first the bulk without the lock, while
+// the others go on, then under it what they appended meanwhile (nothing,
+// for a warden alone).
 func (w *writer) checkpointWAL() {
 	if !w.walDue {
 		return
 	}
 	w.walDue = false
+	ctx := context.Background()
+	if _, err := w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+		return
+	}
 	w.lock.lock()
-	_, _ = w.db.ExecContext(context.Background(), "PRAGMA wal_checkpoint(PASSIVE)")
+	_, _ = w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 	w.lock.unlock(nil)
 }
 
