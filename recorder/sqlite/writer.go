@@ -598,12 +598,12 @@ const walCheckpointEvery = 256
 // begins its transaction after a checkpoint copied all of it. Copied
 // while other wardens write, the log never gets there: one of them is
 // always inside a transaction that began before the copy ended, and
-// appends. It grew without bound (to 320 MB in a 30 s BenchmarkProcesses
-// run, every write extending the file and every page lookup searching a
-// longer index of it). So the copy is finished under the write lock,
-// where no transaction is open: first the bulk without the lock, while
-// the others go on, then under it what they appended meanwhile (nothing,
-// for a warden alone).
+// appends. It grew without bound (to 320 MB while eight processes wrote
+// 16,000 records, against 5 MB with a store each; every write extending
+// the file, every page lookup searching a longer index of it). So the
+// copy is finished under the write lock, where no transaction is open:
+// first the bulk without the lock, while the others go on, then under it
+// what they appended meanwhile (nothing, for a warden alone).
 func (w *writer) checkpointWAL() {
 	if !w.walDue {
 		return
