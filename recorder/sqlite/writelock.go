@@ -39,9 +39,10 @@ import (
 // The count of commits spaces the WAL checkpoints that copy the log into
 // the database (walCheckpointEvery): SQLite's automatic one runs inside
 // the committing transaction, with two fsyncs, while every other writer
-// waits for the lock; warden runs it after the lock is released and the
-// callers answered, one for every walCheckpointEvery commits whichever
-// process made them.
+// waits for the lock; warden runs it after the callers are answered, one
+// for every walCheckpointEvery commits whichever process made them, and
+// finishes it under the lock taken again, so that the log can start again
+// from its beginning (checkpointWAL).
 //
 // A process that holds the lock and stops (SIGSTOP) must not hang the
 // others for ever: a writer waits for the flock at most lockWait, as long
