@@ -217,13 +217,16 @@ func CreateKeyFile(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return ReadKeyFile(path)
-	}
+	// The key is written whole to a file of its own beside path and then
+	// linked to path, which fails if path exists: several wardens starting
+	// on one new store all get the first creator's key, and none reads the
+	// file while another is still writing it.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return nil, fmt.Errorf("creating signing key: %w", err)
 	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
 	_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	if err == nil {
 		err = f.Sync()
@@ -232,10 +235,15 @@ func CreateKeyFile(path string) (ed25519.PrivateKey, error) {
 		err = cerr
 	}
 	if err == nil {
+		err = os.Link(tmp, path)
+		if errors.Is(err, fs.ErrExist) {
+			return ReadKeyFile(path)
+		}
+	}
+	if err == nil {
 		err = SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
-		os.Remove(path)
 		return nil, fmt.Errorf("creating signing key: %w", err)
 	}
 	return key, nil
