@@ -190,47 +190,26 @@ func (s *Server) askOlderClient(ctx context.Context, req mcp.CallToolRequest, re
 	return res, nil
 }
 
-// ask puts one input request to the client as the server-initiated
-// request of its kind.
+// ask puts one input request to the client as an elicitation/create
+// request. warden's handlers ask for nothing else (interaction.go,
+// errors.go: a confirmation); a request of another kind fails the call
+// rather than being put to the client in some other form.
 func (s *Server) ask(ctx context.Context, q mcp.InputRequest) (mcp.InputResponse, error) {
-	switch q.Method {
-	case mcp.MethodElicitationCreate:
-		if q.Elicitation == nil {
-			return mcp.InputResponse{}, errors.New("elicitation input request has no params")
-		}
-		r, err := s.mcp.RequestElicitation(ctx, mcp.ElicitationRequest{
-			Request: mcp.Request{Method: string(mcp.MethodElicitationCreate)}, Params: *q.Elicitation})
-		if err != nil {
-			return mcp.InputResponse{}, err
-		}
-		if r == nil {
-			return mcp.InputResponse{}, errors.New("session returned no elicitation result")
-		}
-		return mcp.NewElicitationInputResponse(*r), nil
-	case mcp.MethodSamplingCreateMessage:
-		if q.Sampling == nil {
-			return mcp.InputResponse{}, errors.New("sampling input request has no params")
-		}
-		r, err := s.mcp.RequestSampling(ctx, mcp.CreateMessageRequest{
-			Request: mcp.Request{Method: string(mcp.MethodSamplingCreateMessage)}, CreateMessageParams: *q.Sampling})
-		if err != nil {
-			return mcp.InputResponse{}, err
-		}
-		if r == nil {
-			return mcp.InputResponse{}, errors.New("session returned no sampling result")
-		}
-		return mcp.NewSamplingInputResponse(*r), nil
-	case mcp.MethodListRoots:
-		r, err := s.mcp.RequestRoots(ctx, mcp.ListRootsRequest{Request: mcp.Request{Method: string(mcp.MethodListRoots)}})
-		if err != nil {
-			return mcp.InputResponse{}, err
-		}
-		if r == nil {
-			return mcp.InputResponse{}, errors.New("session returned no roots result")
-		}
-		return mcp.NewRootsInputResponse(*r), nil
+	if q.Method != mcp.MethodElicitationCreate {
+		return mcp.InputResponse{}, fmt.Errorf("unsupported input request method %q", q.Method)
 	}
-	return mcp.InputResponse{}, fmt.Errorf("unsupported input request method %q", q.Method)
+	if q.Elicitation == nil {
+		return mcp.InputResponse{}, errors.New("elicitation input request has no params")
+	}
+	r, err := s.mcp.RequestElicitation(ctx, mcp.ElicitationRequest{
+		Request: mcp.Request{Method: string(mcp.MethodElicitationCreate)}, Params: *q.Elicitation})
+	if err != nil {
+		return mcp.InputResponse{}, err
+	}
+	if r == nil {
+		return mcp.InputResponse{}, errors.New("session returned no elicitation result")
+	}
+	return mcp.NewElicitationInputResponse(*r), nil
 }
 
 // handlerError answers a handler's error as mcp-go does: a URL elicitation
