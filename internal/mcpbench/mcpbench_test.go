@@ -58,7 +58,11 @@ FROM generate_series(1, 100) i;`
 // its anonymous and file-backed parts) and x-floor-text,
 // x-floor-structured (p50, or the reciprocal of calls/s, against that
 // floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
-// and MCPBENCH_PROTOCOL the protocol version the client asks for. Run
+// and MCPBENCH_PROTOCOL the protocol version the client asks for.
+// MCPBENCH_BASE names another checkout of warden (a directory): its
+// cmd/warden is built too and run, as base-warden and base-warden-text,
+// just before warden and warden-text in every round, with x-base their
+// figure's ratio — before and after a change measured in one window. Run
 // with a fixed count of calls (make bench-mcp: -benchtime 300x); timings
 // are never asserted.
 func BenchmarkMCP(b *testing.B) {
@@ -95,6 +99,14 @@ func BenchmarkMCP(b *testing.B) {
 		{"floor-structured", bins.floor, []string{"-text", textFile, "-structured"}, []string{"-listen", "127.0.0.1:0"}},
 		{"warden", bins.warden, []string{"serve", "--config", config}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 		{"warden-text", bins.warden, []string{"serve", "--config", textConfig}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
+	}
+	if bins.base != "" {
+		for i := len(servers) - 1; i >= 0; i-- {
+			if s := servers[i]; strings.HasPrefix(s.name, "warden") {
+				s.name, s.bin = "base-"+s.name, bins.base
+				servers = slices.Insert(servers, i, s)
+			}
+		}
 	}
 
 	// Each round runs every server back to back, per kind of measurement,
@@ -136,12 +148,18 @@ func BenchmarkMCP(b *testing.B) {
 	}
 }
 
-// ratios records a floor's figure, and reports the other servers' against
-// both floors of the same round.
+// ratios records a floor's (or a base warden's) figure, and reports the
+// other servers' against both floors of the same round, and a warden's
+// against the base warden's run just before it.
 func ratios(b *testing.B, floors map[string]float64, name string, v float64) {
 	if strings.HasPrefix(name, "floor") {
 		floors[name] = v
 		return
+	}
+	if strings.HasPrefix(name, "base-") {
+		floors[name] = v
+	} else if bv := floors["base-"+name]; bv > 0 && v > 0 {
+		b.ReportMetric(v/bv, "x-base")
 	}
 	for _, f := range []string{"floor-text", "floor-structured"} {
 		if fv := floors[f]; fv > 0 && v > 0 {
@@ -262,7 +280,9 @@ func callOnce(b *testing.B, s *mcp.ClientSession) string {
 	return text
 }
 
-type binaries struct{ warden, floor string }
+// binaries are the servers BenchmarkMCP runs: warden from this tree, the
+// floor, and warden from MCPBENCH_BASE's tree if it is set.
+type binaries struct{ warden, floor, base string }
 
 var (
 	buildOnce sync.Once
@@ -281,8 +301,17 @@ func buildBinaries(b testing.TB) binaries {
 			return
 		}
 		built = binaries{warden: filepath.Join(dir, "warden"), floor: filepath.Join(dir, "floor")}
-		for pkg, out := range map[string]string{"../../cmd/warden": built.warden, "./floor": built.floor} {
+		builds := map[string]string{"../../cmd/warden": built.warden, "./floor": built.floor}
+		base := os.Getenv("MCPBENCH_BASE")
+		if base != "" {
+			built.base = filepath.Join(dir, "base-warden")
+			builds["./cmd/warden"] = built.base
+		}
+		for pkg, out := range builds {
 			cmd := exec.Command("go", "build", "-o", out, pkg)
+			if out == built.base {
+				cmd.Dir = base
+			}
 			if msg, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
 				return
