@@ -16,21 +16,29 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 )
 
-// On stdio, warden serves an ordinary tools/call itself instead of through
+// On stdio, and for a 2026-07-28 client over streamable HTTP, warden
+// serves an ordinary tools/call itself instead of through
 // MCPServer.HandleMessage, which decodes the request four more times (for
 // its method and id, in warden's checkRequest hook, for the protocol era,
 // for trace context, then as a CallToolRequest, its _meta into a map every
-// time) before the tool's handler runs. Here it is decoded once, and the
-// handler is called with what HandleMessage would have given it.
+// time) before the tool's handler runs; over HTTP mcp-go's transport reads
+// it twice more before that (handlePost: for its id and method, for the
+// era) and once after (the Mcp-Method and Mcp-Name headers against the
+// body). Here it is decoded once (decodeCall), and the handler is called
+// with what HandleMessage would have given it (serveCall, which both
+// transports share).
 //
 // Only a request whose whole path through mcp-go v1.2.1 is reproduced here
-// is served directly; callTool reports false for anything else, before
-// anything has happened, and the request goes to HandleMessage as before.
-// What a direct call does, in HandleMessage's order, given what New
-// configures (one OnRequestInitialization hook, no other request hooks, a
-// tool filter, the recovery middleware and nothing else, no tracer, meta
+// is served directly; callTool and serveHTTPCall report false for anything
+// else, before anything has happened, and the request goes to
+// HandleMessage (over HTTP, to mcp-go's transport) as before. What a
+// direct call does, in HandleMessage's order, given what New configures
+// (one OnRequestInitialization hook, no other request hooks, a tool
+// filter, the recovery middleware and nothing else, no tracer, meta
 // propagator, request logger, schema validation or task tools) and what
-// serveStdio provides (its own session, no HTTP headers):
+// the transport provides (serveStdio: its own session, no HTTP headers;
+// serveHTTPCall: what mcp-go's transport would have checked and provided,
+// see there):
 //
 //   - the message must be a JSON-RPC 2.0 request (an id, no result) for
 //     tools/call that decodes whole into the types mcp-go decodes it into;
@@ -43,8 +51,8 @@ import (
 //     filter); the request may not be task-augmented; the session offers
 //     no session tools;
 //   - the handler runs with the session, the request's protocol info and a
-//     cancel that notifications/cancelled reaches (stdioConn.cancel), under
-//     the same panic recovery mcp-go applies;
+//     cancel that notifications/cancelled reaches (stdioConn.dispatch,
+//     directHTTP), under the same panic recovery mcp-go applies;
 //   - an input_required result is resolved for a client before 2026-07-28
 //     with server-initiated requests, the handler called again with the
 //     answers, as mcp-go does; a 2026-07-28 client gets it as it is;
@@ -53,7 +61,8 @@ import (
 //     its text); a 2026-07-28 result is stamped with resultType and the
 //     server's identity.
 //
-// TestStdioAnswersAsMCPGo compares the bytes of both paths over the cases.
+// TestStdioAnswersAsMCPGo and TestHTTPDirectAnswersAsMCPGo compare the
+// bytes of both paths over the cases.
 
 // directCall is a tools/call decoded once: the fields mcp-go's
 // HandleMessage reads (jsonrpc, id, result) and those its CallToolParams
