@@ -2,11 +2,15 @@ package mcp
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,5 +324,54 @@ func TestHTTPDirectAnswersAsMCPGo(t *testing.T) {
 		if !strings.Contains(all.String(), want) {
 			t.Errorf("no answer holds %s", want)
 		}
+	}
+}
+
+// Direct calls served concurrently each get their own answer (run with
+// -race: the cancels, the tool cache, the splicing).
+func TestHTTPDirectConcurrentCalls(t *testing.T) {
+	s, _ := httpDirectServer(t, true)
+	s.opts.Identity.AllowUnauthenticatedLoopback = true
+	var seq atomic.Int64 // the fixture's call ids are for one call at a time
+	s.opts.Pipeline.NewID = func() string { return "c-" + strconv.FormatInt(seq.Add(1), 10) }
+	h, shutdown, err := s.HTTPHandler("http")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer func() { _ = shutdown(context.Background()); srv.Close() }()
+	const workers, calls = 8, 20
+	errs := make(chan error, workers*calls)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range calls {
+				id := strconv.Itoa(w*1000 + i)
+				c := modernCall(id, "sql_query", sqlArgs, `{}`)
+				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/mcp", strings.NewReader(c.body))
+				req.Header.Set("Content-Type", "application/json")
+				for k, v := range c.header {
+					req.Header.Set(k, v)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), `{"jsonrpc":"2.0","id":`+id+`,"result":`) || !strings.Contains(string(body), `row_count`) {
+					errs <- fmt.Errorf("call %s: %d %.200s", id, resp.StatusCode, body)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := s.httpDirectCalls.Load(); n != workers*calls {
+		t.Errorf("%d calls were served directly; want %d", n, workers*calls)
 	}
 }
