@@ -269,7 +269,9 @@ func (s *Server) serveHTTPCall(w http.ResponseWriter, r *http.Request, body []by
 		m.Params.Meta.ProtocolVersion() != version || s.headerBound(name) {
 		return false
 	}
-	ctx := ctxFunc(s.mcp.WithContext(r.Context(), &httpCallSession{}), r)
+	// The response is built here whole (appendToolResponse), so the
+	// handler need not leave placeholders for edgeWriter (splice.go).
+	ctx := ctxFunc(s.mcp.WithContext(withSplicer(r.Context(), nil), &httpCallSession{}), r)
 	resp, ok := s.serveCall(ctx, m, &s.httpInflight)
 	if !ok {
 		return false
