@@ -206,6 +206,72 @@ func BenchmarkToolsCallHTTP(b *testing.B) {
 	off := false
 	b.Run("text+structured", func(b *testing.B) { benchToolsCallHTTP(b, nil) })
 	b.Run("text", func(b *testing.B) { benchToolsCallHTTP(b, &ResultsConfig{StructuredContent: &off}) })
+	// As the official Go SDK's client sends a call at 2026-07-28: no
+	// session, the version in a header and in _meta. Served directly
+	// (direct.go), and through mcp-go for comparison.
+	b.Run("text/2026-07-28", func(b *testing.B) {
+		benchToolsCallHTTPModern(b, &ResultsConfig{StructuredContent: &off}, true)
+	})
+	b.Run("text/2026-07-28/mcp-go", func(b *testing.B) {
+		benchToolsCallHTTPModern(b, &ResultsConfig{StructuredContent: &off}, false)
+	})
+}
+
+func benchToolsCallHTTPModern(b *testing.B, results *ResultsConfig, direct bool) {
+	s := benchServer(b, benchResult())
+	s.opts.Results = results
+	s.httpDirect = direct
+	s.opts.Identity.AllowUnauthenticatedLoopback = true
+	h, shutdown, err := s.HTTPHandler("http")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go func() { _ = hs.Serve(ln) }()
+	defer func() { _ = shutdown(context.Background()); _ = hs.Close() }()
+	url := "http://" + ln.Addr().String() + "/mcp"
+	client := &http.Client{}
+	post := func(id int) []byte {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(fmt.Sprintf(benchCallModern, id)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+		req.Header.Set("Mcp-Method", "tools/call")
+		req.Header.Set("Mcp-Name", "sql_query")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out
+	}
+	if first := post(1); !strings.Contains(string(first), `row_count`) || strings.Contains(string(first), `"isError":true`) {
+		b.Fatalf("unexpected response: %.300s", first)
+	}
+	if got := s.httpDirectCalls.Load(); got != map[bool]int64{true: 1, false: 0}[direct] {
+		b.Fatalf("%d calls served directly", got)
+	}
+	durations := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := range b.N {
+		start := time.Now()
+		post(i + 2)
+		durations = append(durations, time.Since(start))
+	}
+	b.StopTimer()
+	cpu.report(b)
+	slices.Sort(durations)
+	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
 }
 
 func benchToolsCallHTTP(b *testing.B, results *ResultsConfig) {

@@ -264,10 +264,20 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 	// The body is in memory: no deadline on the connection while the call
 	// runs, or the server's wait for the client to hang up would cut it.
 	_ = rc.SetReadDeadline(time.Time{})
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body = &heldBody{Reader: bytes.NewReader(body), b: body}
 	r.ContentLength = int64(len(body))
 	return body, 0, nil
 }
+
+// heldBody is a request body read whole by readBody, readable again as a
+// body, and as the bytes themselves by a handler further in (directHTTP)
+// that knows its type.
+type heldBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func (*heldBody) Close() error { return nil }
 
 // headerHook calls before once, just before the response's header is
 // written.

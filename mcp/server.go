@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -73,7 +74,16 @@ type Server struct {
 	// served without HandleMessage uses (direct.go).
 	handlers       map[string]server.ToolHandlerFunc
 	implementation mcp.Implementation
-	tracker        *tracker
+	// httpDirect serves ordinary 2026-07-28 tools/call requests over
+	// streamable HTTP without mcp-go's transport and HandleMessage
+	// (direct.go; tests turn it off to compare). httpDirectCalls counts
+	// them; httpInflight holds their cancels and paramHeaders which tools
+	// bind arguments to headers.
+	httpDirect      bool
+	httpDirectCalls atomic.Int64
+	httpInflight    sync.Map
+	paramHeaders    sync.Map
+	tracker         *tracker
 	// http is Options.HTTP with defaults filled in.
 	http     HTTPConfig
 	refusals *refusals
@@ -102,6 +112,7 @@ func New(opts Options) *Server {
 		tracker:        newTracker(opts.Sessions, opts.Pipeline.Clock, opts.NewID, opts.Log),
 		http:           opts.HTTP.withDefaults(),
 		refusals:       &refusals{pipeline: opts.Pipeline, rules: map[string]int{}},
+		httpDirect:     true,
 	}
 	hooks := &server.Hooks{}
 	hooks.AddOnRequestInitialization(s.checkRequest)
@@ -115,7 +126,8 @@ func New(opts Options) *Server {
 	hooks.AddOnUnregisterSession(func(ctx context.Context, cs server.ClientSession) {
 		s.tracker.end(sessionKey(cs))
 	})
-	// A tools/call on stdio is served without HandleMessage (direct.go),
+	// A tools/call on stdio, and a 2026-07-28 one over streamable HTTP, is
+	// served without HandleMessage (direct.go),
 	// reproducing what these options make it do: an option added here
 	// (hooks, middleware, validation, tracing, task tools) must be
 	// reproduced there too, or direct calls turned off.
@@ -331,7 +343,9 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 			server.WithSessionIdleTTL(30*time.Minute),
 			server.WithStreamableHTTPLogger(s.opts.Log),
 		)
-		mux.Handle("/mcp", s.authenticate("http", requireSession(sh)))
+		// An ordinary 2026-07-28 tools/call is served in front of mcp-go
+		// (direct.go), exactly as sh would serve it.
+		mux.Handle("/mcp", s.authenticate("http", requireSession(s.directHTTP(sh, ctxFunc))))
 		shutdown = sh.Shutdown
 	case "sse":
 		sse := server.NewSSEServer(s.mcp,
