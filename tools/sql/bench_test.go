@@ -3,6 +3,7 @@ package sql_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"sort"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/warden-mcp/warden/internal/pgtest"
 	"github.com/warden-mcp/warden/mask"
 	"github.com/warden-mcp/warden/policy"
+	"github.com/warden-mcp/warden/recorder"
 	"github.com/warden-mcp/warden/recorder/sqlite"
 	"github.com/warden-mcp/warden/tools/sql"
 )
@@ -68,9 +70,48 @@ func BenchmarkSelect100Rows(b *testing.B) {
 	for _, v := range []struct {
 		name             string
 		masked, approval bool
-	}{{"pipeline", false, false}, {"pipeline-masked", true, false}, {"pipeline-approval-rules", false, true}} {
-		b.Run(v.name, func(b *testing.B) { benchPipeline(b, ctx, dsn, v.masked, v.approval) })
+		rec              recording
+	}{
+		{"pipeline", false, false, recordSQLite},
+		{"pipeline-masked", true, false, recordSQLite},
+		{"pipeline-approval-rules", false, true, recordSQLite},
+		// Without the store's commits, so the recording's share of the
+		// pipeline's cost is separable: the records encoded and dropped,
+		// then not even encoded.
+		{"pipeline-record-encode-only", false, false, recordEncodeOnly},
+		{"pipeline-record-none", false, false, recordNone},
+	} {
+		b.Run(v.name, func(b *testing.B) { benchPipeline(b, ctx, dsn, v.masked, v.approval, v.rec) })
 	}
+}
+
+// recording is what benchPipeline's recorder does with each call.
+type recording int
+
+const (
+	recordSQLite     recording = iota // commit each record to a SQLite store, as warden does
+	recordEncodeOnly                  // encode each record as the store would, and drop it
+	recordNone                        // nothing
+)
+
+// discardRecorder records nothing; with encode, it builds each record's
+// text as the SQLite store does before writing it.
+type discardRecorder struct{ encode bool }
+
+func (d discardRecorder) StartCall(_ context.Context, c *warden.Call) error {
+	if d.encode {
+		_, err := recorder.Encode(recorder.CallToJSON(c))
+		return err
+	}
+	return nil
+}
+
+func (d discardRecorder) FinishCall(_ context.Context, c *warden.Call) error {
+	if d.encode {
+		_, _, resultErr, err := recorder.FinishRecord(c, true)
+		return errors.Join(resultErr, err)
+	}
+	return nil
 }
 
 // benchPipeline runs the query through the pipeline; with masked, two of
@@ -78,7 +119,7 @@ func BenchmarkSelect100Rows(b *testing.B) {
 // PostgreSQL in the masking subquery); with
 // approval, approval rules are configured that do not hold a select (the
 // cost every call pays for them: its hash and the rule match).
-func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approval bool) {
+func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approval bool, rec recording) {
 	{
 		cfg := sql.Config{DSN: dsn}
 		if err := cfg.Validate(); err != nil {
@@ -113,8 +154,12 @@ func benchPipeline(b *testing.B, ctx context.Context, dsn string, masked, approv
 		if err != nil {
 			b.Fatal(err)
 		}
+		var r warden.Recorder = store
+		if rec != recordSQLite {
+			r = discardRecorder{encode: rec == recordEncodeOnly}
+		}
 		seq := 0
-		p := &warden.Pipeline{Tools: reg, Policy: pol, Recorder: store, Clock: time.Now,
+		p := &warden.Pipeline{Tools: reg, Policy: pol, Recorder: r, Clock: time.Now,
 			NewID: func() string { seq++; return "c-bench-" + time.Now().Format("150405.000000") + "-" + itoa(seq) }}
 		if approval {
 			rules := approvals.Config{
