@@ -82,7 +82,9 @@ func BenchmarkSelect100Rows(b *testing.B) {
 	// On a shared machine the p50 of two sub-benchmarks run a few
 	// seconds apart can each move by a third; here every iteration runs
 	// the pgx query and then the pipeline call (recording on), so both
-	// p50s, and their ratio, come from the same moments.
+	// p50s, and their ratio, come from the same moments. Each p50 is
+	// higher than its side's run alone (the other side's garbage and
+	// cold caches land in its calls); the ratio is what is steadier.
 	b.Run("interleaved", func(b *testing.B) {
 		query := pgxQuery(b, ctx, dsn)
 		run := pipelineCall(b, ctx, dsn, false, false, recordSQLite)
