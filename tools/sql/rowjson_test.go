@@ -550,3 +550,76 @@ func TestEncodersWriteJSON(t *testing.T) {
 		t.Fatalf("only %d values written by the encoders: the inputs do not exercise them", written)
 	}
 }
+
+// TestTimeEncodersMatchTimeFormat compares the timestamp and date encoders
+// with what they replaced — pgx's decoding into a time.Time, toJSON's
+// formatting, encoding/json — over every date in years 1 to 9999 and its
+// neighbours, the edges of that range to the microsecond, and random
+// timestamps; outside the range the encoders must leave the value to the
+// fallback.
+func TestTimeEncodersMatchTimeFormat(t *testing.T) {
+	m := pgtype.NewMap()
+	old := func(oid uint32, raw []byte) []byte {
+		typ, _ := m.TypeForOID(oid)
+		v, err := typ.Codec.DecodeValue(m, oid, pgtype.BinaryFormatCode, raw)
+		if err != nil {
+			t.Fatalf("pgx decode of %x: %v", raw, err)
+		}
+		b, err := encodeOld(toJSON(v, oid, raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	check := func(oid uint32, enc cellEncoder, raw []byte, inRange bool) {
+		t.Helper()
+		got, size, ok := enc([]byte("x"), raw)
+		if ok != inRange {
+			t.Fatalf("oid %d, %x: ok = %v, want %v", oid, raw, ok, inRange)
+		}
+		if !ok {
+			return
+		}
+		if want := old(oid, raw); !bytes.Equal(got[1:], want) || size != len(want) {
+			t.Fatalf("oid %d, %x: wrote %s (size %d); want %s (size %d)", oid, raw, got[1:], size, want, len(want))
+		}
+	}
+	const usPerSec = 1_000_000
+	first := (time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 946684800) * usPerSec
+	last := (time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()-946684800)*usPerSec + 999_999
+	stamps := []int64{0, -1, 1, first, last, first - 1, last + 1, math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, math.MinInt64 + 1,
+		-usPerDay, usPerDay - 1, 120_000_000, 500_000, 10, 100_000, 123_456, 999_999_999}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 20_000 {
+		us := first + rng.Int64N(last-first+1)
+		stamps = append(stamps, us, us/1_000*1_000, us/usPerSec*usPerSec, us/100_000*100_000)
+	}
+	for range 2_000 {
+		stamps = append(stamps, int64(rng.Uint64()))
+	}
+	for _, us := range stamps {
+		raw := binary.BigEndian.AppendUint64(nil, uint64(us))
+		inRange := us >= first && us <= last
+		check(pgtype.TimestamptzOID, encodeTimestamptz, raw, inRange)
+		check(pgtype.TimestampOID, encodeTimestamp, raw, inRange)
+	}
+	firstDay, lastDay := int32(first/usPerDay), int32(last/usPerDay)
+	var days []int32
+	// Every day of the first and last years, and of the centuries
+	// around 2000 (leap years and their exceptions); random ones between.
+	for d := firstDay - 400; d <= firstDay+400; d++ {
+		days = append(days, d, lastDay-400+(d-firstDay+400))
+	}
+	for d := int32(-40_000); d <= 40_000; d++ {
+		days = append(days, d)
+	}
+	for range 20_000 {
+		days = append(days, firstDay+rng.Int32N(lastDay-firstDay+1))
+	}
+	for _, d := range days {
+		check(pgtype.DateOID, encodeDate, binary.BigEndian.AppendUint32(nil, uint32(d)), d >= firstDay && d <= lastDay)
+	}
+	for _, d := range []int32{math.MaxInt32, math.MinInt32, math.MaxInt32 - 1, math.MinInt32 + 1} {
+		check(pgtype.DateOID, encodeDate, binary.BigEndian.AppendUint32(nil, uint32(d)), false)
+	}
+}
