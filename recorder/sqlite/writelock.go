@@ -66,6 +66,12 @@ const hintSize = 8 + recorder.HashSize + 8 + 8
 type writeLock struct {
 	path string
 	f    *os.File // nil after a wait was abandoned; reopened by the next lock
+	// m is the first page of f mapped shared, or nil where it cannot be
+	// (then the hint is read and written with pread and pwrite). A
+	// process killed while writing it may leave a torn hint; like any
+	// wrong hint, that costs the next writer a read of the end, never
+	// the chain (see above).
+	m    []byte
 	held bool
 }
 
@@ -84,7 +90,31 @@ func (l *writeLock) open() error {
 		return err
 	}
 	l.f = f
+	if m, err := mapHint(f); err == nil {
+		l.m = m
+	}
 	return nil
+}
+
+// readHint reads the hint's bytes into b.
+func (l *writeLock) readHint(b []byte) bool {
+	if l.m != nil {
+		return copyHint(b, l.m[:hintSize])
+	}
+	n, _ := l.f.ReadAt(b, 0)
+	return n == len(b)
+}
+
+// writeHint writes the hint's bytes from b.
+func (l *writeLock) writeHint(b []byte) error {
+	if l.m != nil {
+		if !copyHint(l.m[:hintSize], b) {
+			return errors.New("the lock file's mapping faulted")
+		}
+		return nil
+	}
+	_, err := l.f.WriteAt(b, 0)
+	return err
 }
 
 // lock takes the lock and returns the hint; ok is false when the lock was
@@ -104,7 +134,7 @@ func (l *writeLock) lock() (h hint, ok bool) {
 	}
 	l.held = true
 	var b [hintSize]byte
-	if n, _ := l.f.ReadAt(b[:], 0); n != hintSize {
+	if !l.readHint(b[:]) {
 		return h, false
 	}
 	h.seq = int64(binary.BigEndian.Uint64(b[:]))
@@ -129,6 +159,10 @@ func (l *writeLock) wait() bool {
 		return err == nil
 	case <-t.C:
 		l.f = nil
+		if l.m != nil {
+			unmapHint(l.m)
+			l.m = nil
+		}
 		go func() {
 			if <-got == nil {
 				_ = flock(f, false, true)
@@ -152,7 +186,7 @@ func (l *writeLock) unlock(h *hint) {
 		copy(b[8:], h.hash[:])
 		binary.BigEndian.PutUint64(b[8+recorder.HashSize:], uint64(h.checkpoint))
 		binary.BigEndian.PutUint64(b[16+recorder.HashSize:], h.commits)
-		if _, err := l.f.WriteAt(b[:], 0); err != nil {
+		if err := l.writeHint(b[:]); err != nil {
 			// A stale hint costs the next writer one retry; clear it
 			// rather than leave one that looks current.
 			_, _ = l.f.WriteAt(bytes.Repeat([]byte{0}, hintSize), 0)
@@ -164,6 +198,10 @@ func (l *writeLock) unlock(h *hint) {
 func (l *writeLock) close() error {
 	if l == nil || l.f == nil {
 		return nil
+	}
+	if l.m != nil {
+		unmapHint(l.m)
+		l.m = nil
 	}
 	return l.f.Close()
 }
