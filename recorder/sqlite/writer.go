@@ -306,8 +306,10 @@ func (w *writer) append(ctx context.Context, p *pending) error {
 	}
 	if w.queued.Load() == 0 && w.busy.TryLock() {
 		// A last batch of several records says callers are writing
-		// at once: their records are better committed together.
-		if w.lastBatch <= 1 {
+		// at once: their records are better committed together. A WAL
+		// checkpoint due goes first, on the writer's goroutine (a caller
+		// committing directly would keep taking the lock from it).
+		if w.lastBatch <= 1 && !w.walDue {
 			err := w.commitDirect(p)
 			w.busy.Unlock()
 			w.mu.RUnlock()
@@ -692,12 +694,41 @@ func (w *writer) checkpointWAL() {
 	}
 	w.walDue = false
 	ctx := context.Background()
-	if _, err := w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+	if _, err := w.walCheckpoint(ctx); err != nil {
 		return
 	}
 	w.lock.lock()
-	_, _ = w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	w.lock.unlock(nil)
+	defer w.lock.unlock(nil)
+	// A passive checkpoint does not wait for another one (SQLite's
+	// checkpoint lock): finding another warden's copy still running
+	// (its part without the lock, slow when its fsyncs are), this one
+	// would do nothing, and the log would grow by every commit until
+	// the copy ended and then until the next checkpoint was due (two
+	// wardens in one process, whose commits are fast beside a copy and
+	// its fsyncs, took it to 20–30 MB that way, with or without this
+	// process's own copy first). So the other copy is waited for here,
+	// under the lock, where no one appends; it only happens when two
+	// copies overlap, that is when the log is growing faster than it is
+	// copied.
+	for deadline := time.Now().Add(lockWait); ; {
+		busy, err := w.walCheckpoint(ctx)
+		if err != nil || !busy || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(walBusyPoll)
+	}
+}
+
+// walBusyPoll is how often checkpointWAL asks again while another
+// warden's copy runs.
+const walBusyPoll = 200 * time.Microsecond
+
+// walCheckpoint runs a passive WAL checkpoint and reports whether another
+// checkpoint kept it from running.
+func (w *writer) walCheckpoint(ctx context.Context) (busy bool, err error) {
+	var b, log, copied int
+	err = w.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&b, &log, &copied)
+	return b != 0, err
 }
 
 // run runs fn in one write transaction. If anything fails, the
