@@ -131,8 +131,8 @@ type writer struct {
 	stopped  chan struct{}
 	closeErr error // the final checkpoint's error, set before stopped is closed
 
-	// The end of the chain; only the writer goroutine touches these once
-	// it runs.
+	// The end of the chain; only the holder of busy touches these once
+	// the writer's goroutine runs.
 	seq            int64           // last record's seq; 0 for an empty store
 	head           recorder.Digest // last record's hash
 	lastCheckpoint int64           // seq of the newest checkpoint; 0 if none
@@ -342,7 +342,7 @@ func (w *writer) commitDirect(p *pending) error {
 	return <-done
 }
 
-// do runs job on the writer goroutine, between batches.
+// do runs job on the writer's goroutine, between batches.
 func (w *writer) do(ctx context.Context, job func(ctx context.Context) error) error {
 	return w.send(ctx, request{job: job})
 }
