@@ -126,7 +126,7 @@ type writer struct {
 	queued atomic.Int64
 	// kick asks the writer's goroutine to arm its timers, or checkpoint
 	// the WAL, after a caller committed directly.
-	kick chan struct{}
+	kick     chan struct{}
 	closed   bool
 	stopped  chan struct{}
 	closeErr error // the final checkpoint's error, set before stopped is closed
