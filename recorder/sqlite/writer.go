@@ -26,11 +26,12 @@ import (
 // so far (and, when several callers are writing, waits up to linger for
 // more), writes it in one transaction and commits once (group commit),
 // then answers every caller: nil only once the commit returned. A lone
-// record is one autocommit INSERT. A batch whose transaction fails answers every caller
-// in it with the error, and the end of the chain goes back to what was
-// committed. Another process appending to the same file (a second warden)
-// shows up as a clash on the seq primary key: the writer reloads the end
-// of the chain and writes the batch again, so the chain never forks.
+// record is one autocommit INSERT. A batch whose transaction fails
+// answers every caller in it with the error, and the end of the chain
+// goes back to what was committed. Another process appending to the same
+// file (a second warden) shows up as a clash on the seq primary key: the
+// writer reloads the end of the chain and writes the batch again, so the
+// chain never forks.
 
 // Batch limits: enough to amortise a commit over many records, small
 // enough that one batch never holds the others up for long.
