@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/warden-mcp/warden"
 )
@@ -37,13 +37,27 @@ func FormatTime(t time.Time) string { return t.UTC().Format(TimeLayout) }
 // has the same text; HTML escaping is off so statements stay readable.
 func Encode(v any) (string, error) {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	if err := encode(&b, v); err != nil {
 		return "", err
 	}
-	return string(bytes.TrimSuffix(b.Bytes(), []byte("\n"))), nil
+	return ownedString(b.Bytes()), nil
 }
+
+// encode writes v to b as Encode does, without the encoder's newline.
+func encode(b *bytes.Buffer, v any) error {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // the newline Encode ends with
+	return nil
+}
+
+// ownedString returns b as a string without copying it: a record's text
+// is a few KB (a result's bytes) and was copied once more per record
+// only to become a string. b must not be used again by anyone.
+func ownedString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 type SessionJSON struct {
 	ID              string      `json:"id"`
@@ -224,6 +238,10 @@ func WritePrivateFile(path string, data []byte) error {
 // jsonUnmarshal decodes a stored body.
 func jsonUnmarshal(body string, v any) error { return json.Unmarshal([]byte(body), v) }
 
+// finishRecordSize is room for a call_finish record's fields besides the
+// result (without arguments, about 600 bytes).
+const finishRecordSize = 1024
+
 // FinishRecord is the body of c's call_finish record, encoded, and the
 // time it names. started says the call_start record already holds the
 // arguments and action, which are then left out. The result is written as
@@ -265,19 +283,18 @@ func FinishRecord(c *warden.Call, started bool) (text, endedAt string, resultErr
 				Message: "the result could not be recorded, so it was withheld", Detail: resultErr.Error()}
 		}
 	}
-	text, err = Encode(body)
-	if err != nil {
+	// One buffer, sized for the result, holds the whole record.
+	var b bytes.Buffer
+	b.Grow(len(raw) + finishRecordSize)
+	if err := encode(&b, body); err != nil {
 		return "", "", nil, err
 	}
 	if raw != nil {
 		// body encodes to an object with fields, so it ends in "}".
-		var b strings.Builder
-		b.Grow(len(text) + len(raw) + 10)
-		b.WriteString(text[:len(text)-1])
+		b.Truncate(b.Len() - 1)
 		b.WriteString(`,"result":`)
 		b.Write(raw)
 		b.WriteByte('}')
-		text = b.String()
 	}
-	return text, body.EndedAt, resultErr, nil
+	return ownedString(b.Bytes()), body.EndedAt, resultErr, nil
 }

@@ -40,7 +40,8 @@ type Options struct {
 	Instance string
 	// OnCommit, when set, is told after each write transaction of
 	// records: how many it wrote and how long the commit took. It runs on
-	// the writer and must not block (metrics).
+	// the goroutine that committed (the store's writer, or a caller
+	// committing its own record) and must not block (metrics).
 	OnCommit func(records int, took time.Duration)
 }
 

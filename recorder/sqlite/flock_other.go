@@ -13,3 +13,9 @@ const flockSupported = false
 var errWouldBlock = errors.New("would block")
 
 func flock(*os.File, bool, bool) error { return errors.ErrUnsupported }
+
+func mapHint(*os.File) ([]byte, error) { return nil, errors.ErrUnsupported }
+
+func unmapHint([]byte) {}
+
+func copyHint(dst, src []byte) bool { return copy(dst, src) == len(dst) }

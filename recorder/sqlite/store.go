@@ -118,9 +118,10 @@ WHERE kind IN ('approval_request', 'approval_change') AND json_valid(body);
 `
 
 // Store is the SQLite-backed recording. It is safe for concurrent use: all
-// writes go through one writer goroutine that owns the only write
-// connection and commits queued records in groups; reads use a separate
-// pool that never takes the write lock.
+// writes go through one writer that owns the only write connection: a
+// caller alone commits its record itself, callers writing at once have
+// theirs committed in groups by the writer's goroutine (writer.go); reads
+// use a separate pool that never takes the write lock.
 type Store struct {
 	path    string
 	keyBase string // the key, head and secrets files are keyBase + ".key", ".head", ".secrets"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"github.com/warden-mcp/warden/recorder"
@@ -66,6 +67,12 @@ const hintSize = 8 + recorder.HashSize + 8 + 8
 type writeLock struct {
 	path string
 	f    *os.File // nil after a wait was abandoned; reopened by the next lock
+	// m is the first page of f mapped shared, or nil where it cannot be
+	// (then the hint is read and written with pread and pwrite). A
+	// process killed while writing it may leave a torn hint; like any
+	// wrong hint, that costs the next writer a read of the end, never
+	// the chain (see above).
+	m    []byte
 	held bool
 }
 
@@ -84,7 +91,31 @@ func (l *writeLock) open() error {
 		return err
 	}
 	l.f = f
+	if m, err := mapHint(f); err == nil {
+		l.m = m
+	}
 	return nil
+}
+
+// readHint reads the hint's bytes into b.
+func (l *writeLock) readHint(b []byte) bool {
+	if l.m != nil {
+		return copyHint(b, l.m[:hintSize])
+	}
+	n, _ := l.f.ReadAt(b, 0)
+	return n == len(b)
+}
+
+// writeHint writes the hint's bytes from b.
+func (l *writeLock) writeHint(b []byte) error {
+	if l.m != nil {
+		if !copyHint(l.m[:hintSize], b) {
+			return errors.New("the lock file's mapping faulted")
+		}
+		return nil
+	}
+	_, err := l.f.WriteAt(b, 0)
+	return err
 }
 
 // lock takes the lock and returns the hint; ok is false when the lock was
@@ -98,13 +129,13 @@ func (l *writeLock) lock() (h hint, ok bool) {
 		return h, false
 	}
 	if err := flock(l.f, true, false); err != nil {
-		if !errors.Is(err, errWouldBlock) || !l.wait() {
+		if !errors.Is(err, errWouldBlock) || !l.spin() && !l.wait() {
 			return h, false
 		}
 	}
 	l.held = true
 	var b [hintSize]byte
-	if n, _ := l.f.ReadAt(b[:], 0); n != hintSize {
+	if !l.readHint(b[:]) {
 		return h, false
 	}
 	h.seq = int64(binary.BigEndian.Uint64(b[:]))
@@ -112,6 +143,24 @@ func (l *writeLock) lock() (h hint, ok bool) {
 	h.checkpoint = int64(binary.BigEndian.Uint64(b[8+recorder.HashSize:]))
 	h.commits = binary.BigEndian.Uint64(b[16+recorder.HashSize:])
 	return h, true
+}
+
+// spinTries is how many times spin tries the lock again before waiting
+// for it.
+var spinTries = 100
+
+// spin tries the lock again, spinTries times, yielding in between: a
+// commit holds it for tens of µs, and a writer that is running when it
+// is released takes it at once, where one blocked in the kernel is woken
+// (with every other waiter) and scheduled first.
+func (l *writeLock) spin() bool {
+	for range spinTries {
+		runtime.Gosched()
+		if flock(l.f, true, false) == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // wait blocks for the lock, at most lockWait. A wait it gives up goes on
@@ -129,6 +178,10 @@ func (l *writeLock) wait() bool {
 		return err == nil
 	case <-t.C:
 		l.f = nil
+		if l.m != nil {
+			unmapHint(l.m)
+			l.m = nil
+		}
 		go func() {
 			if <-got == nil {
 				_ = flock(f, false, true)
@@ -152,7 +205,7 @@ func (l *writeLock) unlock(h *hint) {
 		copy(b[8:], h.hash[:])
 		binary.BigEndian.PutUint64(b[8+recorder.HashSize:], uint64(h.checkpoint))
 		binary.BigEndian.PutUint64(b[16+recorder.HashSize:], h.commits)
-		if _, err := l.f.WriteAt(b[:], 0); err != nil {
+		if err := l.writeHint(b[:]); err != nil {
 			// A stale hint costs the next writer one retry; clear it
 			// rather than leave one that looks current.
 			_, _ = l.f.WriteAt(bytes.Repeat([]byte{0}, hintSize), 0)
@@ -164,6 +217,10 @@ func (l *writeLock) unlock(h *hint) {
 func (l *writeLock) close() error {
 	if l == nil || l.f == nil {
 		return nil
+	}
+	if l.m != nil {
+		unmapHint(l.m)
+		l.m = nil
 	}
 	return l.f.Close()
 }

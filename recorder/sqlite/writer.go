@@ -9,24 +9,29 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/warden-mcp/warden/recorder"
 )
 
-// The writer is the only code that writes the records table. It runs one
-// goroutine that owns the write connection and the end of the chain (the
-// last seq and hash), so hashing needs no lock and no read of the previous
-// row. Callers encode and hash their record's body on their own goroutine,
-// queue it and wait; the writer takes everything queued so far (and, when
-// several callers are writing, waits up to linger for more), writes it in
-// one transaction and commits once (group commit), then answers every
-// caller: nil only once the commit returned. A lone record is one
-// autocommit INSERT. A batch whose transaction fails answers every caller
-// in it with the error, and the end of the chain goes back to what was
-// committed. Another process appending to the same file (a second warden)
-// shows up as a clash on the seq primary key: the writer reloads the end
-// of the chain and writes the batch again, so the chain never forks.
+// The writer is the only code that writes the records table. It owns the
+// write connection and the end of the chain (the last seq and hash), so
+// hashing needs no read of the previous row; whoever holds its busy lock
+// uses them. Callers encode and hash their record's body on their own
+// goroutine. A caller that finds no one else writing (nothing queued, the
+// lock free) commits its record itself, on its own goroutine; otherwise it
+// queues it and waits, and the writer's goroutine takes everything queued
+// so far (and, when several callers are writing, waits up to linger for
+// more), writes it in one transaction and commits once (group commit),
+// then answers every caller: nil only once the commit returned. A lone
+// record is one autocommit INSERT. A batch whose transaction fails
+// answers every caller in it with the error, and the end of the chain
+// goes back to what was committed. Another process appending to the same
+// file (a second warden) shows up as a clash on the seq primary key: the
+// writer reloads the end of the chain and writes the batch again, so the
+// chain never forks.
 
 // Batch limits: enough to amortise a commit over many records, small
 // enough that one batch never holds the others up for long.
@@ -51,8 +56,10 @@ type pending struct {
 
 // newPending builds a record, hashing its body on the caller's goroutine.
 func newPending(kind, sessionID, callID, at, body string) *pending {
+	// The body's bytes are only read: hashing them in place spares a copy
+	// of every record (a result is several KB).
 	return &pending{kind: kind, sessionID: sessionID, callID: callID, at: at, body: body,
-		bodyHash: sha256.Sum256([]byte(body))}
+		bodyHash: sha256.Sum256(unsafe.Slice(unsafe.StringData(body), len(body)))}
 }
 
 // refusal is a record refused on its own merits (a session started twice),
@@ -107,24 +114,41 @@ type writer struct {
 	onCommit func(records int, took time.Duration)
 
 	requests chan request
-	mu       sync.RWMutex // held for reading while sending on requests; Close takes it to close the channel
+	mu       sync.RWMutex // held for reading while sending on requests or committing directly; Close takes it to close the channel
+	// busy is held by whoever uses the write connection and the fields
+	// below it: the writer's goroutine while it handles a request or a
+	// timer, or a caller committing its own record (append). It is only
+	// ever tried, never waited for, while mu is held.
+	busy sync.Mutex
+	// queued counts the requests sent and not yet taken up by the
+	// writer's goroutine under busy: a caller commits directly only when
+	// there are none, so queued records keep their turn and their group
+	// commit.
+	queued atomic.Int64
+	// kick asks the writer's goroutine to arm its timers, or checkpoint
+	// the WAL, after a caller committed directly.
+	kick     chan struct{}
 	closed   bool
 	stopped  chan struct{}
 	closeErr error // the final checkpoint's error, set before stopped is closed
 
-	// The end of the chain; only the writer goroutine touches these once
-	// it runs.
+	// The end of the chain; only the holder of busy touches these once
+	// the writer's goroutine runs.
 	seq            int64           // last record's seq; 0 for an empty store
 	head           recorder.Digest // last record's hash
 	lastCheckpoint int64           // seq of the newest checkpoint; 0 if none
 	wrote          bool            // this writer appended a record, so it signs what it leaves
 	lastBatch      int             // records in the last batch
 	h              recorder.Hasher
+	// The writer goroutine's timers are running: cpArmed for the
+	// checkpoint interval, signArmed for the head's signature.
+	cpArmed, signArmed bool
+	one                [1]request // the batch of a direct commit
 }
 
 func newWriter(db *sql.DB, opts recorder.Options, clock func() time.Time) *writer {
 	w := &writer{db: db, clock: clock, every: int64(opts.CheckpointEvery), interval: opts.CheckpointInterval,
-		onCommit: opts.OnCommit, requests: make(chan request, 1024), stopped: make(chan struct{})}
+		onCommit: opts.OnCommit, requests: make(chan request, 1024), kick: make(chan struct{}, 1), stopped: make(chan struct{})}
 	if w.every <= 0 {
 		w.every = recorder.DefaultCheckpointEvery
 	}
@@ -251,10 +275,12 @@ func (w *writer) send(ctx context.Context, req request) error {
 		w.mu.RUnlock()
 		return errClosed
 	}
+	w.queued.Add(1)
 	select {
 	case w.requests <- req:
 		w.mu.RUnlock()
 	case <-ctx.Done():
+		w.queued.Add(-1)
 		w.mu.RUnlock()
 		return ctx.Err()
 	}
@@ -266,12 +292,58 @@ func (w *writer) send(ctx context.Context, req request) error {
 	}
 }
 
-// append queues one record and waits until it is durable.
+// append writes one record and returns once it is durable. When no one
+// else is writing (nothing queued, the connection free) the caller
+// commits it itself: the commit the writer's goroutine would make, without
+// handing the record to it and being woken with the answer (two goroutine
+// wake-ups, ≈ 10 µs each on a busy 2-core machine, on every record of a
+// sequential caller). Otherwise it is queued for the next group commit.
 func (w *writer) append(ctx context.Context, p *pending) error {
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		w.mu.RUnlock()
+		return err
+	}
+	if w.queued.Load() == 0 && w.busy.TryLock() {
+		// A last batch of several records says callers are writing
+		// at once: their records are better committed together. A WAL
+		// checkpoint due goes first, on the writer's goroutine (a caller
+		// committing directly would keep taking the lock from it).
+		if w.lastBatch <= 1 && !w.walDue {
+			err := w.commitDirect(p)
+			w.busy.Unlock()
+			w.mu.RUnlock()
+			return err
+		}
+		w.busy.Unlock()
+	}
+	w.mu.RUnlock()
 	return w.send(ctx, request{rec: p})
 }
 
-// do runs job on the writer goroutine, between batches.
+// commitDirect commits p on the caller's goroutine, under busy, and tells
+// the writer's goroutine when its timers or the WAL need it.
+func (w *writer) commitDirect(p *pending) error {
+	done := make(chan error, 1)
+	w.one[0] = request{rec: p, done: done}
+	w.commit(w.one[:])
+	w.one[0] = request{}
+	w.lastBatch = 1
+	unsigned := w.seq > w.lastCheckpoint && w.wrote
+	if w.walDue || w.signedSeq < w.headSeq && !w.signArmed || unsigned != w.cpArmed {
+		select {
+		case w.kick <- struct{}{}:
+		default: // already asked
+		}
+	}
+	return <-done
+}
+
+// do runs job on the writer's goroutine, between batches.
 func (w *writer) do(ctx context.Context, job func(ctx context.Context) error) error {
 	return w.send(ctx, request{job: job})
 }
@@ -290,47 +362,58 @@ func (w *writer) close() error {
 	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close(), w.lock.close())
 }
 
-// loop is the writer goroutine.
+// loop is the writer goroutine. It handles queued requests and the
+// timers under busy, and waits for them without it.
 func (w *writer) loop() {
 	defer close(w.stopped)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	armed := false
 	// signTimer signs the head within signEvery of a commit.
 	signTimer := time.NewTimer(time.Hour)
 	signTimer.Stop()
-	signArmed := false
 	batch := make([]request, 0, maxBatch)
 	var held *request // a request taken while gathering that belongs to the next round
 	for {
 		var req request
+		var closed, signFired, fired, taken bool
 		if held != nil {
 			req, held = *held, nil
 		} else {
 			select {
 			case r, ok := <-w.requests:
-				if !ok {
-					w.closeErr = w.signRest()
-					return
-				}
+				closed, taken = !ok, ok
 				req = r
 			case <-signTimer.C:
-				signArmed = false
-				// A failure leaves the head vouched for by its MAC; the
-				// timer re-arms below and tries again.
-				_ = w.signHead()
+				signFired = true
 			case <-timer.C:
-				armed = false
-				if w.seq > w.lastCheckpoint {
-					// A failure leaves the records unsigned; the timer
-					// re-arms below and tries again.
-					_ = w.run(w.reloaded(func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }))
-				}
+				fired = true
+			case <-w.kick:
+				// A direct commit wants the timers or the WAL seen to.
 			}
 		}
+		w.busy.Lock()
+		if taken {
+			w.queued.Add(-1)
+		}
 		switch {
+		case closed:
+			w.closeErr = w.signRest()
+			w.busy.Unlock()
+			return
+		case signFired:
+			w.signArmed = false
+			// A failure leaves the head vouched for by its MAC; the
+			// timer re-arms below and tries again.
+			_ = w.signHead()
+		case fired:
+			w.cpArmed = false
+			if w.seq > w.lastCheckpoint {
+				// A failure leaves the records unsigned; the timer
+				// re-arms below and tries again.
+				_ = w.run(w.reloaded(func(ctx context.Context, tx *sql.Tx) error { return w.checkpoint(ctx, tx) }))
+			}
 		case req.done == nil:
-			// The timer fired; nothing was asked.
+			// Kicked: nothing was asked.
 		case req.job != nil:
 			req.done <- req.job(context.Background())
 		default:
@@ -339,24 +422,26 @@ func (w *writer) loop() {
 			w.commit(batch)
 			w.lastBatch = len(batch)
 			clear(batch)
-			w.checkpointWAL()
 			if closed {
 				w.closeErr = w.signRest()
+				w.busy.Unlock()
 				return
 			}
 		}
-		if w.signedSeq < w.headSeq && !signArmed {
+		w.checkpointWAL()
+		if w.signedSeq < w.headSeq && !w.signArmed {
 			signTimer.Reset(signEvery)
-			signArmed = true
+			w.signArmed = true
 		}
 		// A record this process wrote is signed within the interval.
-		if unsigned := w.seq > w.lastCheckpoint && w.wrote; unsigned && !armed {
+		if unsigned := w.seq > w.lastCheckpoint && w.wrote; unsigned && !w.cpArmed {
 			timer.Reset(w.interval)
-			armed = true
-		} else if !unsigned && armed {
+			w.cpArmed = true
+		} else if !unsigned && w.cpArmed {
 			timer.Stop()
-			armed = false
+			w.cpArmed = false
 		}
+		w.busy.Unlock()
 	}
 }
 
@@ -393,6 +478,9 @@ func (w *writer) gather(batch []request) (_ []request, held *request, closed boo
 			case <-deadline:
 				return batch, nil, false
 			}
+		}
+		if ok {
+			w.queued.Add(-1)
 		}
 		switch {
 		case !ok:
@@ -610,12 +698,41 @@ func (w *writer) checkpointWAL() {
 	}
 	w.walDue = false
 	ctx := context.Background()
-	if _, err := w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)"); err != nil {
+	if _, err := w.walCheckpoint(ctx); err != nil {
 		return
 	}
 	w.lock.lock()
-	_, _ = w.db.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	w.lock.unlock(nil)
+	defer w.lock.unlock(nil)
+	// A passive checkpoint does not wait for another one (SQLite's
+	// checkpoint lock): finding another warden's copy still running
+	// (its part without the lock, slow when its fsyncs are), this one
+	// would do nothing, and the log would grow by every commit until
+	// the copy ended and then until the next checkpoint was due (two
+	// wardens in one process, whose commits are fast beside a copy and
+	// its fsyncs, took it to 20–30 MB that way, with or without this
+	// process's own copy first). So the other copy is waited for here,
+	// under the lock, where no one appends; it only happens when two
+	// copies overlap, that is when the log is growing faster than it is
+	// copied.
+	for deadline := time.Now().Add(lockWait); ; {
+		busy, err := w.walCheckpoint(ctx)
+		if err != nil || !busy || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(walBusyPoll)
+	}
+}
+
+// walBusyPoll is how often checkpointWAL asks again while another
+// warden's copy runs.
+const walBusyPoll = 200 * time.Microsecond
+
+// walCheckpoint runs a passive WAL checkpoint and reports whether another
+// checkpoint kept it from running.
+func (w *writer) walCheckpoint(ctx context.Context) (busy bool, err error) {
+	var b, log, copied int
+	err = w.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&b, &log, &copied)
+	return b != 0, err
 }
 
 // run runs fn in one write transaction. If anything fails, the
