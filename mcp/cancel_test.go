@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/warden-mcp/warden"
 )
 
@@ -115,7 +118,9 @@ type cancelFixture struct {
 	alice, bob string // their bearer tokens
 }
 
-func newCancelFixture(t *testing.T) *cancelFixture {
+func newCancelFixture(t *testing.T) *cancelFixture { return newCancelFixtureOn(t, "http") }
+
+func newCancelFixtureOn(t *testing.T, transport string) *cancelFixture {
 	clock := newOIDCClock()
 	p := newOIDCProvider(t, clock)
 	f := &cancelFixture{t: t, gates: &gates{}, rec: &gateRecorder{outcomes: map[string]string{}}}
@@ -128,14 +133,14 @@ func newCancelFixture(t *testing.T) *cancelFixture {
 		NewID: func() string { return "c-" + strconv.FormatInt(seq.Add(1), 10) }}
 	f.s = New(Options{Pipeline: pl, Policy: allowAll{}, Sessions: nopRecorder{}, Identity: &IdentityConfig{},
 		Verifier: newTestVerifier(t, p, clock, nil)})
-	h, shutdown, err := f.s.HTTPHandler("http")
+	h, shutdown, err := f.s.HTTPHandler(transport)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() { _ = shutdown(context.Background()); srv.Close() })
 	t.Cleanup(f.gates.openAll)
-	f.url = srv.URL + "/mcp"
+	f.url = srv.URL + map[string]string{"http": "/mcp", "sse": "/sse"}[transport]
 	f.alice = p.Token(t, map[string]any{"sub": "alice@example.com"})
 	f.bob = p.Token(t, map[string]any{"sub": "bob@example.com"})
 	return f
@@ -424,4 +429,86 @@ func TestInflightCalls(t *testing.T) {
 	if c.len() != 0 {
 		t.Errorf("%d keys left; want none", c.len())
 	}
+}
+
+// Over SSE every message names its session, which authenticate checks is
+// the caller's: bob's cancellations in his own session do not reach
+// alice's call with the same id, and he cannot post into hers.
+func TestCancelOverSSE(t *testing.T) {
+	f := newCancelFixtureOn(t, "sse")
+	connect := func(token string) (*client.Client, *transport.SSE) {
+		c, err := client.NewSSEMCPClient(f.url, transport.WithHeaders(map[string]string{"Authorization": "Bearer " + token}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		init := mcp.InitializeRequest{}
+		init.Params.ProtocolVersion = mcp.ProtocolVersion20251125
+		init.Params.ClientInfo = mcp.Implementation{Name: "t", Version: "1"}
+		if _, err := c.Initialize(ctx, init); err != nil {
+			t.Fatal(err)
+		}
+		return c, c.GetTransport().(*transport.SSE)
+	}
+	alice, aliceT := connect(f.alice)
+	_, bobT := connect(f.bob)
+	cancelAll := func(tr *transport.SSE) { // ids 1 to 9: both clients number their requests alike
+		for id := 1; id < 10; id++ {
+			n := mcp.JSONRPCNotification{JSONRPC: mcp.JSONRPC_VERSION, Notification: mcp.Notification{Method: string(mcp.MethodNotificationCancelled),
+				Params: mcp.NotificationParams{AdditionalFields: map[string]any{"requestId": id}}}}
+			if err := tr.SendNotification(context.Background(), n); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	call := func(gate string) <-chan string {
+		answer := make(chan string, 1)
+		go func() {
+			req := mcp.CallToolRequest{}
+			req.Params.Name = "slow"
+			req.Params.Arguments = map[string]any{"database": "shop", "gate": gate}
+			res, err := alice.CallTool(context.Background(), req)
+			switch {
+			case err != nil:
+				answer <- "error " + err.Error()
+			case res.IsError:
+				answer <- `200 "isError":true`
+			default:
+				answer <- `200 \"done\":true`
+			}
+		}()
+		select {
+		case <-f.gates.get(gate).started:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("call %s did not start", gate)
+		}
+		return answer
+	}
+
+	a := call("s1")
+	cancelAll(bobT)
+	req, _ := http.NewRequest(http.MethodPost, aliceT.GetEndpoint().String(), // /message?sessionId=…
+		strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}`))
+	req.Header.Set("Authorization", "Bearer "+f.bob)
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("bob's cancel in alice's session = %v %v; want 403", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	select {
+	case got := <-a:
+		t.Fatalf("alice's call ended after bob's cancellations: %s", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(f.gates.get("s1").open)
+	f.succeeded(f.wait(a, "s1"), "s1")
+
+	a = call("s2")
+	cancelAll(aliceT)
+	f.cancelled(f.wait(a, "s2"), "s2")
 }
