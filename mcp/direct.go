@@ -1,7 +1,6 @@
 package mcp
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +9,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
+	"github.com/warden-mcp/warden"
 )
 
 // On stdio, and for a 2026-07-28 client over streamable HTTP, warden
@@ -52,7 +51,8 @@ import (
 //     no session tools;
 //   - the handler runs with the session, the request's protocol info and a
 //     cancel that notifications/cancelled reaches (stdioConn.dispatch,
-//     directHTTP), under the same panic recovery mcp-go applies;
+//     directHTTP) — over HTTP only the caller's own (cancel.go) — under the
+//     same panic recovery mcp-go applies;
 //   - an input_required result is resolved for a client before 2026-07-28
 //     with server-initiated requests, the handler called again with the
 //     answers, as mcp-go does; a 2026-07-28 client gets it as it is;
@@ -96,22 +96,23 @@ func decodeCall(msg []byte) (*directCall, bool) {
 
 // callTool serves msg, a tools/call on a stdio session, without
 // HandleMessage, and reports whether it did; when it did not, nothing has
-// happened yet. inflight holds the cancels of the calls being served, keyed
-// as mcp-go keys them.
-func (s *Server) callTool(ctx context.Context, msg json.RawMessage, inflight *sync.Map) (mcp.JSONRPCMessage, bool) {
+// happened yet. inflight holds the cancels of the connection's calls being
+// served, by id (the connection has one caller).
+func (s *Server) callTool(ctx context.Context, msg json.RawMessage, inflight *inflightCalls) (mcp.JSONRPCMessage, bool) {
 	m, ok := decodeCall(msg)
 	if !ok {
 		return nil, false
 	}
-	return s.serveCall(ctx, m, inflight)
+	return s.serveCall(ctx, m, inflight, nil)
 }
 
 // serveCall serves m, a decoded tools/call, on the session in ctx as
 // HandleMessage would, and reports whether it did; when it did not,
 // nothing has happened yet. Both transports' direct calls come here
 // (callTool, serveHTTPCall): everything from warden's checkRequest hook to
-// the decorated response is in this one function.
-func (s *Server) serveCall(ctx context.Context, m *directCall, inflight *sync.Map) (mcp.JSONRPCMessage, bool) {
+// the decorated response is in this one function. The call's cancel is held
+// in inflight under owner (nil on stdio) and its id.
+func (s *Server) serveCall(ctx context.Context, m *directCall, inflight *inflightCalls, owner *warden.Caller) (mcp.JSONRPCMessage, bool) {
 	handler, ok := s.handlers[m.Params.Name]
 	if !ok {
 		return nil, false
@@ -152,9 +153,7 @@ func (s *Server) serveCall(ctx context.Context, m *directCall, inflight *sync.Ma
 	ctx = server.WithRequestProtocolInfo(ctx, info)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	key := inflightKey(m.ID)
-	inflight.Store(key, cancel)
-	defer inflight.Delete(key)
+	defer inflight.remove(inflight.add(callKey(owner, m.ID), cancel))
 
 	req := mcp.CallToolRequest{Request: mcp.Request{Method: m.Method}}
 	req.Params.Name = m.Params.Name
@@ -191,9 +190,13 @@ func (s *Server) serveCall(ctx context.Context, m *directCall, inflight *sync.Ma
 // directHTTP stands in front of mcp-go's streamable HTTP server (next): a
 // POST carrying an ordinary 2026-07-28 tools/call is served by
 // serveHTTPCall, anything else by next, untouched. ctxFunc is the context
-// function next was configured with. A notifications/cancelled that next
-// accepted also reaches the calls served here, as it would have reached
-// them in HandleMessage.
+// function next was configured with. Any other POST of a 2026-07-28
+// client goes to next through serveModern, which keeps its cancellation to
+// its caller (cancel.go): a notifications/cancelled next accepted reaches
+// the caller's calls with that id, served here or by next, and no one
+// else's. (mcp-go only tells a message's era apart by the
+// Mcp-Protocol-Version header or its _meta, and refuses a 2026-07-28 one
+// whose header does not say so.)
 func (s *Server) directHTTP(next http.Handler, ctxFunc server.HTTPContextFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hb, ok := r.Body.(*heldBody)
@@ -204,21 +207,11 @@ func (s *Server) directHTTP(next http.Handler, ctxFunc server.HTTPContextFunc) h
 		if s.httpDirect && s.serveHTTPCall(w, r, hb.b, ctxFunc) {
 			return
 		}
-		key := cancelledRequest(hb.b)
-		if key == "" || !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
+		if !mcp.IsModernProtocol(r.Header.Get(mcp.HeaderProtocolVersion)) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		// mcp-go keys a 2026-07-28 request's cancel by its id alone (its
-		// ephemeral session has no id), across every caller; it accepts
-		// (202) exactly the cancellations HandleMessage handled.
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		if sw.status == http.StatusAccepted {
-			if cancel, ok := s.httpInflight.LoadAndDelete(key); ok {
-				cancel.(context.CancelFunc)()
-			}
-		}
+		s.serveModern(w, r, hb.b, next)
 	})
 }
 
@@ -272,7 +265,7 @@ func (s *Server) serveHTTPCall(w http.ResponseWriter, r *http.Request, body []by
 	// The response is built here whole (appendToolResponse), so the
 	// handler need not leave placeholders for edgeWriter (splice.go).
 	ctx := ctxFunc(s.mcp.WithContext(withSplicer(r.Context(), nil), &httpCallSession{}), r)
-	resp, ok := s.serveCall(ctx, m, &s.httpInflight)
+	resp, ok := s.serveCall(ctx, m, &s.httpInflight, warden.CallerFrom(ctx))
 	if !ok {
 		return false
 	}
@@ -485,34 +478,4 @@ func recoverTool(next server.ToolHandlerFunc) server.ToolHandlerFunc {
 		}()
 		return next(ctx, req)
 	}
-}
-
-// inflightKey keys a request's cancel by its id as decoded into an
-// interface value, as mcp-go keys its own within a session.
-func inflightKey(id any) string { return fmt.Sprintf("%v", id) }
-
-// cancelledRequest returns the key of the request a notifications/cancelled
-// message cancels, judged as HandleMessage judges it, or "".
-func cancelledRequest(msg json.RawMessage) string {
-	if !bytes.Contains(msg, []byte(mcp.MethodNotificationCancelled)) {
-		return ""
-	}
-	var base struct {
-		JSONRPC string        `json:"jsonrpc"`
-		Method  mcp.MCPMethod `json:"method"`
-		ID      any           `json:"id,omitempty"`
-		Result  any           `json:"result,omitempty"`
-	}
-	if json.Unmarshal(msg, &base) != nil || base.JSONRPC != mcp.JSONRPC_VERSION || base.ID != nil {
-		return ""
-	}
-	var n mcp.JSONRPCNotification
-	if json.Unmarshal(msg, &n) != nil || n.Method != string(mcp.MethodNotificationCancelled) {
-		return ""
-	}
-	id, ok := n.Params.AdditionalFields["requestId"]
-	if !ok {
-		return ""
-	}
-	return inflightKey(id)
 }

@@ -292,6 +292,14 @@ func httpDirectServer(t *testing.T, direct bool) (*Server, chan struct{}) {
 // (the session era, refusals, malformed and mismatched requests, a
 // cancelled call). Only the session id mcp-go mints at random is
 // normalised.
+//
+// With direct calls off, a 2026-07-28 cancellation is still kept to its
+// sender by warden (cancel.go), in front of mcp-go: the cancelled call
+// here is its own caller's, which mcp-go answers the same way (the
+// handler's context ends and what it returns is the answer). Where warden
+// differs from mcp-go by design, a cancellation sent by another subject
+// (which mcp-go would carry out), TestCancelReachesOnlyTheCallersCalls
+// checks the outcome.
 func TestHTTPDirectAnswersAsMCPGo(t *testing.T) {
 	run := func(direct bool) ([]httpAnswer, int64) {
 		s, started := httpDirectServer(t, direct)

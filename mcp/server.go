@@ -77,11 +77,12 @@ type Server struct {
 	// httpDirect serves ordinary 2026-07-28 tools/call requests over
 	// streamable HTTP without mcp-go's transport and HandleMessage
 	// (direct.go; tests turn it off to compare). httpDirectCalls counts
-	// them; httpInflight holds their cancels and paramHeaders which tools
-	// bind arguments to headers.
+	// them; httpInflight holds the cancels of every 2026-07-28 tools/call
+	// over HTTP, by caller and id (cancel.go); paramHeaders says which
+	// tools bind arguments to headers.
 	httpDirect      bool
 	httpDirectCalls atomic.Int64
-	httpInflight    sync.Map
+	httpInflight    inflightCalls
 	paramHeaders    sync.Map
 	tracker         *tracker
 	// http is Options.HTTP with defaults filled in.
@@ -130,12 +131,14 @@ func New(opts Options) *Server {
 	// served without HandleMessage (direct.go),
 	// reproducing what these options make it do: an option added here
 	// (hooks, middleware, validation, tracing, task tools) must be
-	// reproduced there too, or direct calls turned off.
+	// reproduced there too, or direct calls turned off. (cancelScope needs
+	// no reproducing: a direct call registers its own cancel.)
 	s.mcp = server.NewMCPServer(s.implementation.Name, s.implementation.Version,
 		server.WithToolCapabilities(false),
 		server.WithToolFilter(s.filterTools),
 		server.WithHooks(hooks),
 		server.WithToolHandlerMiddleware(recoverTool),
+		server.WithToolHandlerMiddleware(cancelScope),
 		server.WithInstructions("warden is the only way to reach these databases and APIs; it holds the credentials. "+
 			"For SQL, call sql_schema to see the tables and columns you may use, then sql_query with one statement per call. "+
 			"For HTTP APIs, call http_call with a method and a path under the API. "+
@@ -339,7 +342,9 @@ func (s *Server) HTTPHandler(transport string) (http.Handler, func(context.Conte
 		sh := server.NewStreamableHTTPServer(s.mcp,
 			server.WithEndpointPath("/mcp"),
 			server.WithStateful(true),
-			server.WithHTTPContextFunc(ctxFunc),
+			// A 2026-07-28 notification is handled on a session of its
+			// own, so mcp-go cancels nothing by id alone (cancel.go).
+			server.WithHTTPContextFunc(s.withOwnSession(ctxFunc)),
 			server.WithSessionIdleTTL(30*time.Minute),
 			server.WithStreamableHTTPLogger(s.opts.Log),
 		)

@@ -52,12 +52,12 @@ type stdioConn struct {
 	// reports that it did not (direct.go); inflight holds the cancels of
 	// the calls it is serving, for notifications/cancelled.
 	direct   directFunc
-	inflight sync.Map
+	inflight inflightCalls
 }
 
 // directFunc serves a tools/call without HandleMessage and reports whether
 // it did; when it did not, it did nothing.
-type directFunc func(ctx context.Context, msg json.RawMessage, inflight *sync.Map) (mcp.JSONRPCMessage, bool)
+type directFunc func(ctx context.Context, msg json.RawMessage, inflight *inflightCalls) (mcp.JSONRPCMessage, bool)
 
 // stdioSession is the one session of a stdio connection. It implements
 // what mcp-go's own stdio session does that warden uses: logging level,
@@ -401,10 +401,8 @@ func (c *stdioConn) dispatch(ctx context.Context, line []byte, queue chan<- tool
 	if parsed && m.Method == string(mcp.MethodNotificationCancelled) {
 		// A call served directly is not among HandleMessage's in-flight
 		// requests: cancel it here, as HandleMessage would have.
-		if key := cancelledRequest(msg); key != "" {
-			if cancel, ok := c.inflight.LoadAndDelete(key); ok {
-				cancel.(context.CancelFunc)()
-			}
+		if id, ok := cancelledRequest(msg); ok {
+			c.inflight.cancel(callKey(nil, id))
 		}
 	}
 	if resp == nil {

@@ -267,7 +267,7 @@ func TestStdioDirectAnswersAsHandleMessage(t *testing.T) {
 			s := directTestServer(t)
 			var d directFunc
 			if direct {
-				d = func(ctx context.Context, msg json.RawMessage, inflight *sync.Map) (mcp.JSONRPCMessage, bool) {
+				d = func(ctx context.Context, msg json.RawMessage, inflight *inflightCalls) (mcp.JSONRPCMessage, bool) {
 					resp, ok := s.callTool(ctx, msg, inflight)
 					if ok {
 						served.Add(1)
