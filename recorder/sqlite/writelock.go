@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/warden-mcp/warden/recorder"
@@ -129,7 +128,7 @@ func (l *writeLock) lock() (h hint, ok bool) {
 		return h, false
 	}
 	if err := flock(l.f, true, false); err != nil {
-		if !errors.Is(err, errWouldBlock) || !l.spin() && !l.wait() {
+		if !errors.Is(err, errWouldBlock) || !l.wait() {
 			return h, false
 		}
 	}
@@ -143,24 +142,6 @@ func (l *writeLock) lock() (h hint, ok bool) {
 	h.checkpoint = int64(binary.BigEndian.Uint64(b[8+recorder.HashSize:]))
 	h.commits = binary.BigEndian.Uint64(b[16+recorder.HashSize:])
 	return h, true
-}
-
-// spinTries is how many times spin tries the lock again before waiting
-// for it.
-var spinTries = 100
-
-// spin tries the lock again, spinTries times, yielding in between: a
-// commit holds it for tens of µs, and a writer that is running when it
-// is released takes it at once, where one blocked in the kernel is woken
-// (with every other waiter) and scheduled first.
-func (l *writeLock) spin() bool {
-	for range spinTries {
-		runtime.Gosched()
-		if flock(l.f, true, false) == nil {
-			return true
-		}
-	}
-	return false
 }
 
 // wait blocks for the lock, at most lockWait. A wait it gives up goes on
