@@ -44,6 +44,9 @@ FROM generate_series(1, 100) i;`
 //     warden's exact result text for this query as one text block;
 //   - floor-structured: the same, with the text also sent as
 //     structuredContent;
+//   - floor-query: floor-text that also runs the query on every call
+//     (pgx, raw rows, nothing converted): the least a server that really
+//     runs it can cost;
 //   - warden: the real binary (cmd/warden) with its recording, default
 //     config (text block and structuredContent);
 //   - warden-text: the same with results.structured_content: false.
@@ -56,7 +59,7 @@ FROM generate_series(1, 100) i;`
 // client-cpu-µs/call (this process's, at c=1: the Go SDK client), rss-MB (the
 // server's resident set after the c=8 calls; rss-anon-MB and rss-file-MB
 // its anonymous and file-backed parts) and x-floor-text,
-// x-floor-structured (p50, or the reciprocal of calls/s, against that
+// x-floor-structured, x-floor-query (p50, or the reciprocal of calls/s, against that
 // floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
 // and MCPBENCH_PROTOCOL the protocol version the client asks for.
 // MCPBENCH_BASE names another checkout of warden (a directory): its
@@ -97,6 +100,7 @@ func BenchmarkMCP(b *testing.B) {
 	}{
 		{"floor-text", bins.floor, []string{"-text", textFile}, []string{"-listen", "127.0.0.1:0"}},
 		{"floor-structured", bins.floor, []string{"-text", textFile, "-structured"}, []string{"-listen", "127.0.0.1:0"}},
+		{"floor-query", bins.floor, []string{"-text", textFile, "-query", benchQuery}, []string{"-listen", "127.0.0.1:0"}},
 		{"warden", bins.warden, []string{"serve", "--config", config}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 		{"warden-text", bins.warden, []string{"serve", "--config", textConfig}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 	}
@@ -161,7 +165,7 @@ func ratios(b *testing.B, floors map[string]float64, name string, v float64) {
 	} else if bv := floors["base-"+name]; bv > 0 && v > 0 {
 		b.ReportMetric(v/bv, "x-base")
 	}
-	for _, f := range []string{"floor-text", "floor-structured"} {
+	for _, f := range []string{"floor-text", "floor-structured", "floor-query"} {
 		if fv := floors[f]; fv > 0 && v > 0 {
 			b.ReportMetric(v/fv, "x-"+f)
 		}

@@ -1,9 +1,13 @@
 // Command floor is the MCP floor of warden's benchmarks: a server built
 // with the official Go SDK that does nothing but return a fixed result for
 // sql_query, so what it costs is what any MCP server pays to send those
-// bytes to a client.
+// bytes to a client. With -query it also runs that query on the
+// PostgreSQL database in $BENCH_DSN on every call (through a pgx pool,
+// reading every row's raw bytes and converting none) before it returns
+// the same fixed result: what any server that really runs the query pays,
+// with nothing governed, masked or recorded.
 //
-//	floor -text result.json [-structured] [-listen 127.0.0.1:0]
+//	floor -text result.json [-structured] [-query SQL] [-listen 127.0.0.1:0]
 //
 // Without -listen it serves stdio; with it, streamable HTTP at /mcp, and
 // it prints "floor listening addr=HOST:PORT" on stderr once it listens.
@@ -20,6 +24,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -27,14 +32,15 @@ func main() {
 	textFile := flag.String("text", "", "file holding the result text")
 	structured := flag.Bool("structured", false, "also send the text as structuredContent")
 	listen := flag.String("listen", "", "serve streamable HTTP on this address instead of stdio")
+	query := flag.String("query", "", "run this query on $BENCH_DSN on every call before answering")
 	flag.Parse()
-	if err := run(*textFile, *structured, *listen); err != nil {
+	if err := run(*textFile, *structured, *query, *listen); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(textFile string, structured bool, listen string) error {
+func run(textFile string, structured bool, query, listen string) error {
 	text, err := os.ReadFile(textFile)
 	if err != nil {
 		return err
@@ -44,13 +50,32 @@ func run(textFile string, structured bool, listen string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var pool *pgxpool.Pool
+	if query != "" {
+		if pool, err = pgxpool.New(ctx, os.Getenv("BENCH_DSN")); err != nil {
+			return err
+		}
+		defer pool.Close()
+	}
 
 	s := mcp.NewServer(&mcp.Implementation{Name: "floor", Version: "1"}, nil)
 	s.AddTool(&mcp.Tool{
 		Name:        "sql_query",
 		Description: "returns a fixed result",
 		InputSchema: json.RawMessage(`{"type":"object"}`),
-	}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	}, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if pool != nil {
+			rows, err := pool.Query(ctx, query)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				_ = rows.RawValues()
+			}
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+		}
 		res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(text)}}}
 		if structured {
 			res.StructuredContent = json.RawMessage(text)
