@@ -1,7 +1,6 @@
 package mcpbench_test
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"os/exec"
@@ -148,29 +147,11 @@ approvals:
 func serveHTTP(t *testing.T, env []string, bin string, args ...string) string {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	exited := make(chan struct{})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-		close(exited)
-	}()
 	t.Cleanup(func() {
+		if cmd.Process == nil {
+			return
+		}
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-exited:
@@ -179,13 +160,5 @@ func serveHTTP(t *testing.T, env []string, bin string, args ...string) string {
 			<-exited
 		}
 	})
-	select {
-	case a := <-addr:
-		return "http://" + a + "/mcp"
-	case <-exited:
-		t.Fatal("warden exited before listening")
-	case <-time.After(60 * time.Second):
-		t.Fatal("warden did not listen within 60s")
-	}
-	return ""
+	return startHTTP(t, "warden", cmd, exited) + "/mcp"
 }

@@ -391,12 +391,22 @@ func startServer(b *testing.B, name string, env []string, transport, bin string,
 		srv.session = s // closing it closes stdin and waits for the process
 		return srv
 	}
+	srv.base = startHTTP(b, name, cmd, srv.exited)
+	srv.session = connectHTTP(b, srv.base)
+	return srv
+}
+
+// startHTTP starts cmd, a server that prints where it listens on stderr
+// ("listening addr=HOST:PORT"), and returns its base URL once it listens;
+// exited is closed when the process has exited.
+func startHTTP(tb testing.TB, name string, cmd *exec.Cmd, exited chan struct{}) string {
+	tb.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := make(chan string, 1)
 	go func() {
@@ -410,19 +420,18 @@ func startServer(b *testing.B, name string, env []string, transport, bin string,
 			}
 		}
 		_ = cmd.Wait()
-		close(srv.exited)
+		close(exited)
 	}()
 	select {
 	case a := <-addr:
-		srv.base = "http://" + a
-	case <-srv.exited:
-		b.Fatalf("%s exited before listening", name)
-	case <-ctx.Done():
+		return "http://" + a
+	case <-exited:
+		tb.Fatalf("%s exited before listening", name)
+	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		b.Fatalf("%s did not listen within 60s", name)
+		tb.Fatalf("%s did not listen within 60s", name)
 	}
-	srv.session = connectHTTP(b, srv.base)
-	return srv
+	return ""
 }
 
 // sessionOptions asks for the protocol version in MCPBENCH_PROTOCOL
