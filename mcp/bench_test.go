@@ -217,11 +217,9 @@ func BenchmarkToolsCallHTTP(b *testing.B) {
 	})
 }
 
-func benchToolsCallHTTPModern(b *testing.B, results *ResultsConfig, direct bool) {
-	s := benchServer(b, benchResult())
-	s.opts.Results = results
-	s.httpDirect = direct
-	s.opts.Identity.AllowUnauthenticatedLoopback = true
+// serveBenchHTTP serves s's streamable HTTP transport on a loopback port
+// until the benchmark ends and returns its MCP endpoint.
+func serveBenchHTTP(b *testing.B, s *Server) string {
 	h, shutdown, err := s.HTTPHandler("http")
 	if err != nil {
 		b.Fatal(err)
@@ -232,8 +230,16 @@ func benchToolsCallHTTPModern(b *testing.B, results *ResultsConfig, direct bool)
 	}
 	hs := &http.Server{Handler: h}
 	go func() { _ = hs.Serve(ln) }()
-	defer func() { _ = shutdown(context.Background()); _ = hs.Close() }()
-	url := "http://" + ln.Addr().String() + "/mcp"
+	b.Cleanup(func() { _ = shutdown(context.Background()); _ = hs.Close() })
+	return "http://" + ln.Addr().String() + "/mcp"
+}
+
+func benchToolsCallHTTPModern(b *testing.B, results *ResultsConfig, direct bool) {
+	s := benchServer(b, benchResult())
+	s.opts.Results = results
+	s.httpDirect = direct
+	s.opts.Identity.AllowUnauthenticatedLoopback = true
+	url := serveBenchHTTP(b, s)
 	client := &http.Client{}
 	post := func(id int) []byte {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(fmt.Sprintf(benchCallModern, id)))
@@ -278,18 +284,7 @@ func benchToolsCallHTTP(b *testing.B, results *ResultsConfig) {
 	s := benchServer(b, benchResult())
 	s.opts.Results = results
 	s.opts.Identity.AllowUnauthenticatedLoopback = true
-	h, shutdown, err := s.HTTPHandler("http")
-	if err != nil {
-		b.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := &http.Server{Handler: h}
-	go func() { _ = hs.Serve(ln) }()
-	defer func() { _ = shutdown(context.Background()); _ = hs.Close() }()
-	url := "http://" + ln.Addr().String() + "/mcp"
+	url := serveBenchHTTP(b, s)
 	client := &http.Client{}
 	session := ""
 	post := func(body string) []byte {
