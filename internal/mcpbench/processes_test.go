@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,18 +26,36 @@ const processes = 8
 // calls/s of the eight together and, for shared, x-separate: its calls/s
 // over the separate run of the same round (issue 14 wants ≥ 0.9).
 // MCPBENCH_ROUNDS (default 3) sets the rounds; b.N is the calls of the
-// eight together. Timings are never asserted.
+// eight together. Timings are never asserted. Beside calls/s it reports
+// where the machine's time went, per call: the wardens' CPU, the
+// clients' (this process), everything else's (PostgreSQL mostly), and
+// the share of the cores left idle.
 func BenchmarkMCPProcesses(b *testing.B) {
 	bins := buildBinaries(b)
+	// MCPBENCH_WARDEN runs that warden binary instead of this tree's, so
+	// two builds can be run in turn with one test binary.
+	if w := os.Getenv("MCPBENCH_WARDEN"); w != "" {
+		bins.warden = w
+	}
+	// MCPBENCH_CONTROL=1 runs "separate" twice a round instead of
+	// separate then shared: its x-separate is what the order of the
+	// phases alone makes of the ratio.
+	phases := []bool{false, true}
+	if os.Getenv("MCPBENCH_CONTROL") == "1" {
+		phases = []bool{false, false}
+	}
 	dsn := pgtest.New(b, benchSetup)
 	env := append(os.Environ(), "BENCH_DSN="+dsn)
 	rounds := 3
 	if n, err := strconv.Atoi(os.Getenv("MCPBENCH_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
+	// MCPBENCH_PROFILE names a directory each warden writes its CPU
+	// profile to (PHASE-ROUND-I.cpu), to compare the phases.
+	profiles := os.Getenv("MCPBENCH_PROFILE")
 	for round := range rounds {
 		var separate float64
-		for _, shared := range []bool{false, true} {
+		for _, shared := range phases {
 			name := "separate"
 			if shared {
 				name = "shared"
@@ -50,6 +69,10 @@ func BenchmarkMCPProcesses(b *testing.B) {
 						store = filepath.Join(dir, "shared.db")
 					}
 					config := writeConfig(b, filepath.Join(dir, fmt.Sprintf("warden-%d.yaml", i)), store, "results: {structured_content: false}\n")
+					env := env
+					if profiles != "" {
+						env = append(env[:len(env):len(env)], "WARDEN_CPUPROFILE="+filepath.Join(profiles, fmt.Sprintf("%s-%d-%d.cpu", name, round, i)))
+					}
 					servers[i] = startServer(b, fmt.Sprintf("warden %d (round %d)", i, round), env, "", bins.warden, "serve", "--config", config)
 				}
 				defer func() {
@@ -62,8 +85,26 @@ func BenchmarkMCPProcesses(b *testing.B) {
 					sessions[i] = s.session
 				}
 				warm(b, sessions)
+				cpu0, client0, m0, c0 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
 				v := loop(b, sessions)
-				if shared && separate > 0 {
+				cpu1, client1, m1, c1 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
+				// Where the machine's time went: the wardens' CPU and
+				// the clients' per call, the rest of the busy time
+				// (PostgreSQL, the kernel's other work) per call, and
+				// the share of both cores idle (waiting: locks, I/O).
+				n := float64(b.N)
+				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/n, "warden-cpu-µs/call")
+				b.ReportMetric(float64((client1-client0).Microseconds())/n, "client-cpu-µs/call")
+				busy, idle := m1.busy-m0.busy, m1.idle-m0.idle
+				b.ReportMetric(float64((busy-(cpu1-cpu0)-(client1-client0)).Microseconds())/n, "other-cpu-µs/call")
+				b.ReportMetric(100*float64(idle)/float64(busy+idle), "idle-%")
+				// The wardens' read and write syscalls and context
+				// switches per call.
+				b.ReportMetric(float64(c1.reads-c0.reads)/n, "warden-reads/call")
+				b.ReportMetric(float64(c1.writes-c0.writes)/n, "warden-writes/call")
+				b.ReportMetric(float64(c1.switches-c0.switches)/n, "warden-ctxsw/call")
+				b.ReportMetric(float64(c1.involuntary-c0.involuntary)/n, "warden-preempted/call")
+				if separate > 0 {
 					b.ReportMetric(v/separate, "x-separate")
 				} else {
 					separate = v
@@ -71,6 +112,75 @@ func BenchmarkMCPProcesses(b *testing.B) {
 			})
 		}
 	}
+}
+
+// serversCPU is the CPU time the servers have used together.
+func serversCPU(b *testing.B, servers []*server) time.Duration {
+	var t time.Duration
+	for _, s := range servers {
+		t += s.cpu(b)
+	}
+	return t
+}
+
+// counts are the servers' read and write syscalls (/proc/PID/io syscr,
+// syscw) and their threads' context switches (/proc/PID/task/*/status),
+// voluntary and involuntary together and involuntary alone.
+type counts struct{ reads, writes, switches, involuntary int64 }
+
+func serversCounts(servers []*server) counts {
+	var c counts
+	field := func(text, name string) int64 {
+		_, rest, ok := strings.Cut(text, name)
+		if !ok {
+			return 0
+		}
+		v, _ := strconv.ParseInt(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 10, 64)
+		return v
+	}
+	for _, s := range servers {
+		pid := s.cmd.Process.Pid
+		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+			c.reads += field(string(raw), "syscr:")
+			c.writes += field(string(raw), "syscw:")
+		}
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+		for _, t := range tasks {
+			raw, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			inv := field(string(raw), "nonvoluntary_ctxt_switches:")
+			c.switches += field(string(raw), "\nvoluntary_ctxt_switches:") + inv
+			c.involuntary += inv
+		}
+	}
+	return c
+}
+
+// machine is the whole machine's busy and idle (idle plus iowait) time,
+// over all CPUs, from /proc/stat.
+type machine struct{ busy, idle time.Duration }
+
+func readMachine(b *testing.B) machine {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	var m machine
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		d := time.Duration(v) * 10 * time.Millisecond
+		switch i {
+		case 3, 4: // idle, iowait
+			m.idle += d
+		case 8, 9: // guest time is already counted in user
+		default:
+			m.busy += d
+		}
+	}
+	return m
 }
 
 // warm makes a few calls on each session (connections, caches, the
