@@ -306,6 +306,13 @@ func buildBinaries(b testing.TB) binaries {
 		}
 		built = binaries{warden: filepath.Join(dir, "warden"), floor: filepath.Join(dir, "floor")}
 		builds := map[string]string{"../../cmd/warden": built.warden, "./floor": built.floor}
+		// MCPBENCH_WARDEN runs that warden binary instead of building
+		// this tree's, so that two builds can be run in turn by one
+		// test binary.
+		if w := os.Getenv("MCPBENCH_WARDEN"); w != "" {
+			built.warden = w
+			delete(builds, "../../cmd/warden")
+		}
 		base := os.Getenv("MCPBENCH_BASE")
 		if base != "" {
 			built.base = filepath.Join(dir, "base-warden")

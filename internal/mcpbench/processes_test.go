@@ -32,11 +32,6 @@ const processes = 8
 // the share of the cores left idle.
 func BenchmarkMCPProcesses(b *testing.B) {
 	bins := buildBinaries(b)
-	// MCPBENCH_WARDEN runs that warden binary instead of this tree's, so
-	// two builds can be run in turn with one test binary.
-	if w := os.Getenv("MCPBENCH_WARDEN"); w != "" {
-		bins.warden = w
-	}
 	// MCPBENCH_CONTROL=1 runs "separate" twice a round instead of
 	// separate then shared: its x-separate is what the order of the
 	// phases alone makes of the ratio.
