@@ -50,7 +50,7 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	profiles := os.Getenv("MCPBENCH_PROFILE")
 	for round := range rounds {
 		var separate float64
-		for _, shared := range phases {
+		for phase, shared := range phases {
 			name := "separate"
 			if shared {
 				name = "shared"
@@ -99,7 +99,7 @@ func BenchmarkMCPProcesses(b *testing.B) {
 				b.ReportMetric(float64(c1.writes-c0.writes)/n, "warden-writes/call")
 				b.ReportMetric(float64(c1.switches-c0.switches)/n, "warden-ctxsw/call")
 				b.ReportMetric(float64(c1.involuntary-c0.involuntary)/n, "warden-preempted/call")
-				if separate > 0 {
+				if phase > 0 {
 					b.ReportMetric(v/separate, "x-separate")
 				} else {
 					separate = v
