@@ -396,6 +396,12 @@ func (s *Store) migrate(ctx context.Context) (from int, _ error) {
 			return 0, fmt.Errorf("authenticating approval requests: %w", err)
 		}
 	}
+	// Added to version 4 without a new version: an index older wardens
+	// maintain without knowing it, and this one creates where it is
+	// missing.
+	if _, err := tx.ExecContext(ctx, sessionLifeIndex); err != nil {
+		return 0, fmt.Errorf("adding the session index: %w", err)
+	}
 	moved := false
 	if version > 0 && version < 4 {
 		if moved, err = s.moveSecrets(ctx, tx); err != nil {

@@ -33,7 +33,7 @@ func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
 		StartedAt:       recorder.FormatTime(sess.StartedAt),
 	}
 	err := s.append(ctx, recorder.KindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx *sql.Tx) error {
-		n, err := s.w.countSession(ctx, tx, sess.ID, recorder.KindSessionStart)
+		n, _, err := s.w.countSession(ctx, tx, sess.ID)
 		if err == nil && n > 0 {
 			err = refuse(errors.New("session was already started"))
 		}
@@ -172,27 +172,34 @@ func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at stri
 	return w.append(ctx, p)
 }
 
-// countSession counts, inside tx, the records of session id of the given
-// kind, or of any kind when kind is "".
-func (w *writer) countSession(ctx context.Context, tx *sql.Tx, id, kind string) (int, error) {
-	var n int
-	err := tx.StmtContext(ctx, w.countBySession).QueryRowContext(ctx, id, kind).Scan(&n)
-	return n, err
+// sessionLifeIndex finds a session's start and end records without
+// visiting its calls: checking that a session is open, under the write
+// lock every other warden on the store waits behind, would otherwise read
+// every record the session wrote (2,728 pages for one session's end in an
+// eight-process benchmark). The query names the index's condition word for
+// word, which is how SQLite knows it may use a partial index.
+const sessionLifeIndex = `CREATE INDEX IF NOT EXISTS records_session_life ON records (session_id)
+WHERE kind IN ('session_start', 'session_end')`
+
+// sessionLifeSQL counts a session's start and end records.
+const sessionLifeSQL = `SELECT count(*) FILTER (WHERE kind = 'session_start'), count(*) FILTER (WHERE kind = 'session_end')
+FROM records INDEXED BY records_session_life WHERE session_id = ?1 AND kind IN ('session_start', 'session_end')`
+
+// countSession counts, inside tx, the start and end records of session id.
+func (w *writer) countSession(ctx context.Context, tx *sql.Tx, id string) (started, ended int, err error) {
+	err = tx.StmtContext(ctx, w.countBySession).QueryRowContext(ctx, id).Scan(&started, &ended)
+	return started, ended, err
 }
 
 // checkSessionOpen refuses unless session id was started and has not
 // ended.
 func (w *writer) checkSessionOpen(ctx context.Context, tx *sql.Tx, id string) error {
-	started, err := w.countSession(ctx, tx, id, recorder.KindSessionStart)
+	started, ended, err := w.countSession(ctx, tx, id)
 	if err != nil {
 		return err
 	}
 	if started == 0 {
 		return refuse(fmt.Errorf("session %w", recorder.ErrNotFound))
-	}
-	ended, err := w.countSession(ctx, tx, id, recorder.KindSessionEnd)
-	if err != nil {
-		return err
 	}
 	if ended > 0 {
 		return refuse(errors.New("session has already ended"))

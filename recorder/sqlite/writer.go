@@ -177,8 +177,7 @@ func (w *writer) prepare(ctx context.Context) error {
 	}{
 		{&w.insert, insertSQL},
 		{&w.insertAfter, insertAfterSQL},
-		// kind "" counts records of any kind.
-		{&w.countBySession, `SELECT count(*) FROM records WHERE session_id = ?1 AND (?2 = '' OR kind = ?2)`},
+		{&w.countBySession, sessionLifeSQL},
 		{&w.lastSeq, lastRecordSQL},
 	} {
 		stmt, err := w.db.PrepareContext(ctx, p.query)
