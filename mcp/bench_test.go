@@ -132,20 +132,10 @@ func benchToolsCall(b *testing.B, results *ResultsConfig, call string) {
 	if first := read(); !strings.Contains(string(first), `row_count`) || strings.Contains(string(first), `"isError":true`) {
 		b.Fatalf("unexpected response: %.300s", first)
 	}
-	durations := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU()
-	for i := range b.N {
-		start := time.Now()
+	timeCalls(b, func(i int) {
 		send(fmt.Sprintf(call, i+2))
 		read()
-		durations = append(durations, time.Since(start))
-	}
-	b.StopTimer()
-	cpu.report(b)
-	slices.Sort(durations)
-	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
+	})
 }
 
 // BenchmarkEncodeResult is the response half alone as mcp-go encodes it:
@@ -186,6 +176,24 @@ func benchEncodeResult(b *testing.B, structured bool, encode func(mcp.JSONRPCMes
 // steadier figure on a shared machine where wall-clock time swings with
 // other work.
 type cpuClock struct{ start time.Duration }
+
+// timeCalls runs call b.N times (i from 0), after the calls the benchmark
+// made to set up, and reports the process's CPU and the p50 per call.
+func timeCalls(b *testing.B, call func(i int)) {
+	durations := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := range b.N {
+		start := time.Now()
+		call(i)
+		durations = append(durations, time.Since(start))
+	}
+	b.StopTimer()
+	cpu.report(b)
+	slices.Sort(durations)
+	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
+}
 
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -265,19 +273,9 @@ func benchToolsCallHTTPModern(b *testing.B, results *ResultsConfig, direct bool)
 	if got := s.httpDirectCalls.Load(); got != map[bool]int64{true: 1, false: 0}[direct] {
 		b.Fatalf("%d calls served directly", got)
 	}
-	durations := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU()
-	for i := range b.N {
-		start := time.Now()
+	timeCalls(b, func(i int) {
 		post(i + 2)
-		durations = append(durations, time.Since(start))
-	}
-	b.StopTimer()
-	cpu.report(b)
-	slices.Sort(durations)
-	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
+	})
 }
 
 func benchToolsCallHTTP(b *testing.B, results *ResultsConfig) {
@@ -314,17 +312,7 @@ func benchToolsCallHTTP(b *testing.B, results *ResultsConfig) {
 	if first := post(fmt.Sprintf(benchCall, 1)); !strings.Contains(string(first), `row_count`) || strings.Contains(string(first), `"isError":true`) {
 		b.Fatalf("unexpected response: %.300s", first)
 	}
-	durations := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu := startCPU()
-	for i := range b.N {
-		start := time.Now()
+	timeCalls(b, func(i int) {
 		post(fmt.Sprintf(benchCall, i+2))
-		durations = append(durations, time.Since(start))
-	}
-	b.StopTimer()
-	cpu.report(b)
-	slices.Sort(durations)
-	b.ReportMetric(float64(durations[len(durations)/2].Nanoseconds())/1e3, "p50-µs")
+	})
 }
