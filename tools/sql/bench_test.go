@@ -37,17 +37,7 @@ func BenchmarkSelect100Rows(b *testing.B) {
 	ctx := context.Background()
 
 	b.Run("pgx", func(b *testing.B) {
-		query := pgxQuery(b, ctx, dsn)
-		durations := make([]time.Duration, 0, b.N)
-		b.ReportAllocs()
-		b.ResetTimer()
-		defer reportCPU(b, processCPU())
-		for i := 0; i < b.N; i++ {
-			start := time.Now()
-			query()
-			durations = append(durations, time.Since(start))
-		}
-		reportP50(b, durations)
+		timeRuns(b, pgxQuery(b, ctx, dsn))
 	})
 
 	for _, v := range []struct {
@@ -65,17 +55,7 @@ func BenchmarkSelect100Rows(b *testing.B) {
 		{"pipeline-record-none", false, false, recordNone},
 	} {
 		b.Run(v.name, func(b *testing.B) {
-			run := pipelineCall(b, ctx, dsn, v.masked, v.approval, v.rec)
-			durations := make([]time.Duration, 0, b.N)
-			b.ReportAllocs()
-			b.ResetTimer()
-			defer reportCPU(b, processCPU())
-			for i := 0; i < b.N; i++ {
-				start := time.Now()
-				run()
-				durations = append(durations, time.Since(start))
-			}
-			reportP50(b, durations)
+			timeRuns(b, pipelineCall(b, ctx, dsn, v.masked, v.approval, v.rec))
 		})
 	}
 
@@ -232,6 +212,21 @@ func pipelineCall(b *testing.B, ctx context.Context, dsn string, masked, approva
 	}
 	run() // warm the catalog cache and the statement cache
 	return run
+}
+
+// timeRuns runs run b.N times and reports the p50 and the process's CPU
+// per run.
+func timeRuns(b *testing.B, run func()) {
+	durations := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b, processCPU())
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		run()
+		durations = append(durations, time.Since(start))
+	}
+	reportP50(b, durations)
 }
 
 func reportP50(b *testing.B, d []time.Duration) {
