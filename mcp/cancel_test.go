@@ -250,6 +250,17 @@ func (f *cancelFixture) wait(answer <-chan string, gate string) string {
 	}
 }
 
+// stillRunning checks that alice's call has not been answered yet, after
+// bob's cancellations had time to reach it.
+func (f *cancelFixture) stillRunning(answer <-chan string) {
+	f.t.Helper()
+	select {
+	case got := <-answer:
+		f.t.Fatalf("alice's call ended after bob's cancellations: %.300s", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
 // succeeded checks that gate's call was answered with its result and
 // recorded as alice's success.
 func (f *cancelFixture) succeeded(answer, gate string) {
@@ -303,11 +314,7 @@ func TestCancelReachesOnlyTheCallersCalls(t *testing.T) {
 					t.Errorf("bob's cancel in alice's session = %d; want 403", status)
 				}
 			}
-			select {
-			case got := <-a:
-				t.Fatalf("alice's call ended after bob's cancellations: %.300s", got)
-			case <-time.After(50 * time.Millisecond):
-			}
+			f.stillRunning(a)
 			close(f.gates.get("a1").open)
 			f.succeeded(f.wait(a, "a1"), "a1")
 
@@ -500,11 +507,7 @@ func TestCancelOverSSE(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
-	select {
-	case got := <-a:
-		t.Fatalf("alice's call ended after bob's cancellations: %s", got)
-	case <-time.After(50 * time.Millisecond):
-	}
+	f.stillRunning(a)
 	close(f.gates.get("s1").open)
 	f.succeeded(f.wait(a, "s1"), "s1")
 
