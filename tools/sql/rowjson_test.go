@@ -552,7 +552,7 @@ func TestEncodersWriteJSON(t *testing.T) {
 }
 
 // TestTimeEncodersMatchTimeFormat compares the timestamp and date encoders
-// with what they replaced — pgx's decoding into a time.Time, toJSON's
+// with the generic path — pgx's decoding into a time.Time, toJSON's
 // formatting, encoding/json — over every date in years 1 to 9999 and its
 // neighbours, the edges of that range to the microsecond, and random
 // timestamps; outside the range the encoders must leave the value to the
@@ -584,7 +584,7 @@ func TestTimeEncodersMatchTimeFormat(t *testing.T) {
 			t.Fatalf("oid %d, %x: wrote %s (size %d); want %s (size %d)", oid, raw, got[1:], size, want, len(want))
 		}
 	}
-	const usPerSec = 1_000_000
+	const usPerSec, usPerDay = 1_000_000, 86_400_000_000
 	first := (time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() - 946684800) * usPerSec
 	last := (time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()-946684800)*usPerSec + 999_999
 	stamps := []int64{0, -1, 1, first, last, first - 1, last + 1, math.MaxInt64, math.MinInt64, math.MaxInt64 - 1, math.MinInt64 + 1,
