@@ -378,6 +378,9 @@ console:
 		if n := count(t, dsn, "SELECT count(*) FROM orders WHERE id = 4 AND status = 'approved-by-console'"); n != 1 {
 			t.Errorf("the approved update changed %d rows; want 1", n)
 		}
+		// The list is live: a refresh begun before the decision may
+		// briefly show it without the request; wait for its row.
+		do(t, bob, chromedp.WaitVisible(chromedp.CSS("#done-"+id1)))
 		if got := text(t, bob, "#done-"+id1+" .decider"); !strings.Contains(got, "bob@example.com") {
 			t.Errorf("decided list shows decider %q", got)
 		}
@@ -402,6 +405,7 @@ console:
 		if n := count(t, dsn, "SELECT count(*) FROM orders WHERE status = 'never'"); n != 0 {
 			t.Errorf("the denied update ran")
 		}
+		do(t, bob, chromedp.WaitVisible(chromedp.CSS("#done-"+id2)))
 		if got := text(t, bob, "#done-"+id2); !strings.Contains(got, "denied") || !strings.Contains(got, "bob@example.com") {
 			t.Errorf("decided list shows %q", got)
 		}
