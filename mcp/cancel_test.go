@@ -376,7 +376,11 @@ func TestCancelSameIDs(t *testing.T) {
 }
 
 // Many callers' calls with the same ids at once, for -race: each gets its
-// own answer and nothing stays registered.
+// own answer and nothing stays registered. Each worker cancels its call's
+// id after the answer: a pair of workers, one alice's and one bob's, share
+// their ids, so bob's cancellations fall on alice's calls in flight and
+// must not reach them. (Two workers of one caller may not share ids: a
+// caller's cancellation rightly reaches its own calls with that id.)
 func TestCancelRegistryConcurrent(t *testing.T) {
 	f := newCancelFixture(t)
 	var wg sync.WaitGroup
@@ -393,11 +397,12 @@ func TestCancelRegistryConcurrent(t *testing.T) {
 				if i%3 == 0 {
 					kind = viaMCPGo
 				}
-				status, body, _ := f.post(token, slowCall(kind, i, gate, ""))
+				id := 100*(w/2) + i
+				status, body, _ := f.post(token, slowCall(kind, id, gate, ""))
 				if status != http.StatusOK || !strings.Contains(body, `\"done\":true`) {
 					t.Errorf("call %s = %d %.200s", gate, status, body)
 				}
-				f.post(token, modernCancel(i))
+				f.post(token, modernCancel(id))
 			}
 		})
 	}
