@@ -43,6 +43,11 @@ type Options struct {
 	// the goroutine that committed (the store's writer, or a caller
 	// committing its own record) and must not block (metrics).
 	OnCommit func(records int, took time.Duration)
+	// NoRelay (SQLite) keeps this store from committing the call records
+	// of other wardens sharing the file, and from sending its own to the
+	// one that does: every record is then written under the write lock by
+	// its own process (for tests of that protocol).
+	NoRelay bool
 }
 
 // Default checkpoint cadence.

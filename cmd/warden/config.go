@@ -55,7 +55,7 @@ type Config struct {
 }
 
 // StoreConfig is `store`: either "sqlite:PATH" or "postgres://...", or
-// {url: ..., retention: 90d, keys: DIR, instance: NAME}.
+// {url: ..., retention: 90d, keys: DIR, instance: NAME, relay: false}.
 type StoreConfig struct {
 	URL string `yaml:"url"`
 	// Retention is how long records are kept: a duration of at least an
@@ -71,11 +71,16 @@ type StoreConfig struct {
 	// several instances share (default: the host name); each instance
 	// needs its own. ${VAR} expands, so one config can serve them all.
 	Instance string `yaml:"instance"`
+	// Relay (SQLite; default true) lets wardens sharing the file commit
+	// their call records through one of them, over a Unix socket beside
+	// it (PATH.relay.sock, mode 0600, same user only); false makes each
+	// warden write its own, taking turns at the file's write lock.
+	Relay *bool `yaml:"relay"`
 }
 
 // Options are the recorder options the store config sets.
 func (c StoreConfig) Options() recorder.Options {
-	return recorder.Options{KeyDir: c.Keys, Instance: c.Instance}
+	return recorder.Options{KeyDir: c.Keys, Instance: c.Instance, NoRelay: c.Relay != nil && !*c.Relay}
 }
 
 // DefaultRetention is how long records are kept when store.retention is
@@ -250,6 +255,9 @@ func (c *Config) validateStore() error {
 		// Never echo this URL: it may hold a password.
 		if c.Store.Keys == "" {
 			errs = append(errs, warden.FieldErrorf("store.keys", "a PostgreSQL store needs the directory of the signing key every instance shares"))
+		}
+		if c.Store.Relay != nil {
+			errs = append(errs, warden.FieldErrorf("store.relay", "applies to a SQLite store only: PostgreSQL instances each write their own chain"))
 		}
 	case !strings.HasPrefix(c.Store.URL, "sqlite:") || c.Store.URL == "sqlite:":
 		scheme, _, _ := strings.Cut(c.Store.URL, ":")

@@ -349,8 +349,11 @@ func wardenConfig(b *testing.B, dir, extra string) string {
 // writeConfig writes to path a config granting the local identity select
 // on items, recording to the SQLite store at store, with extra added.
 func writeConfig(b *testing.B, path, store, extra string) string {
+	if !strings.HasPrefix(store, "{") {
+		store = "sqlite:" + store
+	}
 	cfg := extra + `
-store: sqlite:` + store + `
+store: ` + store + `
 identity:
   local: {subject: bench@example.com, groups: [analysts]}
   allow_unauthenticated_loopback: true

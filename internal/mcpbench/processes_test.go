@@ -22,7 +22,8 @@ const processes = 8
 // fleet of stdio processes: eight warden processes (text-only results),
 // each serving its own Go SDK client over stdio, each client calling the
 // 100-row SELECT in a loop, first with a SQLite store each
-// ("separate"), then all eight writing one store ("shared"). It reports
+// ("separate"), then all eight writing one store, with the relay
+// ("shared") and without it ("shared-lock"). It reports
 // calls/s of the eight together and, for shared, x-separate: its calls/s
 // over the separate run of the same round (issue 14 wants ≥ 0.9).
 // MCPBENCH_ROUNDS (default 3) sets the rounds; b.N is the calls of the
@@ -35,9 +36,12 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	// MCPBENCH_CONTROL=1 runs "separate" twice a round instead of
 	// separate then shared: its x-separate is what the order of the
 	// phases alone makes of the ratio.
-	phases := []bool{false, true}
+	// "shared" is with the relay (recorder/sqlite/relay.go), as
+	// deployed; "shared-lock" without it (store.relay: false), each
+	// warden writing its own records under the write lock.
+	phases := []string{"separate", "shared", "shared-lock"}
 	if os.Getenv("MCPBENCH_CONTROL") == "1" {
-		phases = []bool{false, false}
+		phases = []string{"separate", "separate"}
 	}
 	dsn := pgtest.New(b, benchSetup)
 	env := append(os.Environ(), "BENCH_DSN="+dsn)
@@ -50,18 +54,17 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	profiles := os.Getenv("MCPBENCH_PROFILE")
 	for round := range rounds {
 		var separate float64
-		for phase, shared := range phases {
-			name := "separate"
-			if shared {
-				name = "shared"
-			}
+		for phase, name := range phases {
 			b.Run(name, func(b *testing.B) {
 				dir := b.TempDir()
 				servers := make([]*server, processes)
 				for i := range servers {
 					store := filepath.Join(dir, fmt.Sprintf("warden-%d.db", i))
-					if shared {
+					switch name {
+					case "shared":
 						store = filepath.Join(dir, "shared.db")
+					case "shared-lock":
+						store = fmt.Sprintf("{url: %q, relay: false}", "sqlite:"+filepath.Join(dir, "shared.db"))
 					}
 					config := writeConfig(b, filepath.Join(dir, fmt.Sprintf("warden-%d.yaml", i)), store, "results: {structured_content: false}\n")
 					env := env

@@ -13,10 +13,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/recorder"
 	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
@@ -41,14 +44,17 @@ func BenchmarkProcesses(b *testing.B) {
 		backend = v
 	}
 	work := os.Getenv("WARDEN_BENCH_WORK")
-	rates := map[bool]float64{}
+	// Three ways: a store each; one store, with the relay (relay.go); one
+	// store, every process writing under the write lock itself.
+	modes := []string{"separate", "shared", "shared-lock"}
+	rates := map[string]float64{}
 	for b.Loop() {
-		for _, shared := range []bool{false, true} {
+		for _, mode := range modes {
 			dir := b.TempDir()
 			paths := make([]string, procs)
 			for i := range paths {
 				paths[i] = filepath.Join(dir, fmt.Sprintf("warden-%d.db", i))
-				if shared {
+				if mode != "separate" {
 					paths[i] = filepath.Join(dir, "warden.db")
 				}
 				// Created here, so the processes start on a store with
@@ -59,18 +65,20 @@ func BenchmarkProcesses(b *testing.B) {
 				}
 				s.Close()
 			}
-			rates[shared] = runWriters(b, paths, pairs, backend, work)
+			rates[mode] = runWriters(b, paths, pairs, backend, work, mode == "shared-lock")
 		}
 	}
-	b.ReportMetric(rates[false], "separate-records/s")
-	b.ReportMetric(rates[true], "shared-records/s")
-	b.ReportMetric(rates[true]/rates[false], "shared/separate")
+	for _, mode := range modes {
+		b.ReportMetric(rates[mode], mode+"-records/s")
+	}
+	b.ReportMetric(rates["shared"]/rates["separate"], "shared/separate")
+	b.ReportMetric(rates["shared-lock"]/rates["separate"], "shared-lock/separate")
 	b.ReportMetric(0, "ns/op")
 }
 
 // runWriters starts one writer process per path, lets them all go at
 // once and returns the records/s they reached together.
-func runWriters(b *testing.B, paths []string, pairs int, backend, work string) float64 {
+func runWriters(b *testing.B, paths []string, pairs int, backend, work string, noRelay bool) float64 {
 	type proc struct {
 		cmd   *osexec.Cmd
 		stdin io.WriteCloser
@@ -80,7 +88,8 @@ func runWriters(b *testing.B, paths []string, pairs int, backend, work string) f
 	for i, path := range paths {
 		cmd := osexec.Command(os.Args[0], "-test.run=^TestProcessWriter$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "WARDEN_PROCESS_WRITER="+path, "WARDEN_PROCESS_PAIRS="+strconv.Itoa(pairs),
-			"WARDEN_PROCESS_ID="+strconv.Itoa(i), "WARDEN_PROCESS_BACKEND="+backend, "WARDEN_PROCESS_WORK="+work)
+			"WARDEN_PROCESS_ID="+strconv.Itoa(i), "WARDEN_PROCESS_BACKEND="+backend, "WARDEN_PROCESS_WORK="+work,
+			"WARDEN_PROCESS_NORELAY="+strconv.FormatBool(noRelay))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {
@@ -141,7 +150,12 @@ func TestProcessWriter(t *testing.T) {
 	work, _ := strconv.Atoi(os.Getenv("WARDEN_PROCESS_WORK"))
 	chunk := make([]byte, 64<<10)
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, "sqlite:"+path)
+	noRelay, _ := strconv.ParseBool(os.Getenv("WARDEN_PROCESS_NORELAY"))
+	var commits, committed atomic.Int64
+	s, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{NoRelay: noRelay, OnCommit: func(records int, _ time.Duration) {
+		commits.Add(1)
+		committed.Add(int64(records))
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +191,11 @@ func TestProcessWriter(t *testing.T) {
 	fmt.Printf("done %d\n", 2*pairs)
 	if os.Getenv("WARDEN_PROCESS_DEBUG") != "" {
 		slices.Sort(lat)
-		fmt.Fprintf(os.Stderr, "start p50 %v p90 %v p99 %v max %v\n", lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1])
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		fmt.Fprintf(os.Stderr, "start p50 %v p90 %v p99 %v max %v; cpu %v; committed %d records in %d commits\n",
+			lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1],
+			time.Duration(ru.Utime.Nano()+ru.Stime.Nano()), committed.Load(), commits.Load())
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -128,6 +128,7 @@ type Store struct {
 	version int
 	clock   func() time.Time
 	w       *writer // nil when read-only
+	relay   *relay  // nil when read-only or where there is none (relay.go)
 	read    *sql.DB // query_only connections
 	// started holds the ids of calls this store recorded the start of and
 	// not yet the finish: their finish need not repeat the arguments.
@@ -246,6 +247,9 @@ func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, e
 		return fail(fmt.Errorf("for reading: %w", err))
 	}
 	go s.w.loop()
+	if !opts.NoRelay {
+		s.relay = newRelay(s.w, path)
+	}
 	return s, nil
 }
 
@@ -282,6 +286,11 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
 		var errs []error
+		if s.relay != nil {
+			// Before the writer: records read from other wardens are
+			// committed and answered first.
+			s.relay.close()
+		}
 		if s.w != nil {
 			errs = append(errs, s.w.close())
 		}

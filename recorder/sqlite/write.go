@@ -98,7 +98,7 @@ func (s *Store) StartCall(ctx context.Context, c *warden.Call) error {
 		return errors.New("recording call start: call has no id")
 	}
 	body := recorder.CallToJSON(c)
-	err := s.appendOnce(ctx, recorder.KindCallStart, c.SessionID, c.ID, body.StartedAt, body, "call was already started")
+	err := s.appendOnce(ctx, recorder.KindCallStart, c.SessionID, c.ID, body.StartedAt, body)
 	if err != nil {
 		return fmt.Errorf("recording start of call %s: %w", c.ID, err)
 	}
@@ -130,9 +130,9 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 	if err != nil {
 		return fmt.Errorf("recording finish of call %s: encoding record: %w", c.ID, err)
 	}
-	p := newPending(recorder.KindCallFinish, c.SessionID, c.ID, endedAt, text)
-	p.duplicate = "call was already finished"
-	err = w.append(ctx, p)
+	p := newUnhashed(recorder.KindCallFinish, c.SessionID, c.ID, endedAt, text)
+	p.duplicate = callDuplicate(recorder.KindCallFinish)
+	err = s.appendCall(ctx, w, p)
 	if err = errors.Join(resultErr, err); err != nil {
 		return fmt.Errorf("recording finish of call %s: %w", c.ID, err)
 	}
@@ -158,7 +158,7 @@ func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, 
 // appendOnce writes one call record: the unique index on (call_id, kind)
 // refuses a second start or finish of the same call, so no read is needed
 // first. It returns nil only once the record has committed.
-func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at string, body any, duplicate string) error {
+func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at string, body any) error {
 	w, err := s.writable()
 	if err != nil {
 		return err
@@ -167,8 +167,19 @@ func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at stri
 	if err != nil {
 		return fmt.Errorf("encoding record: %w", err)
 	}
-	p := newPending(kind, sessionID, callID, at, text)
-	p.duplicate = duplicate
+	p := newUnhashed(kind, sessionID, callID, at, text)
+	p.duplicate = callDuplicate(kind)
+	return s.appendCall(ctx, w, p)
+}
+
+// appendCall writes a call record: through the warden that commits for
+// the others sharing the store, when there is one (relay.go), or itself.
+func (s *Store) appendCall(ctx context.Context, w *writer, p *pending) error {
+	if s.relay != nil && relayed(p) {
+		if handled, err := s.relay.send(ctx, p); handled {
+			return err
+		}
+	}
 	return w.append(ctx, p)
 }
 
