@@ -262,7 +262,7 @@ func (r *relay) serve(c *os.File) {
 		}
 		r.conns[c] = true
 		r.mu.Unlock()
-		err = r.w.append(context.Background(), p)
+		err = r.w.appendFor(context.Background(), p, true)
 		r.mu.Lock()
 		r.conns[c] = false
 		closing := r.closing

@@ -87,9 +87,10 @@ func refuse(err error) error { return &refusal{err} }
 
 // request is a record to append, or a job that needs the write connection.
 type request struct {
-	rec  *pending
-	job  func(ctx context.Context) error
-	done chan error // buffered: the writer never blocks answering
+	rec     *pending
+	relayed bool // another warden's record (appendFor)
+	job     func(ctx context.Context) error
+	done    chan error // buffered: the writer never blocks answering
 }
 
 type writer struct {
@@ -312,6 +313,15 @@ func (w *writer) send(ctx context.Context, req request) error {
 // wake-ups, ≈ 10 µs each on a busy 2-core machine, on every record of a
 // sequential caller). Otherwise it is queued for the next group commit.
 func (w *writer) append(ctx context.Context, p *pending) error {
+	return w.appendFor(ctx, p, false)
+}
+
+// appendFor is append; relayed says the record is another warden's, sent
+// to this one as the relay (relay.go). Its sender waits for it alone, with
+// no other record of its own to come until it is answered, so it is
+// committed at once when the connection is free, whatever the last batch
+// was, and never waits for a batch to fill.
+func (w *writer) appendFor(ctx context.Context, p *pending, relayed bool) error {
 	p.hash() // on the caller's goroutine, before any lock
 	w.mu.RLock()
 	if w.closed {
@@ -327,7 +337,7 @@ func (w *writer) append(ctx context.Context, p *pending) error {
 		// at once: their records are better committed together. A WAL
 		// checkpoint due goes first, on the writer's goroutine (a caller
 		// committing directly would keep taking the lock from it).
-		if w.lastBatch <= 1 && !w.walDue {
+		if (w.lastBatch <= 1 || relayed) && !w.walDue {
 			err := w.commitDirect(p)
 			w.busy.Unlock()
 			w.mu.RUnlock()
@@ -336,7 +346,7 @@ func (w *writer) append(ctx context.Context, p *pending) error {
 		w.busy.Unlock()
 	}
 	w.mu.RUnlock()
-	return w.send(ctx, request{rec: p})
+	return w.send(ctx, request{rec: p, relayed: relayed})
 }
 
 // commitDirect commits p on the caller's goroutine, under busy, and tells
@@ -467,11 +477,13 @@ const linger = 100 * time.Microsecond
 // gather adds to batch the records already queued. When the last batch
 // held several records, the callers it answered are about to queue their
 // next ones, so it waits up to linger for as many as last time: one commit
-// then serves them all, instead of a few commits serving a few each. It
-// stops at a job (returned as held, for the next round) or when the queue
+// then serves them all, instead of a few commits serving a few each; but
+// not for a batch holding another warden's record (appendFor), whose
+// sender has nothing more to queue until it is answered. It stops at a job (returned as held, for the next round) or when the queue
 // is closed.
 func (w *writer) gather(batch []request) (_ []request, held *request, closed bool) {
 	size := len(batch[0].rec.body)
+	relayed := batch[0].relayed
 	var deadline <-chan time.Time
 	for len(batch) < maxBatch && size < maxBatchBytes {
 		var r request
@@ -479,7 +491,7 @@ func (w *writer) gather(batch []request) (_ []request, held *request, closed boo
 		select {
 		case r, ok = <-w.requests:
 		default:
-			if w.lastBatch <= 1 || len(batch) >= w.lastBatch {
+			if w.lastBatch <= 1 || len(batch) >= w.lastBatch || relayed {
 				return batch, nil, false
 			}
 			if deadline == nil {
@@ -504,6 +516,7 @@ func (w *writer) gather(batch []request) (_ []request, held *request, closed boo
 		}
 		batch = append(batch, r)
 		size += len(r.rec.body)
+		relayed = relayed || r.relayed
 	}
 	return batch, nil, false
 }
