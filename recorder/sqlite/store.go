@@ -206,8 +206,15 @@ func OpenWith(ctx context.Context, url string, opts recorder.Options) (*Store, e
 	}
 	s.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
 	s.w = newWriter(db, opts, s.clock)
+	if s.w.copier, err = sql.Open("sqlite", dsn(path, false)); err != nil {
+		db.Close()
+		s.read.Close()
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	s.w.copier.SetMaxOpenConns(1)
 	fail := func(err error) (*Store, error) {
 		s.w.db.Close()
+		s.w.copier.Close()
 		s.read.Close()
 		s.w.lock.close()
 		return nil, fmt.Errorf("opening store %s: %w", path, err)

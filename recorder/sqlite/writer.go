@@ -122,6 +122,16 @@ type writer struct {
 	// the hint tells); walDue is set when a WAL checkpoint is due.
 	commits uint64
 	walDue  bool
+	// copier is a connection of its own for the WAL checkpoint's copy
+	// without the lock, which runs on a goroutine of its own (copying)
+	// while records go on being committed; copied says it is done, and
+	// the part under the lock is next. nil: the copy runs on the writer's
+	// goroutine (tests that open a writer without it).
+	copier    *sql.DB
+	copying   bool
+	copied    atomic.Bool
+	walFailed atomic.Bool
+	copies    sync.WaitGroup
 
 	every    int64
 	interval time.Duration
@@ -382,8 +392,13 @@ func (w *writer) close() error {
 	}
 	w.mu.Unlock()
 	<-w.stopped
+	w.copies.Wait()
 	w.closeStatements()
-	return errors.Join(w.closeErr, w.db.Close(), w.headFile.Close(), w.lock.close())
+	var copierErr error
+	if w.copier != nil {
+		copierErr = w.copier.Close()
+	}
+	return errors.Join(w.closeErr, w.db.Close(), copierErr, w.headFile.Close(), w.lock.close())
 }
 
 // loop is the writer goroutine. It handles queued requests and the
@@ -709,6 +724,12 @@ const walCheckpointEvery = 256
 // batches, after the callers were answered. A failed one is retried at
 // the next due.
 //
+// The copy runs on a connection and a goroutine of its own, while this
+// writer goes on committing: it writes a few MB to the database file and
+// syncs it (≈ 3 ms here), and callers that waited for it (every warden
+// whose records this one commits as the relay, relay.go) left the cores
+// idle meanwhile.
+//
 // SQLite starts the log again from its beginning only when a writer
 // begins its transaction after a checkpoint copied all of it. Copied
 // while other wardens write, the log never gets there: one of them is
@@ -717,17 +738,46 @@ const walCheckpointEvery = 256
 // 16,000 records, against 5 MB with a store each; every write extending
 // the file, every page lookup searching a longer index of it). So the
 // copy is finished under the write lock, where no transaction is open:
-// first the bulk without the lock, while the others go on, then under it
-// what they appended meanwhile (nothing, for a warden alone).
+// first the bulk without the lock, while the others (and this writer) go
+// on, then under it what was appended meanwhile.
 func (w *writer) checkpointWAL() {
-	if !w.walDue {
+	if w.walDue && !w.copying {
+		w.walDue = false
+		if w.copier == nil {
+			if _, err := w.walCheckpoint(context.Background(), w.db); err == nil {
+				w.finishCheckpoint()
+			}
+			return
+		}
+		w.copying = true
+		w.copies.Add(1)
+		go func() {
+			defer w.copies.Done()
+			_, err := w.walCheckpoint(context.Background(), w.copier)
+			if err != nil {
+				// Retried at the next due; nothing to finish.
+				w.walFailed.Store(true)
+			}
+			w.copied.Store(true)
+			select {
+			case w.kick <- struct{}{}:
+			default: // already asked
+			}
+		}()
 		return
 	}
-	w.walDue = false
+	if w.copying && w.copied.Load() {
+		w.copying = false
+		w.copied.Store(false)
+		if !w.walFailed.Swap(false) {
+			w.finishCheckpoint()
+		}
+	}
+}
+
+// finishCheckpoint is the checkpoint's part under the write lock.
+func (w *writer) finishCheckpoint() {
 	ctx := context.Background()
-	if _, err := w.walCheckpoint(ctx); err != nil {
-		return
-	}
 	w.lock.lock()
 	defer w.lock.unlock(nil)
 	// A passive checkpoint does not wait for another one (SQLite's
@@ -742,7 +792,7 @@ func (w *writer) checkpointWAL() {
 	// copies overlap, that is when the log is growing faster than it is
 	// copied.
 	for deadline := time.Now().Add(lockWait); ; {
-		busy, err := w.walCheckpoint(ctx)
+		busy, err := w.walCheckpoint(ctx, w.db)
 		if err != nil || !busy || time.Now().After(deadline) {
 			return
 		}
@@ -756,9 +806,9 @@ const walBusyPoll = 200 * time.Microsecond
 
 // walCheckpoint runs a passive WAL checkpoint and reports whether another
 // checkpoint kept it from running.
-func (w *writer) walCheckpoint(ctx context.Context) (busy bool, err error) {
+func (w *writer) walCheckpoint(ctx context.Context, db *sql.DB) (busy bool, err error) {
 	var b, log, copied int
-	err = w.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&b, &log, &copied)
+	err = db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&b, &log, &copied)
 	return b != 0, err
 }
 
