@@ -288,3 +288,47 @@ func TestRetentionPrunesTheSharedStore(t *testing.T) {
 		t.Fatalf("Audit after pruning = %+v, %v; want both chains, a's anchored at %d", rep, err, p.Anchor)
 	}
 }
+
+// TestSessionMustBeOpen: a session is updated and ended only between its
+// start and its end, however many calls it recorded in between.
+func TestSessionMustBeOpen(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, pgtest.New(t, ""), keyDir(t), "a")
+	sess := func(id string) *warden.Session {
+		return &warden.Session{ID: id, Transport: "http", Caller: &warden.Caller{Subject: "alice", Method: "local"}, StartedAt: t0}
+	}
+	steps := []struct {
+		name     string
+		do       func() error
+		ok       bool
+		notFound bool
+	}{
+		{"UpdateNeverStarted", func() error { return s.UpdateSession(ctx, sess("s1")) }, false, true},
+		{"EndNeverStarted", func() error { return s.EndSession(ctx, "s1", t0) }, false, true},
+		{"Start", func() error { return s.StartSession(ctx, sess("s1")) }, true, false},
+		{"StartAnother", func() error { return s.StartSession(ctx, sess("s2")) }, true, false},
+		{"StartTwice", func() error { return s.StartSession(ctx, sess("s1")) }, false, false},
+		{"Calls", func() error {
+			for i := range 3 {
+				c := call(fmt.Sprintf("c%d", i), t0)
+				c.SessionID = "s1"
+				if err := errors.Join(s.StartCall(ctx, c), s.FinishCall(ctx, c)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, true, false},
+		{"Update", func() error { return s.UpdateSession(ctx, sess("s1")) }, true, false},
+		{"End", func() error { return s.EndSession(ctx, "s1", t0.Add(time.Minute)) }, true, false},
+		{"EndTwice", func() error { return s.EndSession(ctx, "s1", t0.Add(2*time.Minute)) }, false, false},
+		{"UpdateEnded", func() error { return s.UpdateSession(ctx, sess("s1")) }, false, false},
+		{"StartEnded", func() error { return s.StartSession(ctx, sess("s1")) }, false, false},
+		{"EndTheOther", func() error { return s.EndSession(ctx, "s2", t0.Add(time.Minute)) }, true, false},
+	}
+	for _, st := range steps {
+		err := st.do()
+		if (err == nil) != st.ok || errors.Is(err, recorder.ErrNotFound) != st.notFound {
+			t.Errorf("%s = %v; want ok %v, ErrNotFound %v", st.name, err, st.ok, st.notFound)
+		}
+	}
+}
