@@ -19,7 +19,7 @@ func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
 	body := recorder.SessionJSON{ID: sess.ID, Transport: sess.Transport, ClientName: sess.ClientName, ClientVersion: sess.ClientVersion,
 		ProtocolVersion: sess.ProtocolVersion, Caller: recorder.CallerToJSON(sess.Caller), StartedAt: recorder.FormatTime(sess.StartedAt)}
 	err := s.append(ctx, recorder.KindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx pgx.Tx) error {
-		n, err := countSession(ctx, tx, sess.ID, recorder.KindSessionStart)
+		n, _, err := countSession(ctx, tx, sess.ID)
 		if err == nil && n > 0 {
 			err = refuse(errors.New("session was already started"))
 		}
@@ -124,23 +124,37 @@ func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, 
 	return w.append(ctx, p)
 }
 
-func countSession(ctx context.Context, tx pgx.Tx, id, kind string) (int, error) {
-	var n int
-	err := tx.QueryRow(ctx, `SELECT count(*) FROM records WHERE session_id = $1 AND kind = $2`, id, kind).Scan(&n)
-	return n, err
+// sessionLifeIndex finds a session's start and end records without
+// visiting its calls: counting them through records_session read every
+// record the session wrote (639 buffers, 6.5 ms, for a session of 5,000
+// calls), inside the write transaction of the instance's writer, which
+// every record of that instance waits behind. Older wardens maintain it
+// without knowing it; Open creates it where missing.
+const sessionLifeIndex = `CREATE INDEX IF NOT EXISTS records_session_life ON records (session_id)
+WHERE kind IN ('session_start', 'session_end')`
+
+// sessionLifeSQL counts a session's start and end records. Its condition
+// on kind is the index's, in constants, so PostgreSQL can use the partial
+// index in a generic plan too (pgx prepares the statement, and after five
+// executions the server may plan it once for every session id).
+const sessionLifeSQL = `SELECT count(*) FILTER (WHERE kind = 'session_start'), count(*) FILTER (WHERE kind = 'session_end')
+FROM records WHERE session_id = $1 AND kind IN ('session_start', 'session_end')`
+
+// countSession counts, inside tx, the start and end records of session id.
+func countSession(ctx context.Context, tx pgx.Tx, id string) (started, ended int, err error) {
+	err = tx.QueryRow(ctx, sessionLifeSQL, id).Scan(&started, &ended)
+	return started, ended, err
 }
 
+// checkSessionOpen refuses unless session id was started and has not
+// ended.
 func checkSessionOpen(ctx context.Context, tx pgx.Tx, id string) error {
-	started, err := countSession(ctx, tx, id, recorder.KindSessionStart)
+	started, ended, err := countSession(ctx, tx, id)
 	if err != nil {
 		return err
 	}
 	if started == 0 {
 		return refuse(fmt.Errorf("session %w", recorder.ErrNotFound))
-	}
-	ended, err := countSession(ctx, tx, id, recorder.KindSessionEnd)
-	if err != nil {
-		return err
 	}
 	if ended > 0 {
 		return refuse(errors.New("session has already ended"))
