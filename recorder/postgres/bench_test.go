@@ -116,3 +116,60 @@ func BenchmarkOneCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLongSession checks that a session is open (UpdateSession, as
+// EndSession does) once it has recorded no calls, and 5,000 (10,000
+// records), and reports how long the session's one EndSession then took
+// (end-µs): a long session should cost no more than a short one.
+func BenchmarkLongSession(b *testing.B) {
+	for _, calls := range []int64{0, 5000} {
+		b.Run(fmt.Sprintf("calls=%d", calls), func(b *testing.B) { benchmarkSession(b, calls) })
+	}
+}
+
+func benchmarkSession(b *testing.B, calls int64) {
+	const writers = 32
+	ctx := context.Background()
+	url, keys := pgtest.New(b, ""), b.TempDir()
+	s, err := postgres.Open(ctx, url, recorder.Options{KeyDir: keys, Instance: "a"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	sess := &warden.Session{ID: "s1", Transport: "http", Caller: &warden.Caller{Subject: "alice", Method: "local"}, StartedAt: t0}
+	if err := s.StartSession(ctx, sess); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for i := next.Add(1); i <= calls; i = next.Add(1) {
+				c := call(fmt.Sprintf("c%d", i), t0)
+				c.SessionID = "s1"
+				if err := s.StartCall(ctx, c); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := s.FinishCall(ctx, c); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		return
+	}
+	for b.Loop() {
+		if err := s.UpdateSession(ctx, sess); err != nil {
+			b.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := s.EndSession(ctx, "s1", t0.Add(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds()), "end-µs")
+}

@@ -98,7 +98,9 @@ FOR EACH ROW EXECUTE FUNCTION warden_approvals_forward();
 
 // migrations are applied in order, each once, under an advisory lock, so
 // instances that start together migrate the schema once. Each applied
-// migration leaves a row in warden_migrations.
+// migration leaves a row in warden_migrations. An index added later
+// without a version (records_session_life) is created after them, under
+// the same lock, where it is missing: see addIndex.
 var migrations = []string{schemaV1, schemaV2}
 
 // migrateLock is the advisory lock key that serialises migrations.
@@ -235,8 +237,9 @@ func dbErr(what string, err error) error {
 	return fmt.Errorf("%s: %s", what, describe(err))
 }
 
-// migrate applies the migrations not yet applied, under an advisory lock
-// that the first instance takes and the others wait for.
+// migrate applies the migrations not yet applied, and adds the indexes
+// added without a version, under an advisory lock that the first instance
+// takes and the others wait for.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -269,7 +272,29 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			return dbErr(fmt.Sprintf("applying schema version %d", v), err)
 		}
 	}
+	if err := addIndex(ctx, conn, "records_session_life", sessionLifeIndex); err != nil {
+		return dbErr("adding the session index", err)
+	}
 	return nil
+}
+
+// addIndex creates an index added to the schema without a new version
+// (so older wardens, which refuse a newer version, still open the store
+// and maintain the index without knowing it), where it is missing. It
+// runs under the migration lock, so instances that start together create
+// it once: two CREATE INDEX IF NOT EXISTS at once both build it, and one
+// fails on pg_class's unique name. It looks for the index first: CREATE
+// INDEX IF NOT EXISTS takes its SHARE lock on the table before it sees
+// that the index exists, and would hold every writer of the store behind
+// each instance's start. Where the index is missing, building it holds
+// the other instances' writes for as long as it takes, once.
+func addIndex(ctx context.Context, conn *pgxpool.Conn, name, create string) error {
+	var have bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&have); err != nil || have {
+		return err
+	}
+	_, err := conn.Exec(ctx, create)
+	return err
 }
 
 // signingKey reads the shared signing key. It is created only for a store

@@ -288,3 +288,105 @@ func TestRetentionPrunesTheSharedStore(t *testing.T) {
 		t.Fatalf("Audit after pruning = %+v, %v; want both chains, a's anchored at %d", rep, err, p.Anchor)
 	}
 }
+
+// TestSessionMustBeOpen: a session is updated and ended only between its
+// start and its end, however many calls it recorded in between.
+func TestSessionMustBeOpen(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, pgtest.New(t, ""), keyDir(t), "a")
+	sess := func(id string) *warden.Session {
+		return &warden.Session{ID: id, Transport: "http", Caller: &warden.Caller{Subject: "alice", Method: "local"}, StartedAt: t0}
+	}
+	steps := []struct {
+		name     string
+		do       func() error
+		ok       bool
+		notFound bool
+	}{
+		{"UpdateNeverStarted", func() error { return s.UpdateSession(ctx, sess("s1")) }, false, true},
+		{"EndNeverStarted", func() error { return s.EndSession(ctx, "s1", t0) }, false, true},
+		{"Start", func() error { return s.StartSession(ctx, sess("s1")) }, true, false},
+		{"StartAnother", func() error { return s.StartSession(ctx, sess("s2")) }, true, false},
+		{"StartTwice", func() error { return s.StartSession(ctx, sess("s1")) }, false, false},
+		{"Calls", func() error {
+			for i := range 3 {
+				c := call(fmt.Sprintf("c%d", i), t0)
+				c.SessionID = "s1"
+				if err := errors.Join(s.StartCall(ctx, c), s.FinishCall(ctx, c)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, true, false},
+		{"Update", func() error { return s.UpdateSession(ctx, sess("s1")) }, true, false},
+		{"End", func() error { return s.EndSession(ctx, "s1", t0.Add(time.Minute)) }, true, false},
+		{"EndTwice", func() error { return s.EndSession(ctx, "s1", t0.Add(2*time.Minute)) }, false, false},
+		{"UpdateEnded", func() error { return s.UpdateSession(ctx, sess("s1")) }, false, false},
+		{"StartEnded", func() error { return s.StartSession(ctx, sess("s1")) }, false, false},
+		{"EndTheOther", func() error { return s.EndSession(ctx, "s2", t0.Add(time.Minute)) }, true, false},
+	}
+	for _, st := range steps {
+		err := st.do()
+		if (err == nil) != st.ok || errors.Is(err, recorder.ErrNotFound) != st.notFound {
+			t.Errorf("%s = %v; want ok %v, ErrNotFound %v", st.name, err, st.ok, st.notFound)
+		}
+	}
+}
+
+// TestStoreWithoutTheSessionIndexGetsIt: a store written by a warden from
+// before records_session_life gets the index when instances open it for
+// writing, several at once, without a new schema version (which those
+// wardens would refuse).
+func TestStoreWithoutTheSessionIndexGetsIt(t *testing.T) {
+	ctx := context.Background()
+	url, keys := pgtest.New(t, ""), keyDir(t)
+	old := open(t, url, keys, "old")
+	if err := old.StartSession(ctx, &warden.Session{ID: "s1", Transport: "http", Caller: &warden.Caller{Subject: "alice"}, StartedAt: t0}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP INDEX records_session_life`); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := postgres.Open(ctx, url, recorder.Options{KeyDir: keys, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("Open(read-only) without the index = %v", err)
+	}
+	ro.Close()
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_indexes WHERE indexname = 'records_session_life'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("indexes named records_session_life after a read-only open = %d, %v; want 0", n, err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() {
+			s, err := postgres.Open(ctx, url, recorder.Options{KeyDir: keys, Instance: fmt.Sprintf("i%d", i)})
+			if err == nil {
+				err = s.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("four instances opening the store together: %v", err)
+	}
+	var valid bool
+	if err := conn.QueryRow(ctx, `SELECT count(*), bool_and(i.indisvalid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE c.relname = 'records_session_life'`).Scan(&n, &valid); err != nil || n != 1 || !valid {
+		t.Errorf("records_session_life indexes = %d (valid %v), %v; want one, valid", n, valid, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM warden_migrations`).Scan(&n); err != nil || n != postgres.SchemaVersion() {
+		t.Errorf("migrations applied = %d, %v; want %d: the index needs no new version", n, err, postgres.SchemaVersion())
+	}
+	s := open(t, url, keys, "new")
+	if err := s.EndSession(ctx, "s1", t0.Add(time.Minute)); err != nil {
+		t.Errorf("EndSession(s1) of the old store's session = %v", err)
+	}
+}

@@ -23,6 +23,9 @@ type pending struct {
 	// check runs inside the write transaction before the insert; a
 	// *refusal refuses this record only.
 	check func(ctx context.Context, tx pgx.Tx) error
+	// lockSession: check reads session sessionID's start and end
+	// records, under the session's lock (see lockSessions).
+	lockSession bool
 	// duplicate, for call records, is the refusal when the call id
 	// already has a record of this kind.
 	duplicate string
@@ -393,9 +396,14 @@ func (w *writer) queueHead(b *pgx.Batch) {
 	b.Queue(headSQL, w.s.instance, w.seq, w.head[:], at, sig)
 }
 
-// insertBatch runs each record's check, refuses duplicate call records,
-// and inserts the rest in one round trip.
+// insertBatch takes the batch's session locks, runs each record's check,
+// refuses duplicate call records, and inserts the rest in one round trip,
+// or more when a session's record must be inserted before the check of
+// its next one runs.
 func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, errs []error) error {
+	if err := lockSessions(ctx, tx, batch); err != nil {
+		return err
+	}
 	var ids []string
 	for _, r := range batch {
 		if r.rec.duplicate != "" {
@@ -422,6 +430,9 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 		}
 	}
 	b := &pgx.Batch{}
+	// queued holds the sessions with a record in b: a later check on one
+	// of them must see that record, so b is sent first.
+	queued := map[string]bool{}
 	for i, r := range batch {
 		p := r.rec
 		if p.duplicate != "" {
@@ -431,6 +442,13 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 				continue
 			}
 			have[k] = true
+		}
+		if p.lockSession && queued[p.sessionID] {
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return err
+			}
+			b = &pgx.Batch{}
+			clear(queued)
 		}
 		if p.check != nil {
 			if err := p.check(ctx, tx); err != nil {
@@ -443,6 +461,9 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 			}
 		}
 		w.queue(b, p)
+		if p.lockSession {
+			queued[p.sessionID] = true
+		}
 		if p.kind != recorder.KindCheckpoint {
 			w.wrote = true
 		}
