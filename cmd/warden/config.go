@@ -72,8 +72,8 @@ type StoreConfig struct {
 	// needs its own. ${VAR} expands, so one config can serve them all.
 	Instance string `yaml:"instance"`
 	// Relay (SQLite; default true) lets wardens sharing the file commit
-	// their call records through one of them, over a Unix socket beside
-	// it (PATH.relay.sock, mode 0600, same user only); false makes each
+	// their call records through one of them, over a Unix socket in the
+	// user's runtime directory (mode 0600, same user only); false makes each
 	// warden write its own, taking turns at the file's write lock.
 	Relay *bool `yaml:"relay"`
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,8 +24,7 @@ import (
 // dropped because another process wrote, so eight of them recorded less
 // than eight with a store each. Now one of them, the relay, commits the
 // call records of the others too. The first writer to take an exclusive
-// flock of PATH.relay listens on a Unix socket beside the store
-// (PATH.relay.sock); another warden opening the store sends its call
+// flock of PATH.relay listens on a Unix socket (relaySocket); another warden opening the store sends its call
 // records there and waits for the answer, and the relay appends them with
 // its own: through the same writer, in the same group commits, its page
 // cache warm. The answer comes only once the record is durable, exactly
@@ -118,6 +118,23 @@ type relayConn struct {
 	buf []byte
 }
 
+// relaySocket is where the relay of the store file id listens: in the
+// user's runtime directory ($XDG_RUNTIME_DIR, mode 0700), or the system's
+// temporary one, named by the file's device and inode, so every warden
+// opening the file by whatever path finds the same one. Not beside the
+// store: a socket in the store's directory is a file that backups and
+// scans of the directory cannot read, and the path there can be too long
+// for one. In a shared temporary directory another user may take the name
+// first; then there is no relay (this warden cannot listen, and finds
+// another user at the other end when it connects), only the write lock.
+func relaySocket(id fileID) string {
+	dir := os.Getenv("XDG_RUNTIME_DIR")
+	if fi, err := os.Stat(dir); dir == "" || err != nil || !fi.IsDir() || !ownDir(fi) {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, fmt.Sprintf("warden-relay-%x-%x.sock", id.dev, id.ino))
+}
+
 // newRelay prepares the relay of the store at dbPath and tries to become
 // it. It returns nil where there can be none (see relay_*.go).
 func newRelay(w *writer, dbPath string) *relay {
@@ -132,7 +149,7 @@ func newRelay(w *writer, dbPath string) *relay {
 	if !ok {
 		return nil
 	}
-	sock := dbPath + ".relay.sock"
+	sock := relaySocket(id)
 	if len(sock) >= maxSocketPath {
 		return nil
 	}

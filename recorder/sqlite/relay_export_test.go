@@ -1,4 +1,16 @@
 package sqlite
 
+import "os"
+
 // RelaySupported tells the tests whether this platform has a relay.
 const RelaySupported = relaySupported
+
+// RelaySocket is where the relay of the store at dbPath listens.
+func RelaySocket(dbPath string) string {
+	fi, err := os.Stat(dbPath)
+	if err != nil {
+		return ""
+	}
+	id, _ := fileIdentity(fi)
+	return relaySocket(id)
+}

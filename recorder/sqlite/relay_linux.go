@@ -33,6 +33,13 @@ func sameUser(c syscall.Conn) bool {
 	return cred.Uid == uint32(os.Geteuid())
 }
 
+// ownDir reports whether this process's user owns the directory fi
+// describes and no one else may write it.
+func ownDir(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == os.Geteuid() && fi.Mode().Perm()&0o022 == 0
+}
+
 // fileIdentity returns the device and inode of a file.
 func fileIdentity(fi os.FileInfo) (fileID, bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)

@@ -31,4 +31,6 @@ func blockingConn(c *net.UnixConn, _ time.Duration) (*os.File, error) {
 
 func stopReading(*os.File) {}
 
+func ownDir(os.FileInfo) bool { return false }
+
 func fileIdentity(os.FileInfo) (fileID, bool) { return fileID{}, false }

@@ -70,7 +70,7 @@ func TestRelayCommitsForTheOthers(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "warden.db")
 	a, byA := counted(t, path)
 	b, byB := counted(t, path)
-	if fi, err := os.Stat(path + ".relay.sock"); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(sqlite.RelaySocket(path)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("relay socket: %v, mode %v; want it, mode 0600", err, fi.Mode().Perm())
 	}
 	const n = 40
@@ -303,8 +303,8 @@ func TestRelayImpostorGetsNothing(t *testing.T) {
 			must(t, err)
 			defer lf.Close()
 			must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
-			os.Remove(path + ".relay.sock")
-			ln, err := net.Listen("unix", path+".relay.sock")
+			os.Remove(sqlite.RelaySocket(path))
+			ln, err := net.Listen("unix", sqlite.RelaySocket(path))
 			must(t, err)
 			defer ln.Close()
 			fi, err := os.Stat(path)
@@ -380,7 +380,7 @@ func TestRelayRefusesAnythingButACallRecord(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := byA.Load()
-			conn, err := net.Dial("unix", path+".relay.sock")
+			conn, err := net.Dial("unix", sqlite.RelaySocket(path))
 			must(t, err)
 			defer conn.Close()
 			hello := make([]byte, 8+16+ed25519.PublicKeySize)
@@ -405,7 +405,7 @@ func TestRelayRefusesAnythingButACallRecord(t *testing.T) {
 	}
 	// And a good one is answered: the test above is not passing because
 	// nothing is ever answered.
-	conn, err := net.Dial("unix", path+".relay.sock")
+	conn, err := net.Dial("unix", sqlite.RelaySocket(path))
 	must(t, err)
 	defer conn.Close()
 	hello := make([]byte, 8+16+ed25519.PublicKeySize)
