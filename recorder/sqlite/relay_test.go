@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"database/sql"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -442,4 +443,170 @@ func TestRelayContextEnds(t *testing.T) {
 	if rows := callRows(t, path); rows["next"] != 1 {
 		t.Errorf("records of the call after: %d; want 1", rows["next"])
 	}
+}
+
+// TestRelayPeerProcess is TestRelayChecksTheOtherUser's process of
+// another user; it does nothing unless started by it.
+func TestRelayPeerProcess(t *testing.T) {
+	sock := os.Getenv("WARDEN_RELAY_PEER")
+	if sock == "" {
+		t.Skip("run by TestRelayChecksTheOtherUser")
+	}
+	switch os.Getenv("WARDEN_RELAY_PEER_MODE") {
+	case "relay":
+		// Another user's relay at the socket, with the true greeting.
+		hello, err := hex.DecodeString(os.Getenv("WARDEN_RELAY_PEER_HELLO"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Remove(sock)
+		ln, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(sock, 0o777)
+		var got atomic.Int64
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.Write(hello)
+					n, _ := io.Copy(io.Discard, c)
+					got.Add(n)
+				}()
+			}
+		}()
+		fmt.Println("ready")
+		io.Copy(io.Discard, os.Stdin)
+		ln.Close()
+		time.Sleep(10 * time.Millisecond)
+		fmt.Println(got.Load())
+	case "warden":
+		// Another user's warden sending a call record to the relay.
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			fmt.Println("dial:", err)
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		body := `{"id":"intruder"}`
+		var frame []byte
+		for _, f := range []string{recorder.KindCallStart, "", "intruder", ""} {
+			frame = binary.BigEndian.AppendUint32(frame, uint32(len(f)))
+			frame = append(frame, f...)
+		}
+		frame = append(frame, body...)
+		c.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(frame))), frame...))
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Println("answered", n)
+	}
+}
+
+// Another user on the socket, whatever its mode: the relay commits
+// nothing for a warden of another user, and a warden sends nothing to a
+// relay of another user, even one that greets it with the true store and
+// key. Judged by what reaches the store and the other end.
+func TestRelayChecksTheOtherUser(t *testing.T) {
+	requireRelay(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to run a process as another user")
+	}
+	const nobody = 65534
+	ctx := context.Background()
+	run := func(t *testing.T, env ...string) (*osexec.Cmd, io.WriteCloser, *bufio.Scanner) {
+		exe, err := os.Executable()
+		must(t, err)
+		// The test binary must be readable by the other user: copy it.
+		dir, err := os.MkdirTemp("", "relay-peer-")
+		must(t, err)
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		must(t, os.Chmod(dir, 0o755))
+		bin := filepath.Join(dir, "peer.test")
+		data, err := os.ReadFile(exe)
+		must(t, err)
+		must(t, os.WriteFile(bin, data, 0o755))
+		cmd := osexec.Command(bin, "-test.run=^TestRelayPeerProcess$", "-test.count=1")
+		cmd.Dir = dir
+		cmd.Env = append([]string{"HOME=" + dir}, env...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		stdin, err := cmd.StdinPipe()
+		must(t, err)
+		stdout, err := cmd.StdoutPipe()
+		must(t, err)
+		must(t, cmd.Start())
+		t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
+		return cmd, stdin, bufio.NewScanner(stdout)
+	}
+
+	t.Run("RelayOfAnotherUser", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "warden.db")
+		s0, err := sqlite.Open(ctx, "sqlite:"+path)
+		must(t, err)
+		pub, err := s0.PublicKey()
+		must(t, err)
+		must(t, s0.Close())
+		// This test holds the relay's flock, so the warden cannot
+		// become the relay; the other user listens on its socket.
+		lf, err := os.OpenFile(path+".relay", os.O_RDWR|os.O_CREATE, 0o600)
+		must(t, err)
+		defer lf.Close()
+		must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
+		fi, err := os.Stat(path)
+		must(t, err)
+		st := fi.Sys().(*syscall.Stat_t)
+		hello := append([]byte("WRDNRLY1"), binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(st.Dev)), st.Ino)...)
+		hello = append(hello, pub...)
+		sock := sqlite.RelaySocket(path)
+		if !strings.HasPrefix(sock, os.TempDir()) {
+			t.Skip("the relay's socket is not in the shared temporary directory here")
+		}
+		os.Remove(sock)
+		_, stdin, out := run(t, "WARDEN_RELAY_PEER="+sock, "WARDEN_RELAY_PEER_MODE=relay", "WARDEN_RELAY_PEER_HELLO="+hex.EncodeToString(hello))
+		if !out.Scan() || out.Text() != "ready" {
+			t.Fatalf("the other user's relay did not start: %q", out.Text())
+		}
+		defer os.Remove(sock)
+		s, byS := counted(t, path)
+		for i := range 5 {
+			must(t, s.StartCall(ctx, allowedCall(fmt.Sprintf("c%d", i), "", alice, t0)))
+		}
+		must(t, s.Close())
+		stdin.Close()
+		if !out.Scan() || out.Text() != "0" {
+			t.Errorf("the other user's relay received %q bytes; want 0", out.Text())
+		}
+		if byS.Load() < 5 {
+			t.Errorf("the warden committed %d records itself; want its 5", byS.Load())
+		}
+		if rows := callRows(t, path); len(rows) != 5 {
+			t.Errorf("%d calls in the store; want 5", len(rows))
+		}
+	})
+
+	t.Run("WardenOfAnotherUser", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "warden.db")
+		a, byA := counted(t, path)
+		defer a.Close()
+		sock := sqlite.RelaySocket(path)
+		// As if the socket's mode let anyone connect.
+		must(t, os.Chmod(sock, 0o777))
+		_, _, out := run(t, "WARDEN_RELAY_PEER="+sock, "WARDEN_RELAY_PEER_MODE=warden")
+		if !out.Scan() {
+			t.Fatal("the other user's warden said nothing")
+		}
+		if got := out.Text(); got != "answered 0" && !strings.HasPrefix(got, "dial:") {
+			t.Errorf("the other user's warden: %q; want no answer", got)
+		}
+		if byA.Load() != 0 {
+			t.Errorf("the relay committed %d records for another user; want none", byA.Load())
+		}
+		if rows := callRows(t, path); len(rows) != 0 {
+			t.Errorf("%d calls in the store; want none", len(rows))
+		}
+	})
 }
