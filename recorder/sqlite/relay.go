@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,8 @@ import (
 // dropped because another process wrote, so eight of them recorded less
 // than eight with a store each. Now one of them, the relay, commits the
 // call records of the others too. The first writer to take an exclusive
-// flock of PATH.relay listens on a Unix socket (relaySocket); another warden opening the store sends its call
+// flock of the relay's lock file listens on a Unix socket beside it
+// (relaySocket); another warden opening the store sends its call
 // records there and waits for the answer, and the relay appends them with
 // its own: through the same writer, in the same group commits, its page
 // cache warm. The answer comes only once the record is durable, exactly
@@ -121,7 +123,10 @@ type relayConn struct {
 // relaySocket is where the relay of the store file id listens: in the
 // user's runtime directory ($XDG_RUNTIME_DIR, mode 0700), or the system's
 // temporary one, named by the file's device and inode, so every warden
-// opening the file by whatever path finds the same one. Not beside the
+// opening the file by whatever path (a link, a relative path) finds the
+// same one. The relay is whoever holds an flock of the lock file beside
+// it (the same name, .lock): one per store file, whatever path it was
+// opened by. Not beside the
 // store: a socket in the store's directory is a file that backups and
 // scans of the directory cannot read, and the path there can be too long
 // for one. In a shared temporary directory another user may take the name
@@ -153,7 +158,7 @@ func newRelay(w *writer, dbPath string) *relay {
 	if len(sock) >= maxSocketPath {
 		return nil
 	}
-	r := &relay{w: w, lockPath: dbPath + ".relay", sockPath: sock, id: id,
+	r := &relay{w: w, lockPath: strings.TrimSuffix(sock, ".sock") + ".lock", sockPath: sock, id: id,
 		pub: w.key.Public().(ed25519.PublicKey), conns: map[*os.File]bool{}}
 	r.mu.Lock()
 	r.tryLead()
@@ -167,11 +172,20 @@ func (r *relay) tryLead() {
 	if r.lead != nil || r.closed {
 		return
 	}
-	f, err := os.OpenFile(r.lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never through a link someone else left at the name; only locked,
+	// never written.
+	f, err := os.OpenFile(r.lockPath, os.O_RDONLY|os.O_CREATE|noFollow, 0o600)
 	if err != nil {
 		return
 	}
 	if err := flock(f, true, false); err != nil {
+		f.Close()
+		return
+	}
+	// A relay that closes removes the lock file, holding its flock: if
+	// this one locked a file so removed (opened just before), it is not
+	// the relay; the next attempt opens the file now at the name.
+	if held, err := f.Stat(); err != nil || !sameFile(held, r.lockPath) {
 		f.Close()
 		return
 	}
@@ -198,6 +212,12 @@ func (r *relay) tryLead() {
 	r.idle = nil
 	r.serving.Add(1)
 	go r.accept(ln)
+}
+
+// sameFile reports whether name still names the file fi describes.
+func sameFile(fi os.FileInfo, name string) bool {
+	now, err := os.Lstat(name)
+	return err == nil && os.SameFile(fi, now)
 }
 
 // accept serves the connections of other wardens until the listener is
@@ -553,7 +573,11 @@ func (r *relay) close() {
 	r.serving.Wait()
 	r.mu.Lock()
 	if r.lead != nil {
-		r.lead.Close() // releases the flock: another warden may lead
+		// Removed while locked, so no file is left behind (tryLead
+		// checks that the file it locked is still the one at the name);
+		// closing releases the flock: another warden may lead.
+		os.Remove(r.lockPath)
+		r.lead.Close()
 		r.lead = nil
 		r.leading.Store(false)
 	}

@@ -12,6 +12,9 @@ import (
 
 const relaySupported = true
 
+// noFollow opens a file only if its name is not a symbolic link.
+const noFollow = syscall.O_NOFOLLOW
+
 // maxSocketPath is the room for a socket's path (sun_path, with its NUL).
 const maxSocketPath = 108
 

@@ -16,6 +16,8 @@ const relaySupported = false
 
 const maxSocketPath = 0
 
+const noFollow = 0
+
 func sameUser(syscall.Conn) bool { return false }
 
 func dialBlocking(string) (*os.File, error) { return nil, errors.New("no relay here") }

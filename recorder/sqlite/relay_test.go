@@ -300,7 +300,7 @@ func TestRelayImpostorGetsNothing(t *testing.T) {
 			must(t, s0.Close())
 			// The impostor holds the relay's flock, so the warden
 			// cannot take over, and listens on its socket.
-			lf, err := os.OpenFile(path+".relay", os.O_RDWR|os.O_CREATE, 0o600)
+			lf, err := os.OpenFile(strings.TrimSuffix(sqlite.RelaySocket(path), ".sock")+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 			must(t, err)
 			defer lf.Close()
 			must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
@@ -552,7 +552,7 @@ func TestRelayChecksTheOtherUser(t *testing.T) {
 		must(t, s0.Close())
 		// This test holds the relay's flock, so the warden cannot
 		// become the relay; the other user listens on its socket.
-		lf, err := os.OpenFile(path+".relay", os.O_RDWR|os.O_CREATE, 0o600)
+		lf, err := os.OpenFile(strings.TrimSuffix(sqlite.RelaySocket(path), ".sock")+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 		must(t, err)
 		defer lf.Close()
 		must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
