@@ -292,28 +292,13 @@ func TestRelayImpostorGetsNothing(t *testing.T) {
 		{"Silent", func(ed25519.PublicKey, [16]byte) []byte { return nil }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "warden.db")
-			s0, err := sqlite.Open(ctx, "sqlite:"+path)
-			must(t, err)
-			pub, err := s0.PublicKey()
-			must(t, err)
-			must(t, s0.Close())
 			// The impostor holds the relay's flock, so the warden
 			// cannot take over, and listens on its socket.
-			lf, err := os.OpenFile(strings.TrimSuffix(sqlite.RelaySocket(path), ".sock")+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-			must(t, err)
-			defer lf.Close()
-			must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
+			path, pub, id := storeWithoutRelay(t)
 			os.Remove(sqlite.RelaySocket(path))
 			ln, err := net.Listen("unix", sqlite.RelaySocket(path))
 			must(t, err)
 			defer ln.Close()
-			fi, err := os.Stat(path)
-			must(t, err)
-			st := fi.Sys().(*syscall.Stat_t)
-			var id [16]byte
-			binary.BigEndian.PutUint64(id[:], uint64(st.Dev))
-			binary.BigEndian.PutUint64(id[8:], st.Ino)
 			var got atomic.Int64
 			go func() {
 				for {
@@ -544,23 +529,10 @@ func TestRelayChecksTheOtherUser(t *testing.T) {
 	}
 
 	t.Run("RelayOfAnotherUser", func(t *testing.T) {
-		path := filepath.Join(t.TempDir(), "warden.db")
-		s0, err := sqlite.Open(ctx, "sqlite:"+path)
-		must(t, err)
-		pub, err := s0.PublicKey()
-		must(t, err)
-		must(t, s0.Close())
 		// This test holds the relay's flock, so the warden cannot
 		// become the relay; the other user listens on its socket.
-		lf, err := os.OpenFile(strings.TrimSuffix(sqlite.RelaySocket(path), ".sock")+".lock", os.O_RDWR|os.O_CREATE, 0o600)
-		must(t, err)
-		defer lf.Close()
-		must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
-		fi, err := os.Stat(path)
-		must(t, err)
-		st := fi.Sys().(*syscall.Stat_t)
-		hello := append([]byte("WRDNRLY1"), binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(st.Dev)), st.Ino)...)
-		hello = append(hello, pub...)
+		path, pub, id := storeWithoutRelay(t)
+		hello := append(append([]byte("WRDNRLY1"), id[:]...), pub...)
 		sock := sqlite.RelaySocket(path)
 		if !strings.HasPrefix(sock, os.TempDir()) {
 			t.Skip("the relay's socket is not in the shared temporary directory here")
@@ -609,4 +581,27 @@ func TestRelayChecksTheOtherUser(t *testing.T) {
 			t.Errorf("%d calls in the store; want none", len(rows))
 		}
 	})
+}
+
+// storeWithoutRelay creates a store, and holds its relay's flock until the
+// test ends, so no warden opening it becomes the relay; it returns the
+// store's path, public key and identity as the relay's greeting names it.
+func storeWithoutRelay(t *testing.T) (path string, pub ed25519.PublicKey, id [16]byte) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "warden.db")
+	s0, err := sqlite.Open(context.Background(), "sqlite:"+path)
+	must(t, err)
+	pub, err = s0.PublicKey()
+	must(t, err)
+	must(t, s0.Close())
+	lf, err := os.OpenFile(strings.TrimSuffix(sqlite.RelaySocket(path), ".sock")+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	must(t, err)
+	t.Cleanup(func() { lf.Close() })
+	must(t, syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
+	fi, err := os.Stat(path)
+	must(t, err)
+	st := fi.Sys().(*syscall.Stat_t)
+	binary.BigEndian.PutUint64(id[:], uint64(st.Dev))
+	binary.BigEndian.PutUint64(id[8:], st.Ino)
+	return path, pub, id
 }
