@@ -299,21 +299,7 @@ func TestRelayImpostorGetsNothing(t *testing.T) {
 			ln, err := net.Listen("unix", sqlite.RelaySocket(path))
 			must(t, err)
 			defer ln.Close()
-			var got atomic.Int64
-			go func() {
-				for {
-					conn, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer conn.Close()
-						conn.Write(c.hello(pub, id))
-						n, _ := io.Copy(io.Discard, conn)
-						got.Add(n)
-					}()
-				}
-			}()
+			got := fakeRelay(ln, c.hello(pub, id))
 			s, byS := counted(t, path)
 			for i := range 5 {
 				must(t, s.StartCall(ctx, allowedCall(fmt.Sprintf("c%d", i), "", alice, t0)))
@@ -450,21 +436,7 @@ func TestRelayPeerProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Chmod(sock, 0o777)
-		var got atomic.Int64
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					c.Write(hello)
-					n, _ := io.Copy(io.Discard, c)
-					got.Add(n)
-				}()
-			}
-		}()
+		got := fakeRelay(ln, hello)
 		fmt.Println("ready")
 		io.Copy(io.Discard, os.Stdin)
 		ln.Close()
@@ -604,4 +576,25 @@ func storeWithoutRelay(t *testing.T) (path string, pub ed25519.PublicKey, id [16
 	binary.BigEndian.PutUint64(id[:], uint64(st.Dev))
 	binary.BigEndian.PutUint64(id[8:], st.Ino)
 	return path, pub, id
+}
+
+// fakeRelay greets every connection to ln with hello and counts the bytes
+// it is sent, until ln is closed.
+func fakeRelay(ln net.Listener, hello []byte) *atomic.Int64 {
+	got := new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Write(hello)
+				n, _ := io.Copy(io.Discard, c)
+				got.Add(n)
+			}()
+		}
+	}()
+	return got
 }
