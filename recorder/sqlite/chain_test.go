@@ -370,9 +370,18 @@ func TestCheckpoints(t *testing.T) {
 // notices the other's records by the clash on seq and continues after
 // them, so the chain never forks.
 func TestTwoWritersOnOneFileKeepOneChain(t *testing.T) {
+	// With the relay (one writer commits the other's call records) and
+	// without (each writes its own, under the write lock).
+	for _, noRelay := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoRelay=%v", noRelay), func(t *testing.T) { twoWritersKeepOneChain(t, noRelay) })
+	}
+}
+
+func twoWritersKeepOneChain(t *testing.T, noRelay bool) {
 	ctx := context.Background()
-	a, path := openStoreWith(t, recorder.Options{CheckpointEvery: 20})
-	b, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{CheckpointEvery: 20})
+	opts := recorder.Options{CheckpointEvery: 20, NoRelay: noRelay}
+	a, path := openStoreWith(t, opts)
+	b, err := sqlite.OpenWith(ctx, "sqlite:"+path, opts)
 	must(t, err)
 	var wg sync.WaitGroup
 	for i, s := range []*sqlite.Store{a, b, a, b} {

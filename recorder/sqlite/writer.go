@@ -124,9 +124,8 @@ type writer struct {
 	walDue  bool
 	// copier is a connection of its own for the WAL checkpoint's copy
 	// without the lock, which runs on a goroutine of its own (copying)
-	// while records go on being committed; copied says it is done, and
-	// the part under the lock is next. nil: the copy runs on the writer's
-	// goroutine (tests that open a writer without it).
+	// while records go on being committed; copied says it is done (and
+	// walFailed that it failed), and the part under the lock is next.
 	copier    *sql.DB
 	copying   bool
 	copied    atomic.Bool
@@ -394,11 +393,7 @@ func (w *writer) close() error {
 	<-w.stopped
 	w.copies.Wait()
 	w.closeStatements()
-	var copierErr error
-	if w.copier != nil {
-		copierErr = w.copier.Close()
-	}
-	return errors.Join(w.closeErr, w.db.Close(), copierErr, w.headFile.Close(), w.lock.close())
+	return errors.Join(w.closeErr, w.db.Close(), w.copier.Close(), w.headFile.Close(), w.lock.close())
 }
 
 // loop is the writer goroutine. It handles queued requests and the
@@ -494,8 +489,8 @@ const linger = 100 * time.Microsecond
 // next ones, so it waits up to linger for as many as last time: one commit
 // then serves them all, instead of a few commits serving a few each; but
 // not for a batch holding another warden's record (appendFor), whose
-// sender has nothing more to queue until it is answered. It stops at a job (returned as held, for the next round) or when the queue
-// is closed.
+// sender has nothing more to queue until it is answered. It stops at a
+// job (returned as held, for the next round) or when the queue is closed.
 func (w *writer) gather(batch []request) (_ []request, held *request, closed bool) {
 	size := len(batch[0].rec.body)
 	relayed := batch[0].relayed
@@ -743,12 +738,6 @@ const walCheckpointEvery = 256
 func (w *writer) checkpointWAL() {
 	if w.walDue && !w.copying {
 		w.walDue = false
-		if w.copier == nil {
-			if _, err := w.walCheckpoint(context.Background(), w.db); err == nil {
-				w.finishCheckpoint()
-			}
-			return
-		}
 		w.copying = true
 		w.copies.Add(1)
 		go func() {
