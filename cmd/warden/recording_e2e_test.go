@@ -92,16 +92,57 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const clients, workersPerClient = 4, 3
-	type answered struct{ id, outcome string }
+	var cs []*client.Client
+	for range 4 {
+		cs = append(cs, connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125))
+	}
+	enough, done := callLoad(t, cs, 3, 300)
+	select {
+	case <-enough:
+	case <-time.After(60 * time.Second):
+		t.Log("fewer than 300 calls answered in 60s; killing anyway")
+	}
+	if err := srv.cmd.Process.Kill(); err != nil { // SIGKILL, calls in flight
+		t.Fatal(err)
+	}
+	<-srv.exited
+	got := done()
+	t.Logf("%d calls answered before SIGKILL", len(got))
+
+	// Restart: warden opens the store a crash left, and records on.
+	srv = launchServer(t, config, "http")
+	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
+	if r, err := tryCall(c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT 1 AS one FROM orders LIMIT 1"}); err != nil || r.IsError {
+		t.Fatalf("call after restart = %v %v %q", err, r.IsError, r.Text)
+	}
+	c.Close()
+	srv.stop(t)
+
+	out, stderr, code = runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("sessions verify after the crash = %d\n%s%s", code, out, stderr)
+	}
+	t.Logf("sessions verify after the crash:\n%s", out)
+	checkAnswered(t, config, got)
+}
+
+// answered is a call a client saw answered: its id, and ok or denied.
+type answered struct{ id, outcome string }
+
+// callLoad has workers goroutines per client call warden in a loop (a
+// select, an insert, a select of a table no role may read, in turn) until
+// a call fails (warden is gone). enough is closed once that many calls
+// were answered; done waits for the workers and returns the answered
+// calls.
+func callLoad(t *testing.T, clients []*client.Client, workers, enough int) (<-chan struct{}, func() []answered) {
+	t.Helper()
 	var mu sync.Mutex
 	var seen []answered
-	enough := make(chan struct{})
+	reached := make(chan struct{})
 	var once sync.Once
 	var wg sync.WaitGroup
-	for i := range clients {
-		c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
-		for w := range workersPerClient {
+	for i, c := range clients {
+		for w := range workers {
 			wg.Go(func() {
 				for n := 0; ; n++ {
 					var r result
@@ -125,43 +166,26 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 					}
 					mu.Lock()
 					seen = append(seen, answered{r.callID(), want})
-					if len(seen) >= 300 {
-						once.Do(func() { close(enough) })
+					if len(seen) >= enough {
+						once.Do(func() { close(reached) })
 					}
 					mu.Unlock()
 				}
 			})
 		}
 	}
-	select {
-	case <-enough:
-	case <-time.After(60 * time.Second):
-		t.Log("fewer than 300 calls answered in 60s; killing anyway")
+	return reached, func() []answered {
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]answered(nil), seen...)
 	}
-	if err := srv.cmd.Process.Kill(); err != nil { // SIGKILL, calls in flight
-		t.Fatal(err)
-	}
-	<-srv.exited
-	wg.Wait()
-	mu.Lock()
-	got := append([]answered(nil), seen...)
-	mu.Unlock()
-	t.Logf("%d calls answered before SIGKILL", len(got))
+}
 
-	// Restart: warden opens the store a crash left, and records on.
-	srv = launchServer(t, config, "http")
-	c := connect(t, srv.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)
-	if r, err := tryCall(c, "sql_query", map[string]any{"database": "shop", "sql": "SELECT 1 AS one FROM orders LIMIT 1"}); err != nil || r.IsError {
-		t.Fatalf("call after restart = %v %v %q", err, r.IsError, r.Text)
-	}
-	c.Close()
-	srv.stop(t)
-
-	out, stderr, code = runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
-	if code != 0 || !strings.HasPrefix(out, "ok: ") {
-		t.Errorf("sessions verify after the crash = %d\n%s%s", code, out, stderr)
-	}
-	t.Logf("sessions verify after the crash:\n%s", out)
+// checkAnswered checks that every call a client saw answered is in the
+// recording, finished with the outcome the client saw.
+func checkAnswered(t *testing.T, config string, got []answered) {
+	t.Helper()
 	byID := recordedCalls(t, config)
 	for _, a := range got {
 		c, ok := byID[a.id]
@@ -172,6 +196,62 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 			t.Errorf("call %s: recorded %s, %s; the client saw it answered, %s", a.id, c.Status, c.Outcome, a.outcome)
 		}
 	}
+}
+
+// TestKillRelayLosesNoAnsweredCall runs two wardens on one store, the
+// first the relay that commits the second's call records (recorder/sqlite
+// relay.go), kills the relay with SIGKILL while both are under load, and
+// goes on calling the second, which writes its own records and becomes
+// the relay. Every call a client saw answered, through either warden, is
+// in the recording, finished as the client saw it, and the chain verifies.
+func TestKillRelayLosesNoAnsweredCall(t *testing.T) {
+	dsn := pgtest.New(t, e2eSchema)
+	config := e2eConfig(t, dsn, "5s")
+	relay := launchServer(t, config, "http")
+	other := launchServer(t, config, "http")
+	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
+	if code != 0 {
+		t.Fatalf("sessions verify --print-key = %d: %s", code, stderr)
+	}
+	keyFile := filepath.Join(t.TempDir(), "warden.pub")
+	if err := os.WriteFile(keyFile, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	toRelay := []*client.Client{connect(t, relay.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)}
+	toOther := []*client.Client{connect(t, other.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)}
+	relayEnough, relayDone := callLoad(t, toRelay, 3, 150)
+	otherEnough, otherDone := callLoad(t, toOther, 3, 150)
+	for _, ch := range []<-chan struct{}{relayEnough, otherEnough} {
+		select {
+		case <-ch:
+		case <-time.After(60 * time.Second):
+			t.Log("fewer than 150 calls answered in 60s; killing anyway")
+		}
+	}
+	if err := relay.cmd.Process.Kill(); err != nil { // SIGKILL, both wardens' calls in flight
+		t.Fatal(err)
+	}
+	<-relay.exited
+	got := relayDone()
+	// The other warden goes on: its calls keep being answered.
+	after := 0
+	for range 30 {
+		r, err := tryCall(toOther[0], "sql_query", map[string]any{"database": "shop", "sql": "SELECT 1 AS one FROM orders LIMIT 1"})
+		if err != nil || r.IsError || r.callID() == "" {
+			t.Fatalf("a call to the other warden after the relay was killed = %v %v %q", err, r.IsError, r.Text)
+		}
+		got = append(got, answered{r.callID(), "ok"})
+		after++
+	}
+	other.stop(t)
+	got = append(got, otherDone()...)
+	t.Logf("%d calls answered, %d of them after the relay was killed", len(got), after)
+
+	out, stderr, code = runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("sessions verify after the relay was killed = %d\n%s%s", code, out, stderr)
+	}
+	checkAnswered(t, config, got)
 }
 
 // TestSessionsCommands drives a session over stdio and reads it back with
