@@ -36,9 +36,9 @@ import (
 // a call's start and finish, whose uniqueness the store's index checks.
 // Session records (which read the store to check the session), approvals,
 // flows, prunes and checkpoints are written by each warden itself, under
-// the write lock, as before; so is everything when there is no relay (no
-// socket here, a path too long for one, a platform without peer
-// credentials) or when it cannot be reached. The write lock and the seq
+// the write lock, as before; so is everything when there is no relay (a
+// socket name another user holds, a path too long for one, a platform
+// without peer credentials) or when it cannot be reached. The write lock and the seq
 // key still order every commit: the relay only decides who makes them.
 //
 // Whom a warden trusts: the socket is made mode 0600, and each side checks
@@ -51,7 +51,8 @@ import (
 // When the relay closes, it stops accepting, answers every record it has
 // read, then closes each connection before reading another: a warden that
 // gets no answer knows its record was not read, or that the relay died
-// while committing it. Either way it writes the record itself; if the
+// while committing it (or took longer than relayAnswerWait). Either way it
+// writes the record itself; if the
 // relay had committed it, the unique index refuses the second copy and the
 // call fails closed, never recorded twice. The next writer to find the
 // relay gone takes the flock and becomes the relay.
