@@ -465,9 +465,25 @@ func TestStoreConfig(t *testing.T) {
 		{"store: {retention: 90s}\n", `store.retention: "90s" is not a retention`},
 		{"store: {retention: soon}\n", `store.retention: "soon" is not a retention`},
 		{"store: {url: sqlite:x.db, keep: 1d}\n", "store.keep: unknown key"},
+		{"store: {url: \"postgres://u@db/rec\", keys: k, relay: false}\n", "store.relay: applies to a SQLite store only"},
 	} {
 		if _, err := ParseConfig([]byte(goodConfig+tt.store), withEnv); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ParseConfig(%q) = %v; want an error containing %q", tt.store, err, tt.want)
+		}
+	}
+	// store.relay reaches the recorder: off only when said so.
+	for store, noRelay := range map[string]bool{
+		"store: sqlite:x.db\n":                      false,
+		"store: {url: sqlite:x.db, relay: true}\n":  false,
+		"store: {url: sqlite:x.db, relay: false}\n": true,
+	} {
+		cfg, err := ParseConfig([]byte(goodConfig+store), withEnv)
+		if err != nil {
+			t.Errorf("ParseConfig(%q) = %v", store, err)
+			continue
+		}
+		if got := cfg.Store.Options().NoRelay; got != noRelay {
+			t.Errorf("ParseConfig(%q): NoRelay = %v; want %v", store, got, noRelay)
 		}
 	}
 }
