@@ -391,18 +391,19 @@ func readRelayRecord(br *bufio.Reader, buf *[]byte) (*pending, error) {
 }
 
 // send has the relay commit p, if there is one to reach and this store is
-// not it. handled is false when the record was not committed and was not
-// refused, so the caller writes it itself; err is then nil.
-func (r *relay) send(ctx context.Context, p *pending) (handled bool, err error) {
+// not it. handled is false when the relay did not answer, so the caller
+// writes the record itself (err is then nil); unanswered says it was sent
+// and may have been committed all the same (the relay died, or was slow).
+func (r *relay) send(ctx context.Context, p *pending) (handled, unanswered bool, err error) {
 	if r.leading.Load() {
-		return false, nil
+		return false, false, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return true, err
+		return true, false, err
 	}
 	rc := r.get()
 	if rc == nil {
-		return false, nil
+		return false, false, nil
 	}
 	rc.buf = appendRelayRecord(rc.buf[:0], p)
 	stop := context.AfterFunc(ctx, func() { interruptConn(rc.f) })
@@ -419,23 +420,23 @@ func (r *relay) send(ctx context.Context, p *pending) (handled bool, err error) 
 			// The record may yet be committed; as with a record of its
 			// own the caller stopped waiting for, it is not durable as
 			// far as the caller knows.
-			return true, ctxErr
+			return true, false, ctxErr
 		}
 		// No answer: the relay did not read it, or died committing
-		// it. Written again here, the unique index refuses it if the
-		// relay had committed it.
-		return false, nil
+		// it. Written again by the caller, the unique index refuses
+		// it if the relay had committed it (see Store.appendCall).
+		return false, true, nil
 	}
 	switch status {
 	case relayOK:
-		return true, nil
+		return true, false, nil
 	case relayErr:
-		return true, errors.New(msg)
-	default: // relayNotDone: the relay is closing
+		return true, false, errors.New(msg)
+	default: // relayNotDone: the relay is closing, and did not write it
 		r.mu.Lock()
 		r.retryAt = time.Time{}
 		r.mu.Unlock()
-		return false, nil
+		return false, false, nil
 	}
 }
 

@@ -229,10 +229,10 @@ func TestRelayKilled(t *testing.T) {
 		wg.Go(func() {
 			for n := range 200 {
 				id := fmt.Sprintf("w%d-%d", i, n)
+				// A record the relay committed as it died is found in
+				// the store, as sent, when written again: no call fails.
 				err := s.StartCall(ctx, allowedCall(id, "", alice, t0))
-				// A record the relay committed as it died is refused
-				// when written again: the call fails closed.
-				if err != nil && !strings.Contains(err.Error(), "call was already started") {
+				if err != nil {
 					t.Errorf("StartCall = %v", err)
 				}
 				mu.Lock()
@@ -597,4 +597,70 @@ func fakeRelay(ln net.Listener, hello []byte) *atomic.Int64 {
 		}
 	}()
 	return got
+}
+
+// A relay that reads a record and goes away without answering may have
+// committed it: the warden writes it itself, and when the store refuses
+// it as a duplicate, it is durable only if the store holds that very
+// record. The relay here is the test: it reads the record, has the store
+// commit a call with the same id (the same record, or another), and
+// closes the connection unanswered.
+func TestRelayLostAnswer(t *testing.T) {
+	requireRelay(t)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		same bool
+	}{{"SameRecordCommitted", true}, {"AnotherRecordUnderTheID", false}} {
+		t.Run(c.name, func(t *testing.T) {
+			path, pub, id := storeWithoutRelay(t)
+			call := allowedCall("lost", "", alice, t0)
+			committed := call
+			if !c.same {
+				committed = allowedCall("lost", "", alice, t0.Add(time.Second))
+			}
+			os.Remove(sqlite.RelaySocket(path))
+			ln, err := net.Listen("unix", sqlite.RelaySocket(path))
+			must(t, err)
+			defer ln.Close()
+			read := make(chan error, 1)
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					read <- err
+					return
+				}
+				defer conn.Close()
+				conn.Write(append(append([]byte("WRDNRLY1"), id[:]...), pub...))
+				var n [4]byte
+				if _, err := io.ReadFull(conn, n[:]); err != nil {
+					read <- err
+					return
+				}
+				if _, err := io.ReadFull(conn, make([]byte, binary.BigEndian.Uint32(n[:]))); err != nil {
+					read <- err
+					return
+				}
+				// Committed, as a relay would, then gone unanswered.
+				other, err := sqlite.OpenWith(ctx, "sqlite:"+path, recorder.Options{NoRelay: true})
+				if err == nil {
+					err = errors.Join(other.StartCall(ctx, committed), other.Close())
+				}
+				read <- err
+			}()
+			s, _ := counted(t, path)
+			defer s.Close()
+			err = s.StartCall(ctx, call)
+			must(t, <-read)
+			switch {
+			case c.same && err != nil:
+				t.Errorf("StartCall after the relay committed it unanswered = %v; want nil (the store holds it)", err)
+			case !c.same && (err == nil || !strings.Contains(err.Error(), "call was already started")):
+				t.Errorf("StartCall of a call another record holds the id of = %v; want it refused as already started", err)
+			}
+			if rows := callRows(t, path); rows["lost"] != 1 {
+				t.Errorf("records of the call: %d; want 1", rows["lost"])
+			}
+		})
+	}
 }

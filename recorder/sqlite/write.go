@@ -174,13 +174,33 @@ func (s *Store) appendOnce(ctx context.Context, kind, sessionID, callID, at stri
 
 // appendCall writes a call record: through the warden that commits for
 // the others sharing the store, when there is one (relay.go), or itself.
+//
+// A record sent to the relay and left unanswered (the relay was killed,
+// say) is written here; if the store refuses it as a duplicate, the relay
+// may have committed it before it died. The record is then durable if
+// the store holds this very record: the same call, kind and body, byte
+// for byte; anything else is the duplicate refusal it is.
 func (s *Store) appendCall(ctx context.Context, w *writer, p *pending) error {
+	var unanswered bool
 	if s.relay != nil && relayed(p) {
-		if handled, err := s.relay.send(ctx, p); handled {
+		var handled bool
+		var err error
+		if handled, unanswered, err = s.relay.send(ctx, p); handled {
 			return err
 		}
 	}
-	return w.append(ctx, p)
+	err := w.append(ctx, p)
+	var dup *duplicateRecord
+	if unanswered && errors.As(err, &dup) {
+		var body string
+		switch rerr := s.read.QueryRowContext(ctx, `SELECT body FROM records WHERE call_id = ? AND kind = ?`, p.callID, p.kind).Scan(&body); {
+		case rerr == nil && body == p.body:
+			return nil
+		case rerr != nil:
+			return errors.Join(err, fmt.Errorf("reading the record back: %w", rerr))
+		}
+	}
+	return err
 }
 
 // sessionLifeIndex finds a session's start and end records without

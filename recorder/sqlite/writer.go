@@ -76,6 +76,13 @@ func (p *pending) hash() {
 	}
 }
 
+// duplicateRecord is the refusal of a call's second start or finish (the
+// unique index on call_id and kind); its text is the pending record's
+// duplicate.
+type duplicateRecord struct{ msg string }
+
+func (d *duplicateRecord) Error() string { return d.msg }
+
 // refusal is a record refused on its own merits (a session started twice),
 // as opposed to a failure of the store.
 type refusal struct{ err error }
@@ -657,7 +664,7 @@ func (w *writer) appendAlone(p *pending) error {
 		w.unlock()
 		return w.sealHead()
 	case p.duplicate != "" && isUniqueViolation(err):
-		err = errors.New(p.duplicate)
+		err = &duplicateRecord{p.duplicate}
 	case isSeqConflict(err):
 		err = errMoved
 	}
@@ -915,7 +922,7 @@ func (w *writer) appendTx(ctx context.Context, tx *sql.Tx, ins *sql.Stmt, p *pen
 		p.body, f.PrevHash[:], hash[:], w.mac(hash))
 	if err != nil {
 		if p.duplicate != "" && isUniqueViolation(err) {
-			return refuse(errors.New(p.duplicate))
+			return refuse(&duplicateRecord{p.duplicate})
 		}
 		return err
 	}
