@@ -52,10 +52,10 @@ import (
 // read, then closes each connection before reading another: a warden that
 // gets no answer knows its record was not read, or that the relay died
 // while committing it (or took longer than relayAnswerWait). Either way it
-// writes the record itself; if the
-// relay had committed it, the unique index refuses the second copy and the
-// call fails closed, never recorded twice. The next writer to find the
-// relay gone takes the flock and becomes the relay.
+// writes the record itself; if the relay had committed it, the unique
+// index refuses the second copy, and the warden finds that very record in
+// the store (Store.appendCall): never lost, never recorded twice. The next
+// writer to find the relay gone takes the flock and becomes the relay.
 
 // relayMagic opens the relay's greeting: version 1 of this protocol.
 var relayMagic = [8]byte{'W', 'R', 'D', 'N', 'R', 'L', 'Y', '1'}
