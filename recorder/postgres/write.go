@@ -20,7 +20,7 @@ func (s *Store) StartSession(ctx context.Context, sess *warden.Session) error {
 	}
 	body := recorder.SessionJSON{ID: sess.ID, Transport: sess.Transport, ClientName: sess.ClientName, ClientVersion: sess.ClientVersion,
 		ProtocolVersion: sess.ProtocolVersion, Caller: recorder.CallerToJSON(sess.Caller), StartedAt: recorder.FormatTime(sess.StartedAt)}
-	err := s.appendSession(ctx, recorder.KindSessionStart, sess.ID, body.StartedAt, body, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.append(ctx, recorder.KindSessionStart, sess.ID, "", body.StartedAt, body, func(ctx context.Context, tx pgx.Tx) error {
 		n, _, err := countSession(ctx, tx, sess.ID)
 		if err == nil && n > 0 {
 			err = refuse(errors.New("session was already started"))
@@ -39,7 +39,7 @@ func (s *Store) UpdateSession(ctx context.Context, sess *warden.Session) error {
 		return errors.New("recording session update: session has no id")
 	}
 	body := recorder.SessionJSON{ID: sess.ID, ClientName: sess.ClientName, ClientVersion: sess.ClientVersion, ProtocolVersion: sess.ProtocolVersion}
-	err := s.appendSession(ctx, recorder.KindSessionUpdate, sess.ID, "", body, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.append(ctx, recorder.KindSessionUpdate, sess.ID, "", "", body, func(ctx context.Context, tx pgx.Tx) error {
 		return checkSessionOpen(ctx, tx, sess.ID)
 	})
 	if err != nil {
@@ -54,7 +54,7 @@ func (s *Store) EndSession(ctx context.Context, id string, at time.Time) error {
 		return errors.New("recording session end: session has no id")
 	}
 	body := recorder.SessionJSON{ID: id, EndedAt: recorder.FormatTime(at)}
-	err := s.appendSession(ctx, recorder.KindSessionEnd, id, body.EndedAt, body, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.append(ctx, recorder.KindSessionEnd, id, "", body.EndedAt, body, func(ctx context.Context, tx pgx.Tx) error {
 		return checkSessionOpen(ctx, tx, id)
 	})
 	if err != nil {
@@ -113,17 +113,6 @@ func (s *Store) FinishCall(ctx context.Context, c *warden.Call) error {
 
 // append writes one record after check passes inside the transaction.
 func (s *Store) append(ctx context.Context, kind, sessionID, callID, at string, body any, check func(context.Context, pgx.Tx) error) error {
-	return s.appendChecked(ctx, kind, sessionID, callID, at, body, check, false)
-}
-
-// appendSession writes a record of session id's start, update or end
-// after check, which reads the session's start and end records, passes
-// under the session's lock: see lockSessions.
-func (s *Store) appendSession(ctx context.Context, kind, id, at string, body any, check func(context.Context, pgx.Tx) error) error {
-	return s.appendChecked(ctx, kind, id, "", at, body, check, true)
-}
-
-func (s *Store) appendChecked(ctx context.Context, kind, sessionID, callID, at string, body any, check func(context.Context, pgx.Tx) error, lockSession bool) error {
 	w, err := s.writable()
 	if err != nil {
 		return err
@@ -133,8 +122,19 @@ func (s *Store) appendChecked(ctx context.Context, kind, sessionID, callID, at s
 		return fmt.Errorf("encoding record: %w", err)
 	}
 	p := newPending(kind, sessionID, callID, at, text)
-	p.check, p.lockSession = check, lockSession
+	p.check = check
 	return w.append(ctx, p)
+}
+
+// locksSession reports whether p is a session's start, update or end,
+// whose check reads the session's start and end records under the
+// session's lock (see lockSessions).
+func locksSession(p *pending) bool {
+	switch p.kind {
+	case recorder.KindSessionStart, recorder.KindSessionUpdate, recorder.KindSessionEnd:
+		return true
+	}
+	return false
 }
 
 // sessionLifeIndex finds a session's start and end records without
@@ -185,7 +185,7 @@ func sessionLockKey(id string) int32 {
 func lockSessions(ctx context.Context, tx pgx.Tx, batch []request) error {
 	var keys []int32
 	for _, r := range batch {
-		if r.rec.lockSession {
+		if locksSession(r.rec) {
 			keys = append(keys, sessionLockKey(r.rec.sessionID))
 		}
 	}

@@ -23,9 +23,6 @@ type pending struct {
 	// check runs inside the write transaction before the insert; a
 	// *refusal refuses this record only.
 	check func(ctx context.Context, tx pgx.Tx) error
-	// lockSession: check reads session sessionID's start and end
-	// records, under the session's lock (see lockSessions).
-	lockSession bool
 	// duplicate, for call records, is the refusal when the call id
 	// already has a record of this kind.
 	duplicate string
@@ -443,7 +440,7 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 			}
 			have[k] = true
 		}
-		if p.lockSession && queued[p.sessionID] {
+		if locksSession(p) && queued[p.sessionID] {
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return err
 			}
@@ -461,7 +458,7 @@ func (w *writer) insertBatch(ctx context.Context, tx pgx.Tx, batch []request, er
 			}
 		}
 		w.queue(b, p)
-		if p.lockSession {
+		if locksSession(p) {
 			queued[p.sessionID] = true
 		}
 		if p.kind != recorder.KindCheckpoint {
