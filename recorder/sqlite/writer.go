@@ -130,14 +130,11 @@ type writer struct {
 	commits uint64
 	walDue  bool
 	// copier is a connection of its own for the WAL checkpoint's copy
-	// without the lock, which runs on a goroutine of its own (copying)
-	// while records go on being committed; copied says it is done (and
-	// walFailed that it failed), and the part under the lock is next.
-	copier    *sql.DB
-	copying   bool
-	copied    atomic.Bool
-	walFailed atomic.Bool
-	copies    sync.WaitGroup
+	// without the lock, which runs on a goroutine of its own while
+	// records go on being committed; copyDone, non-nil while it runs,
+	// receives its outcome, and the part under the lock is next.
+	copier   *sql.DB
+	copyDone chan error
 
 	every    int64
 	interval time.Duration
@@ -398,7 +395,9 @@ func (w *writer) close() error {
 	}
 	w.mu.Unlock()
 	<-w.stopped
-	w.copies.Wait()
+	if w.copyDone != nil {
+		<-w.copyDone // the writer's goroutine has stopped: the field is this one's now
+	}
 	w.closeStatements()
 	return errors.Join(w.closeErr, w.db.Close(), w.copier.Close(), w.headFile.Close(), w.lock.close())
 }
@@ -743,18 +742,13 @@ const walCheckpointEvery = 256
 // first the bulk without the lock, while the others (and this writer) go
 // on, then under it what was appended meanwhile.
 func (w *writer) checkpointWAL() {
-	if w.walDue && !w.copying {
+	if w.walDue && w.copyDone == nil {
 		w.walDue = false
-		w.copying = true
-		w.copies.Add(1)
+		done := make(chan error, 1)
+		w.copyDone = done
 		go func() {
-			defer w.copies.Done()
 			_, err := w.walCheckpoint(context.Background(), w.copier)
-			if err != nil {
-				// Retried at the next due; nothing to finish.
-				w.walFailed.Store(true)
-			}
-			w.copied.Store(true)
+			done <- err
 			select {
 			case w.kick <- struct{}{}:
 			default: // already asked
@@ -762,12 +756,16 @@ func (w *writer) checkpointWAL() {
 		}()
 		return
 	}
-	if w.copying && w.copied.Load() {
-		w.copying = false
-		w.copied.Store(false)
-		if !w.walFailed.Swap(false) {
+	if w.copyDone == nil {
+		return
+	}
+	select {
+	case err := <-w.copyDone:
+		w.copyDone = nil
+		if err == nil { // a failed copy is retried at the next due
 			w.finishCheckpoint()
 		}
+	default: // still copying
 	}
 }
 
