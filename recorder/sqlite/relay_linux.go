@@ -68,12 +68,10 @@ func dialBlocking(path string) (*os.File, error) {
 	if err == nil {
 		// Writes too: a relay that stops reading does not hold a
 		// warden for ever.
-		tv := syscall.NsecToTimeval(relayAnswerWait.Nanoseconds())
-		err = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+		err = sockTimeout(fd, syscall.SO_SNDTIMEO, relayAnswerWait)
 	}
 	if err == nil {
-		tv := syscall.NsecToTimeval(relayHelloWait.Nanoseconds())
-		err = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+		err = sockTimeout(fd, syscall.SO_RCVTIMEO, relayHelloWait)
 	}
 	if err != nil {
 		syscall.Close(fd)
@@ -89,20 +87,31 @@ func setReadTimeout(f *os.File, d time.Duration) error {
 		return err
 	}
 	var optErr error
-	if err := raw.Control(func(fd uintptr) {
-		tv := syscall.NsecToTimeval(d.Nanoseconds())
-		optErr = syscall.SetsockoptTimeval(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	}); err != nil {
+	if err := raw.Control(func(fd uintptr) { optErr = sockTimeout(int(fd), syscall.SO_RCVTIMEO, d) }); err != nil {
 		return err
 	}
 	return optErr
 }
 
-// interruptConn wakes a read or write blocked on f, which then fails
-// (shutdown(2); the descriptor stays f's until f is closed).
-func interruptConn(f *os.File) {
+// sockTimeout bounds every read (SO_RCVTIMEO) or write (SO_SNDTIMEO) of
+// the blocking socket fd.
+func sockTimeout(fd, opt int, d time.Duration) error {
+	tv := syscall.NsecToTimeval(d.Nanoseconds())
+	return syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, opt, &tv)
+}
+
+// interruptConn wakes a read or write blocked on f, which then fails.
+func interruptConn(f *os.File) { shutdown(f, syscall.SHUT_RDWR) }
+
+// stopReading wakes a read blocked on f (and any later one), which then
+// finds the end of the stream; writes still go through.
+func stopReading(f *os.File) { shutdown(f, syscall.SHUT_RD) }
+
+// shutdown shuts down one or both directions of the socket f (shutdown(2);
+// the descriptor stays f's until f is closed).
+func shutdown(f *os.File, how int) {
 	if raw, err := f.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+		raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), how) })
 	}
 }
 
@@ -126,8 +135,7 @@ func blockingConn(c *net.UnixConn, wait time.Duration) (*os.File, error) {
 		if opErr = syscall.SetNonblock(fd, false); opErr != nil {
 			return
 		}
-		tv := syscall.NsecToTimeval(wait.Nanoseconds())
-		opErr = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+		opErr = sockTimeout(fd, syscall.SO_SNDTIMEO, wait)
 	}); err != nil && opErr == nil {
 		opErr = err
 	}
@@ -138,12 +146,4 @@ func blockingConn(c *net.UnixConn, wait time.Duration) (*os.File, error) {
 		return nil, opErr
 	}
 	return os.NewFile(uintptr(fd), "relay"), nil
-}
-
-// stopReading wakes a read blocked on f (and any later one), which then
-// finds the end of the stream; writes still go through.
-func stopReading(f *os.File) {
-	if raw, err := f.SyscallConn(); err == nil {
-		raw.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RD) })
-	}
 }
