@@ -83,14 +83,7 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 	config := e2eConfig(t, dsn, "5s")
 	srv := launchServer(t, config, "http")
 
-	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
-	if code != 0 {
-		t.Fatalf("sessions verify --print-key = %d: %s", code, stderr)
-	}
-	keyFile := filepath.Join(t.TempDir(), "warden.pub")
-	if err := os.WriteFile(keyFile, []byte(out), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := printedKeyFile(t, config)
 
 	var cs []*client.Client
 	for range 4 {
@@ -118,10 +111,7 @@ func TestKillDuringLoadLosesNoAnsweredCall(t *testing.T) {
 	c.Close()
 	srv.stop(t)
 
-	out, stderr, code = runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
-	if code != 0 || !strings.HasPrefix(out, "ok: ") {
-		t.Errorf("sessions verify after the crash = %d\n%s%s", code, out, stderr)
-	}
+	out := verifiesWith(t, config, keyFile, "after the crash")
 	t.Logf("sessions verify after the crash:\n%s", out)
 	checkAnswered(t, config, got)
 }
@@ -182,6 +172,32 @@ func callLoad(t *testing.T, clients []*client.Client, workers, enough int) (<-ch
 	}
 }
 
+// printedKeyFile writes the store's public key, as `sessions verify
+// --print-key` prints it, to a file, and returns its path.
+func printedKeyFile(t *testing.T, config string) string {
+	t.Helper()
+	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
+	if code != 0 {
+		t.Fatalf("sessions verify --print-key = %d: %s", code, stderr)
+	}
+	keyFile := filepath.Join(t.TempDir(), "warden.pub")
+	if err := os.WriteFile(keyFile, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
+}
+
+// verifiesWith checks that `sessions verify --pubkey keyFile` passes, and
+// returns what it printed.
+func verifiesWith(t *testing.T, config, keyFile, when string) string {
+	t.Helper()
+	out, stderr, code := runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
+	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+		t.Errorf("sessions verify %s = %d\n%s%s", when, code, out, stderr)
+	}
+	return out
+}
+
 // checkAnswered checks that every call a client saw answered is in the
 // recording, finished with the outcome the client saw.
 func checkAnswered(t *testing.T, config string, got []answered) {
@@ -209,14 +225,7 @@ func TestKillRelayLosesNoAnsweredCall(t *testing.T) {
 	config := e2eConfig(t, dsn, "5s")
 	relay := launchServer(t, config, "http")
 	other := launchServer(t, config, "http")
-	out, stderr, code := runWarden(t, "sessions", "verify", "--print-key", "--config", config)
-	if code != 0 {
-		t.Fatalf("sessions verify --print-key = %d: %s", code, stderr)
-	}
-	keyFile := filepath.Join(t.TempDir(), "warden.pub")
-	if err := os.WriteFile(keyFile, []byte(out), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := printedKeyFile(t, config)
 	toRelay := []*client.Client{connect(t, relay.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)}
 	toOther := []*client.Client{connect(t, other.base, "http", &tokenSource{}, mcp.ProtocolVersion20251125)}
 	relayEnough, relayDone := callLoad(t, toRelay, 3, 150)
@@ -247,10 +256,7 @@ func TestKillRelayLosesNoAnsweredCall(t *testing.T) {
 	got = append(got, otherDone()...)
 	t.Logf("%d calls answered, %d of them after the relay was killed", len(got), after)
 
-	out, stderr, code = runWarden(t, "sessions", "verify", "--config", config, "--pubkey", keyFile)
-	if code != 0 || !strings.HasPrefix(out, "ok: ") {
-		t.Errorf("sessions verify after the relay was killed = %d\n%s%s", code, out, stderr)
-	}
+	verifiesWith(t, config, keyFile, "after the relay was killed")
 	checkAnswered(t, config, got)
 }
 
