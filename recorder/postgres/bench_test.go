@@ -52,11 +52,7 @@ func BenchmarkThreeInstances(b *testing.B) {
 					}
 					c := call(fmt.Sprintf("c%d", i), t0)
 					c.Result = res
-					if err := s.StartCall(ctx, c); err != nil {
-						b.Error(err)
-						return
-					}
-					if err := s.FinishCall(ctx, c); err != nil {
+					if err := recordCall(ctx, s, c); err != nil {
 						b.Error(err)
 						return
 					}
@@ -147,11 +143,7 @@ func benchmarkSession(b *testing.B, calls int64) {
 			for i := next.Add(1); i <= calls; i = next.Add(1) {
 				c := call(fmt.Sprintf("c%d", i), t0)
 				c.SessionID = "s1"
-				if err := s.StartCall(ctx, c); err != nil {
-					b.Error(err)
-					return
-				}
-				if err := s.FinishCall(ctx, c); err != nil {
+				if err := recordCall(ctx, s, c); err != nil {
 					b.Error(err)
 					return
 				}
@@ -172,4 +164,12 @@ func benchmarkSession(b *testing.B, calls int64) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds()), "end-µs")
+}
+
+// recordCall records c's start and then its finish.
+func recordCall(ctx context.Context, s *postgres.Store, c *warden.Call) error {
+	if err := s.StartCall(ctx, c); err != nil {
+		return err
+	}
+	return s.FinishCall(ctx, c)
 }
