@@ -60,6 +60,10 @@ import (
 // relayMagic opens the relay's greeting: version 1 of this protocol.
 var relayMagic = [8]byte{'W', 'R', 'D', 'N', 'R', 'L', 'Y', '1'}
 
+// aLongTimeAgo is a deadline in the past: setting it wakes a read or
+// write waiting on a connection, which then fails.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // Greeting: magic, the store file's device and inode, the public key.
 const relayHelloSize = 8 + 8 + 8 + ed25519.PublicKeySize
 
@@ -98,7 +102,7 @@ type relay struct {
 	mu      sync.Mutex
 	lead    *os.File // the flock held while this store is the relay
 	ln      *net.UnixListener
-	conns   map[*os.File]bool // served connections; true while a record is being committed
+	conns   map[*net.UnixConn]bool // served connections; true while a record is being committed
 	serving sync.WaitGroup
 	closing bool
 	idle    []*relayConn // connections to the relay not in use
@@ -110,13 +114,18 @@ type relay struct {
 	leading atomic.Bool
 }
 
-// relayConn is a connection to the relay. Its socket is in blocking
-// mode, read and written with plain system calls: the thread waiting for
-// the answer is woken by the kernel when it comes, without the Go
-// runtime's poller between (a round trip through the poller cost a
-// sending warden more CPU than committing the record itself).
+// relayConn is a connection to the relay.
+//
+// Both ends wait for each other through the Go runtime's poller, as any
+// net.Conn does: a goroutine waiting for a record or an answer is parked
+// and its thread free. They were once blocking sockets, read with plain
+// system calls; but a thread blocked in a system call keeps its P, and
+// the runtime's monitor, finding Ps held in system calls, polls every
+// 20 µs and hands them from thread to thread: in eight wardens sharing a
+// store, half the relay's context switches were that monitor waking
+// (docs/BENCHMARKS.md, "Issue 14, sixth round").
 type relayConn struct {
-	f   *os.File
+	c   *net.UnixConn
 	br  *bufio.Reader
 	buf []byte
 }
@@ -160,7 +169,7 @@ func newRelay(w *writer, dbPath string) *relay {
 		return nil
 	}
 	r := &relay{w: w, lockPath: strings.TrimSuffix(sock, ".sock") + ".lock", sockPath: sock, id: id,
-		pub: w.key.Public().(ed25519.PublicKey), conns: map[*os.File]bool{}}
+		pub: w.key.Public().(ed25519.PublicKey), conns: map[*net.UnixConn]bool{}}
 	r.mu.Lock()
 	r.tryLead()
 	r.mu.Unlock()
@@ -207,7 +216,7 @@ func (r *relay) tryLead() {
 	r.lead, r.ln, r.closing = f, ln, false
 	r.leading.Store(true)
 	for _, c := range r.idle {
-		c.f.Close()
+		c.c.Close()
 	}
 	r.open -= len(r.idle)
 	r.idle = nil
@@ -238,20 +247,16 @@ func (r *relay) accept(ln *net.UnixListener) {
 			c.Close() // the warden writes its records itself
 			continue
 		}
-		f, err := blockingConn(c, relayAnswerWait)
-		if err != nil {
-			continue
-		}
 		r.mu.Lock()
 		if r.closing || len(r.conns) >= maxRelayConns {
 			r.mu.Unlock()
-			f.Close()
+			c.Close()
 			continue
 		}
-		r.conns[f] = false
+		r.conns[c] = false
 		r.serving.Add(1)
 		r.mu.Unlock()
-		go r.serve(f)
+		go r.serve(c)
 	}
 }
 
@@ -259,9 +264,10 @@ func (r *relay) accept(ln *net.UnixListener) {
 // committed (or refused), until the warden closes the connection, sends
 // something that is not a record, or the relay closes.
 //
-// c is in blocking mode, with a timeout on writes (see relayConn): the
-// thread reading it sleeps in the kernel until a record comes.
-func (r *relay) serve(c *os.File) {
+// Every write has a deadline: a warden that stops reading must not keep
+// the relay from closing. Reads have none: a warden may send its next
+// record whenever it likes, and Close stops the reading (CloseRead).
+func (r *relay) serve(c *net.UnixConn) {
 	defer r.serving.Done()
 	defer func() {
 		r.mu.Lock()
@@ -274,9 +280,7 @@ func (r *relay) serve(c *os.File) {
 	binary.BigEndian.PutUint64(hello[8:], r.id.dev)
 	binary.BigEndian.PutUint64(hello[16:], r.id.ino)
 	copy(hello[24:], r.pub)
-	// Every write has a timeout: a warden that stops reading must not
-	// keep the relay from closing.
-	if _, err := c.Write(hello[:]); err != nil {
+	if err := writeWithin(c, hello[:], relayHelloWait); err != nil {
 		return
 	}
 	br := bufio.NewReaderSize(c, 16<<10)
@@ -295,7 +299,7 @@ func (r *relay) serve(c *os.File) {
 			// (Close is waiting for this goroutine): say so, so the
 			// warden writes it itself.
 			r.mu.Unlock()
-			c.Write(relayAnswer(answer[:0], relayNotDone, ""))
+			writeWithin(c, relayAnswer(answer[:0], relayNotDone, ""), relayAnswerWait)
 			return
 		}
 		r.conns[c] = true
@@ -313,10 +317,19 @@ func (r *relay) serve(c *os.File) {
 		default:
 			answer = relayAnswer(answer[:0], relayErr, err.Error())
 		}
-		if _, err := c.Write(answer); err != nil || closing {
+		if err := writeWithin(c, answer, relayAnswerWait); err != nil || closing {
 			return
 		}
 	}
+}
+
+// writeWithin writes b to c, giving up after wait.
+func writeWithin(c *net.UnixConn, b []byte, wait time.Duration) error {
+	if err := c.SetWriteDeadline(time.Now().Add(wait)); err != nil {
+		return err
+	}
+	_, err := c.Write(b)
+	return err
 }
 
 // relayAnswer appends an answer: status, message length, message.
@@ -406,7 +419,12 @@ func (r *relay) send(ctx context.Context, p *pending) (handled, unanswered bool,
 		return false, false, nil
 	}
 	rc.buf = appendRelayRecord(rc.buf[:0], p)
-	stop := context.AfterFunc(ctx, func() { interruptConn(rc.f) })
+	// The deadline is set before the context can move it to the past.
+	if err := rc.c.SetDeadline(time.Now().Add(relayAnswerWait)); err != nil {
+		r.drop(rc, false)
+		return false, false, nil
+	}
+	stop := context.AfterFunc(ctx, func() { rc.c.SetDeadline(aLongTimeAgo) })
 	status, msg, err := r.roundTrip(rc)
 	if stopped := stop(); err != nil || !stopped {
 		// The connection's deadline was moved, or it may still carry
@@ -441,7 +459,7 @@ func (r *relay) send(ctx context.Context, p *pending) (handled, unanswered bool,
 }
 
 func (r *relay) roundTrip(rc *relayConn) (status byte, msg string, err error) {
-	if _, err := rc.f.Write(rc.buf); err != nil {
+	if _, err := rc.c.Write(rc.buf); err != nil {
 		return 0, "", err
 	}
 	var hdr [5]byte
@@ -492,13 +510,17 @@ func (r *relay) get() *relayConn {
 // dial connects to the relay and checks its greeting: the same user, the
 // same store file, the same key.
 func (r *relay) dial() (*relayConn, error) {
-	c, err := dialBlocking(r.sockPath)
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: r.sockPath, Net: "unix"})
 	if err != nil {
 		return nil, err
 	}
 	if !sameUser(c) {
 		c.Close()
 		return nil, errors.New("relay: another user")
+	}
+	if err := c.SetReadDeadline(time.Now().Add(relayHelloWait)); err != nil {
+		c.Close()
+		return nil, err
 	}
 	br := bufio.NewReaderSize(c, 512)
 	var hello [relayHelloSize]byte
@@ -511,11 +533,7 @@ func (r *relay) dial() (*relayConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("relay: another store or key")
 	}
-	if err := setReadTimeout(c, relayAnswerWait); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return &relayConn{f: c, br: br}, nil
+	return &relayConn{c: c, br: br}, nil
 }
 
 func (r *relay) put(rc *relayConn) {
@@ -526,7 +544,7 @@ func (r *relay) put(rc *relayConn) {
 	if r.closed || r.leading.Load() {
 		r.open--
 		r.mu.Unlock()
-		rc.f.Close()
+		rc.c.Close()
 		return
 	}
 	r.idle = append(r.idle, rc)
@@ -537,12 +555,12 @@ func (r *relay) put(rc *relayConn) {
 // may be gone, the idle ones go too, and the next record tries to reach
 // or become it at once.
 func (r *relay) drop(rc *relayConn, gone bool) {
-	rc.f.Close()
+	rc.c.Close()
 	r.mu.Lock()
 	r.open--
 	if gone {
 		for _, c := range r.idle {
-			c.f.Close()
+			c.c.Close()
 		}
 		r.open -= len(r.idle)
 		r.idle = nil
@@ -562,13 +580,14 @@ func (r *relay) close() {
 	}
 	for c, busy := range r.conns {
 		if !busy {
-			// Waiting for the next record: stop waiting. One being
-			// read is not committed (serve checks closing).
-			stopReading(c)
+			// Waiting for the next record: stop waiting (the read
+			// finds the end of the stream; answers still go out). One
+			// being read is not committed (serve checks closing).
+			c.CloseRead()
 		}
 	}
 	for _, c := range r.idle {
-		c.f.Close()
+		c.c.Close()
 	}
 	r.idle = nil
 	r.mu.Unlock()

@@ -3,11 +3,8 @@
 package sqlite
 
 import (
-	"errors"
-	"net"
 	"os"
 	"syscall"
-	"time"
 )
 
 // Elsewhere there is no relay (it checks its peers with SO_PEERCRED):
@@ -19,19 +16,6 @@ const maxSocketPath = 0
 const noFollow = 0
 
 func sameUser(syscall.Conn) bool { return false }
-
-func dialBlocking(string) (*os.File, error) { return nil, errors.New("no relay here") }
-
-func setReadTimeout(*os.File, time.Duration) error { return errors.New("no relay here") }
-
-func interruptConn(*os.File) {}
-
-func blockingConn(c *net.UnixConn, _ time.Duration) (*os.File, error) {
-	c.Close()
-	return nil, errors.New("no relay here")
-}
-
-func stopReading(*os.File) {}
 
 func ownDir(os.FileInfo) bool { return false }
 
