@@ -716,9 +716,18 @@ func (w *writer) unlock() {
 }
 
 // walCheckpointEvery is how many commits (by any process) pass between
-// WAL checkpoints: about SQLite's default of 1000 pages, for records of a
-// few pages each.
-const walCheckpointEvery = 256
+// WAL checkpoints: for records of a few pages each, a log of 10-20 MB at
+// most (SQLite's default is 1000 pages, 4 MB).
+//
+// It was 256. Each checkpoint ends under the write lock (finishCheckpoint)
+// with two fsyncs, and the next commit syncs the log's new header: 4-6 ms
+// on this VM in which no record is committed. With a store each that
+// stalls one warden; on a shared store it stalls every warden whose
+// records the relay commits, and at 256 the cores sat idle 13-15 % of the
+// time against 8 % with a store each (docs/BENCHMARKS.md, "Issue 14,
+// sixth round"). Four times fewer checkpoints cut that idle by 2-4
+// points; the copy itself runs beside the commits.
+const walCheckpointEvery = 1024
 
 // checkpointWAL copies the WAL into the database, if a checkpoint is due,
 // without waiting for readers or writers (PASSIVE); it runs between
