@@ -240,7 +240,7 @@ func benchConcurrent(b *testing.B, srv *server) float64 {
 	}
 	warm(b, sessions)
 	cpu0 := srv.cpu(b)
-	perSec := loop(b, sessions)
+	perSec, _ := loop(b, sessions)
 	b.ReportMetric(float64((srv.cpu(b)-cpu0).Microseconds())/float64(b.N), "server-cpu-µs/call")
 	srv.rss(b)
 	return perSec

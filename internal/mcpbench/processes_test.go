@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,12 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	if os.Getenv("MCPBENCH_CONTROL") == "1" {
 		phases = []string{"separate", "separate"}
 	}
+	// MCPBENCH_PHASES (comma-separated) runs only those phases, in that
+	// order: one phase at a time under a system-wide profiler, say.
+	// MCPBENCH_PERWARDEN=1 logs each warden's CPU time and counts.
+	if only := os.Getenv("MCPBENCH_PHASES"); only != "" {
+		phases = strings.Split(only, ",")
+	}
 	dsn := pgtest.New(b, benchSetup)
 	env := append(os.Environ(), "BENCH_DSN="+dsn)
 	rounds := 3
@@ -53,7 +60,7 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	// profile to (PHASE-ROUND-I.cpu), to compare the phases.
 	profiles := os.Getenv("MCPBENCH_PROFILE")
 	for round := range rounds {
-		var separate float64
+		var separate, laterSeparate float64
 		order := phases
 		if round%2 == 1 && len(phases) == 3 {
 			// Every other round the two shared phases swap, so that
@@ -89,9 +96,18 @@ func BenchmarkMCPProcesses(b *testing.B) {
 					sessions[i] = s.session
 				}
 				warm(b, sessions)
+				each0 := eachWarden(b, servers)
 				cpu0, client0, m0, c0 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
-				v := loop(b, sessions)
+				v, later := loop(b, sessions)
 				cpu1, client1, m1, c1 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
+				if os.Getenv("MCPBENCH_PERWARDEN") == "1" {
+					// Which warden spent what: the relay's share against
+					// the others' (BENCHMARKS.md, "Issue 14, sixth round").
+					for i, w := range eachWarden(b, servers) {
+						b.Logf("%s warden %d: CPU %v, %d context switches (%d involuntary), %d reads, %d writes", name, i,
+							w.cpu-each0[i].cpu, w.switches-each0[i].switches, w.involuntary-each0[i].involuntary, w.reads-each0[i].reads, w.writes-each0[i].writes)
+					}
+				}
 				// Where the machine's time went: the wardens' CPU and
 				// the clients' per call, the rest of the busy time
 				// (PostgreSQL, the kernel's other work) per call, and
@@ -108,10 +124,13 @@ func BenchmarkMCPProcesses(b *testing.B) {
 				b.ReportMetric(float64(c1.writes-c0.writes)/n, "warden-writes/call")
 				b.ReportMetric(float64(c1.switches-c0.switches)/n, "warden-ctxsw/call")
 				b.ReportMetric(float64(c1.involuntary-c0.involuntary)/n, "warden-preempted/call")
-				if phase > 0 {
+				if phase > 0 && separate > 0 {
 					b.ReportMetric(v/separate, "x-separate")
-				} else {
-					separate = v
+					if laterSeparate > 0 && later > 0 {
+						b.ReportMetric(later/laterSeparate, "later-x-separate")
+					}
+				} else if name == "separate" {
+					separate, laterSeparate = v, later
 				}
 			})
 		}
@@ -123,6 +142,21 @@ func serversCPU(b *testing.B, servers []*server) time.Duration {
 	var t time.Duration
 	for _, s := range servers {
 		t += s.cpu(b)
+	}
+	return t
+}
+
+// wardenTotals are one server's CPU time and counts so far.
+type wardenTotals struct {
+	cpu time.Duration
+	counts
+}
+
+// eachWarden reads each server's CPU time and counts.
+func eachWarden(b *testing.B, servers []*server) []wardenTotals {
+	t := make([]wardenTotals, len(servers))
+	for i, s := range servers {
+		t[i] = wardenTotals{s.cpu(b), serversCounts(servers[i : i+1])}
 	}
 	return t
 }
@@ -200,7 +234,7 @@ func warm(b *testing.B, sessions []*mcp.ClientSession) {
 
 // loop makes b.N calls spread over sessions, each session calling in a
 // loop, and returns the calls per second of all of them together.
-func loop(b *testing.B, sessions []*mcp.ClientSession) float64 {
+func loop(b *testing.B, sessions []*mcp.ClientSession) (perSec, laterPerSec float64) {
 	work := make(chan struct{}, b.N)
 	for range b.N {
 		work <- struct{}{}
@@ -208,6 +242,11 @@ func loop(b *testing.B, sessions []*mcp.ClientSession) float64 {
 	close(work)
 	errs := make(chan error, len(sessions))
 	var wg sync.WaitGroup
+	// half is when half the calls were answered: the second half's rate
+	// leaves out the first moments (connections, caches, the relay's
+	// first records).
+	var answered atomic.Int64
+	var half atomic.Int64
 	b.ResetTimer()
 	start := time.Now()
 	for _, s := range sessions {
@@ -216,6 +255,9 @@ func loop(b *testing.B, sessions []*mcp.ClientSession) float64 {
 				if _, err := call(s); err != nil {
 					errs <- err
 					return
+				}
+				if answered.Add(1) == int64(b.N/2) {
+					half.Store(int64(time.Since(start)))
 				}
 			}
 		})
@@ -227,7 +269,11 @@ func loop(b *testing.B, sessions []*mcp.ClientSession) float64 {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	perSec := float64(b.N) / elapsed.Seconds()
+	perSec = float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(perSec, "calls/s")
-	return perSec
+	if h := time.Duration(half.Load()); h > 0 && elapsed > h {
+		laterPerSec = float64(b.N-b.N/2) / (elapsed - h).Seconds()
+		b.ReportMetric(laterPerSec, "later-calls/s")
+	}
+	return perSec, laterPerSec
 }
