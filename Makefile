@@ -74,5 +74,5 @@ bench:
 # against eight sharing one. docs/BENCHMARKS.md records the figures.
 bench-mcp:
 	$(GO) test -run '^$$' -bench 'BenchmarkMCP$$' -benchtime 300x -timeout 60m ./internal/mcpbench/
-	$(GO) test -run '^$$' -bench 'BenchmarkMCPProcesses' -benchtime 3000x -timeout 30m ./internal/mcpbench/
+	$(GO) test -run '^$$' -bench 'BenchmarkMCPProcesses' -benchtime 12000x -timeout 30m ./internal/mcpbench/
 	$(GO) test -run '^$$' -bench 'BenchmarkToolsCall|BenchmarkEncodeResult|BenchmarkAppendToolResponse' -benchmem -count 5 ./mcp/
