@@ -96,14 +96,15 @@ func BenchmarkMCPProcesses(b *testing.B) {
 					sessions[i] = s.session
 				}
 				warm(b, sessions)
-				each0 := eachWarden(b, servers)
-				cpu0, client0, m0, c0 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
+				each0, client0, m0 := eachWarden(b, servers), clientCPU(), readMachine(b)
 				v, later := loop(b, sessions)
-				cpu1, client1, m1, c1 := serversCPU(b, servers), clientCPU(), readMachine(b), serversCounts(servers)
+				each1, client1, m1 := eachWarden(b, servers), clientCPU(), readMachine(b)
+				all0, all1 := sum(each0), sum(each1)
+				cpu0, c0, cpu1, c1 := all0.cpu, all0.counts, all1.cpu, all1.counts
 				if os.Getenv("MCPBENCH_PERWARDEN") == "1" {
 					// Which warden spent what: the relay's share against
 					// the others' (BENCHMARKS.md, "Issue 14, sixth round").
-					for i, w := range eachWarden(b, servers) {
+					for i, w := range each1 {
 						b.Logf("%s warden %d: CPU %v, %d context switches (%d involuntary), %d reads, %d writes", name, i,
 							w.cpu-each0[i].cpu, w.switches-each0[i].switches, w.involuntary-each0[i].involuntary, w.reads-each0[i].reads, w.writes-each0[i].writes)
 					}
@@ -124,6 +125,8 @@ func BenchmarkMCPProcesses(b *testing.B) {
 				b.ReportMetric(float64(c1.writes-c0.writes)/n, "warden-writes/call")
 				b.ReportMetric(float64(c1.switches-c0.switches)/n, "warden-ctxsw/call")
 				b.ReportMetric(float64(c1.involuntary-c0.involuntary)/n, "warden-preempted/call")
+				// b.Run runs each phase twice (b.N = 1, then b.N): phase,
+				// not the figure, says which one is the baseline.
 				if phase > 0 && separate > 0 {
 					b.ReportMetric(v/separate, "x-separate")
 					if laterSeparate > 0 && later > 0 {
@@ -137,15 +140,6 @@ func BenchmarkMCPProcesses(b *testing.B) {
 	}
 }
 
-// serversCPU is the CPU time the servers have used together.
-func serversCPU(b *testing.B, servers []*server) time.Duration {
-	var t time.Duration
-	for _, s := range servers {
-		t += s.cpu(b)
-	}
-	return t
-}
-
 // wardenTotals are one server's CPU time and counts so far.
 type wardenTotals struct {
 	cpu time.Duration
@@ -156,17 +150,30 @@ type wardenTotals struct {
 func eachWarden(b *testing.B, servers []*server) []wardenTotals {
 	t := make([]wardenTotals, len(servers))
 	for i, s := range servers {
-		t[i] = wardenTotals{s.cpu(b), serversCounts(servers[i : i+1])}
+		t[i] = wardenTotals{s.cpu(b), countsOf(s)}
 	}
 	return t
 }
 
-// counts are the servers' read and write syscalls (/proc/PID/io syscr,
-// syscw) and their threads' context switches (/proc/PID/task/*/status),
+// sum is the wardens' totals together.
+func sum(each []wardenTotals) wardenTotals {
+	var t wardenTotals
+	for _, w := range each {
+		t.cpu += w.cpu
+		t.reads += w.reads
+		t.writes += w.writes
+		t.switches += w.switches
+		t.involuntary += w.involuntary
+	}
+	return t
+}
+
+// counts are a server's read and write syscalls (/proc/PID/io syscr,
+// syscw) and its threads' context switches (/proc/PID/task/*/status),
 // voluntary and involuntary together and involuntary alone.
 type counts struct{ reads, writes, switches, involuntary int64 }
 
-func serversCounts(servers []*server) counts {
+func countsOf(s *server) counts {
 	var c counts
 	field := func(text, name string) int64 {
 		_, rest, ok := strings.Cut(text, name)
@@ -176,22 +183,20 @@ func serversCounts(servers []*server) counts {
 		v, _ := strconv.ParseInt(strings.TrimSpace(strings.SplitN(rest, "\n", 2)[0]), 10, 64)
 		return v
 	}
-	for _, s := range servers {
-		pid := s.cmd.Process.Pid
-		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
-			c.reads += field(string(raw), "syscr:")
-			c.writes += field(string(raw), "syscw:")
+	pid := s.cmd.Process.Pid
+	if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		c.reads = field(string(raw), "syscr:")
+		c.writes = field(string(raw), "syscw:")
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
+	for _, t := range tasks {
+		raw, err := os.ReadFile(t)
+		if err != nil {
+			continue
 		}
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
-		for _, t := range tasks {
-			raw, err := os.ReadFile(t)
-			if err != nil {
-				continue
-			}
-			inv := field(string(raw), "nonvoluntary_ctxt_switches:")
-			c.switches += field(string(raw), "\nvoluntary_ctxt_switches:") + inv
-			c.involuntary += inv
-		}
+		inv := field(string(raw), "nonvoluntary_ctxt_switches:")
+		c.switches += field(string(raw), "\nvoluntary_ctxt_switches:") + inv
+		c.involuntary += inv
 	}
 	return c
 }
