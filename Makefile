@@ -60,6 +60,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzValidJSON$$' -fuzztime 40000x ./mcp/
 	# Flow scanning: any arguments scanned without a panic and in bounded work.
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 20000x ./flows/
+	# The relay's side of the socket other wardens write to: what it commits is
+	# exactly a call record that was sent, each answered once; the chain verifies.
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRelayRecord$$' -fuzztime 100000x ./recorder/sqlite/
+	$(GO) test -run '^$$' -fuzz '^FuzzRelayServe$$' -fuzztime 20000x ./recorder/sqlite/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./tools/sql/ ./recorder/... ./mcp/
