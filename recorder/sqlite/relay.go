@@ -215,6 +215,7 @@ func (r *relay) tryLead() {
 	}
 	r.lead, r.ln, r.closing = f, ln, false
 	r.leading.Store(true)
+	schedule(leading)
 	for _, c := range r.idle {
 		c.c.Close()
 	}
@@ -533,6 +534,7 @@ func (r *relay) dial() (*relayConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("relay: another store or key")
 	}
+	schedule(sending)
 	return &relayConn{c: c, br: br}, nil
 }
 
@@ -601,6 +603,7 @@ func (r *relay) close() {
 		r.lead.Close()
 		r.lead = nil
 		r.leading.Store(false)
+		schedule(stoppedLeading)
 	}
 	r.mu.Unlock()
 }

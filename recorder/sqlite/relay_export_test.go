@@ -14,3 +14,6 @@ func RelaySocket(dbPath string) string {
 	id, _ := fileIdentity(fi)
 	return relaySocket(id)
 }
+
+// Leads reports whether s is the relay of its store file.
+func Leads(s *Store) bool { return s.relay != nil && s.relay.leading.Load() }

@@ -4,7 +4,11 @@ package sqlite
 
 import (
 	"os"
+	"strconv"
+	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 const relaySupported = true
@@ -47,4 +51,87 @@ func fileIdentity(fi os.FileInfo) (fileID, bool) {
 		return fileID{}, false
 	}
 	return fileID{dev: uint64(st.Dev), ino: st.Ino}, true
+}
+
+// The process's scheduling, as its stores send to a relay or lead one.
+//
+// The relay is the one process the other wardens on its store wait on,
+// and it wakes one of them with every answer. Linux lets a woken thread
+// preempt the one that woke it, so the relay lost its core to the warden
+// it had just answered, and stayed off it for 0.6 ms on average while
+// the others' records waited (docs/BENCHMARKS.md, "Issue 14, seventh
+// round"). A warden that sends to a relay therefore runs its threads as
+// SCHED_BATCH: the same share of the CPU at the same nice value, but its
+// wakeups do not preempt whatever runs; the tick does. On a machine with
+// a free core that changes nothing. A warden that leads runs as usual.
+var sched struct {
+	sync.Mutex
+	sends   bool // a store of this process has sent to a relay
+	leaders int  // stores of this process leading a relay
+	batch   bool // the policy now set
+}
+
+type schedEvent int
+
+const (
+	sending schedEvent = iota
+	leading
+	stoppedLeading
+)
+
+// schedule records e and sets every thread of the process to SCHED_BATCH
+// while one of its stores sends and none leads, and back to SCHED_OTHER
+// when one leads. Failures (a seccomp filter, say) leave the policy as
+// it is: it is only ever a matter of speed.
+func schedule(e schedEvent) {
+	sched.Lock()
+	defer sched.Unlock()
+	switch e {
+	case sending:
+		sched.sends = true
+	case leading:
+		sched.leaders++
+	case stoppedLeading:
+		sched.leaders--
+	}
+	if batch := sched.sends && sched.leaders == 0; batch != sched.batch {
+		policy := uint32(unix.SCHED_NORMAL)
+		if batch {
+			policy = unix.SCHED_BATCH
+		}
+		setPolicy(policy)
+		sched.batch = batch
+	}
+}
+
+// setPolicy sets the scheduling policy of every thread of the process,
+// keeping each one's nice value. A thread the runtime starts meanwhile
+// inherits the policy of the one that started it, so the threads are
+// listed again until a pass finds none left to set.
+func setPolicy(policy uint32) {
+	done := map[int]bool{}
+	for range 4 {
+		ents, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return
+		}
+		changed := false
+		for _, e := range ents {
+			tid, err := strconv.Atoi(e.Name())
+			if err != nil || done[tid] {
+				continue
+			}
+			done[tid], changed = true, true
+			attr, err := unix.SchedGetAttr(tid, 0)
+			if err != nil || attr.Policy == policy || attr.Policy != unix.SCHED_NORMAL && attr.Policy != unix.SCHED_BATCH {
+				continue // gone, already set, or a policy someone chose (real-time, idle): left alone
+			}
+			attr.Policy = policy
+			attr.Flags = 0
+			unix.SchedSetAttr(tid, attr, 0)
+		}
+		if !changed {
+			return
+		}
+	}
 }

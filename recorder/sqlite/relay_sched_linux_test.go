@@ -1,0 +1,125 @@
+package sqlite_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warden-mcp/warden/recorder/sqlite"
+)
+
+// threads lists process pid's threads.
+func threads(pid int) []int {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var tids []int
+	for _, e := range ents {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids
+}
+
+// policies counts the scheduling policies of process pid's threads.
+func policies(pid int) map[uint32]int {
+	got := map[uint32]int{}
+	for _, tid := range threads(pid) {
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil { // else ended meanwhile
+			got[attr.Policy]++
+		}
+	}
+	return got
+}
+
+// A warden sending its records to the relay runs every thread as
+// SCHED_BATCH, so that the relay's answers do not hand the relay's core to
+// the warden answered; the relay runs as usual; a sender that becomes
+// the relay goes back to the usual policy, its nice value untouched.
+func TestSenderYieldsToTheRelay(t *testing.T) {
+	requireRelay(t)
+	self := os.Getpid()
+	if p := policies(self); p[unix.SCHED_NORMAL] == 0 || len(p) != 1 {
+		t.Skipf("this test process's threads run with policies %v; want SCHED_OTHER only", p)
+	}
+	// One step nicer than it was, so that a policy set with the nice
+	// value reset would show.
+	attr, err := unix.SchedGetAttr(0, 0)
+	must(t, err)
+	nice := attr.Nice + 1
+	for _, tid := range threads(self) {
+		unix.Setpriority(unix.PRIO_PROCESS, tid, int(nice))
+	}
+	t.Cleanup(func() {
+		// The process stays a sender after its store closes: put the
+		// test binary back as it was for the tests after this one (its
+		// nice value only where the process may lower it).
+		for _, tid := range threads(self) {
+			if attr, err := unix.SchedGetAttr(tid, 0); err == nil {
+				attr.Policy, attr.Flags, attr.Nice = unix.SCHED_NORMAL, 0, nice-1
+				if unix.SchedSetAttr(tid, attr, 0) != nil {
+					attr.Nice = nice
+					unix.SchedSetAttr(tid, attr, 0)
+				}
+			}
+		}
+	})
+
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "warden.db")
+	s0, err := sqlite.Open(ctx, "sqlite:"+path)
+	must(t, err)
+	must(t, s0.Close())
+	cmd := osexec.Command(os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "WARDEN_RELAY_PROCESS="+path)
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	defer stdin.Close()
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	defer cmd.Process.Kill()
+	if sc := bufio.NewScanner(stdout); !sc.Scan() || sc.Text() != "ready" {
+		t.Fatal("the relay process did not start")
+	}
+
+	b, byB := counted(t, path)
+	defer b.Close()
+	must(t, b.StartCall(ctx, allowedCall("c1", "", alice, t0)))
+	if n := byB.Load(); n != 0 {
+		t.Fatalf("the sender committed %d records itself; want the relay to have", n)
+	}
+	if p := policies(self); p[unix.SCHED_BATCH] == 0 || len(p) != 1 {
+		t.Errorf("a sender's threads: %v; want all SCHED_BATCH (%d)", p, unix.SCHED_BATCH)
+	}
+	if p := policies(cmd.Process.Pid); p[unix.SCHED_NORMAL] == 0 || len(p) != 1 {
+		t.Errorf("the relay's threads: %v; want all SCHED_OTHER", p)
+	}
+	for _, tid := range threads(self) {
+		if attr, err := unix.SchedGetAttr(tid, 0); err == nil && attr.Nice != nice {
+			t.Errorf("a sender's thread at nice %d; want %d, unchanged", attr.Nice, nice)
+		}
+	}
+
+	// The relay dies; the sender becomes it.
+	must(t, cmd.Process.Kill())
+	cmd.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 2; byB.Load() == 0 || !sqlite.Leads(b); i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the sender did not become the relay")
+		}
+		must(t, b.StartCall(ctx, allowedCall(fmt.Sprintf("c%d", i), "", alice, t0)))
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := policies(self); p[unix.SCHED_NORMAL] == 0 || len(p) != 1 {
+		t.Errorf("a sender become the relay: %v; want all SCHED_OTHER", p)
+	}
+}
