@@ -64,8 +64,12 @@ func fileIdentity(fi os.FileInfo) (fileID, bool) {
 // SCHED_BATCH: the same share of the CPU at the same nice value, but its
 // wakeups do not preempt whatever runs; the tick does. On a machine with
 // a free core that changes nothing. A warden that leads runs as usual.
+// A process started with another policy than SCHED_OTHER (by chrt, say)
+// is someone's choice, and left as it is.
 var sched struct {
 	sync.Mutex
+	checked bool // whether the process may be changed: it started as SCHED_OTHER
+	ours    bool
 	sends   bool // a store of this process has sent to a relay
 	leaders int  // stores of this process leading a relay
 	batch   bool // the policy now set
@@ -94,7 +98,11 @@ func schedule(e schedEvent) {
 	case stoppedLeading:
 		sched.leaders--
 	}
-	if batch := sched.sends && sched.leaders == 0; batch != sched.batch {
+	if !sched.checked {
+		attr, err := unix.SchedGetAttr(0, 0)
+		sched.checked, sched.ours = true, err == nil && attr.Policy == unix.SCHED_NORMAL
+	}
+	if batch := sched.sends && sched.leaders == 0; batch != sched.batch && sched.ours {
 		policy := uint32(unix.SCHED_NORMAL)
 		if batch {
 			policy = unix.SCHED_BATCH

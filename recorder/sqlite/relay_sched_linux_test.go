@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -121,5 +122,73 @@ func TestSenderYieldsToTheRelay(t *testing.T) {
 	}
 	if p := policies(self); p[unix.SCHED_NORMAL] == 0 || len(p) != 1 {
 		t.Errorf("a sender become the relay: %v; want all SCHED_OTHER", p)
+	}
+}
+
+// TestSenderProcess is TestChosenPolicyStays's warden; it does nothing
+// unless started by it. It records calls until its store leads the relay,
+// saying "sent" after its first and "leads" then.
+func TestSenderProcess(t *testing.T) {
+	path := os.Getenv("WARDEN_SENDER_PROCESS")
+	if path == "" {
+		t.Skip("run by TestChosenPolicyStays")
+	}
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, "sqlite:"+path)
+	must(t, err)
+	defer s.Close()
+	for i := 0; !sqlite.Leads(s); i++ {
+		must(t, s.StartCall(ctx, allowedCall(fmt.Sprintf("p%d", i), "", alice, t0)))
+		if i == 0 {
+			fmt.Println("sent")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fmt.Println("leads")
+	io.Copy(io.Discard, os.Stdin) // until killed
+}
+
+// A warden started with a policy of someone's choosing (chrt -b) keeps
+// it, as a sender and once it leads.
+func TestChosenPolicyStays(t *testing.T) {
+	requireRelay(t)
+	chrt, err := osexec.LookPath("chrt")
+	if err != nil {
+		t.Skip("no chrt here")
+	}
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "warden.db")
+	s0, err := sqlite.Open(ctx, "sqlite:"+path)
+	must(t, err)
+	must(t, s0.Close())
+	start := func(env string, argv ...string) (*osexec.Cmd, *bufio.Scanner) {
+		cmd := osexec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(os.Environ(), env+"="+path)
+		stdin, err := cmd.StdinPipe()
+		must(t, err)
+		t.Cleanup(func() { stdin.Close() })
+		stdout, err := cmd.StdoutPipe()
+		must(t, err)
+		must(t, cmd.Start())
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		return cmd, bufio.NewScanner(stdout)
+	}
+	relay, out := start("WARDEN_RELAY_PROCESS", os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatal("the relay process did not start")
+	}
+	sender, said := start("WARDEN_SENDER_PROCESS", chrt, "-b", "0", os.Args[0], "-test.run=^TestSenderProcess$", "-test.count=1")
+	if !said.Scan() || said.Text() != "sent" {
+		t.Fatal("the sender did not send")
+	}
+	if p := policies(sender.Process.Pid); p[unix.SCHED_BATCH] == 0 || len(p) != 1 {
+		t.Errorf("a sender started as SCHED_BATCH: %v; want all SCHED_BATCH", p)
+	}
+	must(t, relay.Process.Kill())
+	if !said.Scan() || said.Text() != "leads" {
+		t.Fatal("the sender did not become the relay")
+	}
+	if p := policies(sender.Process.Pid); p[unix.SCHED_BATCH] == 0 || len(p) != 1 {
+		t.Errorf("a warden started as SCHED_BATCH, once it leads: %v; want all SCHED_BATCH, as chosen", p)
 	}
 }
