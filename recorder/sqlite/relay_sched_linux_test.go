@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -27,6 +26,17 @@ func threads(pid int) []int {
 		}
 	}
 	return tids
+}
+
+// newStoreWithRelayProcess creates a store and runs TestRelayProcess,
+// its relay, in a process of its own.
+func newStoreWithRelayProcess(t *testing.T) (string, *osexec.Cmd) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "warden.db")
+	s0, err := sqlite.Open(context.Background(), "sqlite:"+path)
+	must(t, err)
+	must(t, s0.Close()) // created first, so the relay finds its key
+	return path, startRelayProcess(t, path)
 }
 
 // policies counts the scheduling policies of process pid's threads.
@@ -74,22 +84,7 @@ func TestSenderYieldsToTheRelay(t *testing.T) {
 	})
 
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "warden.db")
-	s0, err := sqlite.Open(ctx, "sqlite:"+path)
-	must(t, err)
-	must(t, s0.Close())
-	cmd := osexec.Command(os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "WARDEN_RELAY_PROCESS="+path)
-	stdin, err := cmd.StdinPipe()
-	must(t, err)
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	defer cmd.Process.Kill()
-	if sc := bufio.NewScanner(stdout); !sc.Scan() || sc.Text() != "ready" {
-		t.Fatal("the relay process did not start")
-	}
+	path, cmd := newStoreWithRelayProcess(t)
 
 	b, byB := counted(t, path)
 	defer b.Close()
@@ -156,28 +151,8 @@ func TestChosenPolicyStays(t *testing.T) {
 	if err != nil {
 		t.Skip("no chrt here")
 	}
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "warden.db")
-	s0, err := sqlite.Open(ctx, "sqlite:"+path)
-	must(t, err)
-	must(t, s0.Close())
-	start := func(env string, argv ...string) (*osexec.Cmd, *bufio.Scanner) {
-		cmd := osexec.Command(argv[0], argv[1:]...)
-		cmd.Env = append(os.Environ(), env+"="+path)
-		stdin, err := cmd.StdinPipe()
-		must(t, err)
-		t.Cleanup(func() { stdin.Close() })
-		stdout, err := cmd.StdoutPipe()
-		must(t, err)
-		must(t, cmd.Start())
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		return cmd, bufio.NewScanner(stdout)
-	}
-	relay, out := start("WARDEN_RELAY_PROCESS", os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
-	if !out.Scan() || out.Text() != "ready" {
-		t.Fatal("the relay process did not start")
-	}
-	sender, said := start("WARDEN_SENDER_PROCESS", chrt, "-b", "0", os.Args[0], "-test.run=^TestSenderProcess$", "-test.count=1")
+	path, relay := newStoreWithRelayProcess(t)
+	sender, said := startProcess(t, "WARDEN_SENDER_PROCESS", path, chrt, "-b", "0", os.Args[0], "-test.run=^TestSenderProcess$", "-test.count=1")
 	if !said.Scan() || said.Text() != "sent" {
 		t.Fatal("the sender did not send")
 	}

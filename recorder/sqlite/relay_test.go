@@ -193,6 +193,37 @@ func TestRelayProcess(t *testing.T) {
 	io.Copy(io.Discard, os.Stdin) // until killed
 }
 
+// startProcess runs argv (this test binary, with a -test.run naming a
+// helper test) with env set to path, and returns it and its output; it
+// is killed when the test ends, if it has not been already.
+func startProcess(t *testing.T, env, path string, argv ...string) (*osexec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := osexec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env+"="+path)
+	stdin, err := cmd.StdinPipe()
+	must(t, err)
+	stdout, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd, bufio.NewScanner(stdout)
+}
+
+// startRelayProcess runs TestRelayProcess on the store at path, once it
+// is the relay.
+func startRelayProcess(t *testing.T, path string) *osexec.Cmd {
+	t.Helper()
+	cmd, out := startProcess(t, "WARDEN_RELAY_PROCESS", path, os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatal("the relay process did not start")
+	}
+	return cmd
+}
+
 // A relay killed (kill -9) while others write: the others go on, one of
 // them becomes the relay, the chain verifies, and every record a write
 // returned nil for is there exactly once.
@@ -207,18 +238,7 @@ func TestRelayKilled(t *testing.T) {
 	must(t, err)
 	must(t, s0.Close())
 
-	cmd := osexec.Command(os.Args[0], "-test.run=^TestRelayProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "WARDEN_RELAY_PROCESS="+path)
-	stdin, err := cmd.StdinPipe()
-	must(t, err)
-	defer stdin.Close()
-	stdout, err := cmd.StdoutPipe()
-	must(t, err)
-	must(t, cmd.Start())
-	if sc := bufio.NewScanner(stdout); !sc.Scan() || sc.Text() != "ready" {
-		cmd.Process.Kill()
-		t.Fatal("the relay process did not start")
-	}
+	cmd := startRelayProcess(t, path)
 	a, byA := counted(t, path)
 	b, _ := counted(t, path)
 	var mu sync.Mutex
