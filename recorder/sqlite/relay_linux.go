@@ -68,8 +68,8 @@ func fileIdentity(fi os.FileInfo) (fileID, bool) {
 // is someone's choice, and left as it is.
 var sched struct {
 	sync.Mutex
-	checked bool // whether the process may be changed: it started as SCHED_OTHER
-	ours    bool
+	checked bool // the process's own policy was read
+	ours    bool // it was SCHED_OTHER: the process may be changed
 	sends   bool // a store of this process has sent to a relay
 	leaders int  // stores of this process leading a relay
 	batch   bool // the policy now set
