@@ -17,3 +17,8 @@ func RelaySocket(dbPath string) string {
 
 // Leads reports whether s is the relay of its store file.
 func Leads(s *Store) bool { return s.relay != nil && s.relay.leading.Load() }
+
+// RelayFrame encodes a record as a warden sends it to the relay (frameOf).
+func RelayFrame(kind, session, call, at, body string) []byte {
+	return frameOf(kind, session, call, at, body)
+}

@@ -9,12 +9,13 @@ import (
 	"github.com/warden-mcp/warden/recorder"
 )
 
-// frameOf is a test's own encoding of a relayed record, written from the
-// protocol's description (relay.go, appendRelayRecord's comment) rather
-// than by calling it.
-func frameOf(fields [4]string, body string) []byte {
+// frameOf is the tests' own encoding of a relayed record, written from
+// the protocol's description (relay.go, appendRelayRecord's comment)
+// rather than by calling it: the length, then kind, session id, call id
+// and time, each a 4-byte length and its bytes, then the body.
+func frameOf(kind, session, call, at, body string) []byte {
 	var b []byte
-	for _, f := range fields {
+	for _, f := range []string{kind, session, call, at} {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
 		b = append(b, f...)
 	}
@@ -28,12 +29,12 @@ func frameOf(fields [4]string, body string) []byte {
 // the record the relay commits is the record that was sent, not one
 // read differently from the same bytes.
 func FuzzReadRelayRecord(f *testing.F) {
-	start := frameOf([4]string{recorder.KindCallStart, "s1", "c1", "2026-12-05T00:00:00Z"}, `{"tool":"sql_query"}`)
-	finish := frameOf([4]string{recorder.KindCallFinish, "", "c1", ""}, `{}`)
+	start := frameOf(recorder.KindCallStart, "s1", "c1", "2026-12-05T00:00:00Z", `{"tool":"sql_query"}`)
+	finish := frameOf(recorder.KindCallFinish, "", "c1", "", `{}`)
 	f.Add(start)
 	f.Add(append(append([]byte(nil), start...), finish...))
-	f.Add(frameOf([4]string{recorder.KindCheckpoint, "", "x", ""}, `{"seq":1}`))
-	f.Add(frameOf([4]string{recorder.KindCallStart, "", "", ""}, `{}`))
+	f.Add(frameOf(recorder.KindCheckpoint, "", "x", "", `{"seq":1}`))
+	f.Add(frameOf(recorder.KindCallStart, "", "", "", `{}`))
 	f.Add(binary.BigEndian.AppendUint32(nil, 1<<30))
 	f.Add(binary.BigEndian.AppendUint32(nil, 3))
 	f.Add(append(binary.BigEndian.AppendUint32(nil, 16), binary.BigEndian.AppendUint32(make([]byte, 12), 1000)...))
@@ -66,7 +67,7 @@ func FuzzReadRelayRecord(f *testing.F) {
 			if !relayed(p) {
 				t.Fatalf("accepted a record its sender would not relay: %+v", p)
 			}
-			if want := frameOf([4]string{p.kind, p.sessionID, p.callID, p.at}, p.body); !bytes.Equal(got, want) {
+			if want := frameOf(p.kind, p.sessionID, p.callID, p.at, p.body); !bytes.Equal(got, want) {
 				t.Fatalf("read %q from the bytes %q, whose encoding is %q", p.callID, got, want)
 			}
 			if again := appendRelayRecord(nil, p); !bytes.Equal(again, got) {

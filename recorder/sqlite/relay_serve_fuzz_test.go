@@ -16,19 +16,6 @@ import (
 	"github.com/warden-mcp/warden/recorder/sqlite"
 )
 
-// relayFrame encodes a record as a sender does, from the protocol's
-// description: the length, then kind, session id, call id and time, each
-// a 4-byte length and its bytes, then the body.
-func relayFrame(kind, session, call, at, body string) []byte {
-	var b []byte
-	for _, f := range []string{kind, session, call, at} {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
-		b = append(b, f...)
-	}
-	b = append(b, body...)
-	return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
-}
-
 // Any bytes a peer sends the relay, judged by what the store holds after
 // them: every record committed is a call record that was sent byte for
 // byte, in the order sent, one for each "committed" answer; the chain
@@ -49,12 +36,12 @@ func FuzzRelayServe(f *testing.F) {
 	}
 	f.Cleanup(func() { db.Close() })
 
-	start := relayFrame(recorder.KindCallStart, "s1", "c1", "2026-12-05T00:00:00Z", `{"tool":"sql_query"}`)
+	start := sqlite.RelayFrame(recorder.KindCallStart, "s1", "c1", "2026-12-05T00:00:00Z", `{"tool":"sql_query"}`)
 	f.Add(start)
-	f.Add(append(append([]byte(nil), start...), relayFrame(recorder.KindCallFinish, "", "c1", "", `{}`)...))
+	f.Add(append(append([]byte(nil), start...), sqlite.RelayFrame(recorder.KindCallFinish, "", "c1", "", `{}`)...))
 	f.Add(append(append([]byte(nil), start...), start...)) // the second is refused: a duplicate
-	f.Add(relayFrame(recorder.KindSessionStart, "s1", "c2", "", `{"id":"s1"}`))
-	f.Add(relayFrame(recorder.KindCallStart, "", "c3", "", "\x00\xff not JSON"))
+	f.Add(sqlite.RelayFrame(recorder.KindSessionStart, "s1", "c2", "", `{"id":"s1"}`))
+	f.Add(sqlite.RelayFrame(recorder.KindCallStart, "", "c3", "", "\x00\xff not JSON"))
 	f.Add(binary.BigEndian.AppendUint32(nil, 1<<30))
 	f.Add(start[:10])
 
@@ -110,7 +97,7 @@ func FuzzRelayServe(f *testing.F) {
 			if err := rows.Scan(&kind, &session, &call, &at, &body); err != nil {
 				t.Fatal(err)
 			}
-			frame := relayFrame(kind, session, call, at, body)
+			frame := sqlite.RelayFrame(kind, session, call, at, body)
 			if kind != recorder.KindCallStart && kind != recorder.KindCallFinish || call == "" {
 				// The store's own signed checkpoints come between
 				// records; one that was sent must not be committed.

@@ -348,27 +348,18 @@ func TestRelayRefusesAnythingButACallRecord(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "warden.db")
 	a, byA := counted(t, path)
 	defer a.Close()
-	frame := func(fields ...string) []byte {
-		var body []byte
-		for _, f := range fields[:4] {
-			body = binary.BigEndian.AppendUint32(body, uint32(len(f)))
-			body = append(body, f...)
-		}
-		body = append(body, fields[4]...)
-		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
-	}
 	for _, c := range []struct {
 		name string
 		send []byte
 	}{
-		{"Checkpoint", frame(recorder.KindCheckpoint, "", "x", "", `{"seq":1}`)},
-		{"SessionStart", frame(recorder.KindSessionStart, "s1", "", "", `{"id":"s1"}`)},
-		{"SessionStartWithCall", frame(recorder.KindSessionStart, "s1", "c1", "", `{"id":"s1"}`)},
-		{"CallWithoutID", frame(recorder.KindCallStart, "", "", "", `{}`)},
+		{"Checkpoint", sqlite.RelayFrame(recorder.KindCheckpoint, "", "x", "", `{"seq":1}`)},
+		{"SessionStart", sqlite.RelayFrame(recorder.KindSessionStart, "s1", "", "", `{"id":"s1"}`)},
+		{"SessionStartWithCall", sqlite.RelayFrame(recorder.KindSessionStart, "s1", "c1", "", `{"id":"s1"}`)},
+		{"CallWithoutID", sqlite.RelayFrame(recorder.KindCallStart, "", "", "", `{}`)},
 		{"Oversized", binary.BigEndian.AppendUint32(nil, 1<<30)},
 		{"Undersized", binary.BigEndian.AppendUint32(nil, 3)},
 		{"FieldPastTheEnd", append(binary.BigEndian.AppendUint32(nil, 16), binary.BigEndian.AppendUint32(make([]byte, 12), 1000)...)},
-		{"Truncated", frame(recorder.KindCallStart, "", "c1", "", `{}`)[:10]},
+		{"Truncated", sqlite.RelayFrame(recorder.KindCallStart, "", "c1", "", `{}`)[:10]},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := byA.Load()
@@ -403,7 +394,7 @@ func TestRelayRefusesAnythingButACallRecord(t *testing.T) {
 	hello := make([]byte, 8+16+ed25519.PublicKeySize)
 	_, err = io.ReadFull(conn, hello)
 	must(t, err)
-	conn.Write(frame(recorder.KindCallStart, "", "good", "", `{"id":"good"}`))
+	conn.Write(sqlite.RelayFrame(recorder.KindCallStart, "", "good", "", `{"id":"good"}`))
 	answer := make([]byte, 5)
 	_, err = io.ReadFull(conn, answer)
 	must(t, err)
