@@ -130,6 +130,16 @@ type relayConn struct {
 	buf []byte
 }
 
+// schedEvent is what schedule (relay_linux.go) is told: a store of this
+// process sent to a relay, began leading one, or stopped.
+type schedEvent int
+
+const (
+	sending schedEvent = iota
+	leading
+	stoppedLeading
+)
+
 // relaySocket is where the relay of the store file id listens: in the
 // user's runtime directory ($XDG_RUNTIME_DIR, mode 0700), or the system's
 // temporary one, named by the file's device and inode, so every warden

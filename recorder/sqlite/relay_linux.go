@@ -68,20 +68,17 @@ func fileIdentity(fi os.FileInfo) (fileID, bool) {
 // is someone's choice, and left as it is.
 var sched struct {
 	sync.Mutex
-	checked bool // the process's own policy was read
-	ours    bool // it was SCHED_OTHER: the process may be changed
 	sends   bool // a store of this process has sent to a relay
 	leaders int  // stores of this process leading a relay
 	batch   bool // the policy now set
 }
 
-type schedEvent int
-
-const (
-	sending schedEvent = iota
-	leading
-	stoppedLeading
-)
+// startedOther reports whether the process started as SCHED_OTHER, so
+// that its policy is warden's to change.
+var startedOther = sync.OnceValue(func() bool {
+	attr, err := unix.SchedGetAttr(0, 0)
+	return err == nil && attr.Policy == unix.SCHED_NORMAL
+})
 
 // schedule records e and sets every thread of the process to SCHED_BATCH
 // while one of its stores sends and none leads, and back to SCHED_OTHER
@@ -98,11 +95,7 @@ func schedule(e schedEvent) {
 	case stoppedLeading:
 		sched.leaders--
 	}
-	if !sched.checked {
-		attr, err := unix.SchedGetAttr(0, 0)
-		sched.checked, sched.ours = true, err == nil && attr.Policy == unix.SCHED_NORMAL
-	}
-	if batch := sched.sends && sched.leaders == 0; batch != sched.batch && sched.ours {
+	if batch := sched.sends && sched.leaders == 0; batch != sched.batch && startedOther() {
 		policy := uint32(unix.SCHED_NORMAL)
 		if batch {
 			policy = unix.SCHED_BATCH

@@ -21,12 +21,4 @@ func ownDir(os.FileInfo) bool { return false }
 
 func fileIdentity(os.FileInfo) (fileID, bool) { return fileID{}, false }
 
-type schedEvent int
-
-const (
-	sending schedEvent = iota
-	leading
-	stoppedLeading
-)
-
 func schedule(schedEvent) {}
