@@ -99,14 +99,15 @@ func BenchmarkMCPProcesses(b *testing.B) {
 				each0, client0, m0 := eachWarden(b, servers), clientCPU(), readMachine(b)
 				v, later := loop(b, sessions)
 				each1, client1, m1 := eachWarden(b, servers), clientCPU(), readMachine(b)
-				all0, all1 := sum(each0), sum(each1)
-				cpu0, c0, cpu1, c1 := all0.cpu, all0.counts, all1.cpu, all1.counts
-				if os.Getenv("MCPBENCH_PERWARDEN") == "1" {
-					// Which warden spent what: the relay's share against
-					// the others' (BENCHMARKS.md, "Issue 14, sixth round").
-					for i, w := range each1 {
-						b.Logf("%s warden %d: CPU %v, %d context switches (%d involuntary), %d reads, %d writes", name, i,
-							w.cpu-each0[i].cpu, w.switches-each0[i].switches, w.involuntary-each0[i].involuntary, w.reads-each0[i].reads, w.writes-each0[i].writes)
+				var wardens wardenTotals // what they did together during the loop
+				for i := range each1 {
+					d := each1[i].minus(each0[i])
+					wardens = wardens.plus(d)
+					if os.Getenv("MCPBENCH_PERWARDEN") == "1" {
+						// Which warden spent what: the relay's share against
+						// the others' (BENCHMARKS.md, "Issue 14, sixth round").
+						b.Logf("%s warden %d: CPU %v, %d context switches (%d involuntary), %d reads, %d writes",
+							name, i, d.cpu, d.switches, d.involuntary, d.reads, d.writes)
 					}
 				}
 				// Where the machine's time went: the wardens' CPU and
@@ -114,17 +115,17 @@ func BenchmarkMCPProcesses(b *testing.B) {
 				// (PostgreSQL, the kernel's other work) per call, and
 				// the share of both cores idle (waiting: locks, I/O).
 				n := float64(b.N)
-				b.ReportMetric(float64((cpu1-cpu0).Microseconds())/n, "warden-cpu-µs/call")
+				b.ReportMetric(float64(wardens.cpu.Microseconds())/n, "warden-cpu-µs/call")
 				b.ReportMetric(float64((client1-client0).Microseconds())/n, "client-cpu-µs/call")
 				busy, idle := m1.busy-m0.busy, m1.idle-m0.idle
-				b.ReportMetric(float64((busy-(cpu1-cpu0)-(client1-client0)).Microseconds())/n, "other-cpu-µs/call")
+				b.ReportMetric(float64((busy-wardens.cpu-(client1-client0)).Microseconds())/n, "other-cpu-µs/call")
 				b.ReportMetric(100*float64(idle)/float64(busy+idle), "idle-%")
 				// The wardens' read and write syscalls and context
 				// switches per call.
-				b.ReportMetric(float64(c1.reads-c0.reads)/n, "warden-reads/call")
-				b.ReportMetric(float64(c1.writes-c0.writes)/n, "warden-writes/call")
-				b.ReportMetric(float64(c1.switches-c0.switches)/n, "warden-ctxsw/call")
-				b.ReportMetric(float64(c1.involuntary-c0.involuntary)/n, "warden-preempted/call")
+				b.ReportMetric(float64(wardens.reads)/n, "warden-reads/call")
+				b.ReportMetric(float64(wardens.writes)/n, "warden-writes/call")
+				b.ReportMetric(float64(wardens.switches)/n, "warden-ctxsw/call")
+				b.ReportMetric(float64(wardens.involuntary)/n, "warden-preempted/call")
 				// b.Run runs each phase twice (b.N = 1, then b.N): phase,
 				// not the figure, says which one is the baseline.
 				if phase > 0 && separate > 0 {
@@ -155,17 +156,13 @@ func eachWarden(b *testing.B, servers []*server) []wardenTotals {
 	return t
 }
 
-// sum is the wardens' totals together.
-func sum(each []wardenTotals) wardenTotals {
-	var t wardenTotals
-	for _, w := range each {
-		t.cpu += w.cpu
-		t.reads += w.reads
-		t.writes += w.writes
-		t.switches += w.switches
-		t.involuntary += w.involuntary
-	}
-	return t
+// plus and minus add and subtract totals field by field.
+func (t wardenTotals) plus(u wardenTotals) wardenTotals {
+	return wardenTotals{t.cpu + u.cpu, counts{t.reads + u.reads, t.writes + u.writes, t.switches + u.switches, t.involuntary + u.involuntary}}
+}
+
+func (t wardenTotals) minus(u wardenTotals) wardenTotals {
+	return t.plus(wardenTotals{-u.cpu, counts{-u.reads, -u.writes, -u.switches, -u.involuntary}})
 }
 
 // counts are a server's read and write syscalls (/proc/PID/io syscr,
