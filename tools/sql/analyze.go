@@ -106,6 +106,7 @@ func bind(sql string, names Names, nparams int) (*Analysis, error) {
 	// text that will run and require the very tree that was judged, so a
 	// deparser that prints something PostgreSQL reads differently fails
 	// closed instead of running unjudged.
+	// tree is not read after this: sameTree may clear its positions.
 	again, err := pg_query.Parse(text)
 	if err != nil || !sameTree(tree, again) {
 		return nil, refused("warden cannot print this statement back as SQL that reads the same, so it is refused; simplify it")
@@ -115,9 +116,10 @@ func bind(sql string, names Names, nparams int) (*Analysis, error) {
 }
 
 // sameTree reports whether two parse results are equal but for source
-// positions.
+// positions. It clears the positions of both in place, as clearLocations
+// does: copying them first took two thirds of its time, and a statement of
+// tens of thousands of nodes spent a quarter of its analysis there.
 func sameTree(a, b *pg_query.ParseResult) bool {
-	a, b = proto.Clone(a).(*pg_query.ParseResult), proto.Clone(b).(*pg_query.ParseResult)
 	clearLocations(a.ProtoReflect())
 	clearLocations(b.ProtoReflect())
 	return proto.Equal(a, b)
