@@ -2,6 +2,7 @@ package sql
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -645,5 +646,34 @@ func TestAllowedFunctions(t *testing.T) {
 	}
 	if len(allowedFunctions) < 1000 {
 		t.Errorf("the allow-list has %d names; want the generated list (about 1500)", len(allowedFunctions))
+	}
+}
+
+// TestAnalysisCacheBounded: the cache of analyses keeps its bytes under
+// maxCachedBytes however large the statements, and still answers a
+// repeated statement from the cache.
+func TestAnalysisCacheBounded(t *testing.T) {
+	n := &names{searchPath: []string{"public"}}
+	big := func(i int) string {
+		return fmt.Sprintf("SELECT %d AS n, a FROM t WHERE a IN (%s0)", i, strings.Repeat("123456789,", 6000))
+	}
+	for i := range 50 {
+		if _, err := n.analyze(big(i), 0); err != nil {
+			t.Fatal(err)
+		}
+		n.mu.Lock()
+		bytes, entries := n.cachedBytes, len(n.analyses)
+		n.mu.Unlock()
+		if bytes > maxCachedBytes || entries > maxCachedAnalyses {
+			t.Fatalf("after %d statements the cache holds %d bytes in %d entries; at most %d bytes", i+1, bytes, entries, maxCachedBytes)
+		}
+	}
+	const small = "SELECT a FROM t WHERE a = $1"
+	first, err := n.analyze(small, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := n.analyze(small, 1); again != first {
+		t.Error("a repeated statement was analysed again instead of answered from the cache")
 	}
 }

@@ -130,6 +130,8 @@ type names struct {
 	// resolved against the same names always analyses the same way.
 	mu       sync.Mutex
 	analyses map[analysisKey]*Analysis
+	// cachedBytes is the statements' and their texts' bytes in analyses.
+	cachedBytes int
 }
 
 // analysisKey: the same text with the same number of parameters binds
@@ -139,8 +141,15 @@ type analysisKey struct {
 	nparams int
 }
 
-// maxCachedAnalyses bounds the analysis cache of one snapshot.
-const maxCachedAnalyses = 512
+// The analysis cache of one snapshot holds at most maxCachedAnalyses
+// statements and maxCachedBytes of statement text (as sent and as it
+// runs): counting entries alone let 512 statements near
+// max_statement_bytes hold some 64 MB. When either is reached the cache
+// starts again empty.
+const (
+	maxCachedAnalyses = 512
+	maxCachedBytes    = 4 << 20
+)
 
 // analyze returns the bound statement, from the cache when possible: the
 // rewrite is cached per statement text and catalog snapshot.
@@ -156,11 +165,15 @@ func (n *names) analyze(sql string, nparams int) (*Analysis, error) {
 	if err != nil {
 		return nil, err
 	}
+	size := len(sql) + len(an.Text)
 	n.mu.Lock()
-	if n.analyses == nil || len(n.analyses) >= maxCachedAnalyses {
-		n.analyses = map[analysisKey]*Analysis{}
+	if n.analyses == nil || len(n.analyses) >= maxCachedAnalyses || n.cachedBytes+size > maxCachedBytes {
+		n.analyses, n.cachedBytes = map[analysisKey]*Analysis{}, 0
 	}
-	n.analyses[key] = an
+	if _, ok := n.analyses[key]; !ok {
+		n.analyses[key] = an
+		n.cachedBytes += size
+	}
 	n.mu.Unlock()
 	return an, nil
 }
