@@ -1,6 +1,7 @@
 package sql
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -658,7 +659,7 @@ func TestAnalysisCacheBounded(t *testing.T) {
 		return fmt.Sprintf("SELECT %d AS n, a FROM t WHERE a IN (%s0)", i, strings.Repeat("123456789,", 6000))
 	}
 	for i := range 50 {
-		if _, err := n.analyze(big(i), 0); err != nil {
+		if _, err := n.analyze(context.Background(), big(i), 0); err != nil {
 			t.Fatal(err)
 		}
 		n.mu.Lock()
@@ -669,11 +670,11 @@ func TestAnalysisCacheBounded(t *testing.T) {
 		}
 	}
 	const small = "SELECT a FROM t WHERE a = $1"
-	first, err := n.analyze(small, 1)
+	first, err := n.analyze(context.Background(), small, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := n.analyze(small, 1); again != first {
+	if again, _ := n.analyze(context.Background(), small, 1); again != first {
 		t.Error("a repeated statement was analysed again instead of answered from the cache")
 	}
 }

@@ -152,14 +152,23 @@ const (
 )
 
 // analyze returns the bound statement, from the cache when possible: the
-// rewrite is cached per statement text and catalog snapshot.
-func (n *names) analyze(sql string, nparams int) (*Analysis, error) {
+// rewrite is cached per statement text and catalog snapshot. A statement
+// longer than largeStatement is analysed only in one of the process's
+// few slots for them (limits.go).
+func (n *names) analyze(ctx context.Context, sql string, nparams int) (*Analysis, error) {
 	key := analysisKey{sql, nparams}
-	n.mu.Lock()
-	an, ok := n.analyses[key]
-	n.mu.Unlock()
-	if ok {
+	if an, ok := n.cached(key); ok {
 		return an, nil
+	}
+	if len(sql) > largeStatement {
+		release, err := largeAnalysisSlot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+		if an, ok := n.cached(key); ok { // analysed while this call waited
+			return an, nil
+		}
 	}
 	an, err := bind(sql, n, nparams)
 	if err != nil {
@@ -176,6 +185,13 @@ func (n *names) analyze(sql string, nparams int) (*Analysis, error) {
 	}
 	n.mu.Unlock()
 	return an, nil
+}
+
+func (n *names) cached(key analysisKey) (*Analysis, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	an, ok := n.analyses[key]
+	return an, ok
 }
 
 // RelationSchema implements Names: pg_catalog is searched before the

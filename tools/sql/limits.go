@@ -1,10 +1,13 @@
 package sql
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -32,6 +35,47 @@ const (
 	// maxTokens bounds the work of everything after the lexer.
 	maxTokens = 50000
 )
+
+// Analysing a statement costs CPU in proportion to its parse tree: up to
+// about 30 µs a token for the costliest shapes (`SELECT 1+1, 1+1, ...`),
+// where PostgreSQL's parser, libpg_query's protobuf output (twice: the
+// statement and its rewrite), the deparser and the comparison of the two
+// trees each visit every node. A statement under the default
+// max_statement_bytes can take more than a second of a core, and
+// analysis comes before policy, so any caller of sql_query can ask for
+// it. Statements longer than largeStatement are therefore analysed only
+// in one of largeAnalyses' slots, half the process's cores (at least
+// one): however many such statements arrive at once, from however many
+// callers, the other cores go on serving everything else, which never
+// waits for a slot. A call that does not get a slot within
+// largeStatementWait is refused as unavailable, with a reason.
+const largeStatement = 4 << 10
+
+var (
+	largeAnalyses      = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2))
+	largeStatementWait = 10 * time.Second
+)
+
+// largeAnalysisSlot waits for a slot to analyse a large statement in, at
+// most largeStatementWait, and returns its release.
+func largeAnalysisSlot(ctx context.Context) (release func(), err error) {
+	select {
+	case largeAnalyses <- struct{}{}:
+		return func() { <-largeAnalyses }, nil
+	default:
+	}
+	timer := time.NewTimer(largeStatementWait)
+	defer timer.Stop()
+	select {
+	case largeAnalyses <- struct{}{}:
+		return func() { <-largeAnalyses }, nil
+	case <-ctx.Done():
+		return nil, warden.Wrap(warden.Unavailable, ctx.Err(), "the call was cancelled while it waited for its statement to be analysed")
+	case <-timer.C:
+		return nil, warden.Errorf(warden.Unavailable, "warden is busy analysing other statements over %d KiB, and this one waited %s for its turn; "+
+			"retry later, or send a shorter statement (pass long lists as params, as in = ANY($1))", largeStatement>>10, largeStatementWait)
+	}
+}
 
 // checkSize refuses a statement longer than maxBytes, before any work.
 func checkSize(sql string, maxBytes int) error {

@@ -1,10 +1,15 @@
 package sql
 
 import (
+	"context"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"github.com/warden-mcp/warden"
+	"github.com/warden-mcp/warden/internal/pgtest"
 )
 
 // Statements whose parse trees are deeper than warden lets the parser build.
@@ -82,5 +87,91 @@ func TestCheckSizeRefusesBeforeAnyWork(t *testing.T) {
 func TestParseRefusesNUL(t *testing.T) {
 	if _, err := parse("SELECT 1\x00; DROP TABLE t"); err == nil {
 		t.Fatal("parse accepted a statement with a NUL byte")
+	}
+}
+
+// TestLargeStatementsTakeTurns: while every slot for analysing large
+// statements is taken (by other callers' large statements, as far as the
+// call can tell), a large statement waits its turn and, after
+// largeStatementWait, is refused as unavailable, unanalysed; an ordinary
+// statement is answered meanwhile, from the same database; and once a slot
+// is free the large statement is answered too, with its rows.
+func TestLargeStatementsTakeTurns(t *testing.T) {
+	dsn := pgtest.New(t, "CREATE TABLE nums AS SELECT generate_series(1, 20) AS n")
+	q := &Query{Backends: Backends{"db": newTestBackend(t, Config{DSN: dsn})}}
+	ids := make([]string, 1500)
+	for i := range ids {
+		ids[i] = strconv.Itoa(i%40 + 1)
+	}
+	large := "SELECT n FROM nums WHERE n IN (" + strings.Join(ids, ", ") + ") ORDER BY n"
+	if len(large) <= largeStatement {
+		t.Fatalf("the large statement is %d bytes, not over %d", len(large), largeStatement)
+	}
+	ctx := callerContext(t)
+
+	wait := largeStatementWait
+	largeStatementWait = 50 * time.Millisecond
+	t.Cleanup(func() { largeStatementWait = wait })
+	var held []func()
+	for range cap(largeAnalyses) {
+		release, err := largeAnalysisSlot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, release)
+	}
+	_, _, err := runQuery(ctx, t, q, large)
+	wantError(t, "sql_query(large) with every slot taken", err, warden.Unavailable, "busy", "retry", "shorter")
+	n, err := q.Backends["db"].catalog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.cached(analysisKey{large, 0}); ok {
+		t.Error("the large statement was analysed while every slot was taken")
+	}
+	if got := rowsJSON(t, mustQuery(t, q, "SELECT n FROM nums WHERE n IN (2, 3) ORDER BY n")); got != `[[2],[3]]` {
+		t.Errorf("an ordinary statement beside them returned %s; want [[2],[3]]", got)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _, err = runQuery(cancelled, t, q, large)
+	wantError(t, "sql_query(large) cancelled while it waited", err, warden.Unavailable, "cancelled", "analysed")
+
+	for _, release := range held {
+		release()
+	}
+	if got := rowsJSON(t, mustQuery(t, q, large)); got != `[[1],[2],[3],[4],[5],[6],[7],[8],[9],[10],[11],[12],[13],[14],[15],[16],[17],[18],[19],[20]]` {
+		t.Errorf("the large statement with a slot free returned %s; want every n", got)
+	}
+	if len(largeAnalyses) != 0 {
+		t.Errorf("%d slots are still taken after every analysis ended", len(largeAnalyses))
+	}
+}
+
+// BenchmarkAnalyzeLarge analyses statements of about 48 KB, under the
+// default max_statement_bytes, in three shapes: a long IN list, a long
+// select list, and many short operator chains (the costliest found). It
+// reports the CPU a token costs; docs/BENCHMARKS.md records the figures
+// behind largeStatement.
+func BenchmarkAnalyzeLarge(b *testing.B) {
+	list := func(item, sep string, n int) string { return strings.TrimSuffix(strings.Repeat(item+sep, n), sep) }
+	for _, c := range []struct{ name, sql string }{
+		{"in-list", "SELECT a FROM t WHERE a IN (" + list("12345", ",", 8000) + ")"},
+		{"select-list", "SELECT " + list("a", ",", 24000) + " FROM t"},
+		{"chains", "SELECT " + list("1+1+1+1+1", ",", 4800)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			scan, err := pg_query.Scan(c.sql)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := Analyze(c.sql, testNames); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/float64(len(scan.Tokens)), "µs/token")
+			b.ReportMetric(float64(len(c.sql)), "bytes")
+		})
 	}
 }

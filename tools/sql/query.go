@@ -142,7 +142,7 @@ func (q *Query) Plan(ctx context.Context, raw json.RawMessage) (*warden.Action, 
 	if err := b.maskingReady(n); err != nil {
 		return nil, err
 	}
-	an, err := n.analyze(args.SQL, len(params))
+	an, err := n.analyze(ctx, args.SQL, len(params))
 	if err != nil {
 		return nil, err
 	}
