@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -507,8 +508,19 @@ func dsn(path string, readOnly bool) string {
 	if readOnly {
 		return "file:" + p + "?_pragma=busy_timeout(5000)&_pragma=query_only(1)"
 	}
-	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=cache_size(-512)&_txlock=immediate"
+	return "file:" + p + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(1)&_pragma=cache_size(-512)&_pragma=journal_size_limit(" + strconv.Itoa(WALSizeLimit) + ")&_txlock=immediate"
 }
+
+// WALSizeLimit is the size the WAL file is cut back to when SQLite starts
+// the log again after a checkpoint (journal_size_limit). A reader holding
+// one snapshot for long (an export, a console page) keeps the log from
+// starting again, and it grows by everything written meanwhile; without a
+// limit the file kept that size for good (80-100 MB after 80 MB of
+// records written while a reader waited, TestWALShrinksAfterAReaderHeldIt).
+// The limit is above what the log reaches between checkpoints under load
+// (about 30 MB, walCheckpointEvery), so a store that is only busy never
+// has its log cut and grown again.
+const WALSizeLimit = 64 << 20
 
 // Version is the store's schema version (PRAGMA user_version).
 func (s *Store) Version() int { return s.version }

@@ -3,12 +3,14 @@ package sqlite_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warden-mcp/warden/recorder"
 	"github.com/warden-mcp/warden/recorder/sqlite"
@@ -152,5 +154,52 @@ func walStaysBounded(t *testing.T, noRelay bool) {
 	// few pages of 4 KiB (a log never started again grew to 150-186 MB).
 	if max := int64(32 << 20); fi.Size() > max {
 		t.Errorf("WAL after %d records from two writers = %d bytes; want at most %d (it is copied and started again)", 2*each, fi.Size(), max)
+	}
+}
+
+// TestWALShrinksAfterAReaderHeldIt: a reader holding one snapshot for a
+// long time (an export, a console page) keeps SQLite from starting the log
+// again, and the log grows by everything written meanwhile. Once the
+// reader is done and a checkpoint has copied the log, the log is cut back
+// to its limit, instead of keeping that size for good.
+func TestWALShrinksAfterAReaderHeldIt(t *testing.T) {
+	ctx := context.Background()
+	s, path := openStore(t)
+	res := benchResult()
+	n := 0
+	write := func(calls int) {
+		for range calls {
+			n++
+			call := allowedCall(fmt.Sprintf("c%d", n), "", alice, t0)
+			must(t, s.StartCall(ctx, call))
+			must(t, s.FinishCall(ctx, finish(call, res, nil, time.Millisecond)))
+		}
+	}
+	walSize := func() int64 {
+		fi, err := os.Stat(path + "-wal")
+		must(t, err)
+		return fi.Size()
+	}
+	write(10)
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
+	must(t, err)
+	defer db.Close()
+	reader, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	must(t, err)
+	var held int
+	must(t, reader.QueryRowContext(ctx, "SELECT count(*) FROM records").Scan(&held))
+	for walSize() <= sqlite.WALSizeLimit+(8<<20) {
+		write(200)
+	}
+	grown := walSize()
+	must(t, reader.Rollback())
+	// Two checkpoints' worth of commits (one every 1024): the first
+	// copies the log and lets it start again, the second cuts it.
+	write(1100)
+	got := walSize()
+	t.Logf("WAL: %d bytes while the reader held it, %d after", grown, got)
+	if got > sqlite.WALSizeLimit {
+		t.Errorf("the WAL grew to %d bytes while a reader held it, and is %d bytes after it was done and %d more records; want at most %d",
+			grown, got, 2*1100, sqlite.WALSizeLimit)
 	}
 }
