@@ -181,8 +181,7 @@ func TestWALShrinksAfterAReaderHeldIt(t *testing.T) {
 		return fi.Size()
 	}
 	write(10)
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=query_only(1)")
-	must(t, err)
+	db := rawDB(t, path)
 	defer db.Close()
 	reader, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	must(t, err)
