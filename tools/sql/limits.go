@@ -59,16 +59,17 @@ var (
 // largeAnalysisSlot waits for a slot to analyse a large statement in, at
 // most largeStatementWait, and returns its release.
 func largeAnalysisSlot(ctx context.Context) (release func(), err error) {
-	select {
+	release = func() { <-largeAnalyses }
+	select { // a free slot needs no timer
 	case largeAnalyses <- struct{}{}:
-		return func() { <-largeAnalyses }, nil
+		return release, nil
 	default:
 	}
 	timer := time.NewTimer(largeStatementWait)
 	defer timer.Stop()
 	select {
 	case largeAnalyses <- struct{}{}:
-		return func() { <-largeAnalyses }, nil
+		return release, nil
 	case <-ctx.Done():
 		return nil, warden.Wrap(warden.Unavailable, ctx.Err(), "the call was cancelled while it waited for its statement to be analysed")
 	case <-timer.C:
