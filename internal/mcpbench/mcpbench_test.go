@@ -61,7 +61,11 @@ FROM generate_series(1, 100) i;`
 // its anonymous and file-backed parts) and x-floor-text,
 // x-floor-structured, x-floor-query (p50, or the reciprocal of calls/s, against that
 // floor in the same round). MCPBENCH_ROUNDS (default 3) sets the rounds
-// and MCPBENCH_PROTOCOL the protocol version the client asks for.
+// and MCPBENCH_PROTOCOL the protocol version the client asks for. Every
+// server of a round must end up speaking the version the first one did
+// (for a 2026-07-28 client the floors serve HTTP statelessly: see
+// floor's -stateless), or the benchmark stops: a ratio across protocol
+// eras measures the eras.
 // MCPBENCH_BASE names another checkout of warden (a directory): its
 // cmd/warden is built too and run, as base-warden and base-warden-text,
 // just before warden and warden-text in every round, with x-base their
@@ -91,6 +95,12 @@ func BenchmarkMCP(b *testing.B) {
 		b.Logf("result text: %d bytes", len(text))
 	}
 
+	// A floor and warden must speak the protocol version the client asks
+	// for, or they are measured in two eras (see floor's -stateless).
+	floorListen := []string{"-listen", "127.0.0.1:0"}
+	if modernClient() {
+		floorListen = append(floorListen, "-stateless")
+	}
 	servers := []struct {
 		name string
 		bin  string
@@ -98,9 +108,9 @@ func BenchmarkMCP(b *testing.B) {
 		// listen is the flag that makes the server listen on HTTP.
 		listen []string
 	}{
-		{"floor-text", bins.floor, []string{"-text", textFile}, []string{"-listen", "127.0.0.1:0"}},
-		{"floor-structured", bins.floor, []string{"-text", textFile, "-structured"}, []string{"-listen", "127.0.0.1:0"}},
-		{"floor-query", bins.floor, []string{"-text", textFile, "-query", benchQuery}, []string{"-listen", "127.0.0.1:0"}},
+		{"floor-text", bins.floor, []string{"-text", textFile}, floorListen},
+		{"floor-structured", bins.floor, []string{"-text", textFile, "-structured"}, floorListen},
+		{"floor-query", bins.floor, []string{"-text", textFile, "-query", benchQuery}, floorListen},
 		{"warden", bins.warden, []string{"serve", "--config", config}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 		{"warden-text", bins.warden, []string{"serve", "--config", textConfig}, []string{"--transport", "http", "--listen", "127.0.0.1:0"}},
 	}
@@ -136,6 +146,7 @@ func BenchmarkMCP(b *testing.B) {
 		for range rounds {
 			b.Run(k.name+"/pgx", func(b *testing.B) { benchPGX(b, dsn) })
 			floors := map[string]float64{}
+			spoke := ""
 			for _, s := range servers {
 				b.Run(k.name+"/"+s.name, func(b *testing.B) {
 					args := s.args
@@ -145,6 +156,13 @@ func BenchmarkMCP(b *testing.B) {
 					}
 					srv := startServer(b, s.name, env, transport, s.bin, args...)
 					defer srv.close()
+					v := srv.session.InitializeResult().ProtocolVersion
+					if spoke == "" {
+						spoke = v
+						b.Logf("protocol %s", v)
+					} else if v != spoke {
+						b.Fatalf("%s spoke protocol %s, the servers before it %s: the ratios would compare two protocol eras", s.name, v, spoke)
+					}
 					ratios(b, floors, s.name, k.measure(b, srv))
 				})
 			}
@@ -442,6 +460,13 @@ func startHTTP(tb testing.TB, name string, cmd *exec.Cmd, exited chan struct{}) 
 		tb.Fatalf("%s did not listen within 60s", name)
 	}
 	return ""
+}
+
+// modernClient reports whether the client asks for 2026-07-28 or later:
+// MCPBENCH_PROTOCOL's version, or the SDK's latest when it is unset.
+func modernClient() bool {
+	v := os.Getenv("MCPBENCH_PROTOCOL")
+	return v == "" || v >= "2026-07-28"
 }
 
 // sessionOptions asks for the protocol version in MCPBENCH_PROTOCOL

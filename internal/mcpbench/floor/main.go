@@ -7,10 +7,15 @@
 // the same fixed result: what any server that really runs the query pays,
 // with nothing governed, masked or recorded.
 //
-//	floor -text result.json [-structured] [-query SQL] [-listen 127.0.0.1:0]
+//	floor -text result.json [-structured] [-query SQL] [-listen 127.0.0.1:0 [-stateless]]
 //
 // Without -listen it serves stdio; with it, streamable HTTP at /mcp, and
 // it prints "floor listening addr=HOST:PORT" on stderr once it listens.
+// -stateless serves HTTP without sessions, which is how the SDK's handler
+// accepts a 2026-07-28 client: its default, stateful handler refuses that
+// version, and the SDK's client then falls back to a 2025-11-25 session
+// (initialize, Mcp-Session-Id, responses as event streams), so that floor
+// and a 2026-07-28 warden would be measured in two protocol eras.
 package main
 
 import (
@@ -33,14 +38,15 @@ func main() {
 	structured := flag.Bool("structured", false, "also send the text as structuredContent")
 	listen := flag.String("listen", "", "serve streamable HTTP on this address instead of stdio")
 	query := flag.String("query", "", "run this query on $BENCH_DSN on every call before answering")
+	stateless := flag.Bool("stateless", false, "serve streamable HTTP without sessions (what a 2026-07-28 client needs)")
 	flag.Parse()
-	if err := run(*textFile, *structured, *query, *listen); err != nil {
+	if err := run(*textFile, *structured, *query, *listen, *stateless); err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
 }
 
-func run(textFile string, structured bool, query, listen string) error {
+func run(textFile string, structured bool, query, listen string, stateless bool) error {
 	text, err := os.ReadFile(textFile)
 	if err != nil {
 		return err
@@ -90,7 +96,7 @@ func run(textFile string, structured bool, query, listen string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "floor listening addr=%s\n", ln.Addr())
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: stateless})
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", h)
 	hs := &http.Server{Handler: mux}
